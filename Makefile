@@ -1,0 +1,42 @@
+# nvm-lstm: `make test` and `make flow` bootstrap .venv when it is missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+# PyTorch spec read from the environment: CI pins the CPU build (TORCH_SPEC=torch==2.13.0).
+TORCH_SPEC ?= torch
+EXTRAS ?= test,bench
+FLOW_OUT ?= runs/flow
+
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.nvmlstm-stamp
+
+.PHONY: test flow venv bench clean
+
+venv: $(STAMP)
+
+# The stamp records what the venv was built from; a changed pyproject.toml, Makefile or
+# TORCH_SPEC rebuilds it.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(VPY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@echo "$(TORCH_SPEC) $(EXTRAS)" > $(STAMP)
+
+# Rebuild when TORCH_SPEC differs from the one the venv was built with.
+ifneq ($(wildcard $(STAMP)),)
+ifneq ($(shell cat $(STAMP)),$(TORCH_SPEC) $(EXTRAS))
+.PHONY: $(STAMP)
+endif
+endif
+
+test: $(STAMP)
+	$(VPY) -m pytest -q
+
+flow: $(STAMP)
+	$(VENV)/bin/nvmlstm flow --out $(FLOW_OUT)
+
+bench: $(STAMP)
+	$(VPY) benchmarks/golden_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

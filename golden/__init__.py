@@ -1,0 +1,20 @@
+"""Golden model of the NVM LSTM accelerator: the bit-exact arithmetic contract (numpy only).
+
+`docs/datapath.md` states the contract in words; this package is its executable form.
+"""
+
+from .config import ConfigError, LstmConfig, default_config, load_config
+from .io import FileFormatError, load_model, load_vectors, save_model, save_vectors
+from .lstm import InputError, golden_forward
+from .model import FloatLayer, FloatModel, HeadParams, LayerParams, ModelError, QuantizedModel
+from .nvm import NonIdealities
+from .ptq import quantize_model, random_model
+from .reference import float_forward
+
+__all__ = [
+    "ConfigError", "FileFormatError", "InputError", "ModelError",
+    "LstmConfig", "default_config", "load_config",
+    "QuantizedModel", "LayerParams", "HeadParams", "FloatModel", "FloatLayer",
+    "NonIdealities", "golden_forward", "float_forward", "quantize_model", "random_model",
+    "save_model", "load_model", "save_vectors", "load_vectors",
+]

@@ -1,0 +1,311 @@
+"""Model and vector files: versioned, hashed, deterministic, written atomically.
+
+Model: ``NAME.npz`` (arrays, see `QuantizedModel.arrays`) plus ``NAME.json`` (manifest)::
+
+    {"format": "nvm-lstm-model", "schema_version": 1, "config": {...},
+     "arrays": {"l0_weights": {"dtype": "<i2", "shape": [128, 41], "sha256": "..."}, ...},
+     "model_sha256": "...", "metadata": {...}}
+
+Vectors: ``DIR/vectors.npz`` plus ``DIR/vectors.json`` (see `VECTOR_ARRAYS` and `golden.lstm` for the
+arrays). Every ``.npz`` is written with fixed zip timestamps and sorted, uncompressed members, so the same
+contents give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .config import ConfigError, LstmConfig
+from .model import ModelError, QuantizedModel, array_sha256
+
+__all__ = [
+    "FileFormatError",
+    "MODEL_FORMAT",
+    "VECTORS_FORMAT",
+    "SCHEMA_VERSION",
+    "write_npz",
+    "read_npz",
+    "save_model",
+    "load_model",
+    "save_vectors",
+    "load_vectors",
+    "atomic_output_dir",
+    "write_text_atomic",
+    "vector_descriptions",
+]
+
+MODEL_FORMAT = "nvm-lstm-model"
+VECTORS_FORMAT = "nvm-lstm-vectors"
+SCHEMA_VERSION = 1
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class FileFormatError(ValueError):
+    """A model or vector file is missing, unreadable, of another format/version, or corrupted."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Deterministic npz and atomic writes
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an ``.npz`` readable by ``numpy.load``, byte-identical for identical contents,
+    atomically (a temporary file renamed over ``path``)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), version=(1, 0), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, member.getvalue())
+    _write_bytes_atomic(Path(path), buf.getvalue())
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise FileFormatError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    _write_bytes_atomic(Path(path), text.encode("utf-8"))
+
+
+def _json_text(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory; on success its files land in ``out``, on any error nothing does.
+
+    A missing ``out`` appears whole (one rename). An existing ``out`` receives each file by an atomic
+    replace. Parent directories created here are removed again on failure.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory")
+    created: list[Path] = []
+    parent = out.parent
+    for p in reversed([parent, *parent.parents]):
+        if not p.exists():
+            p.mkdir()
+            created.append(p)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        yield tmp
+        if not out.exists():
+            os.rename(tmp, out)
+        else:
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+            tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for p in reversed(created):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+# ------------------------------------------------------------------------------------------------
+# Manifests
+def _array_entries(arrays: Mapping[str, np.ndarray], descriptions: Mapping[str, str] | None = None) -> dict:
+    entries = {}
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        e = {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)}
+        if descriptions is not None:
+            e["description"] = descriptions.get(k, "")
+        entries[k] = e
+    return entries
+
+
+def _read_manifest(path: Path, fmt: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: manifest not found (a {fmt} file is an .npz plus its .json manifest)") from None
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read manifest: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}: manifest is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(doc, dict):
+        raise FileFormatError(f"{path}: manifest must be a JSON object")
+    if doc.get("format") != fmt:
+        raise FileFormatError(f"{path}: format is {doc.get('format')!r}, expected {fmt!r}")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise FileFormatError(
+            f"{path}: schema_version {doc.get('schema_version')!r} is not supported (this version reads "
+            f"{SCHEMA_VERSION})"
+        )
+    for key in ("config", "arrays"):
+        if not isinstance(doc.get(key), dict):
+            raise FileFormatError(f"{path}: manifest key {key!r} is missing or not an object")
+    return doc
+
+
+def _check_arrays(npz_path: Path, arrays: Mapping[str, np.ndarray], listed: Mapping[str, Any]) -> None:
+    missing = sorted(set(listed) - set(arrays))
+    if missing:
+        raise FileFormatError(f"{npz_path}: array{'s' if len(missing) > 1 else ''} {', '.join(missing)} listed in "
+                              f"the manifest but missing")
+    extra = sorted(set(arrays) - set(listed))
+    if extra:
+        raise FileFormatError(f"{npz_path}: array{'s' if len(extra) > 1 else ''} {', '.join(extra)} not listed in "
+                              f"the manifest")
+    for k in sorted(listed):
+        entry = listed[k]
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            raise FileFormatError(f"{npz_path}: manifest entry for array {k} has no sha256")
+        if array_sha256(arrays[k]) != entry["sha256"]:
+            raise FileFormatError(
+                f"{npz_path}: array {k} does not match the sha256 in its manifest (corrupted or edited)"
+            )
+
+
+def _config_from_manifest(path: Path, doc: dict) -> LstmConfig:
+    try:
+        return LstmConfig.from_dict(doc["config"], where=f"{path}: config")
+    except ConfigError as exc:
+        raise FileFormatError(str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Models
+def _manifest_path(npz: Path) -> Path:
+    return npz.with_suffix(".json")
+
+
+def save_model(model: QuantizedModel, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``path`` (``.npz``) and its manifest ``path`` with suffix ``.json``; returns the manifest path."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise FileFormatError(f"{path}: a model file name must end in .npz")
+    arrays = model.arrays()
+    doc = {
+        "format": MODEL_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "config": model.config.to_dict(),
+        "arrays": _array_entries(arrays),
+        "model_sha256": model.digest(),
+        "metadata": dict(metadata or {}),
+    }
+    write_npz(path, arrays)
+    write_text_atomic(_manifest_path(path), _json_text(doc))
+    return _manifest_path(path)
+
+
+def load_model(path: str | Path, *, with_metadata: bool = False) -> QuantizedModel | tuple[QuantizedModel, dict]:
+    """Read and validate a model file; every problem is a `FileFormatError` naming the file and what is wrong."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise FileFormatError(f"{path}: a model file name must end in .npz")
+    if not path.exists():
+        raise FileFormatError(f"{path}: model file not found")
+    doc = _read_manifest(_manifest_path(path), MODEL_FORMAT)
+    cfg = _config_from_manifest(_manifest_path(path), doc)
+    arrays = read_npz(path)
+    _check_arrays(path, arrays, doc["arrays"])
+    try:
+        model = QuantizedModel.from_arrays(cfg, arrays)
+    except ModelError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    if doc.get("model_sha256") != model.digest():
+        raise FileFormatError(f"{path}: model_sha256 in the manifest does not match the model")
+    if with_metadata:
+        meta = doc.get("metadata", {})
+        return model, meta if isinstance(meta, dict) else {}
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Vectors
+def vector_descriptions(cfg: LstmConfig) -> dict[str, str]:
+    """What each array of a vector file holds (stored in ``vectors.json``)."""
+    d = {
+        "inputs": "input DAC codes x_t (sequences, steps, input_size)",
+        "outputs": "output codes: head ADC codes summed over row tiles (sequences, steps, output_size)",
+        "h": "last layer h_t DAC codes (sequences, steps, hidden_size)",
+        "head_adc": "head ADC codes per row tile (sequences, steps, head_row_tiles, output_size)",
+    }
+    for l in range(cfg.num_layers):
+        d[f"l{l}_adc"] = f"layer {l} ADC codes per row tile and column, gates i,f,g,o (sequences, steps, row_tiles, 4H)"
+        d[f"l{l}_acc"] = f"layer {l} ADC codes summed over row tiles (sequences, steps, 4H)"
+        d[f"l{l}_idx"] = f"layer {l} activation-table index (sequences, steps, 4H)"
+        d[f"l{l}_gates"] = f"layer {l} gate outputs, {cfg.frac_bits} fractional bits (sequences, steps, 4H)"
+        d[f"l{l}_c"] = f"layer {l} cell state c_t, {cfg.frac_bits} fractional bits (sequences, steps, H)"
+        d[f"l{l}_tanh_c"] = f"layer {l} tanh(c_t), {cfg.frac_bits} fractional bits (sequences, steps, H)"
+        d[f"l{l}_h"] = f"layer {l} h_t DAC codes (sequences, steps, H)"
+    return d
+
+
+def save_vectors(out_dir: str | Path, model: QuantizedModel, trace: Mapping[str, np.ndarray],
+                 *, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``vectors.npz`` and ``vectors.json`` into the existing directory ``out_dir``."""
+    out_dir = Path(out_dir)
+    cfg = model.config
+    desc = vector_descriptions(cfg)
+    missing = sorted(set(desc) - set(trace))
+    if missing:
+        raise ValueError(f"trace lacks {', '.join(missing)}: run golden_forward with trace=True")
+    arrays = {k: np.asarray(trace[k], dtype=np.int32) for k in desc}
+    S, T = arrays["inputs"].shape[:2]
+    doc = {
+        "format": VECTORS_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "config": cfg.to_dict(),
+        "model_sha256": model.digest(),
+        "sequences": int(S),
+        "steps": int(T),
+        "initial_state": "every sequence starts from cleared state: c = 0, h = 0 in every layer",
+        "arrays": _array_entries(arrays, desc),
+        "metadata": dict(metadata or {}),
+    }
+    write_npz(out_dir / "vectors.npz", arrays)
+    write_text_atomic(out_dir / "vectors.json", _json_text(doc))
+
+
+def load_vectors(vec_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and validate ``vectors.npz`` + ``vectors.json``; returns (manifest, arrays)."""
+    vec_dir = Path(vec_dir)
+    doc = _read_manifest(vec_dir / "vectors.json", VECTORS_FORMAT)
+    cfg = _config_from_manifest(vec_dir / "vectors.json", doc)
+    arrays = read_npz(vec_dir / "vectors.npz")
+    _check_arrays(vec_dir / "vectors.npz", arrays, doc["arrays"])
+    missing = sorted(set(vector_descriptions(cfg)) - set(arrays))
+    if missing:
+        raise FileFormatError(f"{vec_dir / 'vectors.npz'}: missing array{'s' if len(missing) > 1 else ''} "
+                              f"{', '.join(missing)}")
+    doc["config"] = cfg
+    return doc, arrays
