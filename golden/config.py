@@ -105,7 +105,7 @@ class LstmConfig:
     lut_bits: int = 8
     lut_frac: int = 4
     frac_bits: int = 7
-    cell_bits: int = 12
+    cell_bits: int = 11
     scale_bits: int = 12
     scale_shift: int = 6
     adc_step_bits: int = 16
@@ -277,6 +277,8 @@ def load_config(path: str | Path) -> LstmConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): a config file is JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

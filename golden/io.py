@@ -63,7 +63,7 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), version=(1, 0), allow_pickle=False)
+            np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), version=(1, 0), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             info.create_system = 3
@@ -121,6 +121,7 @@ def atomic_output_dir(out: str | Path) -> Iterator[Path]:
             created.append(p)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary output directory
         yield tmp
         if not out.exists():
             os.rename(tmp, out)
@@ -141,7 +142,7 @@ def atomic_output_dir(out: str | Path) -> Iterator[Path]:
 def _array_entries(arrays: Mapping[str, np.ndarray], descriptions: Mapping[str, str] | None = None) -> dict:
     entries = {}
     for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
+        a = np.asarray(arrays[k], order="C")
         e = {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)}
         if descriptions is not None:
             e["description"] = descriptions.get(k, "")
@@ -156,6 +157,8 @@ def _read_manifest(path: Path, fmt: str) -> dict:
         raise FileFormatError(f"{path}: manifest not found (a {fmt} file is an .npz plus its .json manifest)") from None
     except OSError as exc:
         raise FileFormatError(f"{path}: cannot read manifest: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{path}: manifest is not UTF-8 text (byte {exc.start})") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -27,7 +27,7 @@ class ModelError(ValueError):
 
 def array_sha256(a: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and C-order little-endian bytes."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")  # not ascontiguousarray: it turns a 0-d array into shape (1,)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     h = hashlib.sha256()

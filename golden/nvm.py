@@ -14,6 +14,7 @@ changes a number; row tiling does, because every row tile has its own ADC conver
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -89,10 +90,10 @@ class NonIdealities:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "seed":
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 0:
                     raise ValueError(f"seed must be a non-negative integer, not {v!r}")
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{f.name} must be a finite number >= 0, not {v!r}")
             if f.name.endswith("_rate") and v > 1:
                 raise ValueError(f"{f.name} must be at most 1, not {v!r}")

@@ -80,7 +80,7 @@ def div_round_half_away(p: np.ndarray | int, step: np.ndarray | int) -> np.ndarr
     p = np.asarray(p, dtype=np.int64)
     step = np.asarray(step, dtype=np.int64)
     if np.any(step < 1):
-        raise ValueError("ADC step must be >= 1")
+        raise ValueError(f"ADC step must be >= 1, not {int(step.min())}")
     return np.sign(p) * ((2 * np.abs(p) + step) // (2 * step))
 
 
@@ -96,9 +96,12 @@ def quantize(x: np.ndarray | float, scale: np.ndarray | float, bits: int, rule: 
     """
     qmax = symmetric_max(bits)
     scale = np.asarray(scale, dtype=np.float64)
-    if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
-        raise ValueError("quantization scale must be positive and finite")
+    bad = ~np.isfinite(scale) | ~(scale > 0)
+    if np.any(bad):
+        raise ValueError(f"quantization scale must be positive and finite, not {float(scale[bad].flat[0])!r}")
     x = np.asarray(x, dtype=np.float64)
-    if np.any(~np.isfinite(x)):
-        raise ValueError("cannot quantize NaN or infinite values")
+    bad = ~np.isfinite(x)
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"cannot quantize {float(x[where])!r} at index {where}: values must be finite")
     return np.clip(round_float(x / scale, rule), -qmax, qmax).astype(np.int64)

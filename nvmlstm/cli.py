@@ -1,0 +1,166 @@
+"""The ``nvmlstm`` command line: a thin layer over the packages; every error is one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, not 0")
+    return v
+
+
+# ------------------------------------------------------------------------------------------------
+def _load_inputs(path: Path, cfg) -> np.ndarray:
+    from golden.lstm import check_input_codes
+
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{path}: inputs file not found") from None
+    except (ValueError, OSError) as exc:
+        raise CliError(f"{path}: not a readable .npy file ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise CliError(f"{path}: expected a .npy array of input codes, not an .npz archive")
+    return check_input_codes(arr, cfg, where=str(path))
+
+
+def _print_coverage(cov: dict) -> None:
+    for name, stats in cov.items():
+        print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from golden.config import load_config
+    from golden.io import load_model
+    from golden.ptq import random_model
+    from golden.vectors import input_rng, random_inputs, write_golden_dir
+
+    if args.config is not None:
+        if not args.random_weights:
+            raise CliError("--config needs --random-weights (or give a trained model with --model MODEL.npz)")
+        cfg = load_config(args.config)
+        model = None
+    else:
+        if args.random_weights:
+            raise CliError("--random-weights goes with --config, not with --model")
+        model = load_model(args.model)
+        cfg = model.config
+    if args.inputs is not None:
+        if args.sequences is not None or args.steps is not None:
+            raise CliError("--inputs gives the sequences; do not combine it with --sequences/--steps")
+        inputs = _load_inputs(args.inputs, cfg)
+        source = {"kind": "file", "file": args.inputs.name}
+    else:
+        S = 8 if args.sequences is None else args.sequences
+        T = 16 if args.steps is None else args.steps
+        inputs = random_inputs(cfg, input_rng(args.seed), S, T)
+        source = {"kind": "random-uniform", "seed": args.seed}
+    if model is None:
+        model, _ = random_model(cfg, args.seed, inputs)
+        model_source = {"kind": "random", "seed": args.seed}
+    else:
+        model_source = {"kind": "file", "file": Path(args.model).name}
+    meta = {"generator": "nvmlstm golden", "inputs": source, "model": model_source}
+    cov = write_golden_dir(args.out, model, inputs, metadata=meta)
+    S, T, _ = inputs.shape
+    print(f"wrote {args.out}/vectors.npz, vectors.json, model.npz, model.json: {S} sequences x {T} steps, "
+          f"model {model.digest()[:16]}")
+    _print_coverage(cov)
+    return 0
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    """The main job. Until the RTL and regression stages exist it runs the golden model on the config."""
+    from golden.config import default_config, load_config
+    from golden.ptq import random_model
+    from golden.vectors import input_rng, random_inputs, write_golden_dir
+
+    cfg = load_config(args.config) if args.config is not None else default_config()
+    inputs = random_inputs(cfg, input_rng(args.seed), args.sequences, args.steps)
+    model, _ = random_model(cfg, args.seed, inputs)
+    out = Path(args.out) / "golden"
+    meta = {"generator": "nvmlstm flow", "inputs": {"kind": "random-uniform", "seed": args.seed},
+            "model": {"kind": "random", "seed": args.seed}}
+    print(f"[flow] config: {json.dumps(cfg.to_dict(), sort_keys=True)}")
+    cov = write_golden_dir(out, model, inputs, metadata=meta)
+    print(f"[flow] golden vectors: {out} ({args.sequences} sequences x {args.steps} steps)")
+    _print_coverage(cov)
+    return 0
+
+
+class _UsageError(Exception):
+    """A command-line syntax error; reported as one line like every other error (no usage dump)."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="nvmlstm", description="NVM-array LSTM: golden model, RTL, regression.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("golden", help="write reference vectors (and the model) from the golden model")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="config JSON (with --random-weights)")
+    src.add_argument("--model", type=Path, help="quantized model MODEL.npz (with MODEL.json beside it)")
+    g.add_argument("--random-weights", action="store_true", help="random model for --config, ADC-calibrated")
+    g.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the random weights and inputs (default 0)")
+    g.add_argument("--sequences", type=_pos_int, help="random input sequences (default 8)")
+    g.add_argument("--steps", type=_pos_int, help="timesteps per random sequence (default 16)")
+    g.add_argument("--inputs", type=Path, help="input codes as .npy (sequences, steps, input_size) instead of random")
+    g.add_argument("--out", type=Path, required=True, help="output directory")
+    g.set_defaults(func=cmd_golden)
+
+    f = sub.add_parser("flow", help="the end-to-end job on a config (default: the built-in default)")
+    f.add_argument("--config", type=Path, help="config JSON (default: built-in)")
+    f.add_argument("--seed", type=_nonneg_int, default=0)
+    f.add_argument("--sequences", type=_pos_int, default=16)
+    f.add_argument("--steps", type=_pos_int, default=16)
+    f.add_argument("--out", type=Path, default=Path("runs/flow"))
+    f.set_defaults(func=cmd_flow)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (CliError, ValueError, OSError) as exc:
+        print(f"nvmlstm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
