@@ -1,0 +1,448 @@
+"""Generation of an RTL directory: the accelerator top, the NVM macro model and stub, file lists, Verilator
+waivers, weight images, and a manifest that describes and hashes all of it (docs/verilog.md).
+
+Everything is written through `golden.io.atomic_output_dir` (all files or none) and is deterministic: the
+same config, model, options and tool versions give byte-identical files, with no time stamp, user name or
+absolute path in any of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from golden.config import LstmConfig
+from golden.io import atomic_output_dir, write_text_atomic
+from golden.model import QuantizedModel
+
+from .errors import GenError
+from .hexfile import format_hex, tile_codes
+from .lint import TOP_FILE, TOP_WAIVERS, iverilog_compile, verilator_lint, waivers_vlt
+from .render import render_macro_model, render_macro_stub
+from .synth import synthesize
+from .tools import find_yosys
+
+__all__ = ["RTL_FORMAT", "SCHEMA_VERSION", "TOP_MODULE", "FILES", "GenerateResult", "generate_rtl",
+           "convert_top", "build_top", "manifest_ports", "mark_used"]
+
+RTL_FORMAT = "nvm-lstm-rtl"
+SCHEMA_VERSION = 1
+TOP_MODULE = "nvm_lstm_top"
+MACRO_FILE = "nvm_array_macro.v"
+STUB_FILE = "nvm_array_macro_stub.v"
+WAIVER_FILE = "waivers.vlt"
+FILELIST = "filelist.f"
+FILELIST_SYNTH = "filelist_synth.f"
+MANIFEST = "manifest.json"
+
+#: Every fixed file of an RTL directory and what it is (the weight images ``<tile>.hex`` come on top).
+FILES = {
+    TOP_FILE: "accelerator top and its submodules (Amaranth output)",
+    MACRO_FILE: "behavioral model of the NVM array macro (simulation only)",
+    STUB_FILE: "black-box stub of the NVM array macro (synthesis, tape-out)",
+    WAIVER_FILE: "Verilator -Wall waivers for the generated top only",
+    FILELIST: "simulation/lint file list: waivers, macro model, top",
+    FILELIST_SYNTH: "synthesis file list: macro stub, top",
+    MANIFEST: "this manifest",
+}
+
+LATENCY_FORMULAS = {
+    "layer_step_cyc": "macro_latency + ceil(hidden_size / lanes) + 3",
+    "head_cyc": "macro_latency + 1",
+    "timestep_cyc": "1 + num_layers * layer_step_cyc + head_cyc + 1",
+    "sequence_cyc": "steps * timestep_cyc (cycles from start to done, no stream stalls)",
+}
+
+
+@dataclass
+class GenerateResult:
+    """What `generate_rtl` wrote and measured.
+
+    Parameters
+    ----------
+    out : Path
+        The RTL directory.
+    manifest : dict
+        The contents of ``manifest.json``.
+    seconds : dict
+        Wall time of each stage (``convert``, ``synth``, ``lint``, ``total``); not in the manifest.
+    """
+
+    out: Path
+    manifest: dict
+    seconds: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+def build_top(cfg: LstmConfig, lanes: int | None, macro_latency: int):
+    """The accelerator for Verilog (macros as ``nvm_array_macro`` instances); argument errors name the
+    option and its valid range."""
+    from hdl.accelerator import NvmLstmAccelerator  # imports point down: gen -> hdl -> golden
+
+    H = cfg.hidden_size
+    lanes = H if lanes is None else lanes
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= H:
+        raise GenError(f"lanes must be an integer from 1 to hidden_size ({H}), not {lanes!r}")
+    if isinstance(macro_latency, bool) or not isinstance(macro_latency, int) or not 1 <= macro_latency <= 64:
+        raise GenError(f"macro latency must be an integer from 1 to 64, not {macro_latency!r}")
+    return NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency, macro_model="instance")
+
+
+def mark_used(top) -> None:
+    """Tell Amaranth that ``top`` and its macros were deliberately not elaborated (no UnusedElaboratable
+    warnings when generation stops before conversion, or when a top is built only for its properties)."""
+    for e in (top, *getattr(top, "macros", ())):
+        e._MustUse__used = True
+
+
+_SRC_ATTR = re.compile(r"\(\*[^*]*\bsrc\s*=")
+
+
+def convert_top(top) -> tuple[str, str]:
+    """Verilog of ``top`` as module ``nvm_lstm_top`` (no ``src`` attributes) and the version of the Yosys
+    Amaranth used to write it."""
+    from amaranth.back import verilog
+    from amaranth.back.verilog import find_yosys as amaranth_find_yosys
+
+    text = verilog.convert(top, name=TOP_MODULE, emit_src=False)
+    if _SRC_ATTR.search(text):
+        raise GenError("the Amaranth output has src attributes (source paths) despite emit_src=False")
+    # The same requirement as amaranth.back.verilog; tells which Yosys (system or built-in) wrote the text.
+    # amaranth._toolchain is not public API: if it changes, the manifest says "unknown" rather than failing.
+    try:
+        yosys = amaranth_find_yosys(lambda ver: ver >= (0, 40))
+        ver = yosys.version()
+        kind = "built-in" if "Builtin" in yosys.__name__ else "system"
+        return text, f"yosys {'.'.join(map(str, ver)) if ver else '?'} ({kind})"
+    except Exception:  # noqa: BLE001 - only the version label depends on it
+        return text, "unknown"
+
+
+def _top_ports(text: str) -> list[dict]:
+    """Ports of module ``nvm_lstm_top`` as the Verilog declares them (name, direction, width), in the order
+    of its port list."""
+    m = re.search(rf"^module {TOP_MODULE}\(([^)]*)\);(.*?)^endmodule", text, re.MULTILINE | re.DOTALL)
+    if m is None:
+        raise GenError(f"module {TOP_MODULE} not found in the generated Verilog")
+    order = [p.strip() for p in m.group(1).split(",")]
+    decl = {}
+    for d, msb, name in re.findall(r"^\s*(input|output|inout)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", m.group(2),
+                                   re.MULTILINE):
+        decl[name] = {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
+    missing = [p for p in order if p not in decl]
+    if missing:
+        raise GenError(f"ports {', '.join(missing)} of {TOP_MODULE} have no declaration in the generated Verilog")
+    return [decl[p] for p in order]
+
+
+def _flatten_layout(layout, prefix: str, offset: int = 0) -> list[dict]:
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+
+    if isinstance(layout, data.ArrayLayout):
+        w = Shape.cast(layout.elem_shape).width
+        out = []
+        for i in range(layout.length):
+            out += _flatten_layout(layout.elem_shape, f"{prefix}[{i}]", offset + i * w)
+        return out
+    if isinstance(layout, data.StructLayout):
+        out = []
+        for name, fld in layout:
+            out += _flatten_layout(fld.shape, f"{prefix}.{name}" if prefix else name, offset + fld.offset)
+        return out
+    shape = Shape.cast(layout)
+    return [{"field": prefix, "lsb": offset, "width": shape.width, "signed": shape.signed}]
+
+
+def manifest_ports(top, text: str) -> dict:
+    """Top-level ports and the bit layout of the two stream payloads."""
+    ports = _top_ports(text)
+    layouts = {
+        "inp__payload": {"fields": sorted(_flatten_layout(top.in_layout, "x"), key=lambda f: f["lsb"]),
+                         "meaning": "x_t DAC codes of one timestep"},
+        "out__payload": {"fields": sorted(_flatten_layout(top.out_layout, ""), key=lambda f: f["lsb"]),
+                         "meaning": "output codes and every layer's h_t codes of one timestep"},
+    }
+    widths = {p["name"]: p["width"] for p in ports}
+    for name, lay in layouts.items():
+        total = sum(f["width"] for f in lay["fields"])
+        if widths.get(name) != total:
+            raise GenError(f"{name}: the Verilog port is {widths.get(name)} bits but its layout covers {total}")
+        lay["width"] = total
+    return {"ports": ports, "payload_layouts": layouts}
+
+
+def _instance_paths(text: str, pmap) -> dict[str, str]:
+    """Hierarchical instance name (below the top) of every macro, checked against the Verilog text."""
+    paths = {}
+    for ref in pmap.tiles:
+        wrapper = f"macro_{ref.name}"
+        body = re.search(rf"^module \\{TOP_MODULE}\.{wrapper} \(.*?^endmodule", text, re.MULTILINE | re.DOTALL)
+        if body is None or not re.search(r"^\s*nvm_array_macro\s+#\(.*?\)\s+macro\s+\(", body.group(0),
+                                         re.MULTILINE | re.DOTALL):
+            raise GenError(f"macro instance {wrapper}.macro not found in the generated Verilog")
+        paths[ref.name] = f"{wrapper}.macro"
+    return paths
+
+
+def _program_map(pmap, cfg: LstmConfig) -> dict:
+    lo = pmap.row_bits + pmap.col_bits
+    regs = [{"index": l, "address": pmap.step_address(l), "name": f"adc_step_l{l}",
+             "bits": cfg.adc_step_bits, "meaning": f"ADC step of layer {l} (0 is stored as 1)"}
+            for l in range(cfg.num_layers)]
+    regs.append({"index": cfg.num_layers, "address": pmap.step_address(None), "name": "adc_step_head",
+                 "bits": cfg.adc_step_bits, "meaning": "ADC step of the head (0 is stored as 1)"})
+    for l in range(cfg.num_layers):
+        for g, gn in enumerate("ifgo"):
+            regs.append({"index": cfg.num_layers + 1 + 4 * l + g, "address": pmap.scale_address(l, g),
+                         "name": f"scale_l{l}_{gn}", "bits": cfg.scale_bits,
+                         "meaning": f"gate scale of layer {l}, gate {gn}"})
+    return {
+        "addr_bits": pmap.addr_bits,
+        "data_bits": pmap.data_bits,
+        "select_bit": pmap.addr_bits - 1,
+        "select": "prog_addr[select_bit] = 0: weight cell, 1: register",
+        "weight_fields": {
+            "col": {"lsb": 0, "width": pmap.col_bits},
+            "row": {"lsb": pmap.col_bits, "width": pmap.row_bits},
+            "tile": {"lsb": lo, "width": pmap.tile_bits, "meaning": "global tile index (macros[].global_index)"},
+        },
+        "weight_data": f"prog_data[{cfg.weight_bits - 1}:0], two's complement weight code",
+        "register_field": {"lsb": 0, "width": pmap.reg_bits},
+        "registers": regs,
+        "writes_while": "idle (busy low)",
+    }
+
+
+def _hex_header(ref, cfg: LstmConfig, model_digest: str) -> list[str]:
+    t = ref.tile
+    owner = "head" if ref.layer is None else f"layer {ref.layer}"
+    return [
+        f"{ref.name}: weight image of macro instance macro_{ref.name}.macro (global tile {ref.global_index})",
+        f"{owner} matrix rows [{t.row_start}, {t.row_stop}) x columns [{t.col_start}, {t.col_stop}), "
+        f"zero beyond the matrix edge",
+        f"{cfg.array_rows} x {cfg.array_cols} cells, address = row * {cfg.array_cols} + col, "
+        f"{cfg.weight_bits}-bit two's complement",
+        f"model sha256 {model_digest}",
+    ]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _forbidden_strings(out: Path, tmp: Path) -> list[str]:
+    cands = {str(out.resolve()), str(tmp.resolve()), str(Path.cwd().resolve()), str(Path.home()),
+             str(Path(__file__).resolve().parents[1])}
+    return sorted(c for c in cands if len(c) > 1)
+
+
+def _tool_versions(convert_yosys: str) -> dict:
+    return {
+        "amaranth": metadata.version("amaranth"),
+        "amaranth_verilog_backend": convert_yosys,
+        "jinja2": metadata.version("jinja2"),
+        "nvm_lstm": metadata.version("nvm-lstm") if _has_dist("nvm-lstm") else "unknown",
+        "python": platform.python_version(),
+    }
+
+
+def _has_dist(name: str) -> bool:
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _check_out_dir(out: Path) -> None:
+    """An RTL directory is new, empty, or an earlier output of this generator (whose files it replaces):
+    never a directory with other files, which a stale file list or manifest would misdescribe."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise GenError(f"{out}: exists and is not a directory")
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return
+    try:
+        doc = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        ours = isinstance(doc, dict) and doc.get("format") == RTL_FORMAT
+        listed = set(doc.get("files", {})) | {MANIFEST} if ours else set()
+    except (OSError, ValueError):
+        ours, listed = False, set()
+    foreign = [p for p in present if p not in listed]
+    if not ours or foreign:
+        what = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise GenError(f"{out}: directory is not empty and not an earlier `nvmlstm generate` output "
+                       f"(found {what}); give a new or empty directory")
+
+
+# --------------------------------------------------------------------------------------------------
+def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | None = None,
+                 model_name: str | None = None, lanes: int | None = None, macro_latency: int = 2,
+                 synth: bool = True, lint: bool = False, log: Callable[[str], None] | None = None
+                 ) -> GenerateResult:
+    """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
+
+    Parameters
+    ----------
+    out : path
+        RTL directory: new, empty, or an earlier output of this function (stale files of it are removed).
+    cfg : LstmConfig
+    model : QuantizedModel, optional
+        If given, one ``<tile>.hex`` weight image per macro; its config must equal ``cfg``.
+    model_name : str, optional
+        File name of the model recorded in the manifest (a base name, never a path).
+    lanes : int, optional
+        Hidden-unit lanes, 1 to ``hidden_size`` (default ``hidden_size``).
+    macro_latency : int
+        Read latency of the macros (1 to 64).
+    synth : bool
+        Run the Yosys synthesis check (statistics go into the manifest).
+    lint : bool
+        Run ``verilator --lint-only -Wall`` and ``iverilog -g2012`` on the result before it is committed.
+    log : callable, optional
+        Receives one-line progress messages.
+
+    Raises
+    ------
+    GenError
+        Bad arguments, a missing tool (with how to install it), a failed check. Nothing is written then.
+    """
+    t_start = time.monotonic()
+    say = log or (lambda _msg: None)
+    out = Path(out)
+    if not isinstance(cfg, LstmConfig):
+        raise GenError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+    if model is not None and model.config != cfg:
+        raise GenError("the model's config differs from the config to generate for")
+    _check_out_dir(out)
+    top = build_top(cfg, lanes, macro_latency)
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        yosys = find_yosys() if synth else None  # fail before the slow steps, with the install hint
+        top_text, convert_yosys = convert_top(top)
+    except BaseException:
+        mark_used(top)
+        raise
+    seconds["convert"] = time.monotonic() - t0
+    say(f"converted {TOP_MODULE} ({len(top_text.splitlines())} lines, {len(top.macros)} macros) "
+        f"in {seconds['convert']:.1f} s")
+    pmap = top.pmap
+    inst_paths = _instance_paths(top_text, pmap)
+    macro_params = [mac.verilog_parameters() for mac in top.macros]
+
+    files: dict[str, str] = {
+        TOP_FILE: top_text,
+        MACRO_FILE: render_macro_model(macro_params[0]),
+        STUB_FILE: render_macro_stub(macro_params[0]),
+        WAIVER_FILE: waivers_vlt(),
+        FILELIST: "\n".join([WAIVER_FILE, MACRO_FILE, TOP_FILE]) + "\n",
+        FILELIST_SYNTH: "\n".join([STUB_FILE, TOP_FILE]) + "\n",
+    }
+    roles = dict(FILES)
+    hex_names: dict[str, str] = {}
+    if model is not None:
+        digest = model.digest()
+        for ref in pmap.tiles:
+            w = model.head.weights if ref.layer is None else model.layers[ref.layer].weights
+            codes = tile_codes(w, ref.tile, cfg.array_rows, cfg.array_cols)
+            name = f"{ref.name}.hex"
+            files[name] = format_hex(codes, cfg.weight_bits, _hex_header(ref, cfg, digest))
+            roles[name] = f"weight image of macro {ref.name} ($readmemh, INIT_FILE)"
+            hex_names[ref.name] = name
+
+    macros = []
+    for ref, params in zip(pmap.tiles, macro_params):
+        t = ref.tile
+        macros.append({
+            "name": ref.name,
+            "global_index": ref.global_index,
+            "matrix": "head" if ref.layer is None else "layer",
+            "layer": ref.layer,
+            "tile_index": t.index,
+            "row_tile": t.row_tile,
+            "col_tile": t.col_tile,
+            "rows": [t.row_start, t.row_stop],
+            "cols": [t.col_start, t.col_stop],
+            "instance": inst_paths[ref.name],
+            "module": "nvm_array_macro",
+            "parameters": params,
+            "hex_file": hex_names.get(ref.name),
+        })
+
+    manifest: dict[str, Any] = {
+        "format": RTL_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "generator": "nvmlstm generate",
+        "top": TOP_MODULE,
+        "config": cfg.to_dict(),
+        "lanes": top.lanes,
+        "macro_latency": top.macro_latency,
+        "model": None if model is None else {"sha256": model.digest(),
+                                             "file": None if model_name is None else Path(model_name).name},
+        "latency": {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
+                    for k, f in LATENCY_FORMULAS.items()},
+        **manifest_ports(top, top_text),
+        "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
+        "macros": macros,
+        "program_map": _program_map(pmap, cfg),
+        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH},
+        "waivers": {rule: {"file": TOP_FILE, "reason": why} for rule, why in sorted(TOP_WAIVERS.items())},
+        "hex_format": ("$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
+                       "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"),
+        "tools": _tool_versions(convert_yosys),
+        "synthesis": None,
+        "lint": None,
+    }
+
+    with atomic_output_dir(out) as tmp:
+        forbidden = _forbidden_strings(out, tmp)
+        for name, text in files.items():
+            for s in forbidden:
+                if s in text:
+                    raise GenError(f"{name}: contains the local path {s!r}; generated files must be portable")
+            write_text_atomic(tmp / name, text)
+        if lint:  # before synthesis: it is the quicker of the two to fail
+            t0 = time.monotonic()
+            vres = verilator_lint(tmp, FILELIST)
+            ires = iverilog_compile(tmp, FILELIST)
+            seconds["lint"] = time.monotonic() - t0
+            manifest["tools"]["verilator"] = vres.tool
+            manifest["tools"]["iverilog"] = ires.tool
+            manifest["lint"] = {"verilator": f"verilator --lint-only -Wall -f {FILELIST}: clean",
+                                "iverilog": f"iverilog -g2012 -Wall on {FILELIST} without .vlt files: clean"}
+            say(f"lint: verilator -Wall and iverilog -g2012 clean in {seconds['lint']:.1f} s")
+        if synth:
+            say(f"synthesizing with {yosys.version} ...")
+            res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro",
+                                     yosys=yosys)
+            seconds["synth"] = res.seconds
+            manifest["synthesis"] = res.manifest_entry(script)
+            manifest["tools"]["yosys"] = res.yosys
+            say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
+        manifest["files"] = {name: {"sha256": _sha256((tmp / name).read_bytes()),
+                                    "bytes": (tmp / name).stat().st_size, "role": roles[name]}
+                             for name in sorted(files)}
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        for s in forbidden:
+            if s in text:
+                raise GenError(f"{MANIFEST}: contains the local path {s!r}")
+        write_text_atomic(tmp / MANIFEST, text)
+        stale = []
+        if out.is_dir():
+            stale = [p for p in out.iterdir() if p.name not in files and p.name != MANIFEST]
+    for p in stale:  # files of an earlier generation that this one does not write (e.g. other tiles)
+        os.unlink(p)
+    seconds["total"] = time.monotonic() - t_start
+    return GenerateResult(out, manifest, seconds)
