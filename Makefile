@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # PyTorch spec read from the environment: CI pins the CPU build (TORCH_SPEC=torch==2.13.0).
 TORCH_SPEC ?= torch
-EXTRAS ?= test,bench
+EXTRAS ?= test,bench,train
 FLOW_OUT ?= runs/flow
 
 VPY := $(VENV)/bin/python

@@ -27,6 +27,14 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _int(text: str) -> int:
+    """Any integer; the range check is the consumer's, so its message names the valid range."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+
+
 def _pos_int(text: str) -> int:
     v = _nonneg_int(text)
     if v == 0:
@@ -113,6 +121,30 @@ def cmd_flow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Tape-out RTL: the accelerator top, the macro model and stub, file lists, waivers, weight images, manifest."""
+    from gen import GenError, generate_rtl
+    from golden.config import load_config
+    from golden.io import load_model
+
+    if args.config is not None:
+        cfg, model, model_name = load_config(args.config), None, None
+    else:
+        model, model_name = load_model(args.model), Path(args.model).name
+        cfg = model.config
+    try:
+        res = generate_rtl(args.out, cfg, model=model, model_name=model_name, lanes=args.lanes,
+                           macro_latency=args.macro_latency, synth=not args.no_synth, lint=args.lint,
+                           log=lambda msg: print(f"[generate] {msg}"))
+    except GenError as exc:
+        raise CliError(str(exc)) from None
+    man = res.manifest
+    lat = {k: v["value"] for k, v in man["latency"].items() if "value" in v}
+    print(f"wrote {args.out}: {len(man['files']) + 1} files, {len(man['macros'])} macros, lanes {man['lanes']}, "
+          f"timestep {lat['timestep_cyc']} cycles, {res.seconds['total']:.1f} s")
+    return 0
+
+
 class _UsageError(Exception):
     """A command-line syntax error; reported as one line like every other error (no usage dump)."""
 
@@ -145,6 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=_pos_int, default=16)
     f.add_argument("--out", type=Path, default=Path("runs/flow"))
     f.set_defaults(func=cmd_flow)
+
+    r = sub.add_parser("generate", help="write tape-out Verilog, macro model/stub, file lists and manifest")
+    rsrc = r.add_mutually_exclusive_group(required=True)
+    rsrc.add_argument("--config", type=Path, help="config JSON (no weight images)")
+    rsrc.add_argument("--model", type=Path,
+                      help="quantized model MODEL.npz: its config, plus one weight image per macro")
+    r.add_argument("--out", type=Path, required=True, help="RTL directory (new, empty, or an earlier output)")
+    r.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size)")
+    r.add_argument("--macro-latency", type=_int, default=2, help="NVM macro read latency in cycles (default 2)")
+    r.add_argument("--no-synth", action="store_true", help="skip the Yosys synthesis check (no cell counts)")
+    r.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall and iverilog -g2012")
+    r.set_defaults(func=cmd_generate)
+
+    from .train_cmd import add_train_parser  # torch is imported only when `train` runs
+
+    add_train_parser(sub)
+
+    from .sim_cmd import add_sim_parser  # cocotb and the simulators are used only when `sim` runs
+
+    add_sim_parser(sub)
     return p
 
 

@@ -1,0 +1,102 @@
+"""``nvmlstm sim``: the cocotb regression of a generated RTL directory against golden vectors.
+
+`add_sim_parser` registers the subcommand; `sim` (and cocotb, numpy) are imported only when it runs. Exit
+status: 0 when every compared value matched and every beat arrived, 1 when the simulation found a
+difference (the first one is printed), 2 for anything that stopped it from running (one line on stderr: a
+vector directory that does not belong to the RTL directory, a missing simulator with how to install it, a
+failed build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["add_sim_parser", "cmd_sim"]
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
+    return v
+
+
+def _prob(hi: float):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number from 0 to {hi:g}, not {text!r}") from None
+        if not math.isfinite(v) or not 0 <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a number from 0 to {hi:g}, not {text!r}")
+        return v
+
+    return parse
+
+
+def add_sim_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``sim`` subcommand to the subparsers action ``sub``."""
+    s = sub.add_parser("sim", help="simulate generated Verilog against golden vectors, bit for bit (cocotb)")
+    s.add_argument("--rtl", type=Path, required=True, help="RTL directory (`nvmlstm generate` output)")
+    s.add_argument("--vectors", type=Path, required=True,
+                   help="vector directory (`nvmlstm golden` output: vectors and model)")
+    s.add_argument("--simulator", required=True, choices=("icarus", "verilator"), help="icarus | verilator")
+    s.add_argument("--waves", action="store_true",
+                   help="always record waveforms (VCD on Icarus, FST on Verilator); by default only a failing "
+                        "run is re-run with them")
+    s.add_argument("--report", type=Path, help="write the JSON report here")
+    s.add_argument("--seed", type=_nonneg_int, default=0, help="seed of every random stall and split (default 0)")
+    s.add_argument("--gap-prob", type=_prob(0.95), default=0.0, metavar="P",
+                   help="probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)")
+    s.add_argument("--backpressure-prob", type=_prob(0.95), default=0.0, metavar="P",
+                   help="probability per cycle that out.ready is low (0 to 0.95, default 0)")
+    s.add_argument("--idle-max", type=_nonneg_int, default=0, metavar="N",
+                   help="up to N idle cycles between sequences (default 0: back to back)")
+    s.add_argument("--split-prob", type=_prob(1.0), default=0.0, metavar="P",
+                   help="probability that a sequence runs as two chunks, the second without clear (default 0)")
+    s.add_argument("--work-dir", type=Path, help="keep the run's files here (default: a temporary directory, "
+                                                 "kept only on failure or with --waves)")
+    s.add_argument("--cache", type=Path, help="build cache (default $NVMLSTM_SIM_CACHE or ~/.cache/nvmlstm/sim)")
+    s.set_defaults(func=cmd_sim)
+    return s
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from sim.runner import SimError, Stress, run_regression
+
+    try:
+        stress = Stress(seed=args.seed, gap_prob=args.gap_prob, backpressure_prob=args.backpressure_prob,
+                        idle_max=args.idle_max, split_prob=args.split_prob)
+        rep = run_regression(args.rtl, args.vectors, args.simulator, stress=stress,
+                             waves=True if args.waves else "on-failure", report=args.report,
+                             work_dir=args.work_dir, cache=args.cache, log=lambda m: print(f"[sim] {m}"))
+    except SimError as exc:
+        print(f"nvmlstm sim: error: {exc}", file=sys.stderr)
+        return 2
+    b, c = rep["beats"], rep["cycles"]
+    print(f"[sim] {rep['simulator']}: {rep['values_compared']} values compared ({b['received']} of {b['expected']} "
+          f"beats, {rep['sequences']} sequences x {rep['steps']} steps); cycles at done {c['done_sum']}, "
+          f"{c['simulated']} simulated, {rep['sim_seconds']:.1f} s")
+    if rep["first_mismatch"] is not None:
+        print(f"[sim] MISMATCH: {rep['mismatches']} of {rep['values_compared']} values differ; first at "
+              f"{rep['first_mismatch_text']}")
+    if b["missing"] or b["extra"] or b["duplicate"]:
+        print(f"[sim] beats: {b['missing']} missing, {b['extra']} extra, {b['duplicate']} twice")
+    for err in rep["protocol_errors"][:3]:
+        print(f"[sim] protocol: {err}")
+    if rep.get("waves"):
+        print(f"[sim] waveforms: {rep['waves']}")
+    elif rep.get("waves_error"):
+        print(f"[sim] no waveforms: {rep['waves_error']}")
+    if not rep["passed"] and rep.get("run_dir"):
+        print(f"[sim] run files (log, settings): {rep['run_dir']}")
+    if args.report is not None:
+        print(f"[sim] report: {args.report}")
+    print(f"[sim] {'PASS: bit exact' if rep['passed'] else 'FAIL'}")
+    return 0 if rep["passed"] else 1

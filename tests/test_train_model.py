@@ -1,0 +1,168 @@
+"""train.model / train.recurrence / train.exact: the quantized forward is the contract, gradients are the STE.
+
+Equalities between integer paths are exact (==). The one float comparison (hand-written backward vs the
+same STE written with autograd) has a stated relative bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from golden.config import default_config
+from golden.lstm import golden_forward
+from golden.ptq import random_model
+from golden.reference import float_forward
+from train.exact import exact_forward, tile_matrix
+from train.model import QuantLSTM, StateDictError
+from train.ops import round_half_away, ste, tables
+from train.recurrence import QuantRecurrence
+from train_reference import reference_recurrence
+
+# Configs that move every boundary of the contract: several row tiles, two layers, no shift rounding term
+# (scale_shift 0), tanh(c) indexed without a shift (lut_frac == frac_bits), other widths.
+CONFIGS = {
+    "default": default_config(),
+    "two_layers_small_tiles": default_config().replace(num_layers=2, hidden_size=12, array_rows=8),
+    "no_shift_rounding": default_config().replace(scale_shift=0, scale_bits=8),
+    "lut_frac_eq_frac": default_config().replace(lut_frac=7, frac_bits=7),
+    "wide": default_config().replace(weight_bits=6, dac_bits=5, adc_bits=6, head_adc_bits=8, cell_bits=14,
+                                     frac_bits=9, lut_bits=10, lut_frac=6, hidden_size=16),
+}
+
+
+def _codes(cfg, seed, S=40, T=9):
+    return np.random.default_rng(seed).integers(-cfg.dac_max, cfg.dac_max + 1, (S, T, cfg.input_size))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_exact_forward_equals_golden_on_random_models(name):
+    cfg = CONFIGS[name]
+    x = _codes(cfg, 1)
+    qm, _ = random_model(cfg, 7, x)
+    want = golden_forward(qm, x, trace=False)
+    got, h = exact_forward(qm, x, return_h=True)
+    assert np.array_equal(got.numpy(), want["outputs"])
+    assert np.array_equal(h.numpy(), want["h"])
+
+
+def test_round_half_away_ties_and_near_ties():
+    v = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 3.0],
+                     dtype=torch.float64)
+    assert round_half_away(v).tolist() == [-3, -2, -1, 1, 2, 3, 0, 0, 3]
+
+
+def _trained_like(cfg, seed=0):
+    """A QuantLSTM with PyTorch-initialized weights scaled up (so gates and cell saturate), calibrated."""
+    torch.manual_seed(seed)
+    m = QuantLSTM(cfg, 1.0 / cfg.dac_max)
+    with torch.no_grad():
+        for p in m.lstm.parameters():
+            p.mul_(3.0)
+    x = torch.rand(64, 10, cfg.input_size) * 2 - 1
+    m.calibrate(x.numpy())
+    m.quantized = True
+    return m, x
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_training_forward_computes_the_exported_integers(name):
+    # The training-mode forward (float32, STE, noise off) gives the same output codes as the exact
+    # evaluation of the exported model and as golden: training optimizes what the chip computes.
+    m, x = _trained_like(CONFIGS[name])
+    m.train()
+    fake = m.forward_codes(x, fake_quant=True)
+    exact = m.forward_codes(x)
+    qm = m.export()
+    gold = golden_forward(qm, m.input_codes(x.double()).numpy().astype(np.int64), trace=False)["outputs"]
+    assert torch.equal(fake.double(), exact)
+    assert np.array_equal(exact.numpy(), gold)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("noise", ["table_adc", "formula_adc", "adc_noise"])
+@pytest.mark.parametrize("name", ["default", "two_layers_small_tiles", "lut_frac_eq_frac"])
+def test_hand_written_backward_equals_autograd_ste(name, noise, dtype):
+    cfg = CONFIGS[name]
+    m, x = _trained_like(cfg, seed=3)
+    layers, _ = m.quant_params()
+    p = layers[0]
+    n, H = cfg.input_size, cfg.hidden_size
+    wt = tile_matrix(p["codes"].detach(), cfg.array_rows).to(dtype)
+    T, B = x.shape[1], x.shape[0]
+    R = wt.shape[1] // (4 * H)
+    xc = m.input_codes(x).transpose(0, 1).reshape(T * B, n).to(dtype)
+    pre = (xc @ wt[:n] + cfg.dac_max * wt[n + H]).view(T, B, R, 4 * H)
+    ins = [pre, wt[n : n + H], p["step"].detach().to(dtype), p["gate_scale"].detach().to(dtype)]
+    ins = [t.clone().requires_grad_() for t in ins]
+    # The ADC is a table lookup for exact integer dot products, the formula otherwise (noisy weights
+    # or ADC noise): both must give the reference gradients.
+    noisy = noise == "adc_noise"
+    nz = torch.randn(T, B, R, 4 * H, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.4 if noisy else None
+    tab = tables(cfg, dtype)
+    w = torch.randn(T, B, H, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    pmax = min(cfg.array_rows, n + H + 1) * cfg.weight_max * cfg.dac_max if noise == "table_adc" else None
+    h1 = QuantRecurrence.apply(*ins, nz, pmax, m._consts, tab)
+    g1 = torch.autograd.grad((h1 * w).sum(), ins)
+    h2 = reference_recurrence(*ins[:3], ins[3].repeat_interleave(H), nz, m._consts, tab)
+    g2 = torch.autograd.grad((h2 * w).sum(), ins)
+    assert torch.equal(h1, h2)
+    # Same math in another summation order: relative difference at the rounding level of the dtype.
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(g1, g2):
+        assert float((a - b).abs().max()) <= tol * max(1.0, float(b.abs().max()))
+        assert float(b.abs().max()) > 0
+
+
+def test_step_gradient_is_lsq():
+    # A single ADC step: out = step * clip(round(p / step)). LSQ: d out / d step = round(v) - v inside the
+    # range, +-adc_max outside.
+    cfg = default_config()
+    step = torch.tensor(10.0, requires_grad=True)
+    p = torch.tensor([3.0, 14.0, 26.0, 200.0, -200.0])
+    a = ste(round_half_away(p / step), p / step).clamp(-cfg.adc_max, cfg.adc_max)
+    (step * a).sum().backward()
+    v = p / 10.0
+    want = torch.where(v.abs() < cfg.adc_max + 0.5, torch.round(v + 1e-9 * torch.sign(v)) - v, torch.sign(v) * cfg.adc_max)
+    assert torch.allclose(step.grad, want.sum(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Import of a float nn.LSTM + nn.Linear
+def _torch_float_net(I=8, H=16, O=10, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.LSTM(I, H), torch.nn.Linear(H, O)
+
+
+@pytest.mark.parametrize("layout", ["flat", "nested"])
+def test_state_dict_import_runs_the_same_float_network(layout):
+    lstm, head = _torch_float_net()
+    if layout == "flat":
+        sd = {f"lstm.{k}": v for k, v in lstm.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
+    else:
+        sd = {"lstm": lstm.state_dict(), "head": head.state_dict()}
+    cfg = default_config().replace(hidden_size=16)
+    m = QuantLSTM(cfg, 1 / 7)
+    m.load_float_state(sd)
+    x = torch.rand(5, 7, 8) * 2 - 1
+    with torch.no_grad():
+        want = head(lstm(x.transpose(0, 1))[0]).transpose(0, 1)
+        got = m(x)
+    assert torch.equal(got, want)
+    # golden's float model sums the two biases; its float64 forward agrees to float32 rounding.
+    fm = m.float_model()
+    assert np.array_equal(fm.layers[0].bias, lstm.bias_ih_l0.detach().double().numpy() + lstm.bias_hh_l0.detach().double().numpy())
+    ref = float_forward(fm, x.double().numpy())["outputs"]
+    assert np.max(np.abs(ref - want.double().numpy())) < 1e-5
+
+
+def test_state_dict_import_rejects_another_shape():
+    lstm, head = _torch_float_net(H=24)
+    sd = {"lstm": lstm.state_dict(), "head": head.state_dict()}
+    m = QuantLSTM(default_config().replace(hidden_size=16), 1 / 7)
+    with pytest.raises(StateDictError, match=r"lstm.weight_ih_l0 has shape \(96, 8\), this network needs \(64, 8\)"):
+        m.load_float_state(sd)
+    bi = torch.nn.LSTM(8, 16, bidirectional=True)
+    with pytest.raises(StateDictError, match="unexpected key"):
+        m.load_float_state({"lstm": bi.state_dict(), "head": torch.nn.Linear(16, 10).state_dict()})

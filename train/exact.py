@@ -1,0 +1,113 @@
+"""PyTorch evaluation forward of an exported `golden.QuantizedModel`: the integer contract, bit for bit.
+
+This is the model `train` evaluates after training: it computes with exactly the integers that are written
+to ``model.npz`` (weight codes, ADC steps, gate scales) and with the tables of `golden.tables`, in float64
+tensors that hold exact integers (every intermediate is far below 2**53). Its output codes equal
+`golden.golden_forward`'s bit for bit (``tests/test_train_exact.py`` checks that on the whole digits test
+set); it is written independently of golden's table-composition optimizations so that it checks them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from golden.config import LstmConfig
+from golden.model import QuantizedModel
+from golden.nvm import row_tile_bounds
+
+from .ops import rshift_round, round_half_away, tables
+
+__all__ = ["exact_forward", "tile_matrix"]
+
+_F64 = torch.float64
+
+
+def tile_matrix(weights: torch.Tensor, array_rows: int) -> torch.Tensor:
+    """Weights (N, K) to the row-tiled operand (K, R * N): column block r holds tile r's rows, zero elsewhere.
+
+    ``inputs (.., K) @ tile_matrix(W)`` then gives every row tile's partial dot products side by side, one
+    GEMM for all tiles (the zeros are exact).
+    """
+    N, K = weights.shape
+    mask = _tile_mask(K, array_rows, weights.dtype)
+    return (weights.t()[:, None, :] * mask[:, :, None]).reshape(K, mask.shape[1] * N)
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_mask(K: int, array_rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """(K, R) membership of every matrix row in its row tile (cached: built on every training step)."""
+    bounds = row_tile_bounds(K, array_rows)
+    mask = torch.zeros(K, len(bounds), dtype=dtype)
+    for r, (a, b) in enumerate(bounds):
+        mask[a:b, r] = 1
+    return mask
+
+
+def _adc(p: torch.Tensor, step: int, bits: int) -> torch.Tensor:
+    qmax = (1 << (bits - 1)) - 1
+    # p / step in float64, like golden.datapath.adc_convert: exact tie decisions for |p| < 2**50.
+    return round_half_away(p / float(step)).clamp(-qmax, qmax)
+
+
+@torch.no_grad()
+def exact_forward(model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, return_h: bool = False
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Run the integer network on input DAC codes.
+
+    Parameters
+    ----------
+    model : QuantizedModel
+    codes : array of int, shape (S, T, I)
+        Input DAC codes in ``[-dac_max, dac_max]``; every sequence starts from cleared state.
+    return_h : bool
+        Also return the last layer's h codes (S, T, H).
+
+    Returns
+    -------
+    Tensor (S, T, O), float64 holding the exact output codes (head ADC codes summed over row tiles).
+    """
+    cfg: LstmConfig = model.config
+    x = torch.as_tensor(np.asarray(codes), dtype=_F64)
+    if x.ndim != 3 or x.shape[2] != cfg.input_size:
+        raise ValueError(f"inputs: shape {tuple(x.shape)}, expected (sequences, steps, {cfg.input_size})")
+    tab = tables(cfg, _F64)
+    S, T, _ = x.shape
+    H, N, F, dmax = cfg.hidden_size, cfg.layer_cols, cfg.frac_bits, cfg.dac_max
+    lo = cfg.lut_min
+    # Gate g (columns 2H..3H) reads the tanh half of the combined table.
+    tab_off = torch.zeros(N, dtype=torch.long)
+    tab_off[2 * H : 3 * H] = cfg.lut_size
+    seq = x.transpose(0, 1)  # (T, S, n): time-major
+    for l, lp in enumerate(model.layers):
+        n = cfg.layer_input_size(l)
+        w = tile_matrix(torch.as_tensor(lp.weights.astype(np.float64)), cfg.array_rows)  # (K, R*N)
+        R = w.shape[1] // N
+        wx, wh, wb = w[:n], w[n : n + H], w[n + H]
+        # Input rows and the bias row (driven at dac_max) do not depend on h: one GEMM for all steps.
+        pre = (seq.reshape(T * S, n) @ wx + dmax * wb).reshape(T, S, R, N)
+        gs = torch.as_tensor(lp.gate_scale.astype(np.float64)).repeat_interleave(H)
+        h = torch.zeros(S, H, dtype=_F64)
+        c = torch.zeros(S, H, dtype=_F64)
+        hs = torch.empty(T, S, H, dtype=_F64)
+        for t in range(T):
+            p = pre[t] + (h @ wh).reshape(S, R, N)
+            acc = _adc(p, lp.adc_step, cfg.adc_bits).sum(1)
+            idx = rshift_round(acc * gs, cfg.scale_shift).clamp(lo, cfg.lut_max)
+            gates = torch.take(tab.gate, (idx - lo).long() + tab_off)
+            i, f, g, o = gates.split(H, dim=1)
+            c = rshift_round(f * c + i * g, F).clamp(-cfg.cell_max, cfg.cell_max)
+            tidx = rshift_round(c, F - cfg.lut_frac).clamp(lo, cfg.lut_max)
+            tc = torch.take(tab.tanh, (tidx - lo).long())
+            h = rshift_round(o * tc * dmax, 2 * F).clamp(-dmax, dmax)
+            hs[t] = h
+        seq = hs
+    wt = tile_matrix(torch.as_tensor(model.head.weights.astype(np.float64)), cfg.array_rows)  # (H+1, Rh*O)
+    O = cfg.output_size
+    p = (seq.reshape(T * S, H) @ wt[:H] + dmax * wt[H]).reshape(T, S, -1, O)
+    out = _adc(p, model.head.adc_step, cfg.head_adc_bits_eff).sum(2).transpose(0, 1).contiguous()
+    if return_h:
+        return out, seq.transpose(0, 1).contiguous()
+    return out

@@ -1,0 +1,431 @@
+"""One training run: fp, ptq or (noise-aware) qat on a task, with checkpoints, resume, metrics and a curve.
+
+Files of a run directory:
+
+``checkpoint.pt``
+    After every epoch (atomically replaced): run arguments, epoch, model (float weights and learned ADC
+    steps), optimizer and scheduler state, history, the best-validation weights so far, RNG states. ``resume=True`` continues from it and ends
+    with the same weights as an uninterrupted run.
+``float_model.pt``
+    The float weights as an ``nn.LSTM`` + ``nn.Linear`` state dict (``lstm.*``, ``head.*``): what
+    ``--init-from`` reads.
+``model.npz`` + ``model.json`` (quantized modes)
+    The exported `golden.QuantizedModel` (`golden.io.save_model`).
+``metrics.json``, ``curve.png``
+    Final metrics and the training curve. The final model is the epoch with the best validation metric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from golden.config import LstmConfig
+from golden.io import atomic_output_dir, save_model, write_text_atomic
+from golden.lstm import golden_forward
+from golden.model import QuantizedModel
+from golden.nvm import NonIdealities
+
+from .exact import exact_forward
+from .model import QuantLSTM, StateDictError
+from .tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs, task_loss
+
+__all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", "load_float_state_file"]
+
+MODES = ("fp", "ptq", "qat")
+
+#: Per-task defaults: hidden size, epochs, batch size, learning rate, sequence length.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"hidden": 32, "epochs": 30, "batch_size": 64, "lr": 1e-2, "seq_len": 8},
+    "charlm": {"hidden": 64, "epochs": 30, "batch_size": 32, "lr": 5e-3, "seq_len": 64},
+    "timeseries": {"hidden": 32, "epochs": 30, "batch_size": 64, "lr": 5e-3, "seq_len": 24},
+}
+
+# The PTQ / QAT calibration uses at most this many training sequences (the percentile is stable well below).
+_CALIB_SEQUENCES = 512
+# Noisy golden evaluations: seeds of the NonIdealities draws averaged in metrics.json.
+_NOISE_EVAL_SEEDS = (0, 1, 2)
+
+
+class TrainError(ValueError):
+    """A user error in a training run (bad arguments, data, checkpoint or --init-from file)."""
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of a run (the CLI's options); ``None`` means the task default (`TASK_DEFAULTS`)."""
+
+    task: str
+    mode: str
+    out: str
+    data: str | None = None
+    weight_bits: int = 4
+    dac_bits: int = 4
+    adc_bits: int = 4
+    head_adc_bits: int | None = None
+    array_rows: int = 32
+    array_cols: int = 64
+    weight_noise: float = 0.0
+    adc_noise: float = 0.0
+    epochs: int | None = None
+    seed: int = 0
+    hidden: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seq_len: int | None = None
+    init_from: str | None = None
+    resume: bool = False
+    progress: bool = True
+    threads: int | None = 1
+
+    def resolved(self) -> "TrainArgs":
+        d = TASK_DEFAULTS.get(self.task, {})
+        out = dataclasses.replace(self)
+        for k in ("hidden", "epochs", "batch_size", "lr", "seq_len"):
+            if getattr(out, k) is None:
+                setattr(out, k, d.get(k))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+def _check_args(a: TrainArgs) -> None:
+    if a.task not in TASK_DEFAULTS:
+        raise TrainError(f"unknown task {a.task!r}; choose from {', '.join(TASK_DEFAULTS)}")
+    if a.mode not in MODES:
+        raise TrainError(f"unknown mode {a.mode!r}; choose from {', '.join(MODES)}")
+    for k in ("weight_noise", "adc_noise"):
+        v = getattr(a, k)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise TrainError(f"--{k.replace('_', '-')} must be a finite number >= 0, not {v!r}")
+    if (a.weight_noise or a.adc_noise) and a.mode != "qat":
+        raise TrainError("--weight-noise/--adc-noise inject noise during quantization-aware training: use "
+                         "them with --mode qat")
+    for k in ("epochs", "hidden", "batch_size", "seq_len"):
+        v = getattr(a, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "epochs" else 1):
+            raise TrainError(f"--{k.replace('_', '-')} must be a{' non-negative' if k == 'epochs' else ' positive'} "
+                             f"integer, not {v!r}")
+    if not (isinstance(a.lr, (int, float)) and math.isfinite(a.lr) and a.lr > 0):
+        raise TrainError(f"--lr must be a positive number, not {a.lr!r}")
+
+
+def _config(a: TrainArgs, task: TaskData) -> LstmConfig:
+    from golden.config import ConfigError
+
+    try:
+        return LstmConfig(input_size=task.input_size, hidden_size=a.hidden, num_layers=1,
+                          output_size=task.output_size, weight_bits=a.weight_bits, dac_bits=a.dac_bits,
+                          adc_bits=a.adc_bits, array_rows=a.array_rows, array_cols=a.array_cols,
+                          head_adc_bits=a.head_adc_bits)
+    except ConfigError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def load_float_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a float state dict: a ``.pt`` file, or a run directory (its ``float_model.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "float_model.pt"
+    if not p.is_file():
+        raise TrainError(f"{path}: --init-from file not found (a float run directory or a .pt state dict)")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or non-torch file
+        raise TrainError(f"{p}: not a readable PyTorch state dict ({type(exc).__name__})") from None
+    if not isinstance(sd, dict):
+        raise TrainError(f"{p}: expected a state dict (a dict of tensors), not {type(sd).__name__}")
+    return sd
+
+
+def _torch_save_atomic(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+@torch.no_grad()
+def _float_outputs(model: QuantLSTM, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    was = model.quantized
+    model.quantized = False
+    out = np.concatenate([model(torch.from_numpy(x[s])).numpy() for s in _batches(len(x), 1024)])
+    model.quantized = was
+    return out.astype(np.float64)
+
+
+def _codes(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
+    """Input DAC codes of real inputs, exactly as the model quantizes them (round half even, clip)."""
+    dmax = qm.config.dac_max
+    return np.clip(np.rint(x.astype(np.float64) / qm.input_scale), -dmax, dmax).astype(np.int64)
+
+
+def exact_outputs(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
+    """Real outputs of the PyTorch integer evaluation path (output codes x output_scale)."""
+    codes = _codes(qm, x)
+    return np.concatenate([exact_forward(qm, codes[s]).numpy() for s in _batches(len(x), 1024)]) * qm.output_scale
+
+
+def golden_outputs(qm: QuantizedModel, x: np.ndarray, nonideal: NonIdealities | None = None) -> np.ndarray:
+    """Real outputs of `golden.golden_forward` (output codes x output_scale)."""
+    out = golden_forward(qm, _codes(qm, x), trace=False, nonideal=nonideal)["outputs"]
+    return out.astype(np.float64) * qm.output_scale
+
+
+# --------------------------------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+_RESUME_KEYS = ("task", "mode", "data", "weight_bits", "dac_bits", "adc_bits", "head_adc_bits", "array_rows",
+                "array_cols", "weight_noise", "adc_noise", "epochs", "seed", "hidden", "batch_size", "lr",
+                "seq_len", "init_from")
+
+
+def _make_optimizer(model: QuantLSTM, a: TrainArgs, quantized: bool, steps: int):
+    groups = [{"params": model.float_parameters(), "lr": a.lr}]
+    if quantized:
+        # log(step): Adam's update is scale-free, so the same learning rate moves a step by ~lr per update
+        # relative to itself.
+        groups.append({"params": model.quantizer_parameters(), "lr": a.lr})
+    opt = torch.optim.Adam(groups)
+    # Cosine decay to 5% over the run: the late small steps settle the weights near code boundaries.
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / max(1, steps))))
+    return opt, sched
+
+
+def _plot(history: list[dict], metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ep = [h["epoch"] for h in history]
+    if ep:
+        ax[0].plot(ep, [h["train_loss"] for h in history], marker=".")
+        ax[1].plot(ep, [h["valid_metric"] for h in history], marker=".")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("training loss")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel(f"validation {metric}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    path.write_bytes(buf.getvalue())
+
+
+def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
+                 stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Run (or resume) one training run and write its directory; returns the metrics dict.
+
+    ``stop_after_epoch`` ends the run after that epoch's checkpoint, as an interruption would (tests).
+    """
+    a = a.resolved()
+    _check_args(a)
+    task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None)
+    cfg = _config(a, task)
+    out = Path(a.out)
+    ckpt_path = out / "checkpoint.pt"
+    init_sd = load_float_state_file(a.init_from) if a.init_from is not None else None
+    ckpt = None
+    if a.resume:
+        if not ckpt_path.is_file():
+            raise TrainError(f"{ckpt_path}: no checkpoint to resume from")
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise TrainError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__})") from None
+        saved = ckpt.get("args", {})
+        diff = [k for k in _RESUME_KEYS if saved.get(k) != getattr(a, k)]
+        if diff:
+            k = diff[0]
+            raise TrainError(f"--resume: {k} is {getattr(a, k)!r} but the checkpoint in {out} was made with "
+                             f"{saved.get(k)!r}")
+    elif out.exists() and any(out.iterdir()):
+        raise TrainError(f"{out}: run directory exists and is not empty (use --resume to continue it)")
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed % (2**32))
+    random.seed(a.seed)
+    input_scale = 1.0 / cfg.dac_max  # every task's inputs are in [-1, 1]
+    model = QuantLSTM(cfg, input_scale)
+    if init_sd is not None:
+        try:
+            model.load_float_state(init_sd, where=str(a.init_from))
+        except StateDictError as exc:
+            raise TrainError(str(exc)) from None
+
+    xtr, ytr = task.train
+    calib = xtr[np.random.default_rng(a.seed).permutation(len(xtr))[:_CALIB_SEQUENCES]]
+    quantized = a.mode == "qat"
+    # ptq trains the float model first unless it starts from one; qat trains quantized.
+    epochs = 0 if (a.mode == "ptq" and init_sd is not None) else a.epochs
+    n_batches = math.ceil(len(xtr) / a.batch_size)
+    if quantized and ckpt is None:
+        model.calibrate(calib)  # ADC steps start at the PTQ calibration of the initial float weights
+    model.quantized = quantized
+    model.weight_noise, model.adc_noise = a.weight_noise, a.adc_noise
+    opt, sched = _make_optimizer(model, a, quantized, epochs * n_batches)
+    shuffle = torch.Generator().manual_seed(a.seed)
+    history: list[dict] = []
+    # Model selection on the validation split: the run ends with the weights of its best validation epoch
+    # (the small charlm corpus overfits long before the learning rate has decayed).
+    best: dict[str, Any] | None = None
+    start_epoch = 0
+    t_train = 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        shuffle.set_state(ckpt["shuffle_rng"])
+        _set_rng_state(ckpt["rng"])
+        history = ckpt["history"]
+        best = ckpt["best"]
+        start_epoch = ckpt["epoch"]
+        t_train = ckpt.get("train_seconds", 0.0)
+        log(f"resuming {out} after epoch {start_epoch}/{epochs}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def valid_metric() -> float:
+        xv, yv = task.valid
+        if quantized:
+            return metric_from_outputs(task, exact_outputs(model.export(), xv), yv)
+        return metric_from_outputs(task, _float_outputs(model, xv), yv)
+
+    xt_all, yt_all = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    higher = HIGHER_IS_BETTER[task.metric]
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(xtr), generator=shuffle)
+        total, count = 0.0, 0
+        bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", a.progress)
+        for s in _batches(len(xtr), a.batch_size):
+            idx = perm[s]
+            xb, yb = xt_all[idx], yt_all[idx]
+            loss = task_loss(task, model(xb, last_only=not task.per_step), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        bar.close()
+        t_train += time.perf_counter() - t0
+        vm = valid_metric()
+        history.append({"epoch": epoch + 1, "train_loss": total / count, "valid_metric": vm,
+                        "seconds": time.perf_counter() - t0})
+        # Ties go to the later epoch (more updates at a smaller learning rate).
+        if best is None or (vm >= best["valid_metric"] if higher else vm <= best["valid_metric"]):
+            best = {"epoch": epoch + 1, "valid_metric": vm,
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        _torch_save_atomic({"args": dataclasses.asdict(a), "epoch": epoch + 1, "model": model.state_dict(),
+                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "shuffle_rng": shuffle.get_state(), "rng": _rng_state(), "history": history, "best": best,
+                            "train_seconds": t_train}, ckpt_path)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
+            return {"interrupted_after_epoch": epoch + 1}
+
+    # ---- final evaluation and files
+    if best is not None:
+        model.load_state_dict(best["model"])
+    model.eval()
+    metrics: dict[str, Any] = {
+        "task": a.task, "mode": a.mode, "metric_name": task.metric,
+        "higher_is_better": HIGHER_IS_BETTER[task.metric],
+        "seed": a.seed, "epochs": epochs, "hidden": a.hidden,
+        "bits": {"weight": a.weight_bits, "dac": a.dac_bits, "adc": a.adc_bits,
+                 "head_adc": cfg.head_adc_bits_eff},
+        "array": [a.array_rows, a.array_cols],
+        "weight_noise": a.weight_noise, "adc_noise": a.adc_noise,
+        "init_from": a.init_from, "train_seconds": round(t_train, 3),
+        "best_epoch": None if best is None else best["epoch"],
+        "best_valid_metric": None if best is None else best["valid_metric"],
+        "data": task.info,
+    }
+    xte, yte = task.test
+    fp_metric = metric_from_outputs(task, _float_outputs(model, xte), yte)
+    qm = None
+    if a.mode == "fp":
+        metrics["test_metric"] = fp_metric
+    else:
+        # ptq: the PTQ of the float weights; qat: the trained model's own export (learned steps).
+        qm = model.calibrate(calib) if a.mode == "ptq" else model.export()
+        metrics["float_test_metric"] = fp_metric  # the float weights without quantization
+        metrics["test_metric"] = metric_from_outputs(task, exact_outputs(qm, xte), yte)
+        golden_out = golden_outputs(qm, xte)
+        metrics["golden_test_metric"] = metric_from_outputs(task, golden_out, yte)
+        metrics["golden_matches_torch_eval"] = bool(np.array_equal(golden_out, exact_outputs(qm, xte)))
+        metrics["model_sha256"] = qm.digest()
+        metrics["adc_steps"] = [lp.adc_step for lp in qm.layers] + [qm.head.adc_step]
+        if a.weight_noise or a.adc_noise:
+            vals = [metric_from_outputs(task, golden_outputs(qm, xte, NonIdealities(
+                prog_noise=a.weight_noise, adc_noise=a.adc_noise, seed=s)), yte) for s in _NOISE_EVAL_SEEDS]
+            metrics["golden_noisy_test_metric"] = float(np.mean(vals))
+            metrics["golden_noisy_test_metrics"] = vals
+    metrics["history"] = history
+    with atomic_output_dir(out) as tmp:
+        _torch_save_atomic(model.float_state(), tmp / "float_model.pt")
+        if qm is not None:
+            meta = {"task": a.task, "mode": a.mode, "metric_name": task.metric, "test_metric": metrics["test_metric"],
+                    "seed": a.seed}
+            if task.metric == "rmse":
+                meta |= {"y_scale": task.y_scale, "y_offset": task.y_offset}
+            if "vocab" in task.info:
+                meta["vocab"] = task.info["vocab"]
+            save_model(qm, tmp / "model.npz", metadata=meta)
+        write_text_atomic(tmp / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        _plot(history, task.metric, tmp / "curve.png", f"{a.task} {a.mode} (seed {a.seed})")
+    return metrics
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+
+
+__all__ += ["exact_outputs", "golden_outputs", "TaskError"]
