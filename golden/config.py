@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "default_config", "load_config"]
+__all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "check_int", "default_config", "load_config"]
 
 REQUIRED_KEYS = (
     "input_size",
@@ -35,6 +35,27 @@ WEIGHT_MAPPINGS = ("differential",)
 
 class ConfigError(ValueError):
     """A configuration value breaks a rule; the message names the field, the value and the rule."""
+
+
+def check_int(name: str, value: object, lo: int, hi: int | None = None, *,
+              type_error: type[Exception] = TypeError, range_error: type[Exception] = ValueError) -> int:
+    """Return ``value`` if it is an integer (not a bool) in ``[lo, hi]``, else raise naming it.
+
+    The one wording of integer rules across the project (config fields, hardware parameters):
+    ``"hidden_size must be a positive integer, not 0"``, ``"rows must be an integer from 2 to 65536, not 1"``,
+    ``"lanes must be an integer, not 2.5"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise type_error(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        if lo == 1 and hi is None:
+            rule = "a positive integer"
+        elif hi is None:
+            rule = f"an integer >= {lo}"
+        else:
+            rule = f"an integer from {lo} to {hi}"
+        raise range_error(f"{name} must be {rule}, not {value!r}")
+    return value
 
 
 # (field, lowest, highest) for every integer field. `None` as highest means unbounded.
@@ -124,16 +145,7 @@ class LstmConfig:
             if f.name == "head_adc_bits" and value is None:
                 continue
             lo, hi = _INT_RULES[f.name]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{f.name} must be an integer, not {repr(value)}")
-            if value < lo or (hi is not None and value > hi):
-                if lo == 1 and hi is None:
-                    rule = "a positive integer"
-                elif hi is None:
-                    rule = f"an integer >= {lo}"
-                else:
-                    rule = f"an integer from {lo} to {hi}"
-                raise ConfigError(f"{f.name} must be {rule}, not {repr(value)}")
+            check_int(f.name, value, lo, hi, type_error=ConfigError, range_error=ConfigError)
         # Cross-field rules: each says why it exists.
         if self.lut_frac > self.frac_bits:
             # The tanh(c_t) index is c_t shifted right by frac_bits - lut_frac.

@@ -10,36 +10,15 @@ from typing import Sequence
 
 import numpy as np
 
+from .argtypes import any_int as _int
+from .argtypes import nonneg_int as _nonneg_int
+from .argtypes import pos_int as _pos_int
+
 __all__ = ["main"]
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-    return v
-
-
-def _int(text: str) -> int:
-    """Any integer; the range check is the consumer's, so its message names the valid range."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-
-
-def _pos_int(text: str) -> int:
-    v = _nonneg_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, not 0")
-    return v
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,14 +17,7 @@ from pathlib import Path
 __all__ = ["add_sim_parser", "cmd_sim"]
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-    return v
+from .argtypes import nonneg_int as _nonneg_int
 
 
 def _prob(hi: float):

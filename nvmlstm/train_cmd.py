@@ -16,17 +16,7 @@ TASKS = ("digits", "charlm", "timeseries")
 MODES = ("fp", "ptq", "qat")
 
 
-def _int_in(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, not {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, not {text!r}")
-        return v
-
-    return parse
+from .argtypes import int_in as _int_in
 
 
 def _nonneg_float(text: str) -> float:
