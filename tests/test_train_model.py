@@ -115,6 +115,38 @@ def test_hand_written_backward_equals_autograd_ste(name, noise, dtype):
         assert float(b.abs().max()) > 0
 
 
+@pytest.mark.parametrize("name", ["default", "two_layers_small_tiles", "lut_frac_eq_frac", "wide"])
+def test_native_kernel_equals_the_torch_recurrence(name, monkeypatch):
+    # train/ckernel.py is a second implementation of the per-timestep work (float32, table ADC). The tests
+    # above run it whenever a C compiler is available; here it must also agree with the torch loop it
+    # replaces: h bit for bit, gradients at float32 rounding level (other summation order).
+    from train import ckernel
+
+    if ckernel.load() is None:
+        pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")
+    cfg = CONFIGS[name]
+    m, x = _trained_like(cfg, seed=4)
+    p = m.quant_params()[0][0]
+    n, H = cfg.input_size, cfg.hidden_size
+    wt = tile_matrix(p["codes"].detach(), cfg.array_rows)
+    T, B = x.shape[1], x.shape[0]
+    R = wt.shape[1] // (4 * H)
+    xc = m.input_codes(x).transpose(0, 1).reshape(T * B, n)
+    pre = (xc @ wt[:n] + cfg.dac_max * wt[n + H]).view(T, B, R, 4 * H)
+    pmax = min(cfg.array_rows, n + H + 1) * cfg.weight_max * cfg.dac_max
+    w = torch.randn(T, B, H, generator=torch.Generator().manual_seed(2))
+    outs = []
+    for native in (True, False):
+        monkeypatch.setattr(ckernel, "load", (lambda lib: lambda: lib)(ckernel.load() if native else None))
+        ins = [t.clone().requires_grad_() for t in (pre, wt[n : n + H], p["step"].detach(), p["gate_scale"].detach())]
+        h = QuantRecurrence.apply(*ins, None, pmax, m._consts, tables(cfg))
+        outs.append((h, torch.autograd.grad((h * w).sum(), ins)))
+    (h1, g1), (h2, g2) = outs
+    assert torch.equal(h1, h2)
+    for a, b in zip(g1, g2):
+        assert float((a - b).abs().max()) <= 1e-5 * max(1.0, float(b.abs().max()))
+
+
 def test_step_gradient_is_lsq():
     # A single ADC step: out = step * clip(round(p / step)). LSQ: d out / d step = round(v) - v inside the
     # range, +-adc_max outside.

@@ -79,6 +79,8 @@ class Tables:
     h_oc : Tensor ((2**F + 1) * (2 * cell_max + 1),)
         h_t DAC code for gate o in [0, 2**F] (the sigmoid table's range) and c_t: entry
         ``o * (2 * cell_max + 1) + c + cell_max`` is ``requant_h(o, tanh_c(c))`` of `golden.datapath`.
+    derived : dict
+        Cache of the per-(gate scales, step) tables of `train.recurrence` (keyed by those numbers).
     """
 
     def __init__(self, cfg: LstmConfig, dtype: torch.dtype):
@@ -101,6 +103,8 @@ class Tables:
         self.dtanh_c = torch.tensor(slope, dtype=dtype)
         o = np.arange(cfg.one + 1, dtype=np.int64)[:, None]
         self.h_oc = torch.tensor(requant_h(o, tc[None, :], cfg).ravel().astype(np.float64), dtype=dtype)
+        # Tables derived per batch from a few integers (gate scales, ADC step), cached by `train.recurrence`.
+        self.derived: dict = {}
 
 
 @functools.lru_cache(maxsize=32)

@@ -21,7 +21,10 @@ Forward (per timestep, all in float tensors holding integers; `docs/datapath.md`
     h    = clip((o tc dac_max + 2^(2F-1)) >> 2F, +-dac_max)
 
 The loop evaluates this chain mostly as table lookups where the integer domain is small (see `forward`);
-the tables are built from the same rules and golden tables, so the values are identical.
+the tables are built from the same rules and golden tables, so the values are identical. For float32 with
+exact integer dot products (noise-free QAT, the common case) the elementwise part of each timestep, forward
+and backward, is one call of the native kernel of `train.ckernel` (same float32 operations, so the same
+integers; ~2x faster per epoch); otherwise, or without a C compiler, the torch loop below runs.
 
 Backward: the straight-through estimator -- every rounding has derivative 1, every saturation derivative 1 where the
 rounded value is inside its range and 0 outside, each table the derivative of the smooth function it samples
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import ckernel
 from .ops import Tables
 
 
@@ -85,6 +89,93 @@ def _gate_tables(gs: torch.Tensor, R: int, k: RecurrenceConsts, tab: Tables) -> 
     return gate.reshape(-1), fac.reshape(-1)
 
 
+def _adc_tables(step: torch.Tensor, pmax: int, k: RecurrenceConsts, dt: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ADC transfer ``clip(round_half_away(p / step))`` over p in [-pmax, pmax] and its STE slope
+    ``d a / d p`` ([|round| <= adc_max] / step), indexed by ``p + pmax``."""
+    pdom = torch.arange(-pmax, pmax + 1, dtype=dt) / step
+    t_ = torch.trunc(pdom)
+    r = t_ + torch.where((pdom - t_).abs() >= 0.5, torch.sign(pdom), 0.0)  # exact round half away
+    return r.clamp(-k.adc_max, k.adc_max), (r.abs() <= k.adc_max).to(dt) / step
+
+
+def _col_offsets(R: int, k: RecurrenceConsts, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per gate column, the offset of its acc into the 4 x n_acc gate table (as ``dt`` and as int64)."""
+    n_acc = 2 * R * k.adc_max + 1
+    off = torch.arange(4).repeat_interleave(k.hidden) * n_acc + R * k.adc_max
+    return off.to(dt), off
+
+
+def _derived(tab: Tables, key: tuple, build):
+    """``build()`` cached per ``key`` in ``tab.derived`` (the key holds every number the result depends on;
+    the table dtype is the one of ``tab``). Bounded: cleared when it grows past 256 entries."""
+    hit = tab.derived.get(key)
+    if hit is None:
+        if len(tab.derived) > 256:
+            tab.derived.clear()
+        hit = tab.derived[key] = build()
+    return hit
+
+
+def _forward_native(lib, pre2p, wh, adc_tab, gate_tab, col_off, h_oc, k: RecurrenceConsts,
+                    KP, ACC, KA, GATES, CRAW, CS, HS) -> None:
+    """The forward loop of `QuantRecurrence` (table ADC, float32) with the native kernel: per timestep the
+    GEMM ``p = pre + pmax + h_{t-1} @ Wh`` in torch, then one ``fwd_step`` call for the elementwise chain,
+    writing the same buffers the torch loop writes.
+
+    ``pre2p`` (T, B, R*N) is ``pre + pmax`` (so the ADC-table index is ``p`` itself). Pointers into the
+    preallocated buffers are plain integer arithmetic: no tensor is created per timestep except the GEMM's.
+    """
+    T, B, RN = pre2p.shape
+    N, H = ACC.shape[2], k.hidden
+    R = RN // N
+    f4, i8 = 4, 8  # bytes of float32 / int64
+    P = pre2p.new_empty(B, RN)
+    consts = (B, R, N, H)
+    tabs = (adc_tab.data_ptr(), gate_tab.data_ptr(), col_off.data_ptr(), h_oc.data_ptr(),
+            2 * k.cell_max + 1, k.cell_max, 2.0 ** -k.frac_bits)
+    kp, acc, ka, gat, craw, cs, hs = (a.data_ptr() for a in (KP, ACC, KA, GATES, CRAW, CS, HS))
+    for t in range(T):
+        p = pre2p[0] if t == 0 else torch.addmm(pre2p[t], HS[t], wh, out=P)  # h_0 = 0: no GEMM
+        lib.fwd_step(*consts, p.data_ptr(), *tabs, cs + t * B * H * f4,
+                     kp + t * B * RN * i8, acc + t * B * N * f4, ka + t * B * N * i8, gat + t * B * N * f4,
+                     craw + t * B * H * f4, cs + (t + 1) * B * H * f4, hs + (t + 1) * B * H * f4)
+
+
+def _backward_native(lib, dhs, wh_t, GATES, KA, ACC, CS, CRAW, KP, am_tab, fac_tab, tab: Tables,
+                     k: RecurrenceConsts, pmax: int, DP) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BPTT loop of `QuantRecurrence` with the native kernel: per timestep one ``bwd_step`` call for
+    the elementwise STE chain (filling ``DP[t]``; the STE factors are looked up inside the call) and the
+    GEMM ``dh_{t-1} = dp @ Wh^T``.
+
+    Returns ``sum(dp * p)`` (the LSQ step gradient is ``-that / step``) and the four per-gate sums of
+    ``d acc * acc`` (the gate-scale gradients times the gate scales), accumulated in float64 by the kernel.
+    """
+    T, B, N = ACC.shape
+    H = k.hidden
+    RN = DP.shape[2]
+    R = RN // N
+    f4, i8 = 4, 8  # bytes of float32 / int64
+    dh = ACC.new_zeros(B, H)
+    dc = ACC.new_zeros(B, H)
+    dacc = ACC.new_empty(B, N)  # d acc of the current step (consumed by the kernel's sums)
+    sums = torch.zeros(5, dtype=torch.float64)
+    bh, bn, brn = B * H, B * N, B * RN
+    dhs_, gat_, ka_, acc_, cs_, cr_, kp_, dp_ = (a.data_ptr() for a in (dhs, GATES, KA, ACC, CS, CRAW, KP, DP))
+    tabs = (am_tab.data_ptr(), fac_tab.data_ptr(), tab.tanh_c.data_ptr(), tab.dtanh_c.data_ptr(),
+            k.cell_max, 2.0 ** -k.frac_bits, k.dac_max * 2.0 ** (-2 * k.frac_bits), pmax)
+    fixed = (dh.data_ptr(), dc.data_ptr())
+    tail = (dacc.data_ptr(),)
+    for t in range(T - 1, -1, -1):
+        lib.bwd_step(B, R, N, H, *fixed, dhs_ + t * bh * f4,
+                     gat_ + t * bn * f4, ka_ + t * bn * i8, acc_ + t * bn * f4,
+                     cs_ + t * bh * f4, cs_ + (t + 1) * bh * f4, cr_ + t * bh * f4, kp_ + t * brn * i8,
+                     *tabs, *tail, dp_ + t * brn * f4, sums.data_ptr())
+        if t > 0:
+            torch.mm(DP[t], wh_t, out=dh)
+    return sums[4], sums[:4]
+
+
 class QuantRecurrence(torch.autograd.Function):
     """``h_all = QuantRecurrence.apply(pre, wh, step, gs, noise, pmax, consts, tables)``.
 
@@ -119,17 +210,14 @@ class QuantRecurrence(torch.autograd.Function):
         H = k.hidden
         F = k.frac_bits
         dt = pre.dtype
-        n_acc = 2 * R * k.adc_max + 1
         n_c = 2 * k.cell_max + 1
-        gate_tab, _ = _gate_tables(gs, R, k, tab)
-        col_off = (torch.arange(4).repeat_interleave(H) * n_acc + R * k.adc_max).to(dt)
+        # The tables depend only on a few integers (gate scales, step) that change rarely between batches:
+        # built once per value (`_derived`), not per batch (they cost ~30 small tensor ops).
+        gate_tab, fac_tab = _derived(tab, ("gate", k, R, tuple(gs.tolist())), lambda: _gate_tables(gs, R, k, tab))
+        col_off, col_off_i = _derived(tab, ("col", k, R), lambda: _col_offsets(R, k, dt))
         table_adc = pmax is not None and noise is None
         if table_adc:
-            pdom = torch.arange(-pmax, pmax + 1, dtype=dt) / step
-            t_ = torch.trunc(pdom)
-            r = t_ + torch.where((pdom - t_).abs() >= 0.5, torch.sign(pdom), 0.0)  # exact round half away
-            adc_tab = r.clamp(-k.adc_max, k.adc_max)
-            am_tab = (r.abs() <= k.adc_max).to(dt) / step  # d a / d p (STE), for the backward
+            adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, dt))
             KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
         else:
             V = pre.new_empty(T, B, R * N)  # p / step + noise: the ADC input in LSB
@@ -140,31 +228,38 @@ class QuantRecurrence(torch.autograd.Function):
         CRAW = pre.new_empty(T, B, H)  # c_t before saturation
         CS = pre.new_empty(T + 1, B, H)  # CS[0] = c_0 = 0
         HS = pre.new_empty(T + 1, B, H)  # HS[0] = h_0 = 0, HS[t+1] = h_t
-        KH = torch.empty(B, H, dtype=torch.long)
         CS[0].zero_()
         HS[0].zero_()
-        for t in range(T):
-            p = pre2[0].clone() if t == 0 else torch.addmm(pre2[t], HS[t], wh)
-            if table_adc:
-                kp = KP[t]
-                kp.copy_(p.add_(pmax))  # exact: integers
-                a = _take(adc_tab, kp)
-            else:
-                v = torch.div(p, step, out=V[t])
-                if noise is not None:
-                    v.add_(noise[t].reshape(B, R * N))
-                # Round half away as sign(v) floor(|v| + 1/2): with noise there is no exact tie to protect.
-                a = v.abs().add_(0.5).floor_().clamp_(max=k.adc_max).mul_(torch.sign(v))
-            acc = torch.sum(a.view(B, R, N), 1, out=ACC[t])
-            KA[t].copy_(acc + col_off)
-            gates = _take(gate_tab, KA[t], out=GATES[t])
-            i, f, g, o = gates.view(B, 4, H).unbind(1)
-            m = f * CS[t]
-            m.addcmul_(i, g)
-            craw = torch.mul(m, 2.0 ** -F, out=CRAW[t]).add_(0.5).floor_()
-            c = torch.clamp(craw, -k.cell_max, k.cell_max, out=CS[t + 1])
-            KH.copy_(torch.add(c, o, alpha=n_c).add_(k.cell_max))
-            _take(tab.h_oc, KH, out=HS[t + 1])
+        lib = ckernel.load() if table_adc and dt == torch.float32 and N == 4 * H else None
+        if lib is not None:
+            # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
+            _forward_native(lib, pre2.add(pmax), wh, adc_tab, gate_tab, col_off_i, tab.h_oc, k,
+                            KP, ACC, KA, GATES, CRAW, CS, HS)
+        else:
+            KH = torch.empty(B, H, dtype=torch.long)
+            for t in range(T):
+                p = pre2[0].clone() if t == 0 else torch.addmm(pre2[t], HS[t], wh)
+                if table_adc:
+                    kp = KP[t]
+                    kp.copy_(p.add_(pmax))  # exact: integers
+                    a = _take(adc_tab, kp)
+                else:
+                    v = torch.div(p, step, out=V[t])
+                    if noise is not None:
+                        v.add_(noise[t].reshape(B, R * N))
+                    # Round half away as sign(v) floor(|v| + 1/2): with noise there is no exact tie to protect.
+                    a = v.abs().add_(0.5).floor_().clamp_(max=k.adc_max).mul_(torch.sign(v))
+                acc = torch.sum(a.view(B, R, N), 1, out=ACC[t])
+                KA[t].copy_(acc + col_off)
+                gates = _take(gate_tab, KA[t], out=GATES[t])
+                i, f, g, o = gates.view(B, 4, H).unbind(1)
+                m = f * CS[t]
+                m.addcmul_(i, g)
+                craw = torch.mul(m, 2.0 ** -F, out=CRAW[t]).add_(0.5).floor_()
+                c = torch.clamp(craw, -k.cell_max, k.cell_max, out=CS[t + 1])
+                KH.copy_(torch.add(c, o, alpha=n_c).add_(k.cell_max))
+                _take(tab.h_oc, KH, out=HS[t + 1])
+        ctx.native, ctx.fac_tab = lib, fac_tab
         ctx.k, ctx.tab, ctx.table_adc, ctx.pmax = k, tab, table_adc, pmax
         saved = [wh, step, gs, ACC, KA, GATES, CRAW, CS, HS]
         if table_adc:
@@ -184,6 +279,16 @@ class QuantRecurrence(torch.autograd.Function):
         R = RN // N
         F = k.frac_bits
         dt = ACC.dtype
+        if ctx.native is not None:
+            # Native kernel: the STE factors are looked up per timestep inside the kernel.
+            KP, am_tab = X1, X2
+            DP = ACC.new_empty(T, B, RN)
+            sdp, sg = _backward_native(ctx.native, dhs.to(dt).contiguous(), wh.t(), GATES, KA, ACC, CS, CRAW, KP,
+                                       am_tab, ctx.fac_tab, tab, k, ctx.pmax, DP)
+            dwh = HS[:-1].reshape(T * B, H).t() @ DP.reshape(T * B, RN) if ctx.needs_input_grad[1] else None
+            dstep = (-sdp / step).to(dt) if ctx.needs_input_grad[2] else None
+            dgs = (sg / gs).to(dt) if ctx.needs_input_grad[3] else None
+            return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None
         kq = k.dac_max * 2.0 ** (-2 * F)
         # Elementwise factors of every timestep at once (STE: rounding slope 1, saturation slope 1 where
         # the rounded value is inside the range, tables the slope of their smooth function).
@@ -194,23 +299,22 @@ class QuantRecurrence(torch.autograd.Function):
         else:
             V, vclean = X1, X2
             amask = (V.abs().add(0.5).floor() <= k.adc_max).to(dt) / step
-        _, fac_tab = _gate_tables(gs, R, k, tab)
-        dgu = _take(fac_tab, KA)  # d gate / d acc
+        dgu = _take(ctx.fac_tab, KA)  # d gate / d acc
         cmask = (CRAW.abs() <= k.cell_max).to(dt).mul_(2.0 ** -F)
         kc = (CS[1:] + k.cell_max).long()
         O = GATES[..., 3 * H :]
         dq_o = _take(tab.dtanh_c, kc).mul_(O).mul_(kq)  # d h / d c (through tanh(c))
         TCk = _take(tab.tanh_c, kc).mul_(kq)  # d h / d o
+        DACC = ACC.new_empty(T, B, N)
+        DP = ACC.new_empty(T, B, RN)
+        wh_t = wh.t()
         # d m / d(i, f, g) = (g, c_{t-1}, i) for every step, laid out like the gate columns, so that one
         # multiply per step gives the i, f, g part of d gates.
         G4 = GATES.view(T, B, 4, H)
         MIX = torch.stack([G4[:, :, 2], CS[:-1], G4[:, :, 0]], dim=2)  # (T, B, 3, H)
         F_ = G4[:, :, 1]
-        DACC = ACC.new_empty(T, B, N)
-        DP = ACC.new_empty(T, B, RN)
         dh = torch.zeros(B, H, dtype=dt)
         dc = torch.zeros(B, H, dtype=dt)
-        wh_t = wh.t()
         for t in range(T - 1, -1, -1):
             dh = dh + dhs[t]
             dc = dc.addcmul_(dh, dq_o[t])
