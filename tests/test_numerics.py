@@ -176,6 +176,28 @@ def test_golden_equals_naive_other_code_paths(name):
     check_against_naive(int_model(cfg, np.random.default_rng(18)), x)
 
 
+# Large batches run in cache-sized chunks of sequences (golden.lstm._chunks); the chunk boundaries must not
+# change a single value. 1102 sequences with 128 hidden units and two row tiles split unevenly.
+LARGE_BATCH_CONFIGS = {
+    "two_row_tiles_h128": dict(input_size=16, hidden_size=128, num_layers=1, output_size=3, weight_bits=4,
+                               dac_bits=4, adc_bits=4, array_rows=128, array_cols=128),
+    "two_layers_h64": dict(input_size=8, hidden_size=64, num_layers=2, output_size=4, weight_bits=4,
+                           dac_bits=4, adc_bits=5, array_rows=48, array_cols=64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_BATCH_CONFIGS))
+def test_golden_equals_naive_on_chunked_large_batches(name):
+    from golden.lstm import _chunks, _LayerPlan  # only to prove that the batch really is split
+
+    cfg = LstmConfig(**LARGE_BATCH_CONFIGS[name])
+    x = random_codes(cfg, np.random.default_rng(7), 1102, 3)
+    qm, _ = random_model(cfg, 11, x)
+    chunks = _chunks(x.shape[0], _LayerPlan(cfg, qm.layers[0], cfg.input_size, None, trace=False))
+    assert len(chunks) > 1 and len({b - a for a, b in chunks}) > 1, chunks  # several, uneven
+    check_against_naive(qm, x)
+
+
 def test_checker_catches_corrupted_trace():
     cfg = golden.default_config().replace(input_size=3, hidden_size=4, num_layers=2, output_size=2, array_rows=4)
     x = random_codes(cfg, np.random.default_rng(5), 2, 4)
