@@ -41,6 +41,7 @@ __all__ = [
     "load_vectors",
     "atomic_output_dir",
     "write_text_atomic",
+    "write_bytes_atomic",
     "vector_descriptions",
 ]
 
@@ -68,7 +69,7 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
             info.external_attr = 0o644 << 16
             info.create_system = 3
             zf.writestr(info, member.getvalue())
-    _write_bytes_atomic(Path(path), buf.getvalue())
+    write_bytes_atomic(Path(path), buf.getvalue())
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -82,7 +83,10 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise FileFormatError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory renamed over it, so a
+    reader sees the old file or the whole new one, never a partial write."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -96,7 +100,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    _write_bytes_atomic(Path(path), text.encode("utf-8"))
+    write_bytes_atomic(Path(path), text.encode("utf-8"))
 
 
 def _json_text(doc: Any) -> str:

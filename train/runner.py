@@ -17,14 +17,11 @@ Files of a run directory:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,7 @@ import numpy as np
 import torch
 
 from golden.config import LstmConfig
-from golden.io import atomic_output_dir, save_model, write_text_atomic
+from golden.io import atomic_output_dir, save_model, write_bytes_atomic, write_text_atomic
 from golden.lstm import golden_forward
 from golden.model import QuantizedModel
 from golden.nvm import NonIdealities
@@ -153,16 +150,7 @@ def load_float_state_file(path: str | Path) -> dict[str, torch.Tensor]:
 def _torch_save_atomic(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------
