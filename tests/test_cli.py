@@ -17,6 +17,7 @@ import pytest
 from golden.config import default_config
 from golden.io import load_model, load_vectors
 from nvmlstm.cli import main
+from cli_helpers import assert_error, run
 
 FILES = ("vectors.npz", "vectors.json", "model.npz", "model.json")
 
@@ -32,12 +33,6 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
 def golden(capsys, cfg: Path, out: Path, *extra) -> str:
     rc, stdout, err = run(capsys, "golden", "--config", cfg, "--random-weights", "--out", out, *extra)
     assert (rc, err) == (0, ""), err
@@ -46,19 +41,6 @@ def golden(capsys, cfg: Path, out: Path, *extra) -> str:
 
 def file_bytes(d: Path) -> dict[str, bytes]:
     return {n: (d / n).read_bytes() for n in FILES}
-
-
-def assert_error(capsys, argv, pattern: str, *, absent: Path) -> str:
-    """The error contract: exit status 2, exactly one line on stderr, nothing on stdout, no DIR left."""
-    rc, out, err = run(capsys, *argv)
-    assert rc == 2
-    assert out == ""
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    line = err.rstrip("\n")
-    assert re.fullmatch(pattern, line), line
-    assert not absent.exists()
-    assert not any(p.name.startswith(f".{absent.name}.tmp") for p in absent.parent.iterdir())
-    return line
 
 
 @pytest.fixture

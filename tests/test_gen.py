@@ -40,6 +40,7 @@ from golden.vectors import input_rng, random_inputs
 from hdl.macro import NvmArrayMacro
 from hdl.progmap import ProgramMap
 from nvmlstm.cli import main
+from cli_helpers import assert_error, run
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED_FILES = {"nvm_lstm_top.v", "nvm_array_macro.v", "nvm_array_macro_stub.v", "waivers.vlt", "filelist.f",
@@ -87,12 +88,6 @@ def have(tool: str) -> bool:
         return True
     except ToolNotFound:
         return False
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def run_cli(*argv) -> None:
@@ -628,18 +623,6 @@ def test_macro_model_loads_a_weight_image(rtl, model_file, tmp_path):
 
 # --------------------------------------------------------------------------------------------------
 # Errors: one line, exit status 2, no RTL_DIR
-def assert_error(capsys, argv, pattern: str, *, absent: Path) -> str:
-    rc, out, err = run(capsys, *argv)
-    assert rc == 2, err
-    assert out == ""
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    line = err.rstrip("\n")
-    assert re.fullmatch(pattern, line), line
-    assert not absent.exists()
-    assert not any(p.name.startswith(f".{absent.name}.tmp") for p in absent.parent.iterdir())
-    return line
-
-
 @pytest.fixture
 def cfg_file(tmp_path) -> Path:
     return write_json(tmp_path / "c.json", CASES["single"][0])

@@ -11,9 +11,9 @@ import pytest
 
 from golden import load_model, load_vectors
 from golden.io import save_vectors
-from nvmlstm.cli import main
 from sim.cases import case_by_name
 from sim.runner import simulator_or_skip
+from cli_helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,6 @@ def dirs(tmp_path_factory):
     """RTL and vectors of two small regression cases (different configs)."""
     root = tmp_path_factory.mktemp("cli")
     return {name: case_by_name(name).prepare(root / name) for name in ("multitile", "lanes3of7")}
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def test_sim_passes_and_reports(dirs, tmp_path, capsys):
