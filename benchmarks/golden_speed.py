@@ -39,10 +39,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from nvmlstm.golden import LstmConfig, golden_forward, random_model
 
-from golden import LstmConfig, golden_forward, random_model  # noqa: E402
+#: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
+ROOT = Path(__file__).resolve().parent.parent
 
 VARIANTS = ("golden", "golden_trace", "torch")
 LABELS = {"golden": "golden (trace=False)", "golden_trace": "golden (trace=True)", "torch": "torch.nn.LSTM"}

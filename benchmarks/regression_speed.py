@@ -29,12 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from nvmlstm.sim.cases import REGRESSION_CASES
+from nvmlstm.sim.runner import SIMULATORS, find_simulator, run_regression
 
-from sim.cases import REGRESSION_CASES  # noqa: E402
-from sim.runner import SIMULATORS, find_simulator, run_regression  # noqa: E402
+#: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure_cases(work: Path, sims: list[str]) -> list[dict]:

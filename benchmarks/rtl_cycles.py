@@ -29,16 +29,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
+from nvmlstm.golden import LstmConfig, golden_forward, random_model
+from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+from nvmlstm.hdl.sim import run_accelerator
+
+#: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from golden import LstmConfig, golden_forward, random_model  # noqa: E402
-from hdl.accelerator import NvmLstmAccelerator  # noqa: E402
-from hdl.sim import run_accelerator  # noqa: E402
 
 TARGET_SLACK = 6  # lanes = H: layer_step_cyc <= macro_latency + TARGET_SLACK
 

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from nvmlstm.golden.io import load_model, write_text_atomic
+from nvmlstm.golden.nvm import NonIdealities
+from nvmlstm.train.runner import TrainArgs, golden_outputs, run_training
+from nvmlstm.train.tasks import load_task, metric_from_outputs
 
-from golden.io import load_model, write_text_atomic  # noqa: E402
-from golden.nvm import NonIdealities  # noqa: E402
-from train.runner import TrainArgs, golden_outputs, run_training  # noqa: E402
-from train.tasks import load_task, metric_from_outputs  # noqa: E402
+#: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Per task: float epochs / lr, QAT fine-tuning epochs / lr (hidden sizes and the rest: TASK_DEFAULTS).
 PLAN = {
@@ -155,9 +155,9 @@ def _fp_with_quantized_inputs(task, fp_dir: Path) -> float:
     """The float model of ``fp_dir`` on inputs rounded to 4-bit DAC codes (code / 7): the DAC's share."""
     import torch
 
-    from golden.config import LstmConfig
-    from train.model import QuantLSTM
-    from train.runner import load_float_state_file
+    from nvmlstm.golden.config import LstmConfig
+    from nvmlstm.train.model import QuantLSTM
+    from nvmlstm.train.runner import load_float_state_file
 
     cfg = LstmConfig(input_size=1, hidden_size=32, num_layers=1, output_size=1, weight_bits=4, dac_bits=4,
                      adc_bits=4, array_rows=32, array_cols=64)

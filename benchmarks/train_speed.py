@@ -23,12 +23,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from golden.config import LstmConfig  # noqa: E402
-from train.model import QuantLSTM  # noqa: E402
-from train.tasks import load_task, task_loss  # noqa: E402
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.train.model import QuantLSTM
+from nvmlstm.train.tasks import load_task, task_loss
 
 
 class PlainLSTM(torch.nn.Module):

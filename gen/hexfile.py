@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.nvm import Tile
+from nvmlstm.golden.nvm import Tile
 
 __all__ = ["tile_codes", "format_hex", "parse_hex"]
 

@@ -19,9 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from golden.config import LstmConfig
-from golden.io import atomic_output_dir, write_text_atomic
-from golden.model import QuantizedModel
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.io import atomic_output_dir, write_text_atomic
+from nvmlstm.golden.model import QuantizedModel
 
 from .errors import GenError
 from .hexfile import format_hex, tile_codes
@@ -85,7 +85,7 @@ class GenerateResult:
 def build_top(cfg: LstmConfig, lanes: int | None, macro_latency: int):
     """The accelerator for Verilog (macros as ``nvm_array_macro`` instances); argument errors name the
     option and its valid range."""
-    from hdl.accelerator import NvmLstmAccelerator  # imports point down: gen -> hdl -> golden
+    from nvmlstm.hdl.accelerator import NvmLstmAccelerator  # imports point down: gen -> hdl -> golden
 
     H = cfg.hidden_size
     lanes = H if lanes is None else lanes

@@ -3,6 +3,9 @@
 `docs/datapath.md` states the contract in words; this package is its executable form.
 """
 
+if __name__ != "nvmlstm.golden":  # one name per module: never a second, top-level `golden` (README, Layout)
+    raise ImportError(f"the golden/ folder is the package nvmlstm.golden; import nvmlstm.golden, not {__name__}")
+
 from .config import ConfigError, LstmConfig, default_config, load_config
 from .io import FileFormatError, load_model, load_vectors, save_model, save_vectors
 from .lstm import InputError, golden_forward

@@ -34,6 +34,8 @@ def adc_convert(p: np.ndarray, step: int, bits: int) -> np.ndarray:
     integer, with non-idealities a float. For integer ``p`` below 2**50 the float64 quotient decides ties
     exactly: a true quotient that is not a tie is at least ``1/(2*step)`` away from one.
     """
+    if step < 1:
+        raise ValueError(f"ADC step must be >= 1, not {step}")
     qmax = (1 << (bits - 1)) - 1
     q = round_float(np.asarray(p, dtype=np.float64) / float(step), "half_away")
     return np.clip(q, -qmax, qmax).astype(np.int64)

@@ -21,7 +21,6 @@ __all__ = [
     "ROUNDING_RULES",
     "round_float",
     "rshift_round",
-    "div_round_half_away",
     "saturate",
     "quantize",
     "symmetric_max",
@@ -70,18 +69,6 @@ def rshift_round(v: np.ndarray | int, shift: int) -> np.ndarray:
     if shift == 0:
         return v.copy()
     return (v + (1 << (shift - 1))) >> shift
-
-
-def div_round_half_away(p: np.ndarray | int, step: np.ndarray | int) -> np.ndarray:
-    """Integer ``p / step`` rounded half away from zero, for ``step >= 1``: the ideal ADC before clipping.
-
-    ``sign(p) * floor((2*|p| + step) / (2*step))``, computed in int64.
-    """
-    p = np.asarray(p, dtype=np.int64)
-    step = np.asarray(step, dtype=np.int64)
-    if np.any(step < 1):
-        raise ValueError(f"ADC step must be >= 1, not {int(step.min())}")
-    return np.sign(p) * ((2 * np.abs(p) + step) // (2 * step))
 
 
 def saturate(v: np.ndarray | int, lo: int, hi: int) -> np.ndarray:

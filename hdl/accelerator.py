@@ -27,7 +27,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import LstmConfig
+from nvmlstm.golden.config import LstmConfig
 
 from .lanes import CellLane, GateLane, HiddenLane, cell_shape
 from .macro import NvmArrayMacro

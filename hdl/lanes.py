@@ -13,8 +13,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.config import LstmConfig
-from golden.tables import sigmoid_table, tanh_table
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
 from .params import check_int
 

@@ -6,6 +6,6 @@ The wording is the project's one rule for integers (`golden.config.check_int`): 
 
 from __future__ import annotations
 
-from golden.config import check_int
+from nvmlstm.golden.config import check_int
 
 __all__ = ["check_int"]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from golden.config import LstmConfig
-from golden.model import QuantizedModel
-from golden.nvm import Tile, tile_grid
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.model import QuantizedModel
+from nvmlstm.golden.nvm import Tile, tile_grid
 
 __all__ = ["ProgramMap", "bits_for"]
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from golden.datapath import adc_convert
-from golden.model import QuantizedModel
+from nvmlstm.golden.datapath import adc_convert
+from nvmlstm.golden.model import QuantizedModel
 
 from .accelerator import NvmLstmAccelerator
 from .macro import NvmArrayMacro

@@ -6,6 +6,9 @@ and Verilator (docs/regression.md).
 sim -> gen, golden (hdl only through gen). cocotb is imported only where a simulation is built or run.
 """
 
+if __name__ != "nvmlstm.sim":  # one name per module: never a second, top-level `sim` (README, Layout)
+    raise ImportError(f"the sim/ folder is the package nvmlstm.sim; import nvmlstm.sim, not {__name__}")
+
 from .protocol import ManifestError, PayloadLayout, load_manifest, program_writes
 from .runner import (SIMULATORS, BuildError, InputMismatch, SimError, SimulatorMissing, Stress, check_inputs,
                      find_simulator, run_regression)

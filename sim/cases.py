@@ -51,7 +51,7 @@ class Case:
     stress: Stress = field(default_factory=Stress)
 
     def cfg(self):
-        from golden.config import LstmConfig
+        from nvmlstm.golden.config import LstmConfig
 
         return LstmConfig(**self.config)
 
@@ -71,18 +71,18 @@ class Case:
     def write_vectors(self, vec_dir: str | Path):
         """Random model and inputs of this case through the golden model into ``vec_dir`` (the `nvmlstm
         golden` layout: vectors and model); returns the model."""
-        from golden.ptq import random_model
-        from golden.vectors import input_rng, random_inputs, write_golden_dir
+        from nvmlstm.golden.ptq import random_model
+        from nvmlstm.golden.vectors import input_rng, random_inputs, write_golden_dir
 
         cfg = self.cfg()
         inputs = random_inputs(cfg, input_rng(self.seed), self.sequences, self.steps)
         model, _ = random_model(cfg, self.seed, inputs)
-        write_golden_dir(vec_dir, model, inputs, metadata={"generator": "sim.cases", "case": self.id})
+        write_golden_dir(vec_dir, model, inputs, metadata={"generator": "nvmlstm.sim.cases", "case": self.id})
         return model
 
     def write_rtl(self, rtl_dir: str | Path, model=None, *, log=None) -> None:
         """`nvmlstm generate` output for this case (no synthesis), with weight images of ``model`` if given."""
-        from gen import generate_rtl
+        from nvmlstm.gen import generate_rtl
 
         generate_rtl(rtl_dir, self.cfg(), model=model, model_name=None if model is None else "model.npz",
                      lanes=self.lanes, macro_latency=self.macro_latency, synth=False, lint=False, log=log)

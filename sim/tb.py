@@ -46,7 +46,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge
 
-from golden.io import load_model, load_vectors
+from nvmlstm.golden.io import load_model, load_vectors
 
 from .protocol import PayloadLayout, load_manifest, program_writes
 

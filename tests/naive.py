@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden import datapath as dp
-from golden.nvm import row_tile_bounds
+from nvmlstm.golden import datapath as dp
+from nvmlstm.golden.nvm import row_tile_bounds
 
 
 def naive_forward(qm, x) -> dict[str, np.ndarray]:

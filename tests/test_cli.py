@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden.config import default_config
-from golden.io import load_model, load_vectors
+from nvmlstm.golden.config import default_config
+from nvmlstm.golden.io import load_model, load_vectors
 from nvmlstm.cli import main
 from cli_helpers import assert_error, run
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from golden.config import REQUIRED_KEYS, ConfigError, LstmConfig, default_config, load_config
+from nvmlstm.golden.config import REQUIRED_KEYS, ConfigError, LstmConfig, default_config, load_config
 
 BASE = dict(
     input_size=8,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden.config import LstmConfig
-from golden.io import (
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.io import (
     FileFormatError,
     atomic_output_dir,
     load_model,
@@ -23,8 +23,8 @@ from golden.io import (
     vector_descriptions,
     write_npz,
 )
-from golden.lstm import golden_forward
-from golden.model import HeadParams, LayerParams, ModelError, QuantizedModel, array_sha256
+from nvmlstm.golden.lstm import golden_forward
+from nvmlstm.golden.model import HeadParams, LayerParams, ModelError, QuantizedModel, array_sha256
 
 # Two layers, several row tiles per matrix (K = 3+4+1 = 8 and 4+4+1 = 9 rows on 4-row arrays).
 CFG = LstmConfig(input_size=3, hidden_size=4, num_layers=2, output_size=2, weight_bits=4, dac_bits=4, adc_bits=4,
@@ -583,3 +583,52 @@ def test_atomic_output_dir_refuses_a_file(tmp_path):
             pass  # pragma: no cover
     assert out.read_text() == "I am a file"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# --------------------------------------------------------------------------------------------------
+# An outside tool writes a model file from docs/datapath.md section 12 alone
+def _doc_array_sha256(a: np.ndarray) -> str:
+    """Section 12, "Array hash", as written: dtype string, repr of the shape tuple, C-order LE bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(a.dtype.str.encode("ascii"))
+    h.update(repr(tuple(a.shape)).encode("ascii"))
+    h.update(a.astype(a.dtype.newbyteorder("<")).tobytes(order="C"))
+    return h.hexdigest()
+
+
+def _write_model_from_the_document(path: Path, cfg_keys: dict, arrays: dict) -> None:
+    import hashlib
+
+    full_cfg = {"head_adc_bits": None, "lut_bits": 8, "lut_frac": 4, "frac_bits": 7, "cell_bits": 11,
+                "scale_bits": 12, "scale_shift": 6, "adc_step_bits": 16, "weight_mapping": "differential",
+                **cfg_keys}
+    hashes = {k: _doc_array_sha256(a) for k, a in arrays.items()}
+    model_sha = hashlib.sha256(json.dumps({"config": full_cfg, "arrays": hashes}, sort_keys=True)
+                               .encode("utf-8")).hexdigest()
+    np.savez(path, **arrays)
+    manifest = {"format": "nvm-lstm-model", "schema_version": 1, "config": cfg_keys, "model_sha256": model_sha,
+                "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": hashes[k]}
+                           for k, a in arrays.items()}}
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+
+
+def test_model_file_written_from_the_document_alone_loads(tmp_path):
+    cfg_keys = {k: getattr(CFG, k) for k in ("input_size", "hidden_size", "num_layers", "output_size",
+                                             "weight_bits", "dac_bits", "adc_bits", "array_rows", "array_cols")}
+    arrays = make_arrays()
+    _write_model_from_the_document(tmp_path / "outside.npz", cfg_keys, arrays)
+    model = load_model(tmp_path / "outside.npz")
+    assert model.config == CFG
+    for k, a in model.arrays().items():
+        assert np.array_equal(a, arrays[k]) and a.dtype == arrays[k].dtype, k
+    # The loader checks the hashes: an edited array under the old model_sha256 is refused.
+    arrays["l0_gate_scale"] = arrays["l0_gate_scale"].copy()
+    arrays["l0_gate_scale"][0] += 1
+    _write_model_from_the_document(tmp_path / "edited.npz", cfg_keys, arrays)
+    doc = json.loads((tmp_path / "edited.json").read_text())
+    doc["model_sha256"] = json.loads((tmp_path / "outside.json").read_text())["model_sha256"]
+    (tmp_path / "edited.json").write_text(json.dumps(doc))
+    with pytest.raises(FileFormatError, match=r"model_sha256 in the manifest does not match the model"):
+        load_model(tmp_path / "edited.npz")

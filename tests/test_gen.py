@@ -24,21 +24,23 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-import hdl.sim
-from gen import GenError
-from gen.hexfile import parse_hex
-from gen.lint import TOP_WAIVERS, LintError, iverilog_compile, read_filelist, verilator_lint, waivers_vlt
-from gen.render import TEMPLATE_DIR, render_macro_model, render_macro_stub
-from gen.rtl import build_top, mark_used
-from gen.synth import SynthError, synthesize
-from gen.tools import ToolNotFound, find_iverilog, find_verilator, find_yosys
-from golden.config import LstmConfig
-from golden.datapath import adc_convert
-from golden.io import load_model, save_model
-from golden.ptq import random_model
-from golden.vectors import input_rng, random_inputs
-from hdl.macro import NvmArrayMacro
-from hdl.progmap import ProgramMap
+import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
+
+from nvmlstm import hdl
+from nvmlstm.gen import GenError
+from nvmlstm.gen.hexfile import parse_hex
+from nvmlstm.gen.lint import TOP_WAIVERS, LintError, iverilog_compile, read_filelist, verilator_lint, waivers_vlt
+from nvmlstm.gen.render import TEMPLATE_DIR, render_macro_model, render_macro_stub
+from nvmlstm.gen.rtl import build_top, mark_used
+from nvmlstm.gen.synth import SynthError, synthesize
+from nvmlstm.gen.tools import ToolNotFound, find_iverilog, find_verilator, find_yosys
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.datapath import adc_convert
+from nvmlstm.golden.io import load_model, save_model
+from nvmlstm.golden.ptq import random_model
+from nvmlstm.golden.vectors import input_rng, random_inputs
+from nvmlstm.hdl.macro import NvmArrayMacro
+from nvmlstm.hdl.progmap import ProgramMap
 from nvmlstm.cli import main
 from cli_helpers import assert_error, run
 
@@ -413,7 +415,7 @@ def test_macro_model_lints_clean_alone(tmp_path, params):
     """The macro model is -Wall clean with no waiver for any parameters, set both as defaults and via -G."""
     tool = need("verilator")
     (tmp_path / "nvm_array_macro.v").write_text(render_macro_model(params))
-    from gen.tools import run_tool
+    from nvmlstm.gen.tools import run_tool
 
     for extra in ([], [f"-G{k}={v}" for k, v in MACRO_SHAPES[1].items()]):
         proc = run_tool(tool, ["--lint-only", "-Wall", *extra, "nvm_array_macro.v"], cwd=tmp_path)
@@ -452,7 +454,8 @@ def test_synthesis_counts_cells_without_latches(rtl, case):
 def test_synthesis_fails_loudly_without_statistics(rtl, monkeypatch):
     """Yosys exiting 0 before `stat` must not pass as a synthesis with no cells."""
     need("yosys")
-    import gen.synth
+    import nvmlstm.gen.synth  # noqa: F401 - binds the submodule
+    from nvmlstm import gen
 
     real = gen.synth.synth_script
     monkeypatch.setattr(gen.synth, "synth_script", lambda *a, **k: [c for c in real(*a, **k) if "stat" not in c])
@@ -686,7 +689,8 @@ def test_error_out_is_a_file_or_foreign_dir(tmp_path, cfg_file, capsys):
 
 
 def test_error_yosys_missing_says_how_to_install(tmp_path, cfg_file, capsys, monkeypatch):
-    import gen.tools
+    import nvmlstm.gen.tools  # noqa: F401 - binds the submodule
+    from nvmlstm import gen
 
     real_which = shutil.which
     monkeypatch.setattr(gen.tools.shutil, "which", lambda name, *a, **k: None if name == "yosys" else real_which(name))
@@ -701,7 +705,8 @@ def test_error_yosys_missing_says_how_to_install(tmp_path, cfg_file, capsys, mon
 
 def test_failed_check_leaves_nothing(tmp_path, cfg_file, capsys, monkeypatch):
     """A synthesis failure after the files were written: no RTL_DIR, no temporary directory."""
-    import gen.rtl
+    import nvmlstm.gen.rtl  # noqa: F401 - binds the submodule
+    from nvmlstm import gen
 
     def broken(*a, **k):
         raise SynthError("yosys failed (exit status 1): injected")
@@ -728,7 +733,7 @@ def test_regenerating_replaces_an_earlier_output(tmp_path, capsys, model_file):
 
 
 def test_api_rejects_a_model_of_another_config(tmp_path, model_file):
-    from gen import generate_rtl
+    from nvmlstm.gen import generate_rtl
 
     with pytest.raises(GenError, match="config differs"):
         generate_rtl(tmp_path / "x", case_cfg("single"), model=load_model(model_file), synth=False)

@@ -28,15 +28,17 @@ from amaranth.hdl import ClockDomain, Fragment, Instance, Module
 from amaranth._unused import UnusedMustUse
 from amaranth.sim import Simulator
 
-import hdl.accelerator
-import hdl.sim
-from golden import LstmConfig, QuantizedModel, default_config, golden_forward, random_model
-from golden.datapath import GATE_IS_TANH, activation, adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
-from golden.model import HeadParams, LayerParams
-from hdl.accelerator import NvmLstmAccelerator
-from hdl.lanes import CellLane, GateLane, HiddenLane
-from hdl.macro import NvmArrayMacro
-from hdl.sim import run_accelerator
+import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
+
+from nvmlstm import hdl
+import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
+from nvmlstm.golden import LstmConfig, QuantizedModel, default_config, golden_forward, random_model
+from nvmlstm.golden.datapath import GATE_IS_TANH, activation, adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
+from nvmlstm.golden.model import HeadParams, LayerParams
+from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+from nvmlstm.hdl.lanes import CellLane, GateLane, HiddenLane
+from nvmlstm.hdl.macro import NvmArrayMacro
+from nvmlstm.hdl.sim import run_accelerator
 
 GATES = "ifgo"
 DEFAULT = default_config()

@@ -25,11 +25,13 @@ from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hdl.lanes
-from golden import LstmConfig, golden_forward, random_model
-from golden.datapath import GATE_IS_TANH
-from hdl.accelerator import NvmLstmAccelerator
-from hdl.sim import AcceleratorRun, add_macro_models, run_accelerator
+import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
+
+from nvmlstm import hdl
+from nvmlstm.golden import LstmConfig, golden_forward, random_model
+from nvmlstm.golden.datapath import GATE_IS_TANH
+from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+from nvmlstm.hdl.sim import AcceleratorRun, add_macro_models, run_accelerator
 
 EXAMPLES = int(os.environ.get("HDL_TOP_EXAMPLES", "60"))
 #: Upper bound on the macros of a drawn config (each is a simulator process: this bounds the runtime).

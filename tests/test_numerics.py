@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import golden
-from golden import InputError, LstmConfig, ModelError, NonIdealities, QuantizedModel, golden_forward
-from golden.model import FloatLayer, FloatModel, HeadParams, LayerParams
-from golden.ptq import calibrate_adc_step, quantize_model, random_float_model, random_model
-from golden.quant import quantize
-from golden.reference import float_forward
-from golden.vectors import coverage, input_rng, random_inputs
+from nvmlstm import golden
+from nvmlstm.golden import InputError, LstmConfig, ModelError, NonIdealities, QuantizedModel, golden_forward
+from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams
+from nvmlstm.golden.ptq import calibrate_adc_step, quantize_model, random_float_model, random_model
+from nvmlstm.golden.quant import quantize
+from nvmlstm.golden.reference import float_forward
+from nvmlstm.golden.vectors import coverage, input_rng, random_inputs
 from naive import naive_forward
 
 PROPERTY = settings(
@@ -188,7 +188,7 @@ LARGE_BATCH_CONFIGS = {
 
 @pytest.mark.parametrize("name", sorted(LARGE_BATCH_CONFIGS))
 def test_golden_equals_naive_on_chunked_large_batches(name):
-    from golden.lstm import _chunks, _LayerPlan  # only to prove that the batch really is split
+    from nvmlstm.golden.lstm import _chunks, _LayerPlan  # only to prove that the batch really is split
 
     cfg = LstmConfig(**LARGE_BATCH_CONFIGS[name])
     x = random_codes(cfg, np.random.default_rng(7), 1102, 3)

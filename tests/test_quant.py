@@ -15,17 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.config import LstmConfig, default_config
-from golden.datapath import adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
-from golden.quant import (
+from nvmlstm.golden.config import LstmConfig, default_config
+from nvmlstm.golden.datapath import adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
+from nvmlstm.golden.quant import (
     ROUNDING_RULES,
-    div_round_half_away,
     quantize,
     round_float,
     rshift_round,
     symmetric_max,
 )
-from golden.tables import lut_indices, sigmoid_table, tanh_table
+from nvmlstm.golden.tables import lut_indices, sigmoid_table, tanh_table
 
 JUST_BELOW_HALF = 0.49999999999999994  # the largest double below 0.5; floor(x + 0.5) gets it wrong
 
@@ -164,30 +163,34 @@ def test_rshift_round_errors():
 
 
 # --------------------------------------------------------------------------------------------------
-# div_round_half_away: the ideal ADC before clipping
-def test_div_round_half_away_ties_both_signs():
+# The ADC before clipping (adc_convert with bits wide enough that nothing saturates): the one definition
+# of the ADC transfer (golden.datapath.adc_convert) is checked here against exact integer division.
+WIDE = 16
+
+
+def test_adc_rounds_ties_away_from_zero_on_both_signs():
     p = np.array([1, -1, 3, -3, 5, -5, 2, -2, 6, -6])
-    step = np.array([2, 2, 2, 2, 2, 2, 4, 4, 4, 4])
-    # 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.5, -0.5, 1.5, -1.5: all away from zero
-    assert div_round_half_away(p, step).tolist() == [1, -1, 2, -2, 3, -3, 1, -1, 2, -2]
+    # 0.5, -0.5, 1.5, -1.5, 2.5, -2.5 (step 2), 0.5, -0.5, 1.5, -1.5 (step 4): all away from zero
+    assert adc_convert(p[:6], 2, WIDE).tolist() == [1, -1, 2, -2, 3, -3]
+    assert adc_convert(p[6:], 4, WIDE).tolist() == [1, -1, 2, -2]
 
 
-def test_div_round_half_away_step_one_is_identity():
+def test_adc_step_one_is_identity():
     p = np.arange(-50, 51)
-    assert div_round_half_away(p, 1).tolist() == p.tolist()
+    assert adc_convert(p, 1, WIDE).tolist() == p.tolist()
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 7, 10, 13, 64])
-def test_div_round_half_away_matches_exact(step):
+def test_adc_unclipped_matches_exact_division(step):
     p = np.arange(-10 * step - 3, 10 * step + 4)
-    assert div_round_half_away(p, step).tolist() == [ref_div_half_away(int(x), step) for x in p]
+    assert adc_convert(p, step, WIDE).tolist() == [ref_div_half_away(int(x), step) for x in p]
 
 
-def test_div_round_half_away_rejects_bad_step():
+def test_adc_rejects_bad_step():
     with pytest.raises(ValueError, match=r"ADC step must be >= 1, not 0"):
-        div_round_half_away(np.array([5]), 0)
+        adc_convert(np.array([5]), 0, 4)
     with pytest.raises(ValueError, match=r"ADC step must be >= 1, not -3"):
-        div_round_half_away(np.array([5, 6]), np.array([2, -3]))
+        adc_convert(np.array([5, 6]), -3, 4)
 
 
 # --------------------------------------------------------------------------------------------------

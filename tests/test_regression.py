@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import pytest
 
-from golden import default_config, load_vectors
-from sim.cases import REGRESSION_CASES, case_by_name, exercise_problems
-from sim.runner import SIMULATORS, run_regression, simulator_or_skip
+from nvmlstm.golden import default_config, load_vectors
+from nvmlstm.sim.cases import REGRESSION_CASES, case_by_name, exercise_problems
+from nvmlstm.sim.runner import SIMULATORS, run_regression, simulator_or_skip
 
 CASES = REGRESSION_CASES
 IDS = [c.id for c in CASES]

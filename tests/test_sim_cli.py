@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from golden import load_model, load_vectors
-from golden.io import save_vectors
-from sim.cases import case_by_name
-from sim.runner import simulator_or_skip
+from nvmlstm.golden import load_model, load_vectors
+from nvmlstm.golden.io import save_vectors
+from nvmlstm.sim.cases import case_by_name
+from nvmlstm.sim.runner import simulator_or_skip
 from cli_helpers import run
 
 

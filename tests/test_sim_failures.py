@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import golden.datapath
-import hdl.lanes
-from golden import load_model, load_vectors
-from golden.io import save_vectors
-from golden.tables import sigmoid_table
+import nvmlstm.golden.datapath  # noqa: F401 - binds the submodule
+
+from nvmlstm import golden
+import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
+from nvmlstm import hdl
+from nvmlstm.golden import load_model, load_vectors
+from nvmlstm.golden.io import save_vectors
+from nvmlstm.golden.tables import sigmoid_table
 from naive import naive_forward
-from sim.cases import case_by_name
-from sim.runner import Stress, required_simulators, run_regression, simulator_or_skip
+from nvmlstm.sim.cases import case_by_name
+from nvmlstm.sim.runner import Stress, required_simulators, run_regression, simulator_or_skip
 
 STRESS = Stress(seed=5, gap_prob=0.2, backpressure_prob=0.2, idle_max=2, split_prob=0.3)
 

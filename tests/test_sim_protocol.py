@@ -15,14 +15,14 @@ import shutil
 import numpy as np
 import pytest
 
-from golden import load_model, load_vectors
-from hdl.progmap import ProgramMap
-from sim import runner as sim_runner
-from sim.cases import case_by_name
-from sim.protocol import ManifestError, PayloadLayout, load_manifest, program_writes
-from sim.runner import (InputMismatch, SimError, SimulatorMissing, Stress, check_inputs, find_simulator,
+from nvmlstm.golden import load_model, load_vectors
+from nvmlstm.hdl.progmap import ProgramMap
+from nvmlstm.sim import runner as sim_runner
+from nvmlstm.sim.cases import case_by_name
+from nvmlstm.sim.protocol import ManifestError, PayloadLayout, load_manifest, program_writes
+from nvmlstm.sim.runner import (InputMismatch, SimError, SimulatorMissing, Stress, check_inputs, find_simulator,
                         icarus_time0_kick, required_simulators)
-from sim.tb import Scoreboard
+from nvmlstm.sim.tb import Scoreboard
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,8 @@ def test_vectors_of_another_config_or_model_are_refused(prepared, tmp_path):
     shutil.copytree(vec_a, other)
     doc, arrays = load_vectors(vec_a)
     model = load_model(vec_a / "model.npz")
-    from golden.ptq import random_model
-    from golden.vectors import write_golden_dir
+    from nvmlstm.golden.ptq import random_model
+    from nvmlstm.golden.vectors import write_golden_dir
 
     m2, _ = random_model(model.config, 99, arrays["inputs"])
     shutil.rmtree(other)
@@ -238,7 +238,8 @@ def test_missing_simulators_say_how_to_install_them(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SimulatorMissing, match=r"icarus not found .*apt-get install -y iverilog"):
         find_simulator("icarus")
-    import gen.tools
+    import nvmlstm.gen.tools  # noqa: F401 - binds the submodule
+    from nvmlstm import gen
 
     def no_verilator():
         raise gen.tools.ToolNotFound("verilator")

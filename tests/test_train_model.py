@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from golden.config import default_config
-from golden.lstm import golden_forward
-from golden.ptq import random_model
-from golden.reference import float_forward
-from train.exact import exact_forward, tile_matrix
-from train.model import QuantLSTM, StateDictError
-from train.ops import round_half_away, ste, tables
-from train.recurrence import QuantRecurrence
+from nvmlstm.golden.config import default_config
+from nvmlstm.golden.lstm import golden_forward
+from nvmlstm.golden.ptq import random_model
+from nvmlstm.golden.reference import float_forward
+from nvmlstm.train.exact import exact_forward, tile_matrix
+from nvmlstm.train.model import QuantLSTM, StateDictError
+from nvmlstm.train.ops import round_half_away, ste, tables
+from nvmlstm.train.recurrence import QuantRecurrence
 from train_reference import reference_recurrence
 
 # Configs that move every boundary of the contract: several row tiles, two layers, no shift rounding term
@@ -120,7 +120,7 @@ def test_native_kernel_equals_the_torch_recurrence(name, monkeypatch):
     # train/ckernel.py is a second implementation of the per-timestep work (float32, table ADC). The tests
     # above run it whenever a C compiler is available; here it must also agree with the torch loop it
     # replaces: h bit for bit, gradients at float32 rounding level (other summation order).
-    from train import ckernel
+    from nvmlstm.train import ckernel
 
     if ckernel.load() is None:
         pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from golden.io import load_model
-from golden.lstm import golden_forward
+from nvmlstm.golden.io import load_model
+from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.cli import main
-from train.exact import exact_forward
-from train.runner import TrainArgs, _codes, run_training
-from train.tasks import load_task
+from nvmlstm.train.exact import exact_forward
+from nvmlstm.train.runner import TrainArgs, _codes, run_training
+from nvmlstm.train.tasks import load_task
 
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:

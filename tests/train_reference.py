@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from train.ops import round_half_away, rshift_round, ste
+from nvmlstm.train.ops import round_half_away, rshift_round, ste
 
 
 def _table_ste(idx: torch.Tensor, table: torch.Tensor, dtable: torch.Tensor, lo: int) -> torch.Tensor:

@@ -6,6 +6,9 @@ evaluates it in PyTorch bit for bit like `golden.golden_forward`. `train.runner.
 ``nvmlstm train`` command. Imports: `golden` only. ``docs/training.md`` explains the design.
 """
 
+if __name__ != "nvmlstm.train":  # one name per module: never a second, top-level `train` (README, Layout)
+    raise ImportError(f"the train/ folder is the package nvmlstm.train; import nvmlstm.train, not {__name__}")
+
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
 from .runner import TrainArgs, TrainError, run_training

@@ -14,9 +14,9 @@ import functools
 import numpy as np
 import torch
 
-from golden.config import LstmConfig
-from golden.model import QuantizedModel
-from golden.nvm import row_tile_bounds
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.model import QuantizedModel
+from nvmlstm.golden.nvm import row_tile_bounds
 
 from .ops import rshift_round, round_half_away, tables
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from golden.config import LstmConfig
-from golden.model import FloatLayer, FloatModel, HeadParams, LayerParams, QuantizedModel
-from golden.ptq import DEFAULT_PERCENTILE, quantize_model
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams, QuantizedModel
+from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, quantize_model
 
 from .exact import exact_forward, tile_matrix
 from .ops import ste, tables

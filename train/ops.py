@@ -14,10 +14,10 @@ import math
 import numpy as np
 import torch
 
-from golden.config import LstmConfig
-from golden.datapath import activation, requant_h, tanh_cell_index
-from golden.quant import rshift_round as np_rshift_round
-from golden.tables import sigmoid_table, tanh_table
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.datapath import activation, requant_h, tanh_cell_index
+from nvmlstm.golden.quant import rshift_round as np_rshift_round
+from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
 __all__ = [
     "round_half_away",

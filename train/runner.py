@@ -30,11 +30,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from golden.config import LstmConfig
-from golden.io import atomic_output_dir, save_model, write_bytes_atomic, write_text_atomic
-from golden.lstm import golden_forward
-from golden.model import QuantizedModel
-from golden.nvm import NonIdealities
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.io import atomic_output_dir, save_model, write_bytes_atomic, write_text_atomic
+from nvmlstm.golden.lstm import golden_forward
+from nvmlstm.golden.model import QuantizedModel
+from nvmlstm.golden.nvm import NonIdealities
 
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
@@ -120,7 +120,7 @@ def _check_args(a: TrainArgs) -> None:
 
 
 def _config(a: TrainArgs, task: TaskData) -> LstmConfig:
-    from golden.config import ConfigError
+    from nvmlstm.golden.config import ConfigError
 
     try:
         return LstmConfig(input_size=task.input_size, hidden_size=a.hidden, num_layers=1,

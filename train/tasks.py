@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import data as _data_package
+
 __all__ = ["TaskError", "TaskData", "TASKS", "METRICS", "load_task", "metric_from_outputs", "task_loss",
            "DEFAULT_DATA", "DIGITS_SPLIT_SEED"]
 
@@ -25,7 +27,7 @@ TASKS = tuple(METRICS)
 #: Whether a larger metric is better.
 HIGHER_IS_BETTER = {"accuracy": True, "bpc": False, "rmse": False}
 
-_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+_DATA_DIR = Path(_data_package.__file__).resolve().parent  # the shipped data sets (package nvmlstm.data)
 DEFAULT_DATA = {"charlm": _DATA_DIR / "declaration.txt", "timeseries": _DATA_DIR / "cycles.csv"}
 DIGITS_SPLIT_SEED = 0
 PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")

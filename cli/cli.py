@@ -23,7 +23,7 @@ class CliError(Exception):
 
 # ------------------------------------------------------------------------------------------------
 def _load_inputs(path: Path, cfg) -> np.ndarray:
-    from golden.lstm import check_input_codes
+    from nvmlstm.golden.lstm import check_input_codes
 
     try:
         arr = np.load(path, allow_pickle=False)
@@ -42,10 +42,10 @@ def _print_coverage(cov: dict) -> None:
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from golden.config import load_config
-    from golden.io import load_model
-    from golden.ptq import random_model
-    from golden.vectors import input_rng, random_inputs, write_golden_dir
+    from nvmlstm.golden.config import load_config
+    from nvmlstm.golden.io import load_model
+    from nvmlstm.golden.ptq import random_model
+    from nvmlstm.golden.vectors import input_rng, random_inputs, write_golden_dir
 
     if args.config is not None:
         if not args.random_weights:
@@ -82,10 +82,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
-    """The main job. Until the RTL and regression stages exist it runs the golden model on the config."""
-    from golden.config import default_config, load_config
-    from golden.ptq import random_model
-    from golden.vectors import input_rng, random_inputs, write_golden_dir
+    """The main job (today: a random, ADC-calibrated model of the config and its golden reference vectors)."""
+    from nvmlstm.golden.config import default_config, load_config
+    from nvmlstm.golden.ptq import random_model
+    from nvmlstm.golden.vectors import input_rng, random_inputs, write_golden_dir
 
     cfg = load_config(args.config) if args.config is not None else default_config()
     inputs = random_inputs(cfg, input_rng(args.seed), args.sequences, args.steps)
@@ -102,9 +102,9 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Tape-out RTL: the accelerator top, the macro model and stub, file lists, waivers, weight images, manifest."""
-    from gen import GenError, generate_rtl
-    from golden.config import load_config
-    from golden.io import load_model
+    from nvmlstm.gen import GenError, generate_rtl
+    from nvmlstm.golden.config import load_config
+    from nvmlstm.golden.io import load_model
 
     if args.config is not None:
         cfg, model, model_name = load_config(args.config), None, None

@@ -72,7 +72,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from train.runner import TrainArgs, run_training
+    from nvmlstm.train.runner import TrainArgs, run_training
 
     a = TrainArgs(
         task=args.task, mode=args.mode, out=str(args.out), data=None if args.data is None else str(args.data),
