@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .textfile import read_json_file
+
 __all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "check_int", "default_config", "load_config"]
 
 REQUIRED_KEYS = (
@@ -283,18 +285,7 @@ class LstmConfig:
 def load_config(path: str | Path) -> LstmConfig:
     """Read a JSON config file; every problem is a `ConfigError` naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): a config file is JSON") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    data = read_json_file(path, ConfigError, "config file")
     return LstmConfig.from_dict(data, where=str(path))
 
 

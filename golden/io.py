@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import ConfigError, LstmConfig
 from .model import ModelError, QuantizedModel, array_sha256
+from .textfile import read_json_file
 
 __all__ = [
     "FileFormatError",
@@ -155,18 +156,8 @@ def _array_entries(arrays: Mapping[str, np.ndarray], descriptions: Mapping[str, 
 
 
 def _read_manifest(path: Path, fmt: str) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileFormatError(f"{path}: manifest not found (a {fmt} file is an .npz plus its .json manifest)") from None
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot read manifest: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path}: manifest is not UTF-8 text (byte {exc.start})") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path}: manifest is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    doc = read_json_file(path, FileFormatError, "manifest",
+                         missing_hint=f" (a {fmt} file is an .npz plus its .json manifest)")
     if not isinstance(doc, dict):
         raise FileFormatError(f"{path}: manifest must be a JSON object")
     if doc.get("format") != fmt:

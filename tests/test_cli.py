@@ -196,10 +196,10 @@ def test_error_bad_config(tmp_path, capsys):
                  absent=out)
     bad.write_text('{"input_size": 8,}')
     assert_error(capsys, ["golden", "--config", bad, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(bad))}: not valid JSON: .* at line 1 column 18", absent=out)
+                 rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not valid JSON: .* at line 1 column 18", absent=out)
     bad.write_bytes(b"\xff\xfe{}")
     assert_error(capsys, ["golden", "--config", bad, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(bad))}: not UTF-8 text \(byte 0\): a config file is JSON",
+                 rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not UTF-8 text \(byte 0\)",
                  absent=out)
 
 

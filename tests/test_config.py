@@ -160,7 +160,7 @@ def test_load_config_directory(tmp_path):
 def test_load_config_invalid_json_names_line_and_column(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{\n  "input_size": 8,\n  "hidden_size": 32,,\n}\n')  # the second comma of line 3 is column 21
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: not valid JSON: Expecting property name enclosed "
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: config file is not valid JSON: Expecting property name enclosed "
                                           f"in double quotes at line 3 column 21$"):
         load_config(p)
 
@@ -168,7 +168,7 @@ def test_load_config_invalid_json_names_line_and_column(tmp_path):
 def test_load_config_not_utf8(tmp_path):
     p = tmp_path / "bin.json"
     p.write_bytes(b'{"input_size": \xff}')
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: not UTF-8 text \\(byte 15\\): a config file is JSON$"):
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: config file is not UTF-8 text \\(byte 15\\)$"):
         load_config(p)
 
 

@@ -283,7 +283,7 @@ def test_model_manifest_not_json(saved):
     _, npz, manifest = saved
     manifest.write_text('{"format": "nvm-lstm-model",\n "schema_version": 1,\n oops}')
     with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: manifest is not valid JSON: Expecting property name "
-                                              f"enclosed in double quotes at line 3$"):
+                                              f"enclosed in double quotes at line 3 column 2$"):
         load_model(npz)
 
 
