@@ -6,49 +6,36 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
+from amaranth.lib.wiring import Flow
 
-__all__ = ["TEMPLATE_DIR", "MACRO_PARAMS", "MACRO_PORTS", "render_template", "render_macro_model", "render_macro_stub"]
+from nvmlstm.hdl import macro as _macro  # read at call time: hdl.macro is the one definition
+
+__all__ = ["TEMPLATE_DIR", "macro_params", "macro_ports", "render_template", "render_macro_model",
+           "render_macro_stub"]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
-#: Ports of ``nvm_array_macro`` in the order of hdl/macro.py, with their Verilog ranges in terms of the
-#: module parameters (the single list both templates render).
-MACRO_PORTS: tuple[dict[str, str], ...] = (
-    {"name": "clk", "direction": "input", "range": "", "doc": "clock (rising edge)"},
-    {"name": "rst", "direction": "input", "range": "", "doc": "synchronous reset, active high"},
-    {"name": "prog_row", "direction": "input", "range": "[$clog2(ROWS)-1:0]", "doc": "programming: cell row"},
-    {"name": "prog_col", "direction": "input", "range": "[$clog2(COLS)-1:0]", "doc": "programming: cell column"},
-    {"name": "prog_code", "direction": "input", "range": "[WEIGHT_BITS-1:0]",
-     "doc": "programming: weight code, two's complement"},
-    {"name": "prog_we", "direction": "input", "range": "", "doc": "programming: write enable"},
-    {"name": "x", "direction": "input", "range": "[ROWS*DAC_BITS-1:0]",
-     "doc": "row k's DAC code in bits [k*DAC_BITS +: DAC_BITS]"},
-    {"name": "adc_step", "direction": "input", "range": "[STEP_BITS-1:0]", "doc": "ADC step (0 acts as 1)"},
-    {"name": "read", "direction": "input", "range": "", "doc": "read strobe: sample x and adc_step"},
-    {"name": "y", "direction": "output", "range": "[COLS*ADC_BITS-1:0]",
-     "doc": "column j's ADC code in bits [j*ADC_BITS +: ADC_BITS]"},
-    {"name": "valid", "direction": "output", "range": "", "doc": "high for one cycle when y is new"},
-)
+
+def macro_ports() -> list[dict[str, str]]:
+    """Ports of ``nvm_array_macro`` for the templates, from its one definition in `hdl.macro`: clock and
+    reset, then every member of `hdl.macro.NvmArrayMacro.Signature` with its Verilog range."""
+    ports = [{"name": name, "direction": "input", "range": "", "doc": doc}
+             for name, doc in _macro.MACRO_CLOCK_PORTS]
+    for p in _macro.MACRO_PORTS:
+        ports.append({"name": p.name, "direction": "input" if p.flow == Flow.In else "output",
+                      "range": p.width.verilog_range(), "doc": p.doc})
+    return ports
 
 
-#: Parameters of ``nvm_array_macro``: the seven of `hdl.macro.NvmArrayMacro.verilog_parameters` plus INIT_FILE.
-MACRO_PARAMS: tuple[dict[str, str], ...] = (
-    {"name": "ROWS", "doc": "word lines (array inputs), >= 2"},
-    {"name": "COLS", "doc": "differential columns, one ADC each, >= 2"},
-    {"name": "WEIGHT_BITS", "doc": "signed weight codes (two's complement)"},
-    {"name": "DAC_BITS", "doc": "signed row input codes"},
-    {"name": "ADC_BITS", "doc": "signed column output codes"},
-    {"name": "STEP_BITS", "doc": "unsigned ADC step"},
-    {"name": "READ_LATENCY", "doc": "clock edges from the sampling edge to valid, >= 1"},
-)
-
-
-def _params(defaults: Mapping[str, int]) -> list[dict[str, str]]:
-    names = [p["name"] for p in MACRO_PARAMS]
+def macro_params(defaults: Mapping[str, int]) -> list[dict[str, str]]:
+    """Parameters of ``nvm_array_macro`` for the templates: `hdl.macro.MACRO_PARAMETERS` with the given
+    defaults (exactly those names), then ``INIT_FILE``."""
+    names = [name for name, _, _ in _macro.MACRO_PARAMETERS]
     if sorted(defaults) != sorted(names):
         raise ValueError(f"macro parameter defaults must name exactly {', '.join(names)}, "
                          f"not {', '.join(sorted(defaults))}")
-    out = [dict(p, type="integer", default=str(int(defaults[p["name"]]))) for p in MACRO_PARAMS]
+    out = [{"name": name, "type": "integer", "default": str(int(defaults[name])), "doc": doc}
+           for name, _, doc in _macro.MACRO_PARAMETERS]
     out.append({"name": "INIT_FILE", "type": "", "default": '""',
                 "doc": "$readmemh weight image; \"\" = cells start at 0"})
     return out
@@ -68,11 +55,11 @@ def render_template(name: str, context: Mapping[str, Any], *, template_dir: str 
 
 def render_macro_model(defaults: Mapping[str, int], *, template_dir: str | Path | None = None) -> str:
     """The behavioral ``nvm_array_macro`` with parameter defaults ``defaults`` (the macro's Verilog parameters)."""
-    return render_template("nvm_array_macro.v.j2", {"params": _params(defaults), "ports": MACRO_PORTS},
+    return render_template("nvm_array_macro.v.j2", {"params": macro_params(defaults), "ports": macro_ports()},
                            template_dir=template_dir)
 
 
 def render_macro_stub(defaults: Mapping[str, int], *, template_dir: str | Path | None = None) -> str:
     """The black-box ``nvm_array_macro`` stub (same parameters and ports as the model)."""
-    return render_template("nvm_array_macro_stub.v.j2", {"params": _params(defaults), "ports": MACRO_PORTS},
+    return render_template("nvm_array_macro_stub.v.j2", {"params": macro_params(defaults), "ports": macro_ports()},
                            template_dir=template_dir)

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from nvmlstm.golden import config as _config
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import atomic_output_dir, write_text_atomic
 from nvmlstm.golden.model import QuantizedModel
@@ -31,7 +32,7 @@ from .synth import synthesize
 from .tools import find_yosys
 
 __all__ = ["RTL_FORMAT", "SCHEMA_VERSION", "TOP_MODULE", "FILES", "GenerateResult", "generate_rtl",
-           "convert_top", "build_top", "manifest_ports", "mark_used"]
+           "convert_top", "build_top", "check_build", "manifest_ports", "amaranth_yosys_label"]
 
 RTL_FORMAT = "nvm-lstm-rtl"
 SCHEMA_VERSION = 1
@@ -54,14 +55,6 @@ FILES = {
     MANIFEST: "this manifest",
 }
 
-LATENCY_FORMULAS = {
-    "layer_step_cyc": "macro_latency + ceil(hidden_size / lanes) + 3",
-    "head_cyc": "macro_latency + 1",
-    "timestep_cyc": "1 + num_layers * layer_step_cyc + head_cyc + 1",
-    "sequence_cyc": "steps * timestep_cyc (cycles from start to done, no stream stalls)",
-}
-
-
 @dataclass
 class GenerateResult:
     """What `generate_rtl` wrote and measured.
@@ -82,65 +75,71 @@ class GenerateResult:
 
 
 # --------------------------------------------------------------------------------------------------
-def build_top(cfg: LstmConfig, lanes: int | None, macro_latency: int):
-    """The accelerator for Verilog (macros as ``nvm_array_macro`` instances); argument errors name the
-    option and its valid range."""
+def check_build(cfg: LstmConfig, lanes: int | None, macro_latency: int) -> int:
+    """The accelerator's own argument check (`hdl.accelerator.NvmLstmAccelerator.check_parameters`), its
+    exception turned into a `GenError`; returns ``lanes`` (``None``: ``hidden_size``). Builds nothing."""
     from nvmlstm.hdl.accelerator import NvmLstmAccelerator  # imports point down: gen -> hdl -> golden
 
-    H = cfg.hidden_size
-    lanes = H if lanes is None else lanes
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= H:
-        raise GenError(f"lanes must be an integer from 1 to hidden_size ({H}), not {lanes!r}")
-    if isinstance(macro_latency, bool) or not isinstance(macro_latency, int) or not 1 <= macro_latency <= 64:
-        raise GenError(f"macro latency must be an integer from 1 to 64, not {macro_latency!r}")
+    try:
+        return NvmLstmAccelerator.check_parameters(cfg, lanes=lanes, macro_latency=macro_latency)
+    except (TypeError, ValueError) as exc:
+        raise GenError(str(exc)) from None
+
+
+def build_top(cfg: LstmConfig, lanes: int | None, macro_latency: int):
+    """The accelerator for Verilog (macros as ``nvm_array_macro`` instances); argument errors are `GenError`s
+    with the accelerator's message (`check_build`)."""
+    from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+
+    lanes = check_build(cfg, lanes, macro_latency)
     return NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency, macro_model="instance")
 
 
-def mark_used(top) -> None:
-    """Tell Amaranth that ``top`` and its macros were deliberately not elaborated (no UnusedElaboratable
-    warnings when generation stops before conversion, or when a top is built only for its properties)."""
-    for e in (top, *getattr(top, "macros", ())):
-        e._MustUse__used = True
-
-
 _SRC_ATTR = re.compile(r"\(\*[^*]*\bsrc\s*=")
+
+
+def amaranth_yosys_label() -> str:
+    """Which Yosys Amaranth's Verilog back end uses, e.g. ``"yosys 0.50 (built-in)"``, for the manifest.
+
+    The one use of a private Amaranth API: ``amaranth.back.verilog`` finds its Yosys with
+    ``amaranth._toolchain.yosys.find_yosys`` (not in any ``__all__``). Kept to this adapter, with the version
+    requirement of ``amaranth.back.verilog``; ``tests/test_gen.py`` fails loudly if it stops answering.
+    """
+    try:
+        from amaranth._toolchain.yosys import find_yosys as amaranth_find_yosys
+
+        yosys = amaranth_find_yosys(lambda ver: ver >= (0, 40))
+        ver = yosys.version()
+        kind = "built-in" if "Builtin" in yosys.__name__ else "system"
+        return f"yosys {'.'.join(map(str, ver)) if ver else '?'} ({kind})"
+    except Exception:  # noqa: BLE001 - only the version label depends on it
+        return "unknown"
 
 
 def convert_top(top) -> tuple[str, str]:
     """Verilog of ``top`` as module ``nvm_lstm_top`` (no ``src`` attributes) and the version of the Yosys
     Amaranth used to write it."""
     from amaranth.back import verilog
-    from amaranth.back.verilog import find_yosys as amaranth_find_yosys
 
     text = verilog.convert(top, name=TOP_MODULE, emit_src=False)
     if _SRC_ATTR.search(text):
         raise GenError("the Amaranth output has src attributes (source paths) despite emit_src=False")
-    # The same requirement as amaranth.back.verilog; tells which Yosys (system or built-in) wrote the text.
-    # amaranth._toolchain is not public API: if it changes, the manifest says "unknown" rather than failing.
-    try:
-        yosys = amaranth_find_yosys(lambda ver: ver >= (0, 40))
-        ver = yosys.version()
-        kind = "built-in" if "Builtin" in yosys.__name__ else "system"
-        return text, f"yosys {'.'.join(map(str, ver)) if ver else '?'} ({kind})"
-    except Exception:  # noqa: BLE001 - only the version label depends on it
-        return text, "unknown"
+    return text, amaranth_yosys_label()
 
 
-def _top_ports(text: str) -> list[dict]:
-    """Ports of module ``nvm_lstm_top`` as the Verilog declares them (name, direction, width), in the order
-    of its port list."""
-    m = re.search(rf"^module {TOP_MODULE}\(([^)]*)\);(.*?)^endmodule", text, re.MULTILINE | re.DOTALL)
-    if m is None:
-        raise GenError(f"module {TOP_MODULE} not found in the generated Verilog")
-    order = [p.strip() for p in m.group(1).split(",")]
-    decl = {}
-    for d, msb, name in re.findall(r"^\s*(input|output|inout)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", m.group(2),
-                                   re.MULTILINE):
-        decl[name] = {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
-    missing = [p for p in order if p not in decl]
-    if missing:
-        raise GenError(f"ports {', '.join(missing)} of {TOP_MODULE} have no declaration in the generated Verilog")
-    return [decl[p] for p in order]
+def top_ports(top) -> list[dict]:
+    """Ports of module ``nvm_lstm_top`` from ``top.signature``: ``clk`` and ``rst`` (the ``sync`` domain),
+    then every port member, named as ``amaranth.back.verilog.convert`` names it (the member's path joined
+    by ``__``, e.g. ``inp__payload``), with its direction and width."""
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import Flow
+
+    ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, _value in top.signature.flatten(top):
+        ports.append({"name": "__".join(map(str, path)),
+                      "direction": "input" if member.flow == Flow.In else "output",
+                      "width": Shape.cast(member.shape).width})
+    return ports
 
 
 def _flatten_layout(layout, prefix: str, offset: int = 0) -> list[dict]:
@@ -162,9 +161,9 @@ def _flatten_layout(layout, prefix: str, offset: int = 0) -> list[dict]:
     return [{"field": prefix, "lsb": offset, "width": shape.width, "signed": shape.signed}]
 
 
-def manifest_ports(top, text: str) -> dict:
-    """Top-level ports and the bit layout of the two stream payloads."""
-    ports = _top_ports(text)
+def manifest_ports(top) -> dict:
+    """Top-level ports (`top_ports`) and the bit layout of the two stream payloads."""
+    ports = top_ports(top)
     layouts = {
         "inp__payload": {"fields": sorted(_flatten_layout(top.in_layout, "x"), key=lambda f: f["lsb"]),
                          "meaning": "x_t DAC codes of one timestep"},
@@ -175,34 +174,37 @@ def manifest_ports(top, text: str) -> dict:
     for name, lay in layouts.items():
         total = sum(f["width"] for f in lay["fields"])
         if widths.get(name) != total:
-            raise GenError(f"{name}: the Verilog port is {widths.get(name)} bits but its layout covers {total}")
+            raise GenError(f"{name}: the port is {widths.get(name)} bits but its layout covers {total}")
         lay["width"] = total
     return {"ports": ports, "payload_layouts": layouts}
 
 
-def _instance_paths(text: str, pmap) -> dict[str, str]:
-    """Hierarchical instance name (below the top) of every macro, checked against the Verilog text."""
+def _instance_paths(text: str, top) -> dict[str, str]:
+    """Hierarchical instance name (below the top) of every macro, from the accelerator, checked against the
+    Verilog text (the module of the instance's parent holds an ``nvm_array_macro`` instance of that name)."""
     paths = {}
-    for ref in pmap.tiles:
-        wrapper = f"macro_{ref.name}"
-        body = re.search(rf"^module \\{TOP_MODULE}\.{wrapper} \(.*?^endmodule", text, re.MULTILINE | re.DOTALL)
-        if body is None or not re.search(r"^\s*nvm_array_macro\s+#\(.*?\)\s+macro\s+\(", body.group(0),
-                                         re.MULTILINE | re.DOTALL):
-            raise GenError(f"macro instance {wrapper}.macro not found in the generated Verilog")
-        paths[ref.name] = f"{wrapper}.macro"
+    for ref in top.pmap.tiles:
+        path = top.macro_instance_path(ref)
+        parent, inst = path.rsplit(".", 1)
+        body = re.search(rf"^module \\{TOP_MODULE}\.{re.escape(parent)} \(.*?^endmodule", text,
+                         re.MULTILINE | re.DOTALL)
+        if body is None or not re.search(rf"^\s*nvm_array_macro\s+#\(.*?\)\s+{re.escape(inst)}\s+\(",
+                                         body.group(0), re.MULTILINE | re.DOTALL):
+            raise GenError(f"macro instance {path} not found in the generated Verilog")
+        paths[ref.name] = path
     return paths
 
 
 def _program_map(pmap, cfg: LstmConfig) -> dict:
     lo = pmap.row_bits + pmap.col_bits
-    regs = [{"index": l, "address": pmap.step_address(l), "name": f"adc_step_l{l}",
+    regs = [{"index": pmap.step_register(l), "address": pmap.step_address(l), "name": f"adc_step_l{l}",
              "bits": cfg.adc_step_bits, "meaning": f"ADC step of layer {l} (0 is stored as 1)"}
             for l in range(cfg.num_layers)]
-    regs.append({"index": cfg.num_layers, "address": pmap.step_address(None), "name": "adc_step_head",
+    regs.append({"index": pmap.step_register(None), "address": pmap.step_address(None), "name": "adc_step_head",
                  "bits": cfg.adc_step_bits, "meaning": "ADC step of the head (0 is stored as 1)"})
     for l in range(cfg.num_layers):
-        for g, gn in enumerate("ifgo"):
-            regs.append({"index": cfg.num_layers + 1 + 4 * l + g, "address": pmap.scale_address(l, g),
+        for g, gn in enumerate(_config.GATES):
+            regs.append({"index": pmap.scale_register(l, g), "address": pmap.scale_address(l, g),
                          "name": f"scale_l{l}_{gn}", "bits": cfg.scale_bits,
                          "meaning": f"gate scale of layer {l}, gate {gn}"})
     return {
@@ -222,11 +224,11 @@ def _program_map(pmap, cfg: LstmConfig) -> dict:
     }
 
 
-def _hex_header(ref, cfg: LstmConfig, model_digest: str) -> list[str]:
+def _hex_header(ref, instance: str, cfg: LstmConfig, model_digest: str) -> list[str]:
     t = ref.tile
     owner = "head" if ref.layer is None else f"layer {ref.layer}"
     return [
-        f"{ref.name}: weight image of macro instance macro_{ref.name}.macro (global tile {ref.global_index})",
+        f"{ref.name}: weight image of macro instance {instance} (global tile {ref.global_index})",
         f"{owner} matrix rows [{t.row_start}, {t.row_stop}) x columns [{t.col_start}, {t.col_stop}), "
         f"zero beyond the matrix edge",
         f"{cfg.array_rows} x {cfg.array_cols} cells, address = row * {cfg.array_cols} + col, "
@@ -321,25 +323,22 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
     t_start = time.monotonic()
     say = log or (lambda _msg: None)
     out = Path(out)
-    if not isinstance(cfg, LstmConfig):
-        raise GenError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+    check_build(cfg, lanes, macro_latency)
     if model is not None and model.config != cfg:
         raise GenError("the model's config differs from the config to generate for")
     _check_out_dir(out)
+    yosys = find_yosys() if synth else None  # fail before the slow steps, with the install hint
+    # Built only now, when nothing but its conversion can fail: an Amaranth component that is never
+    # elaborated warns when it is collected.
     top = build_top(cfg, lanes, macro_latency)
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
-    try:
-        yosys = find_yosys() if synth else None  # fail before the slow steps, with the install hint
-        top_text, convert_yosys = convert_top(top)
-    except BaseException:
-        mark_used(top)
-        raise
+    top_text, convert_yosys = convert_top(top)
     seconds["convert"] = time.monotonic() - t0
     say(f"converted {TOP_MODULE} ({len(top_text.splitlines())} lines, {len(top.macros)} macros) "
         f"in {seconds['convert']:.1f} s")
     pmap = top.pmap
-    inst_paths = _instance_paths(top_text, pmap)
+    inst_paths = _instance_paths(top_text, top)
     macro_params = [mac.verilog_parameters() for mac in top.macros]
 
     files: dict[str, str] = {
@@ -358,7 +357,7 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
             w = model.head.weights if ref.layer is None else model.layers[ref.layer].weights
             codes = tile_codes(w, ref.tile, cfg.array_rows, cfg.array_cols)
             name = f"{ref.name}.hex"
-            files[name] = format_hex(codes, cfg.weight_bits, _hex_header(ref, cfg, digest))
+            files[name] = format_hex(codes, cfg.weight_bits, _hex_header(ref, inst_paths[ref.name], cfg, digest))
             roles[name] = f"weight image of macro {ref.name} ($readmemh, INIT_FILE)"
             hex_names[ref.name] = name
 
@@ -392,8 +391,8 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
         "model": None if model is None else {"sha256": model.digest(),
                                              "file": None if model_name is None else Path(model_name).name},
         "latency": {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
-                    for k, f in LATENCY_FORMULAS.items()},
-        **manifest_ports(top, top_text),
+                    for k, f in top.latency_formulas.items()},
+        **manifest_ports(top),
         "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
         "macros": macros,
         "program_map": _program_map(pmap, cfg),

@@ -58,7 +58,7 @@ class SynthResult:
 
 def synth_script(files: list[str], top: str, stat_path: str) -> list[str]:
     """The Yosys commands: read, check the hierarchy, ``synth`` (with ABC), ``check -assert``, no latches,
-    hierarchical statistics as JSON into ``stat_path``."""
+    then ``flatten`` and the whole design's statistics as JSON into ``stat_path``."""
     # The stub's (* blackbox *) attribute keeps the macros black boxes through synth.
     cmds = [f"read_verilog -DSYNTHESIS {f}" for f in files]
     cmds += [
@@ -67,6 +67,10 @@ def synth_script(files: list[str], top: str, stat_path: str) -> list[str]:
         # Fails on multiple drivers, undriven wires used as inputs, combinational loops.
         "check -assert",
         "select -assert-none " + " ".join(f"t:{t}" for t in LATCH_CELLS),
+        # Yosys 0.23's `stat -json -top` writes a plain-text hierarchy listing into the JSON when a submodule
+        # has submodules of its own (top -> array -> macro wrapper); flattening the synthesized netlist
+        # only inlines it (same totals and cells by type as the hierarchical "design" entry).
+        "flatten",
         f"tee -q -o {stat_path} stat -json -top {top}",
     ]
     return cmds

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import LstmConfig
+from .config import GATES, LstmConfig
 from .quant import round_float, rshift_round
 from .tables import sigmoid_table, tanh_table
 
@@ -23,8 +23,8 @@ __all__ = [
     "GATE_IS_TANH",
 ]
 
-#: Gates i, f, g, o: g goes through tanh, the other three through sigmoid.
-GATE_IS_TANH = (False, False, True, False)
+#: Per gate of `GATES` (i, f, g, o): g goes through tanh, the other three through sigmoid.
+GATE_IS_TANH = tuple(g == "g" for g in GATES)
 
 
 def adc_convert(p: np.ndarray, step: int, bits: int) -> np.ndarray:

@@ -12,27 +12,38 @@ Data flow of one timestep (docs/rtl.md has the port and register map):
    register.
 4. ``OUTPUT``: present the output codes and every layer's h_t on ``out`` until accepted.
 
-Latency (no stalls on the streams), with ``L_m`` the macro read latency and ``G = ceil(H / lanes)``:
+Structure (each part its own block with a latency property; the top composes them, no depth is written
+twice): `hdl.registers.ConfigRegisters` (ADC steps, gate scales), `hdl.array.MacroArray` (the macros and
+their column sums, ``latency_cyc`` = the macros' read latency), `hdl.lanes.LaneBank` (the lane pipeline,
+``latency_cyc`` = the sum of its stages'), and here the state registers and the control FSM. Both
+programmed blocks are joined to the programming port with ``wiring.connect``.
 
-* ``layer_step_cyc = L_m + G + 3`` (read 1 + wait L_m - 1 + issue G + drain 3)
-* ``head_cyc = L_m + 1``
+Latency (no stalls on the streams), with ``L_a`` the array's and ``L_b`` the lane bank's latency and
+``G = ceil(H / lanes)``:
+
+* ``layer_step_cyc = 1 + L_a + (G - 1) + L_b`` (READ 1, WAIT L_a whose last cycle issues group 0, ISSUE
+  G - 1, DRAIN L_b); today ``macro_latency + G + 3``
+* ``head_cyc = 1 + L_a``
 * ``timestep_cyc = 1 + num_layers * layer_step_cyc + head_cyc + 1``
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden import config as _config
+from nvmlstm.golden.config import LstmConfig, check_int
 
-from .lanes import CellLane, GateLane, HiddenLane, cell_shape
-from .macro import NvmArrayMacro
-from .params import check_int
+from .array import MacroArray
+from .lanes import LaneBank, cell_shape
+from .macro import check_macro_model
 from .progmap import ProgramMap
+from .registers import ConfigRegisters, ProgramSignature
 
 __all__ = ["NvmLstmAccelerator"]
 
@@ -43,10 +54,10 @@ class NvmLstmAccelerator(wiring.Component):
     Parameters
     ----------
     cfg : LstmConfig
-    lanes : int
-        Hidden units processed in parallel, 1 to ``hidden_size``.
+    lanes : int, optional
+        Hidden units processed in parallel, 1 to ``hidden_size`` (default ``hidden_size``).
     macro_latency : int
-        Read latency of the NVM array macros (cycles, >= 1).
+        Read latency of the NVM array macros (cycles, 1 to 64).
     macro_model : str
         ``"instance"`` for Verilog generation, ``"sim"`` for the Amaranth simulator (`hdl.sim`).
     seq_len_bits, cycle_bits : int
@@ -68,31 +79,60 @@ class NvmLstmAccelerator(wiring.Component):
     cycles : out
         Cycles since the last ``start`` (holds when idle).
     prog_addr, prog_data, prog_we : in
-        Programming port (`hdl.progmap`), effective while idle.
+        Programming port (`hdl.progmap`), effective while idle. Flat top-level ports (the names of the
+        manifest and the testbench); inside, they drive one `hdl.registers.ProgramSignature` interface.
+    regs, array, lane_bank : ConfigRegisters, MacroArray, LaneBank
+        The parts (built here, elaborated as submodules of those names).
+    macros : list of NvmArrayMacro
+        ``array.macros``, in `hdl.progmap.ProgramMap.tiles` order.
     """
 
-    def __init__(self, cfg: LstmConfig, *, lanes: int, macro_latency: int = 2, macro_model: str = "instance",
-                 seq_len_bits: int = 16, cycle_bits: int = 32):
+    #: Cycles of the one-cycle FSM states: INPUT (an x beat arrives without stall), READ / HEAD_READ (the read
+    #: strobe), OUTPUT (the beat is taken without stall).
+    INPUT_CYC = READ_CYC = OUTPUT_CYC = 1
+
+    #: Submodule name of the macro array (the first element of every macro's hierarchy path).
+    ARRAY_NAME = "array"
+
+    @staticmethod
+    def check_parameters(cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = 2,
+                         macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32) -> int:
+        """The one validation of the constructor's arguments, callable before building anything.
+
+        Returns ``lanes`` (``None`` means ``hidden_size``). Raises ``TypeError`` / ``ValueError`` with one line
+        naming the argument, its valid range and the value.
+        """
         if not isinstance(cfg, LstmConfig):
             raise TypeError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
-        check_int("lanes", lanes, 1, cfg.hidden_size)
+        H = cfg.hidden_size
+        lanes = H if lanes is None else lanes
+        try:
+            check_int("lanes", lanes, 1, H)
+        except ValueError:  # the range names hidden_size, whose value bounds it
+            raise ValueError(f"lanes must be an integer from 1 to hidden_size ({H}), not {lanes!r}") from None
         check_int("macro_latency", macro_latency, 1, 64)
+        check_macro_model(macro_model)
         check_int("seq_len_bits", seq_len_bits, 1, 32)
         check_int("cycle_bits", cycle_bits, 8, 64)
+        return lanes
+
+    def __init__(self, cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = 2,
+                 macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32):
+        lanes = self.check_parameters(cfg, lanes=lanes, macro_latency=macro_latency, macro_model=macro_model,
+                                      seq_len_bits=seq_len_bits, cycle_bits=cycle_bits)
         self.cfg = cfg
         self.lanes = lanes
         self.macro_latency = macro_latency
         self.groups = math.ceil(cfg.hidden_size / lanes)
         self.pmap = ProgramMap(cfg)
-        self.layer_acc_bits = [cfg.acc_bits(cfg.layer_rows(l), cfg.adc_bits) for l in range(cfg.num_layers)]
+        # The parts, built here so that their latencies (and the top's) are known before elaboration.
+        self.regs = ConfigRegisters(self.pmap)
+        self.array = MacroArray(self.pmap, macro_latency=macro_latency, macro_model=macro_model)
+        self.macros = self.array.macros
+        self.layer_acc_bits = self.array.layer_acc_bits
         self.acc_width = max(self.layer_acc_bits)
-        self.out_bits = cfg.acc_bits(cfg.head_rows, cfg.head_adc_bits_eff)
-        self.macros = []
-        for ref in self.pmap.tiles:
-            adc_bits = cfg.head_adc_bits_eff if ref.layer is None else cfg.adc_bits
-            self.macros.append(NvmArrayMacro(
-                rows=cfg.array_rows, cols=cfg.array_cols, weight_bits=cfg.weight_bits, dac_bits=cfg.dac_bits,
-                adc_bits=adc_bits, adc_step_bits=cfg.adc_step_bits, read_latency=macro_latency, model=macro_model))
+        self.out_bits = self.array.out_bits
+        self.lane_bank = LaneBank(cfg, lanes=lanes, acc_width=self.acc_width, n_tags=cfg.num_layers * self.groups)
         self.in_layout = data.ArrayLayout(signed(cfg.dac_bits), cfg.input_size)
         self.out_layout = data.StructLayout({
             "outputs": data.ArrayLayout(signed(self.out_bits), cfg.output_size),
@@ -115,174 +155,139 @@ class NvmLstmAccelerator(wiring.Component):
     # ---------------------------------------------------------------------------------------------
     @property
     def layer_step_cyc(self) -> int:
-        """Cycles of one layer in one timestep: ``macro_latency + ceil(H / lanes) + 3``."""
-        return self.macro_latency + self.groups + 3
+        """Cycles of one layer in one timestep: READ + the array's latency (WAIT; its last cycle issues group
+        0) + the other ``groups - 1`` groups (ISSUE) + the lane bank's latency (DRAIN)."""
+        return self.READ_CYC + self.array.latency_cyc + (self.groups - 1) + self.lane_bank.latency_cyc
 
     @property
     def head_cyc(self) -> int:
-        """Cycles of the dense head: ``macro_latency + 1``."""
-        return self.macro_latency + 1
+        """Cycles of the dense head: HEAD_READ + the array's latency (HEAD_WAIT)."""
+        return self.READ_CYC + self.array.latency_cyc
 
     @property
     def timestep_cyc(self) -> int:
-        """Cycles per timestep with no stream stalls: ``1 + num_layers * layer_step_cyc + head_cyc + 1``."""
-        return 1 + self.cfg.num_layers * self.layer_step_cyc + self.head_cyc + 1
+        """Cycles per timestep with no stream stalls: INPUT + the layers + the head + OUTPUT."""
+        return self.INPUT_CYC + self.cfg.num_layers * self.layer_step_cyc + self.head_cyc + self.OUTPUT_CYC
 
     def sequence_cyc(self, steps: int) -> int:
         """Cycles from ``start`` to ``done`` for ``steps`` timesteps with no stalls (``cycles`` at ``done``)."""
         return steps * self.timestep_cyc
 
+    @property
+    def latency_formulas(self) -> dict[str, str]:
+        """The latency properties as formulas of the build parameters, with the parts' latencies filled in
+        (the manifest records them)."""
+        extra = self.READ_CYC - 1 + self.lane_bank.latency_cyc
+        return {
+            "layer_step_cyc": f"macro_latency + ceil(hidden_size / lanes) + {extra}",
+            "head_cyc": f"macro_latency + {self.READ_CYC}",
+            "timestep_cyc": f"{self.INPUT_CYC} + num_layers * layer_step_cyc + head_cyc + {self.OUTPUT_CYC}",
+            "sequence_cyc": "steps * timestep_cyc (cycles from start to done, no stream stalls)",
+        }
+
+    def macro_instance_path(self, ref) -> str:
+        """Hierarchical name, below the top, of tile ``ref``'s ``nvm_array_macro`` instance."""
+        return ".".join((self.ARRAY_NAME, *MacroArray.macro_path(ref)))
+
     # ---------------------------------------------------------------------------------------------
     def elaborate(self, platform):
-        cfg, pm = self.cfg, self.pmap
-        L, H, G, lanes = cfg.num_layers, cfg.hidden_size, self.groups, self.lanes
         m = Module()
+        m.submodules.regs = self.regs
+        m.submodules[self.ARRAY_NAME] = self.array
+        m.submodules.lane_bank = self.lane_bank
+        st = self._state(m)
+        # One programming interface for both programmed blocks; writes take effect only while idle.
+        prog = ProgramSignature(addr_bits=self.pmap.addr_bits, data_bits=self.pmap.data_bits).create(
+            path=("prog",))
+        m.d.comb += [prog.addr.eq(self.prog_addr), prog.data.eq(self.prog_data),
+                     prog.we.eq(self.prog_we & st.idle)]
+        wiring.connect(m, prog, self.regs.prog, self.array.prog)
+        wiring.connect(m, self.regs.steps, self.array.steps)
+        self._array_rows(m, st)
+        self._lane_bank(m, st)
+        self._control(m, st)
+        return m
 
-        # --- state and configuration registers
-        x = [Signal(signed(cfg.dac_bits), name=f"x_{k}") for k in range(cfg.input_size)]
-        h_state = [[Signal(signed(cfg.dac_bits), name=f"h_l{l}_{u}") for u in range(H)] for l in range(L)]
-        c_state = [[Signal(cell_shape(cfg), name=f"c_l{l}_{u}") for u in range(H)] for l in range(L)]
-        step_reg = [Signal(unsigned(cfg.adc_step_bits), init=1, name=f"adc_step_l{l}") for l in range(L)]
-        head_step = Signal(unsigned(cfg.adc_step_bits), init=1, name="adc_step_head")
-        scale_reg = [[Signal(unsigned(cfg.scale_bits), name=f"scale_l{l}_{gn}") for gn in "ifgo"] for l in range(L)]
-        out_reg = [Signal(signed(self.out_bits), name=f"out_{o}") for o in range(cfg.output_size)]
+    def _state(self, m: Module) -> "_State":
+        """The state and the control signals every part shares; the outputs show the state."""
+        cfg, L, H = self.cfg, self.cfg.num_layers, self.cfg.hidden_size
+        st = _State(
+            x=[Signal(signed(cfg.dac_bits), name=f"x_{k}") for k in range(cfg.input_size)],
+            h=[[Signal(signed(cfg.dac_bits), name=f"h_l{l}_{u}") for u in range(H)] for l in range(L)],
+            c=[[Signal(cell_shape(cfg), name=f"c_l{l}_{u}") for u in range(H)] for l in range(L)],
+            out=[Signal(signed(self.out_bits), name=f"out_{o}") for o in range(cfg.output_size)],
+            idle=Signal(),
+            layer=Signal(range(max(L, 2))),
+            issue=Signal(),
+            group=Signal(range(max(self.groups, 2))),  # the group entering the lanes this cycle (comb)
+        )
+        for o in range(cfg.output_size):
+            m.d.comb += self.out.payload.outputs[o].eq(st.out[o])
+        for l in range(L):
+            for u in range(H):
+                m.d.comb += self.out.payload.h[l][u].eq(st.h[l][u])
+        return st
 
-        idle = Signal()
-        layer = Signal(range(max(L, 2)))
-        read_layer = Signal(L)  # one strobe per layer
-        head_read = Signal()
-
-        # --- macros: row inputs, strobes, steps, programming
-        tile_bits_lo = pm.row_bits + pm.col_bits
-        is_weight = ~self.prog_addr[-1]
-        prog_tile = self.prog_addr[tile_bits_lo : tile_bits_lo + pm.tile_bits]
+    def _array_rows(self, m: Module, st: "_State") -> None:
+        """Row vectors of every matrix: ``[x or h of layer l-1 | h of layer l | bias]``, head ``[h of the last
+        layer | bias]``; the bias row carries the code dac_max."""
+        cfg, L = self.cfg, self.cfg.num_layers
         dmax = Const(cfg.dac_max, signed(cfg.dac_bits))
-        zero = Const(0, signed(cfg.dac_bits))
-        for ref, mac in zip(pm.tiles, self.macros):
-            m.submodules[f"macro_{ref.name}"] = mac
-            t = ref.tile
-            rows = []
-            for k in range(cfg.array_rows):
-                kg = t.row_start + k
-                if ref.layer is None:
-                    n_in = H
-                    src = h_state[L - 1][kg] if kg < H else (dmax if kg == H else zero)
-                else:
-                    n_in = cfg.layer_input_size(ref.layer)
-                    K = cfg.layer_rows(ref.layer)
-                    if kg < n_in:
-                        src = x[kg] if ref.layer == 0 else h_state[ref.layer - 1][kg]
-                    elif kg < n_in + H:
-                        src = h_state[ref.layer][kg - n_in]
-                    elif kg == K - 1:
-                        src = dmax
-                    else:
-                        src = zero
-                rows.append(src)
-            m.d.comb += [
-                mac.x.eq(Cat(*rows)),
-                mac.adc_step.eq(head_step if ref.layer is None else step_reg[ref.layer]),
-                mac.read.eq(head_read if ref.layer is None else read_layer[ref.layer]),
-                mac.prog_row.eq(self.prog_addr[pm.col_bits : pm.col_bits + pm.row_bits]),
-                mac.prog_col.eq(self.prog_addr[: pm.col_bits]),
-                mac.prog_code.eq(self.prog_data[: cfg.weight_bits]),
-                mac.prog_we.eq(self.prog_we & idle & is_weight & (prog_tile == ref.global_index)),
-            ]
+        for l in range(L):
+            vec = (st.x if l == 0 else st.h[l - 1]) + st.h[l] + [dmax]
+            assert len(vec) == cfg.layer_rows(l)
+            m.d.comb += [self.array.rows(l)[k].eq(v) for k, v in enumerate(vec)]
+        vec = st.h[L - 1] + [dmax]
+        assert len(vec) == cfg.head_rows
+        m.d.comb += [self.array.rows(None)[k].eq(v) for k, v in enumerate(vec)]
 
-        def column_sum(layer_idx, n, width):
-            """Sum over row tiles of the ADC code of global column n of a matrix."""
-            refs = pm.layer_tiles(layer_idx)
-            ab = cfg.head_adc_bits_eff if layer_idx is None else cfg.adc_bits
-            c_tile, j = divmod(n, cfg.array_cols)
-            terms = [self.macros[r.global_index].y[j * ab : (j + 1) * ab].as_signed()
-                     for r in refs if r.tile.col_tile == c_tile]
-            s = Signal(signed(width), name=f"acc_{'head' if layer_idx is None else f'l{layer_idx}'}_{n}")
-            m.d.comb += s.eq(sum(terms[1:], terms[0]))
-            return s
-
-        acc = [[column_sum(l, n, self.layer_acc_bits[l]) for n in range(4 * H)] for l in range(L)]
-        head_sum = [column_sum(None, o, self.out_bits) for o in range(cfg.output_size)]
-        layer_valid = Array(self.macros[pm.layer_tiles(l)[0].global_index].valid for l in range(L))[layer]
-        head_valid = self.macros[pm.layer_tiles(None)[0].global_index].valid
-
-        # --- programming of registers (while idle)
-        reg_idx = self.prog_addr[: pm.reg_bits]
-        with m.If(self.prog_we & idle & ~is_weight):
-            step_data = self.prog_data[: cfg.adc_step_bits]
-            step_val = Signal(unsigned(cfg.adc_step_bits))
-            m.d.comb += step_val.eq(step_data | (step_data == 0))  # 0 is stored as 1
-            with m.Switch(reg_idx):
-                for l in range(L):
-                    with m.Case(l):
-                        m.d.sync += step_reg[l].eq(step_val)
-                with m.Case(L):
-                    m.d.sync += head_step.eq(step_val)
-                for l in range(L):
-                    for g in range(4):
-                        with m.Case(L + 1 + 4 * l + g):
-                            m.d.sync += scale_reg[l][g].eq(self.prog_data[: cfg.scale_bits])
-
-        # --- lane pipeline: issue -> GateLane (1) -> CellLane (1) -> HiddenLane (1)
-        issue = Signal()
-        group = Signal(range(max(G, 2)))  # group entering the lanes this cycle (comb)
-        issue_group = Signal(range(max(G, 2)))  # next group to issue in ISSUE
-        sel = Signal(range(max(L * G, 2)))
-        m.d.comb += sel.eq(layer * G + group)
-        p1_valid, p2_valid, p3_valid = Signal(), Signal(), Signal()
-        p1_sel, p2_sel, p3_sel = (Signal(range(max(L * G, 2)), name=f"p{i}_sel") for i in (1, 2, 3))
-        m.d.sync += [p1_valid.eq(issue), p1_sel.eq(sel),
-                     p2_valid.eq(p1_valid), p2_sel.eq(p1_sel),
-                     p3_valid.eq(p2_valid), p3_sel.eq(p2_sel)]
+    def _lane_bank(self, m: Module, st: "_State") -> None:
+        """Lane q takes units q, q + lanes, ...: the issued group's column sums and the layer's gate scales
+        in, its c_prev from the c state, its c and h into the state at the tags the bank returns."""
+        cfg, bank = self.cfg, self.lane_bank
+        L, H, G, lanes = cfg.num_layers, cfg.hidden_size, self.groups, self.lanes
+        n_gates = len(_config.GATES)
+        tag = Signal.like(bank.tag, name="issue_tag")
+        m.d.comb += [tag.eq(st.layer * G + st.group), bank.issue.eq(st.issue), bank.tag.eq(tag)]
+        for g in range(n_gates):
+            m.d.comb += bank.scale[g].eq(Array(self.regs.scale[l][g] for l in range(L))[st.layer])
         zero_acc = Const(0, signed(self.acc_width))
         zero_c = Const(0, cell_shape(cfg))
         for q in range(lanes):
-            gl = GateLane(cfg, self.acc_width)
-            cl = CellLane(cfg)
-            hl = HiddenLane(cfg)
-            m.submodules[f"gate_lane_{q}"] = gl
-            m.submodules[f"cell_lane_{q}"] = cl
-            m.submodules[f"hidden_lane_{q}"] = hl
-            units = [k * lanes + q for k in range(G)]
-            for g, gn in enumerate("ifgo"):
-                choices = [acc[l][g * H + u] if u < H else zero_acc for l in range(L) for u in units]
-                m.d.comb += [
-                    getattr(gl, f"acc_{gn}").eq(Array(choices)[sel]),
-                    getattr(gl, f"scale_{gn}").eq(Array(scale_reg[l][g] for l in range(L))[layer]),
-                ]
-            c_choices = [c_state[l][u] if u < H else zero_c for l in range(L) for u in units]
-            m.d.comb += [
-                cl.i.eq(gl.i), cl.f.eq(gl.f), cl.g.eq(gl.g), cl.o.eq(gl.o),
-                cl.c_prev.eq(Array(c_choices)[p1_sel]),
-                hl.c.eq(cl.c), hl.o.eq(cl.o_out),
-            ]
+            units = [k * lanes + q for k in range(G)]  # tag l * G + k selects unit units[k] of layer l
+            for g in range(n_gates):
+                choices = [self.array.acc(l)[g * H + u] if u < H else zero_acc for l in range(L) for u in units]
+                m.d.comb += bank.acc[q][g].eq(Array(choices)[tag])
+            c_choices = [st.c[l][u] if u < H else zero_c for l in range(L) for u in units]
+            m.d.comb += bank.c_prev[q].eq(Array(c_choices)[bank.c_prev_tag])
             for l in range(L):
                 for k, u in enumerate(units):
                     if u >= H:
                         continue
-                    with m.If(p2_valid & (p2_sel == l * G + k)):
-                        m.d.sync += c_state[l][u].eq(cl.c)
-                    with m.If(p3_valid & (p3_sel == l * G + k)):
-                        m.d.sync += h_state[l][u].eq(hl.h)
+                    with m.If(bank.c_valid & (bank.c_tag == l * G + k)):
+                        m.d.sync += st.c[l][u].eq(bank.c[q])
+                    with m.If(bank.h_valid & (bank.h_tag == l * G + k)):
+                        m.d.sync += st.h[l][u].eq(bank.h[q])
 
-        # --- control
+    def _control(self, m: Module, st: "_State") -> None:
+        """The control FSM (docs/rtl.md section 3): one timestep is INPUT, per layer READ, WAIT, ISSUE, DRAIN,
+        then HEAD_READ, HEAD_WAIT, OUTPUT. WAIT lasts the array's latency, DRAIN the lane bank's."""
+        cfg, L, G = self.cfg, self.cfg.num_layers, self.groups
+        drain_cyc = self.lane_bank.latency_cyc
         remaining = Signal.like(self.seq_len)
-        drain = Signal(range(4))
-        m.d.comb += self.busy.eq(~idle)
+        drain = Signal(range(max(drain_cyc, 2)))
+        issue_group = Signal(range(max(G, 2)))  # next group to issue in ISSUE
+        layer_valid = Array(self.array.valid[l] for l in range(L))[st.layer]
+        m.d.comb += self.busy.eq(~st.idle)
         m.d.sync += self.done.eq(0)
-        with m.If(~idle):
+        with m.If(~st.idle):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        for o in range(cfg.output_size):
-            m.d.comb += self.out.payload.outputs[o].eq(out_reg[o])
-        for l in range(L):
-            for u in range(H):
-                m.d.comb += self.out.payload.h[l][u].eq(h_state[l][u])
-
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
-                m.d.comb += idle.eq(1)
+                m.d.comb += st.idle.eq(1)
                 with m.If(self.clear):
                     for l in range(L):
-                        m.d.sync += [s.eq(0) for s in h_state[l]] + [s.eq(0) for s in c_state[l]]
+                        m.d.sync += [s.eq(0) for s in st.h[l]] + [s.eq(0) for s in st.c[l]]
                 with m.Elif(self.start):
                     m.d.sync += self.cycles.eq(0)
                     with m.If(self.seq_len == 0):
@@ -295,15 +300,15 @@ class NvmLstmAccelerator(wiring.Component):
                 with m.If(self.inp.valid):
                     for k in range(cfg.input_size):
                         v = self.inp.payload[k]
-                        m.d.sync += x[k].eq(Mux(v < -cfg.dac_max, -cfg.dac_max, v))
-                    m.d.sync += layer.eq(0)
+                        m.d.sync += st.x[k].eq(Mux(v < -cfg.dac_max, -cfg.dac_max, v))
+                    m.d.sync += st.layer.eq(0)
                     m.next = "READ"
             with m.State("READ"):
-                m.d.comb += read_layer.eq((Const(1, L) << layer)[:L])
+                m.d.comb += self.array.read.eq((Const(1, L) << st.layer)[:L])
                 m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(layer_valid):
-                    m.d.comb += [issue.eq(1), group.eq(0)]
+                    m.d.comb += [st.issue.eq(1), st.group.eq(0)]
                     if G == 1:
                         m.d.sync += drain.eq(0)
                         m.next = "DRAIN"
@@ -311,25 +316,25 @@ class NvmLstmAccelerator(wiring.Component):
                         m.d.sync += issue_group.eq(1)
                         m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [issue.eq(1), group.eq(issue_group)]
+                m.d.comb += [st.issue.eq(1), st.group.eq(issue_group)]
                 m.d.sync += issue_group.eq(issue_group + 1)
                 with m.If(issue_group == G - 1):
                     m.d.sync += drain.eq(0)
                     m.next = "DRAIN"
-            with m.State("DRAIN"):
+            with m.State("DRAIN"):  # until the last group's h is in the state that the next read samples
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == 2):
-                    with m.If(layer == L - 1):
+                with m.If(drain == drain_cyc - 1):
+                    with m.If(st.layer == L - 1):
                         m.next = "HEAD_READ"
                     with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
+                        m.d.sync += st.layer.eq(st.layer + 1)
                         m.next = "READ"
             with m.State("HEAD_READ"):
-                m.d.comb += head_read.eq(1)
+                m.d.comb += self.array.head_read.eq(1)
                 m.next = "HEAD_WAIT"
             with m.State("HEAD_WAIT"):
-                with m.If(head_valid):
-                    m.d.sync += [r.eq(s) for r, s in zip(out_reg, head_sum)]
+                with m.If(self.array.head_valid):
+                    m.d.sync += [r.eq(self.array.acc(None)[o]) for o, r in enumerate(st.out)]
                     m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 m.d.comb += self.out.valid.eq(1)
@@ -340,4 +345,17 @@ class NvmLstmAccelerator(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "INPUT"
-        return m
+
+
+@dataclass
+class _State:
+    """Registers and control signals shared by the parts of `NvmLstmAccelerator.elaborate`."""
+
+    x: list          # x_t codes, latched in INPUT
+    h: list          # h[l][u], the h state of every layer and unit
+    c: list          # c[l][u], the cell state
+    out: list        # the output register
+    idle: Signal     # the FSM is in IDLE (comb)
+    layer: Signal    # the layer being computed
+    issue: Signal    # a group enters the lane bank this cycle (comb)
+    group: Signal    # which group (comb)

@@ -1,26 +1,43 @@
-"""Digital periphery of one hidden-unit lane: gate scaling and activation tables, cell update, h requantization.
+"""Digital periphery of the hidden-unit lanes: gate scaling and activation tables, cell update, h
+requantization, and the bank of lanes the accelerator time-multiplexes over its units.
 
-Each block implements one section of `docs/datapath.md` and registers its outputs, so each has
-``latency_cyc == 1``: outputs in cycle n+1 are the function of the inputs in cycle n. Table contents come
-from `golden.tables` (the single definition), loaded into ROMs (`amaranth.lib.memory.Memory`, combinational
-read ports).
+Each stage implements one section of `docs/datapath.md` and registers its outputs, so each has
+``latency_cyc == 1`` (a property of the block): outputs in cycle n+1 are the function of the inputs in cycle
+n. `LaneBank` composes the stages' latencies into its own delays. The four gates are array members in the
+order of `golden.config.GATES`. Table contents come from `golden.tables` (the single definition), loaded into
+ROMs (`amaranth.lib.memory.Memory`, combinational read ports). `rshift_round` is the Amaranth form of
+`golden.quant.rshift_round` (proved equal over a whole domain in tests/test_hdl_structure.py).
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden import config as _config
+from nvmlstm.golden import datapath as _datapath
+from nvmlstm.golden.config import LstmConfig, check_int
 from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
-from .params import check_int
+__all__ = ["GateLane", "CellLane", "HiddenLane", "LaneBank", "saturate", "rshift_round", "gate_shape",
+           "cell_shape", "gate_layout"]
 
-__all__ = ["GateLane", "CellLane", "HiddenLane", "saturate", "rshift_round", "gate_shape", "cell_shape"]
 
-GATE_NAMES = ("i", "f", "g", "o")
+def _check_cfg(cfg) -> None:
+    if not isinstance(cfg, LstmConfig):
+        raise TypeError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+
+
+def gate_layout(shape):
+    """One ``shape`` element per gate, in the order of `golden.config.GATES` (element k is gate GATES[k])."""
+    return data.ArrayLayout(shape, len(_config.GATES))
+
+
+def gate_number(name: str) -> int:
+    """Position of gate ``name`` in `golden.config.GATES` (read at call time: the one gate order)."""
+    return _config.GATES.index(name)
 
 
 def gate_shape(cfg: LstmConfig):
@@ -58,95 +75,117 @@ def _lut_addr(idx):
     return Cat(idx[:-1], ~idx[-1])
 
 
-class GateLane(wiring.Component):
-    """Accumulated ADC codes of gates i, f, g, o of one unit -> gate outputs (docs/datapath.md sections 4-5).
+class _RegisteredStage(wiring.Component):
+    """A lane stage that registers its outputs: outputs in cycle n+1 are the function of the inputs in
+    cycle n."""
 
-    ``idx = sat((acc * scale + 2**(scale_shift-1)) >> scale_shift, lut_min, lut_max)``, then the sigmoid
-    table (i, f, o) or the tanh table (g). Outputs are registered: ``latency_cyc == 1``.
+    @property
+    def latency_cyc(self) -> int:
+        """Cycles from the stage's inputs to its outputs: 1."""
+        return 1
+
+
+class GateLane(_RegisteredStage):
+    """Accumulated ADC codes of the gates of one unit -> gate outputs (docs/datapath.md sections 4-5).
+
+    ``idx = sat((acc * scale + 2**(scale_shift-1)) >> scale_shift, lut_min, lut_max)``, then the tanh table
+    for the gate that `golden.datapath.GATE_IS_TANH` names (g), the sigmoid table for the others. Outputs
+    are registered: `latency_cyc` is 1.
 
     Parameters
     ----------
     cfg : LstmConfig
     acc_width : int
-        Signed width of the accumulator inputs.
+        Signed width of the accumulator inputs (2 to 64).
+
+    Members
+    -------
+    acc : In(ArrayLayout(signed(acc_width), 4))
+        Accumulated column sums, one per gate in `golden.config.GATES` order.
+    scale : In(ArrayLayout(unsigned(scale_bits), 4))
+        Gate scales, same order.
+    gates : Out(ArrayLayout(gate_shape(cfg), 4))
+        Gate outputs, same order.
     """
 
     def __init__(self, cfg: LstmConfig, acc_width: int):
-        if not isinstance(cfg, LstmConfig):
-            raise TypeError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+        _check_cfg(cfg)
         check_int("acc_width", acc_width, 2, 64)
         self.cfg, self.acc_width = cfg, acc_width
-        sig = {}
-        for g in GATE_NAMES:
-            sig[f"acc_{g}"] = In(signed(acc_width))
-            sig[f"scale_{g}"] = In(unsigned(cfg.scale_bits))
-        for g in GATE_NAMES:
-            sig[g] = Out(gate_shape(cfg))
-        super().__init__(sig)
-
-    latency_cyc = 1
+        super().__init__({
+            "acc": In(gate_layout(signed(acc_width))),
+            "scale": In(gate_layout(unsigned(cfg.scale_bits))),
+            "gates": Out(gate_layout(gate_shape(cfg))),
+        })
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        sig_ports = _rom(m, "sigmoid_rom", sigmoid_table(cfg), gate_shape(cfg), 3)
-        (tanh_port,) = _rom(m, "tanh_rom", tanh_table(cfg), gate_shape(cfg), 1)
-        ports = {"i": sig_ports[0], "f": sig_ports[1], "g": tanh_port, "o": sig_ports[2]}
-        for g in GATE_NAMES:
-            prod = getattr(self, f"acc_{g}") * getattr(self, f"scale_{g}")
+        is_tanh = _datapath.GATE_IS_TANH
+        n_sig = sum(1 for t in is_tanh if not t)
+        sig_ports = iter(_rom(m, "sigmoid_rom", sigmoid_table(cfg), gate_shape(cfg), n_sig))
+        tanh_ports = iter(_rom(m, "tanh_rom", tanh_table(cfg), gate_shape(cfg), len(is_tanh) - n_sig))
+        for k, name in enumerate(_config.GATES):
+            port = next(tanh_ports) if is_tanh[k] else next(sig_ports)
+            prod = self.acc[k] * self.scale[k]
             idx = saturate(m, rshift_round(prod, cfg.scale_shift), cfg.lut_min, cfg.lut_max,
-                           signed(cfg.lut_bits), f"idx_{g}")
-            m.d.comb += ports[g].addr.eq(_lut_addr(idx))
-            m.d.sync += getattr(self, g).eq(ports[g].data)
+                           signed(cfg.lut_bits), f"idx_{name}")
+            m.d.comb += port.addr.eq(_lut_addr(idx))
+            m.d.sync += self.gates[k].eq(port.data)
         return m
 
 
-class CellLane(wiring.Component):
-    """Cell update of one unit (docs/datapath.md section 6); ``o`` is carried along for the next stage.
+class CellLane(_RegisteredStage):
+    """Cell update of one unit (docs/datapath.md section 6); gate o is carried along for the next stage.
 
-    ``c = sat((f * c_prev + i * g + 2**(F-1)) >> F, -cell_max, cell_max)``. Registered: ``latency_cyc == 1``.
+    ``c = sat((f * c_prev + i * g + 2**(F-1)) >> F, -cell_max, cell_max)``. Registered: `latency_cyc` is 1.
+    ``c_prev`` is sampled with ``gates``.
+
+    Members
+    -------
+    gates : In(ArrayLayout(gate_shape(cfg), 4))
+        Gate outputs of `GateLane`, in `golden.config.GATES` order.
+    c_prev : In(cell_shape(cfg))
+    c : Out(cell_shape(cfg))
+    o : Out(gate_shape(cfg))
+        Gate o, delayed with ``c``.
     """
 
     def __init__(self, cfg: LstmConfig):
-        if not isinstance(cfg, LstmConfig):
-            raise TypeError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+        _check_cfg(cfg)
         self.cfg = cfg
         super().__init__({
-            "i": In(gate_shape(cfg)), "f": In(gate_shape(cfg)), "g": In(gate_shape(cfg)), "o": In(gate_shape(cfg)),
+            "gates": In(gate_layout(gate_shape(cfg))),
             "c_prev": In(cell_shape(cfg)),
             "c": Out(cell_shape(cfg)),
-            "o_out": Out(gate_shape(cfg)),
+            "o": Out(gate_shape(cfg)),
         })
-
-    latency_cyc = 1
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        s = self.f * self.c_prev + self.i * self.g
+        i, f, g, o = (self.gates[gate_number(n)] for n in "ifgo")
+        s = f * self.c_prev + i * g
         c = saturate(m, rshift_round(s, cfg.frac_bits), -cfg.cell_max, cfg.cell_max, cell_shape(cfg), "c_next")
-        m.d.sync += [self.c.eq(c), self.o_out.eq(self.o)]
+        m.d.sync += [self.c.eq(c), self.o.eq(o)]
         return m
 
 
-class HiddenLane(wiring.Component):
-    """h_t of one unit from c_t and o (docs/datapath.md section 7). Registered: ``latency_cyc == 1``.
+class HiddenLane(_RegisteredStage):
+    """h_t of one unit from c_t and o (docs/datapath.md section 7). Registered: `latency_cyc` is 1.
 
     ``tidx = sat((c + 2**(F-lut_frac-1)) >> (F - lut_frac))``, ``tc = tanh_lut[tidx]``,
     ``h = sat((o * tc * dac_max + 2**(2F-1)) >> 2F, -dac_max, dac_max)``.
     """
 
     def __init__(self, cfg: LstmConfig):
-        if not isinstance(cfg, LstmConfig):
-            raise TypeError(f"cfg must be an LstmConfig, not {type(cfg).__name__}")
+        _check_cfg(cfg)
         self.cfg = cfg
         super().__init__({
             "c": In(cell_shape(cfg)),
             "o": In(gate_shape(cfg)),
             "h": Out(signed(cfg.dac_bits)),
         })
-
-    latency_cyc = 1
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -158,4 +197,113 @@ class HiddenLane(wiring.Component):
         prod = self.o * port.data * cfg.dac_max
         h = saturate(m, rshift_round(prod, 2 * cfg.frac_bits), -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next")
         m.d.sync += self.h.eq(h)
+        return m
+
+
+class LaneBank(wiring.Component):
+    """``lanes`` copies of the unit pipeline GateLane -> CellLane -> HiddenLane, time-multiplexed over groups
+    of units by the parent, with each issued group's ``tag`` carried alongside its data.
+
+    The parent issues one group per cycle (``issue`` high, its ``tag``, the lanes' ``acc`` and the shared
+    ``scale``); `c_prev_cyc` cycles later the bank asks for that group's previous cell state
+    (``c_prev_tag``, answered combinationally on ``c_prev``); `c_cyc` cycles after issue ``c`` is valid
+    (``c_valid``, ``c_tag``), `latency_cyc` cycles after issue ``h`` (``h_valid``, ``h_tag``). Every delay is
+    the sum of the stages' own ``latency_cyc``, so a stage with another latency changes them all.
+
+    Parameters
+    ----------
+    cfg : LstmConfig
+    lanes : int
+        Number of lanes (>= 1).
+    acc_width : int
+        Signed width of the accumulated column sums.
+    n_tags : int
+        Number of distinct tags (>= 1).
+
+    Members
+    -------
+    issue : In(1)
+    tag : In(range(max(n_tags, 2)))
+    acc : In(ArrayLayout(ArrayLayout(signed(acc_width), 4), lanes))
+        Per lane, the column sums of its unit's gates (`golden.config.GATES` order).
+    scale : In(ArrayLayout(unsigned(scale_bits), 4))
+        The gate scales, shared by all lanes.
+    c_prev_tag : Out(tag shape)
+    c_prev : In(ArrayLayout(cell_shape(cfg), lanes))
+    c_valid, c_tag : Out
+    c : Out(ArrayLayout(cell_shape(cfg), lanes))
+    h_valid, h_tag : Out
+    h : Out(ArrayLayout(signed(dac_bits), lanes))
+    """
+
+    def __init__(self, cfg: LstmConfig, *, lanes: int, acc_width: int, n_tags: int):
+        _check_cfg(cfg)
+        check_int("lanes", lanes, 1)
+        check_int("acc_width", acc_width, 2, 64)
+        check_int("n_tags", n_tags, 1)
+        self.cfg, self.lanes = cfg, lanes
+        # Built here, not in elaborate(): their latencies define the bank's, which the parent needs first.
+        self.gate_lanes = [GateLane(cfg, acc_width) for _ in range(lanes)]
+        self.cell_lanes = [CellLane(cfg) for _ in range(lanes)]
+        self.hidden_lanes = [HiddenLane(cfg) for _ in range(lanes)]
+        tag = range(max(n_tags, 2))
+        cell = cell_shape(cfg)
+        super().__init__({
+            "issue": In(1),
+            "tag": In(tag),
+            "acc": In(data.ArrayLayout(gate_layout(signed(acc_width)), lanes)),
+            "scale": In(gate_layout(unsigned(cfg.scale_bits))),
+            "c_prev_tag": Out(tag),
+            "c_prev": In(data.ArrayLayout(cell, lanes)),
+            "c_valid": Out(1),
+            "c_tag": Out(tag),
+            "c": Out(data.ArrayLayout(cell, lanes)),
+            "h_valid": Out(1),
+            "h_tag": Out(tag),
+            "h": Out(data.ArrayLayout(signed(cfg.dac_bits), lanes)),
+        })
+
+    @property
+    def c_prev_cyc(self) -> int:
+        """Cycles from issue to the cycle the cell stage samples ``c_prev``: the gate stage's latency."""
+        return self.gate_lanes[0].latency_cyc
+
+    @property
+    def c_cyc(self) -> int:
+        """Cycles from issue to a valid ``c``: gate stage + cell stage."""
+        return self.c_prev_cyc + self.cell_lanes[0].latency_cyc
+
+    @property
+    def latency_cyc(self) -> int:
+        """Cycles from issue to a valid ``h``: gate stage + cell stage + hidden stage."""
+        return self.c_cyc + self.hidden_lanes[0].latency_cyc
+
+    def elaborate(self, platform):
+        m = Module()
+        # Tag pipeline: stage k holds the issue strobe and tag of k cycles ago (stage 0: this cycle's).
+        valid, tag = [self.issue], [self.tag]
+        for k in range(1, self.latency_cyc + 1):
+            v, t = Signal(name=f"p{k}_valid"), Signal.like(self.tag, name=f"p{k}_tag")
+            m.d.sync += [v.eq(valid[-1]), t.eq(tag[-1])]
+            valid.append(v)
+            tag.append(t)
+        m.d.comb += [
+            self.c_prev_tag.eq(tag[self.c_prev_cyc]),
+            self.c_valid.eq(valid[self.c_cyc]), self.c_tag.eq(tag[self.c_cyc]),
+            self.h_valid.eq(valid[self.latency_cyc]), self.h_tag.eq(tag[self.latency_cyc]),
+        ]
+        for q, (gl, cl, hl) in enumerate(zip(self.gate_lanes, self.cell_lanes, self.hidden_lanes)):
+            m.submodules[f"gate_lane_{q}"] = gl
+            m.submodules[f"cell_lane_{q}"] = cl
+            m.submodules[f"hidden_lane_{q}"] = hl
+            m.d.comb += [
+                gl.acc.eq(self.acc[q]),
+                gl.scale.eq(self.scale),
+                cl.gates.eq(gl.gates),
+                cl.c_prev.eq(self.c_prev[q]),
+                hl.c.eq(cl.c),
+                hl.o.eq(cl.o),
+                self.c[q].eq(cl.c),
+                self.h[q].eq(hl.h),
+            ]
         return m

@@ -10,7 +10,8 @@ weights):
   `golden.nvm.tile_grid` (row-tile-major), then layer 1's, ..., then the head's. ``row``/``col`` are the cell
   within the tile. Data: the weight code (low ``weight_bits`` bits).
 * bit ``addr_bits-1`` = 1: a register; the low bits are its index: ``0 .. L-1`` the ADC step of layer l,
-  ``L`` the head's ADC step, ``L + 1 + 4*l + g`` the gate scale of layer l, gate g (i, f, g, o).
+  ``L`` the head's ADC step, ``L + 1 + 4*l + g`` the gate scale of layer l, gate g (the order of
+  `golden.config.GATES`: i, f, g, o).
   A step written as 0 is stored as 1.
 
 Writes take effect only while the accelerator is idle.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nvmlstm.golden import config as _config
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.model import QuantizedModel
 from nvmlstm.golden.nvm import Tile, tile_grid
@@ -61,7 +63,7 @@ class ProgramMap:
         self.row_bits = bits_for(cfg.array_rows)
         self.col_bits = bits_for(cfg.array_cols)
         self.tile_bits = bits_for(len(tiles))
-        self.n_regs = cfg.num_layers + 1 + 4 * cfg.num_layers
+        self.n_regs = cfg.num_layers + 1 + len(_config.GATES) * cfg.num_layers
         self.reg_bits = bits_for(self.n_regs)
         self.addr_bits = 1 + max(self.tile_bits + self.row_bits + self.col_bits, self.reg_bits)
         self.data_bits = max(cfg.weight_bits, cfg.adc_step_bits, cfg.scale_bits)
@@ -72,12 +74,19 @@ class ProgramMap:
     def weight_address(self, tile: int, row: int, col: int) -> int:
         return (tile << (self.row_bits + self.col_bits)) | (row << self.col_bits) | col
 
+    def step_register(self, layer: int | None) -> int:
+        """Register index of the ADC step of ``layer`` (``None``: the head)."""
+        return self.cfg.num_layers if layer is None else layer
+
+    def scale_register(self, layer: int, gate: int) -> int:
+        """Register index of gate scale ``gate`` (position in `golden.config.GATES`) of ``layer``."""
+        return self.cfg.num_layers + 1 + len(_config.GATES) * layer + gate
+
     def step_address(self, layer: int | None) -> int:
-        idx = self.cfg.num_layers if layer is None else layer
-        return (1 << (self.addr_bits - 1)) | idx
+        return (1 << (self.addr_bits - 1)) | self.step_register(layer)
 
     def scale_address(self, layer: int, gate: int) -> int:
-        return (1 << (self.addr_bits - 1)) | (self.cfg.num_layers + 1 + 4 * layer + gate)
+        return (1 << (self.addr_bits - 1)) | self.scale_register(layer, gate)
 
     def writes(self, model: QuantizedModel, *, skip_zero_weights: bool = False) -> list[tuple[int, int]]:
         """(address, data) writes that load ``model``; data is unsigned (two's complement for weights).
@@ -101,7 +110,7 @@ class ProgramMap:
                     out.append((self.weight_address(ref.global_index, row, col), code & mask))
         for l, lp in enumerate(model.layers):
             out.append((self.step_address(l), lp.adc_step))
-            for g in range(4):
+            for g in range(len(_config.GATES)):
                 out.append((self.scale_address(l, g), int(lp.gate_scale[g])))
         out.append((self.step_address(None), model.head.adc_step))
         return out

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
 
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
@@ -31,7 +31,7 @@ from nvmlstm.gen import GenError
 from nvmlstm.gen.hexfile import parse_hex
 from nvmlstm.gen.lint import TOP_WAIVERS, LintError, iverilog_compile, read_filelist, verilator_lint, waivers_vlt
 from nvmlstm.gen.render import TEMPLATE_DIR, render_macro_model, render_macro_stub
-from nvmlstm.gen.rtl import build_top, mark_used
+from nvmlstm.gen.rtl import amaranth_yosys_label, build_top
 from nvmlstm.gen.synth import SynthError, synthesize
 from nvmlstm.gen.tools import ToolNotFound, find_iverilog, find_verilator, find_yosys
 from nvmlstm.golden.config import LstmConfig
@@ -239,7 +239,7 @@ def test_manifest_describes_the_top(rtl, case):
     lanes = int(args[args.index("--lanes") + 1]) if "--lanes" in args else cfg.hidden_size
     lat = int(args[args.index("--macro-latency") + 1])
     top = build_top(cfg, lanes, lat)
-    mark_used(top)  # built for its properties only
+    Fragment.get(top, None)  # built for its properties: elaborate it, as an unused design warns
     assert (man["format"], man["schema_version"], man["top"]) == ("nvm-lstm-rtl", 1, "nvm_lstm_top")
     assert LstmConfig.from_dict(man["config"]) == cfg
     assert (man["lanes"], man["macro_latency"]) == (lanes, lat)
@@ -248,11 +248,14 @@ def test_manifest_describes_the_top(rtl, case):
         assert man["latency"][k]["formula"]
     G = -(-cfg.hidden_size // lanes)
     assert man["latency"]["layer_step_cyc"]["value"] == lat + G + 3
-    # ports: as declared in the Verilog, consistent with the Amaranth signature and the payload layouts
+    assert man["latency"] == {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
+                              for k, f in top.latency_formulas.items()}
+    # ports: from the Amaranth signature; the Verilog declares exactly these (the one cross-check of the rule)
     verilog = (d / "nvm_lstm_top.v").read_text()
     ports = {p["name"]: p for p in man["ports"]}
     assert {"clk", "rst", "inp__payload", "inp__valid", "inp__ready", "out__payload", "out__valid", "out__ready",
             "start", "seq_len", "clear", "busy", "done", "cycles", "prog_addr", "prog_data", "prog_we"} == set(ports)
+    assert sorted(verilog_ports(verilog), key=lambda p: p["name"]) == sorted(man["ports"], key=lambda p: p["name"])
     for p in man["ports"]:
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
         assert re.search(rf"^\s*{p['direction']} {re.escape(rng)}{p['name']};", verilog, re.MULTILINE), p
@@ -275,8 +278,8 @@ def test_manifest_describes_the_top(rtl, case):
         t = ref.tile
         assert (m["name"], m["global_index"], m["layer"]) == (ref.name, ref.global_index, ref.layer)
         assert (m["rows"], m["cols"]) == ([t.row_start, t.row_stop], [t.col_start, t.col_stop])
-        assert m["instance"] == f"macro_{ref.name}.macro"
-        assert f"module \\nvm_lstm_top.macro_{ref.name} (" in verilog
+        assert m["instance"] == f"array.macro_{ref.name}.macro" == top.macro_instance_path(ref)
+        assert f"module \\nvm_lstm_top.array.macro_{ref.name} (" in verilog
         adc = cfg.head_adc_bits_eff if ref.layer is None else cfg.adc_bits
         assert m["parameters"] == {"ROWS": cfg.array_rows, "COLS": cfg.array_cols, "WEIGHT_BITS": cfg.weight_bits,
                                    "DAC_BITS": cfg.dac_bits, "ADC_BITS": adc, "STEP_BITS": cfg.adc_step_bits,
@@ -290,6 +293,37 @@ def test_manifest_describes_the_top(rtl, case):
         [pm.step_address(l) for l in range(cfg.num_layers)] + [pm.step_address(None)]
         + [pm.scale_address(l, g) for l in range(cfg.num_layers) for g in range(4)])
     assert set(man["tools"]) >= {"amaranth", "python", "amaranth_verilog_backend"}
+
+
+def verilog_ports(text: str, module: str = "nvm_lstm_top") -> list[dict]:
+    """Ports of ``module`` as the Verilog declares them (name, direction, width), in the order of its port
+    list: read from the text, independently of the Amaranth signature the manifest comes from."""
+    m = re.search(rf"^module {module}\(([^)]*)\);(.*?)^endmodule", text, re.MULTILINE | re.DOTALL)
+    assert m is not None, f"module {module} not found"
+    order = [p.strip() for p in m.group(1).split(",")]
+    decl = {}
+    for d, msb, name in re.findall(r"^\s*(input|output|inout)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", m.group(2),
+                                   re.MULTILINE):
+        decl[name] = {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
+    assert all(p in decl for p in order), (order, sorted(decl))
+    return [decl[p] for p in order]
+
+
+def test_port_cross_check_can_fail(rtl):
+    """A manifest port list with one port renamed, missing or resized no longer equals the Verilog's."""
+    declared = sorted(verilog_ports((rtl["single"] / "nvm_lstm_top.v").read_text()), key=lambda p: p["name"])
+    listed = sorted(manifest(rtl["single"])["ports"], key=lambda p: p["name"])
+    assert declared == listed
+    assert declared != listed[1:]
+    assert declared != [dict(p, width=p["width"] + (p["name"] == "cycles")) for p in listed]
+    assert declared != [dict(p, name=p["name"].replace("inp__payload", "inp_payload")) for p in listed]
+
+
+def test_amaranth_yosys_adapter_answers():
+    """The one private-API adapter (which Yosys Amaranth's back end runs): fails loudly when Amaranth changes
+    rather than recording "unknown" in every manifest."""
+    label = amaranth_yosys_label()
+    assert re.fullmatch(r"yosys \d+\.\d+(\.\d+)* \((built-in|system)\)", label), label
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,10 +557,12 @@ def _amaranth_macro(p: dict, ops: list[dict]) -> list[tuple[int, int]]:
     return seen
 
 
-def _icarus_macro(tmp: Path, p: dict, ops: list[dict], init_file: str | None = None) -> list[tuple[int, int]]:
-    """Run the generated macro model under Icarus with the same per-cycle inputs; (valid, y) after each edge."""
+def _icarus_macro(tmp: Path, p: dict, ops: list[dict], init_file: str | None = None,
+                  template_dir: Path | None = None) -> list[tuple[int, int]]:
+    """Run the generated macro model (from ``template_dir``, default the package's templates) under Icarus
+    with the same per-cycle inputs; (valid, y) after each edge. Also used by tests/test_gen_macro.py."""
     need("iverilog")
-    (tmp / "nvm_array_macro.v").write_text(render_macro_model(p))
+    (tmp / "nvm_array_macro.v").write_text(render_macro_model(p, template_dir=template_dir))
     rb, cb = max(1, (p["ROWS"] - 1).bit_length()), max(1, (p["COLS"] - 1).bit_length())
     params = ", ".join(f".{k}({v})" for k, v in p.items())
     if init_file is not None:
@@ -635,8 +671,8 @@ def cfg_file(tmp_path) -> Path:
     (["--lanes", "0"], r"lanes must be an integer from 1 to hidden_size \(2\), not 0"),
     (["--lanes", "3"], r"lanes must be an integer from 1 to hidden_size \(2\), not 3"),
     (["--lanes", "two"], r"argument --lanes: expected an integer, not 'two'"),
-    (["--macro-latency", "0"], r"macro latency must be an integer from 1 to 64, not 0"),
-    (["--macro-latency", "65"], r"macro latency must be an integer from 1 to 64, not 65"),
+    (["--macro-latency", "0"], r"macro_latency must be an integer from 1 to 64, not 0"),
+    (["--macro-latency", "65"], r"macro_latency must be an integer from 1 to 64, not 65"),
 ])
 def test_error_bad_options(tmp_path, cfg_file, capsys, args, pattern):
     out = tmp_path / "rtl"
@@ -657,7 +693,7 @@ def test_error_bad_configs(tmp_path, capsys):
                  r"nvmlstm generate: error: .*array_cols must be an integer from 2 to 65536, not 1", absent=out)
     (tmp_path / "junk.json").write_text("{not json")
     assert_error(capsys, ["generate", "--config", tmp_path / "junk.json", "--out", out],
-                 r"nvmlstm generate: error: .*junk\.json: not valid JSON.*", absent=out)
+                 r"nvmlstm generate: error: .*junk\.json: config file is not valid JSON.*", absent=out)
 
 
 def test_error_bad_model_files(tmp_path, capsys, model_file):
@@ -737,4 +773,27 @@ def test_api_rejects_a_model_of_another_config(tmp_path, model_file):
 
     with pytest.raises(GenError, match="config differs"):
         generate_rtl(tmp_path / "x", case_cfg("single"), model=load_model(model_file), synth=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_api_argument_errors_are_the_accelerators(tmp_path):
+    """generate_rtl does not re-check the build arguments: the accelerator's one check raises, turned into a
+    `GenError` with the same message, before anything is built or written."""
+    from nvmlstm.gen import generate_rtl
+    from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+
+    cfg = case_cfg("single")
+    for kwargs, message in [
+        ({"lanes": 3}, "lanes must be an integer from 1 to hidden_size (2), not 3"),
+        ({"lanes": 1.5}, "lanes must be an integer, not 1.5"),
+        ({"macro_latency": 0}, "macro_latency must be an integer from 1 to 64, not 0"),
+    ]:
+        with pytest.raises(GenError) as info:
+            generate_rtl(tmp_path / "x", cfg, synth=False, **kwargs)
+        assert str(info.value) == message
+        with pytest.raises((TypeError, ValueError)) as direct:
+            NvmLstmAccelerator.check_parameters(cfg, **kwargs)
+        assert str(direct.value) == message
+    with pytest.raises(GenError, match=r"^cfg must be an LstmConfig, not dict$"):
+        generate_rtl(tmp_path / "x", cfg.to_dict(), synth=False)
     assert not (tmp_path / "x").exists()

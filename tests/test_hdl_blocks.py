@@ -24,8 +24,7 @@ import types
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Instance, Module
-from amaranth._unused import UnusedMustUse
+from amaranth.hdl import ClockDomain, Fragment, Instance, Module, UnusedElaboratable
 from amaranth.sim import Simulator
 
 import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
@@ -33,14 +32,18 @@ import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
 from nvmlstm import hdl
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
 from nvmlstm.golden import LstmConfig, QuantizedModel, default_config, golden_forward, random_model
+from nvmlstm.golden.config import GATES as GATE_ORDER
 from nvmlstm.golden.datapath import GATE_IS_TANH, activation, adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
 from nvmlstm.golden.model import HeadParams, LayerParams
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
-from nvmlstm.hdl.lanes import CellLane, GateLane, HiddenLane
+from nvmlstm.hdl.array import MacroArray
+from nvmlstm.hdl.lanes import CellLane, GateLane, HiddenLane, LaneBank
 from nvmlstm.hdl.macro import NvmArrayMacro
+from nvmlstm.hdl.progmap import ProgramMap
+from nvmlstm.hdl.registers import ConfigRegisters, ProgramSignature, StepSignature
 from nvmlstm.hdl.sim import run_accelerator
 
-GATES = "ifgo"
+GATES = "".join(GATE_ORDER)
 DEFAULT = default_config()
 
 
@@ -54,8 +57,9 @@ def simulate(dut, testbench) -> None:
 
 
 def run_pipeline(dut, latency: int, vectors: list[dict], outputs: list[str], expected: list[dict]) -> list[str]:
-    """Drive ``vectors[n]`` (port name -> int) in cycle n; the outputs after edge n + latency - 1 must equal
-    ``expected[n]``. Returns every mismatch as text (empty: all equal)."""
+    """Drive ``vectors[n]`` (port name -> int, or a list of ints for an array port) in cycle n; the outputs
+    after edge n + latency - 1 must equal ``expected[n]`` (an array port element by element, named
+    ``port[k]``). Returns every mismatch as text (empty: all equal)."""
     problems: list[str] = []
     assert latency >= 1
 
@@ -63,14 +67,20 @@ def run_pipeline(dut, latency: int, vectors: list[dict], outputs: list[str], exp
         for n in range(len(vectors) + latency - 1):
             if n < len(vectors):
                 for port, value in vectors[n].items():
-                    ctx.set(getattr(dut, port), int(value))
+                    ctx.set(getattr(dut, port), [int(v) for v in value] if isinstance(value, list) else int(value))
             await ctx.tick()
             k = n - latency + 1
             if k >= 0:
                 for port in outputs:
-                    got, want = ctx.get(getattr(dut, port)), int(expected[k][port])
-                    if got != want:
-                        problems.append(f"vector {k} {vectors[k]}: {port} = {got}, golden {want}")
+                    want = expected[k][port]
+                    if isinstance(want, list):
+                        items = [(f"{port}[{j}]", getattr(dut, port)[j], w) for j, w in enumerate(want)]
+                    else:
+                        items = [(port, getattr(dut, port), want)]
+                    for name, sig, w in items:
+                        got = ctx.get(sig)
+                        if got != int(w):
+                            problems.append(f"vector {k} {vectors[k]}: {name} = {got}, golden {int(w)}")
 
     simulate(dut, testbench)
     return problems
@@ -120,8 +130,8 @@ def test_gate_lane_every_table_index_and_random_pairs(cfg: LstmConfig):
         for g in GATES:
             assert idx[g] == max(cfg.lut_min, min(cfg.lut_max, sweep[(k + GATES.index(g) * n // 4) % n]))
             seen[g].add(idx[g])
-        vectors.append({**{f"acc_{g}": acc[g] for g in GATES}, **{f"scale_{g}": scale[g] for g in GATES}})
-        expected.append(out)
+        vectors.append({"acc": [acc[g] for g in GATES], "scale": [scale[g] for g in GATES]})
+        expected.append({"gates": [out[g] for g in GATES]})
     for g in GATES:  # the sweep reaches every table entry of both tables
         assert seen[g] == set(range(cfg.lut_min, cfg.lut_max + 1))
 
@@ -131,10 +141,10 @@ def test_gate_lane_every_table_index_and_random_pairs(cfg: LstmConfig):
         acc = {g: int(rng.integers(lo, hi + 1)) for g in GATES}
         scale = {g: int(rng.choice([0, 1, cfg.scale_max, rng.integers(0, cfg.scale_max + 1)])) for g in GATES}
         _, out = gate_expected(acc, scale, cfg)
-        vectors.append({**{f"acc_{g}": acc[g] for g in GATES}, **{f"scale_{g}": scale[g] for g in GATES}})
-        expected.append(out)
+        vectors.append({"acc": [acc[g] for g in GATES], "scale": [scale[g] for g in GATES]})
+        expected.append({"gates": [out[g] for g in GATES]})
 
-    problems = run_pipeline(lane, lane.latency_cyc, vectors, list(GATES), expected)
+    problems = run_pipeline(lane, lane.latency_cyc, vectors, ["gates"], expected)
     assert not problems, f"{len(problems)} mismatches, first: {problems[:3]}"
 
 
@@ -146,15 +156,17 @@ def test_gate_lane_checker_catches_a_wrong_expectation():
     for a in range(-8, 8):
         acc = {g: a for g in GATES}
         scale = {g: 1 for g in GATES}
-        vectors.append({**{f"acc_{g}": a for g in GATES}, **{f"scale_{g}": 1 for g in GATES}})
-        expected.append(gate_expected(acc, scale, cfg)[1])
-    assert run_pipeline(lane, lane.latency_cyc, vectors, list(GATES), expected) == []
+        vectors.append({"acc": [a] * len(GATES), "scale": [1] * len(GATES)})
+        out = gate_expected(acc, scale, cfg)[1]
+        expected.append({"gates": [out[g] for g in GATES]})
+    assert run_pipeline(lane, lane.latency_cyc, vectors, ["gates"], expected) == []
     wrong = list(expected)
-    wrong[5] = {**expected[5], "g": expected[5]["g"] + 1}
-    problems = run_pipeline(lane, lane.latency_cyc, vectors, list(GATES), wrong)
-    assert len(problems) == 1 and problems[0].startswith("vector 5 ") and ": g = " in problems[0]
+    k = GATES.index("g")
+    wrong[5] = {"gates": [v + (j == k) for j, v in enumerate(expected[5]["gates"])]}
+    problems = run_pipeline(lane, lane.latency_cyc, vectors, ["gates"], wrong)
+    assert len(problems) == 1 and problems[0].startswith("vector 5 ") and f": gates[{k}] = " in problems[0]
     # Reading one edge late (a wrong latency) is caught too.
-    assert run_pipeline(lane, lane.latency_cyc + 1, vectors, list(GATES), expected) != []
+    assert run_pipeline(lane, lane.latency_cyc + 1, vectors, ["gates"], expected) != []
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -185,12 +197,13 @@ def test_cell_lane_corners_and_random(cfg: LstmConfig):
     vectors, expected = [], []
     for n, (f, c, i, g) in enumerate(rows):
         o = gate_corners[n % len(gate_corners)]
-        vectors.append({"f": f, "c_prev": c, "i": i, "g": g, "o": o})
-        expected.append({"c": int(cell_update(f, c, i, g, cfg)), "o_out": o})
+        named = {"i": i, "f": f, "g": g, "o": o}
+        vectors.append({"gates": [named[n] for n in GATES], "c_prev": c})
+        expected.append({"c": int(cell_update(f, c, i, g, cfg)), "o": o})
     # the corner set reaches both saturation limits
     cs = {e["c"] for e in expected}
     assert {-cmax, cmax} <= cs
-    problems = run_pipeline(lane, lane.latency_cyc, vectors, ["c", "o_out"], expected)
+    problems = run_pipeline(lane, lane.latency_cyc, vectors, ["c", "o"], expected)
     assert not problems, f"{len(problems)} mismatches, first: {problems[:3]}"
 
 
@@ -356,16 +369,6 @@ def test_macro_instance_parameters():
 
 # ------------------------------------------------------------------------------------------------------
 # Accumulation over row tiles and the lane pipeline inside the accelerator
-def _recording(cls, store: list):
-    class Recording(cls):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            store.append(self)
-
-    Recording.__name__ = cls.__name__
-    return Recording
-
-
 def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np.ndarray, **kw):
     """`run_accelerator` with a probe that samples every lane's ports at every clock edge.
 
@@ -374,11 +377,10 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
     macros is (sequence, step) = divmod(k, T); group g of that read is issued g edges after the one where
     ``valid`` is high, and each later stage is sampled ``latency_cyc`` edges after the one before.
     """
-    gls, cls_, hls = [], [], []
-    monkeypatch.setattr(hdl.accelerator, "GateLane", _recording(GateLane, gls))
-    monkeypatch.setattr(hdl.accelerator, "CellLane", _recording(CellLane, cls_))
-    monkeypatch.setattr(hdl.accelerator, "HiddenLane", _recording(HiddenLane, hls))
+    bank = top.lane_bank
+    gls, cls_, hls = bank.gate_lanes, bank.cell_lanes, bank.hidden_lanes
     cfg, L = top.cfg, top.cfg.num_layers
+    n_gates = len(GATES)
     valids = [top.macros[top.pmap.layer_tiles(l)[0].global_index].valid for l in range(L)]
     samples: list[tuple] = []
     real_add = hdl.sim.add_macro_models
@@ -388,7 +390,7 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
         assert len(gls) == len(cls_) == len(hls) == top.lanes
         sigs = list(valids)
         for q in range(top.lanes):
-            sigs += [getattr(gls[q], f"acc_{g}") for g in GATES] + [getattr(gls[q], g) for g in GATES]
+            sigs += [gls[q].acc[g] for g in range(n_gates)] + [gls[q].gates[g] for g in range(n_gates)]
             sigs += [cls_[q].c, hls[q].h]
 
         async def probe(ctx):
@@ -421,9 +423,9 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
                     def at(edge, j):
                         return samples[edge][base + j]
 
-                    for gi in range(4):
+                    for gi in range(n_gates):
                         got[l]["acc"][s, t, gi * H + u] = at(e + k, gi)
-                        got[l]["gates"][s, t, gi * H + u] = at(e + k + lat_g, 4 + gi)
+                        got[l]["gates"][s, t, gi * H + u] = at(e + k + lat_g, n_gates + gi)
                     got[l]["c"][s, t, u] = at(e + k + lat_g + lat_c, 8)
                     got[l]["h"][s, t, u] = at(e + k + lat_g + lat_c + lat_h, 9)
     return run, got
@@ -512,7 +514,7 @@ def constructor_error(make) -> tuple[type, str]:
     """Call ``make()``, which must raise; return the exception's type and message. The half-built
     components it leaves behind would warn "created but never used"; that warning is expected here."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedMustUse)
+        warnings.simplefilter("ignore", UnusedElaboratable)
         try:
             make()
         except Exception as exc:  # noqa: BLE001 - the test inspects it
@@ -547,6 +549,45 @@ def test_lane_parameter_validation():
     for cls, args in ((GateLane, (8,)), (CellLane, ()), (HiddenLane, ())):
         assert constructor_error(lambda: cls({"hidden_size": 4}, *args)) == (
             TypeError, "cfg must be an LstmConfig, not dict")
+    bank = dict(lanes=2, acc_width=8, n_tags=3)
+    assert constructor_error(lambda: LaneBank({"hidden_size": 4}, **bank)) == (
+        TypeError, "cfg must be an LstmConfig, not dict")
+    assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "lanes": 0})) == (
+        ValueError, "lanes must be a positive integer, not 0")
+    assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "acc_width": 1})) == (
+        ValueError, "acc_width must be an integer from 2 to 64, not 1")
+    assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "n_tags": 1.0})) == (
+        TypeError, "n_tags must be an integer, not 1.0")
+
+
+def test_interface_and_part_validation():
+    """The signatures and the accelerator's parts check their arguments at once, with exact messages."""
+    assert constructor_error(lambda: ProgramSignature(addr_bits=0, data_bits=4)) == (
+        ValueError, "addr_bits must be an integer from 1 to 64, not 0")
+    assert constructor_error(lambda: ProgramSignature(addr_bits=4, data_bits="4")) == (
+        TypeError, "data_bits must be an integer, not '4'")
+    assert constructor_error(lambda: StepSignature(num_layers=0, step_bits=4)) == (
+        ValueError, "num_layers must be a positive integer, not 0")
+    assert constructor_error(lambda: StepSignature(num_layers=1, step_bits=25)) == (
+        ValueError, "step_bits must be an integer from 1 to 24, not 25")
+    assert constructor_error(lambda: ConfigRegisters(DEFAULT)) == (
+        TypeError, "pmap must be a ProgramMap, not LstmConfig")
+    assert constructor_error(lambda: MacroArray(DEFAULT, macro_latency=2)) == (
+        TypeError, "pmap must be a ProgramMap, not LstmConfig")
+    assert constructor_error(lambda: MacroArray(ProgramMap(SMALL), macro_latency=65)) == (
+        ValueError, "macro_latency must be an integer from 1 to 64, not 65")
+    assert constructor_error(lambda: MacroArray(ProgramMap(SMALL), macro_latency=1, macro_model="rtl")) == (
+        ValueError, "model must be 'instance' or 'sim', not 'rtl'")
+    sig = dict(rows=4, cols=4, weight_bits=4, dac_bits=4, adc_bits=4, adc_step_bits=16)
+    assert constructor_error(lambda: NvmArrayMacro.Signature(**{**sig, "adc_step_bits": 0})) == (
+        ValueError, "adc_step_bits must be an integer from 1 to 24, not 0")
+    # equal parameters, equal signatures (what wiring.connect compares)
+    assert NvmArrayMacro.Signature(**sig) == NvmArrayMacro.Signature(**sig)
+    assert NvmArrayMacro.Signature(**sig) != NvmArrayMacro.Signature(**{**sig, "cols": 5})
+    assert repr(NvmArrayMacro.Signature(**sig)) == ("NvmArrayMacro.Signature(rows=4, cols=4, weight_bits=4, "
+                                                   "dac_bits=4, adc_bits=4, adc_step_bits=16)")
+    assert ProgramSignature(addr_bits=3, data_bits=4) == ProgramSignature(addr_bits=3, data_bits=4)
+    assert ProgramSignature(addr_bits=3, data_bits=4) != ProgramSignature(addr_bits=3, data_bits=5)
 
 
 SMALL = LstmConfig(input_size=3, hidden_size=5, num_layers=1, output_size=2, weight_bits=4, dac_bits=4,
@@ -554,14 +595,18 @@ SMALL = LstmConfig(input_size=3, hidden_size=5, num_layers=1, output_size=2, wei
 
 
 @pytest.mark.parametrize("cfg, kwargs, exc, message", [
-    (SMALL, {"lanes": 0}, ValueError, "lanes must be an integer from 1 to 5, not 0"),
-    (SMALL, {"lanes": 6}, ValueError, "lanes must be an integer from 1 to 5, not 6"),
+    (SMALL, {"lanes": 0}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 0"),
+    (SMALL, {"lanes": 6}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 6"),
     (SMALL, {"lanes": 2.5}, TypeError, "lanes must be an integer, not 2.5"),
     (SMALL, {"lanes": 2, "macro_latency": 0}, ValueError, "macro_latency must be an integer from 1 to 64, not 0"),
     (SMALL, {"lanes": 2, "macro_model": "x"}, ValueError, "model must be 'instance' or 'sim', not 'x'"),
     (SMALL, {"lanes": 2, "cycle_bits": 4}, ValueError, "cycle_bits must be an integer from 8 to 64, not 4"),
+    (SMALL, {"lanes": 2, "seq_len_bits": 33}, ValueError, "seq_len_bits must be an integer from 1 to 32, not 33"),
+    (SMALL, {"lanes": True}, TypeError, "lanes must be an integer, not True"),
     (SMALL.to_dict(), {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not dict"),
     (None, {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not NoneType"),
 ])
 def test_accelerator_parameter_validation(cfg, kwargs, exc, message):
     assert constructor_error(lambda: NvmLstmAccelerator(cfg, **kwargs)) == (exc, message)
+    # the same one check, callable before anything is built (gen turns it into its one-line error)
+    assert constructor_error(lambda: NvmLstmAccelerator.check_parameters(cfg, **kwargs)) == (exc, message)
