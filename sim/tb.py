@@ -1,10 +1,11 @@
 """cocotb testbench: the generated ``nvm_lstm_top`` against the golden vectors, bit for bit.
 
-This module runs inside the simulator (Icarus Verilog or Verilator, started by `sim.runner`); pytest never
-imports it. The runner writes a settings JSON (RTL directory, vector directory, stress knobs, report path)
-and names it in the environment variable ``NVMLSTM_SIM_SETTINGS``.
+This module runs inside the simulator (Icarus Verilog or Verilator, started by `nvmlstm.sim.runner`), which
+imports it as ``nvmlstm.sim.tb`` from the installed package. The runner writes a settings JSON (RTL directory,
+vector directory, stress knobs, report path) and names it in the plusarg ``+nvmlstm_settings=FILE``.
 
-Structure (after cocotb's ``examples/matrix_multiplier``): one `TB` holding
+Structure (after cocotb's ``examples/matrix_multiplier``; run-time stress inside one simulation as in
+cocotbext-axi): one `TB` holding and wiring
 
 * a clock and a synchronous reset;
 * `ProgramDriver`: loads the model through ``prog_addr``/``prog_data``/``prog_we`` while idle, with the
@@ -16,6 +17,11 @@ Structure (after cocotb's ``examples/matrix_multiplier``): one `TB` holding
 * `Scoreboard`: expected ``outputs`` and every layer's ``l{l}_h`` per (sequence, timestep) from the golden
   vectors, an in-order checker that pairs each beat with the next expected (sequence, timestep), compares
   every code with ``==`` and remembers the first difference.
+
+The components know nothing of `TB`: the TB hands beats to the input driver through its queue (`InputDriver.
+send`), and the components report through callbacks the TB gives them (an accepted input beat, an output
+beat, an X on a handshake signal, a protocol error). The TB reads their counters (stall cycles) and decides
+what is an error.
 
 Race-freedom: every input is driven and every output sampled at the **falling** clock edge; the design
 samples at the rising edge, and ``inp.ready``/``out.valid`` do not depend combinationally on
@@ -34,11 +40,11 @@ order, with no extra beat, and that every compared value matched; the JSON repor
 from __future__ import annotations
 
 import json
-import os
+import logging
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cocotb
 import numpy as np
@@ -49,8 +55,8 @@ from cocotb.triggers import FallingEdge
 from nvmlstm.golden.io import load_model, load_vectors
 
 from .protocol import PayloadLayout, load_manifest, program_writes
+from .runner import SETTINGS_PLUSARG
 
-SETTINGS_ENV = "NVMLSTM_SIM_SETTINGS"
 REPORT_FORMAT = "nvm-lstm-sim-report"
 #: Protocol errors kept verbatim in the report (the count is always exact).
 MAX_ERRORS = 20
@@ -98,22 +104,43 @@ class InputDriver:
     once ``inp.ready`` is seen high, with the idle-gap inserter withholding it in each such cycle with
     probability ``gap_prob`` (stall cycles the accelerator must wait through). An offered beat stays
     offered, payload unchanged, until it is taken.
+
+    Parameters
+    ----------
+    dut : cocotb handle of the top
+    rng : numpy Generator
+        This component's own random stream.
+    gap_prob, early_prob : float
+        See `nvmlstm.sim.runner.Stress`.
+    on_accept : callable
+        Called with no argument when a beat is taken (the handshake of the next rising edge).
+    on_x : callable
+        Called with the signal's name when ``inp__ready`` holds X or Z (treated as low).
     """
 
-    def __init__(self, dut, tb: "TB", rng: np.random.Generator, gap_prob: float, early_prob: float):
-        self.dut, self.tb, self.rng = dut, tb, rng
+    def __init__(self, dut, rng: np.random.Generator, gap_prob: float, early_prob: float, *,
+                 on_accept: Callable[[], None], on_x: Callable[[str], None]):
+        self.dut, self.rng = dut, rng
         self.gap_prob, self.early_prob = gap_prob, early_prob
-        self.queue: deque[int] = deque()
+        self.on_accept, self.on_x = on_accept, on_x
+        self._queue: deque[int] = deque()
         self.offering = False
         self.early: bool | None = None  # drawn once per beat
         self.accepted = 0
         self.stall_cycles = 0
 
-    def push(self, payloads: list[int]) -> None:
-        self.queue.extend(payloads)
+    def send(self, payloads: list[int]) -> None:
+        """Queue ``inp.payload`` values, sent in order."""
+        self._queue.extend(payloads)
+
+    @property
+    def pending(self) -> int:
+        """Queued beats not yet taken."""
+        return len(self._queue)
 
     def flush(self) -> None:
-        self.queue.clear()
+        """Drop every queued beat (after a run that ended without taking them)."""
+        self._queue.clear()
         self.offering = False
         self.early = None
 
@@ -124,14 +151,13 @@ class InputDriver:
             await fe
             ready = _read(dut.inp__ready)
             if ready is None:
-                if self.tb.started:
-                    self.tb.error(f"inp__ready is X at cycle {self.tb.cycle.now()}")
+                self.on_x("inp__ready")
                 ready = 0
-            if not self.offering and self.queue:
+            if not self.offering and self._queue:
                 if self.early is None:
                     self.early = bool(self.rng.random() < self.early_prob)
                 if self.early or (ready and self.rng.random() >= self.gap_prob):
-                    dut.inp__payload.value = self.queue[0]
+                    dut.inp__payload.value = self._queue[0]
                     self.offering = True
             if valid_now != self.offering:
                 valid_now = int(self.offering)
@@ -140,11 +166,11 @@ class InputDriver:
                 if ready:
                     self.stall_cycles += 1
             elif ready:  # taken at the next rising edge
-                self.queue.popleft()
+                self._queue.popleft()
                 self.accepted += 1
                 self.offering = False
                 self.early = None
-                self.tb.progress += 1
+                self.on_accept()
 
 
 class OutputMonitor:
@@ -152,13 +178,26 @@ class OutputMonitor:
 
     Backpressure inserter: ``out.ready`` is low with probability ``backpressure_prob`` in each cycle,
     independent of ``out.valid``.
+
+    Parameters
+    ----------
+    dut : cocotb handle of the top
+    rng : numpy Generator
+        This component's own random stream.
+    backpressure_prob : float
+        See `nvmlstm.sim.runner.Stress`.
+    on_beat : callable
+        Called with the ``out__payload`` value (a cocotb ``LogicArray``) of every beat taken.
+    on_x : callable
+        Called with the signal's name when ``out__valid`` holds X or Z (treated as low).
     """
 
-    def __init__(self, dut, tb: "TB", rng: np.random.Generator, backpressure_prob: float):
-        self.dut, self.tb, self.rng = dut, tb, rng
+    def __init__(self, dut, rng: np.random.Generator, backpressure_prob: float, *,
+                 on_beat: Callable[[Any], None], on_x: Callable[[str], None]):
+        self.dut, self.rng = dut, rng
         self.backpressure_prob = backpressure_prob
+        self.on_beat, self.on_x = on_beat, on_x
         self.stall_cycles = 0
-        self.last_accept_cycle: int | None = None
 
     async def run(self) -> None:
         dut, fe = self.dut, FallingEdge(self.dut.clk)
@@ -167,18 +206,14 @@ class OutputMonitor:
             await fe
             valid = _read(dut.out__valid)
             if valid is None:
-                if self.tb.started:
-                    self.tb.error(f"out__valid is X at cycle {self.tb.cycle.now()}")
+                self.on_x("out__valid")
                 valid = 0
             take = int(self.rng.random() >= self.backpressure_prob)
             if take != ready_now:
                 dut.out__ready.value = take
                 ready_now = take
             if valid and take:  # taken at the next rising edge; the payload is stable while valid
-                cyc = self.tb.cycle.now()
-                self.last_accept_cycle = cyc
-                self.tb.scoreboard.on_beat(dut.out__payload.value, cyc)
-                self.tb.progress += 1
+                self.on_beat(dut.out__payload.value)
             elif valid:
                 self.stall_cycles += 1
 
@@ -193,17 +228,25 @@ class Scoreboard:
         Golden output codes.
     h : list of ndarray (S, T, H)
         Golden h_t codes of each layer (``l{l}_h``).
+    error : callable
+        Receives one line per protocol error (an extra beat).
+    now_ns : callable
+        The simulation time, recorded with the first mismatch.
+    log : logging.Logger, optional
+        Where the first mismatch is logged.
     """
 
-    def __init__(self, tb: "TB", layout: PayloadLayout, outputs: np.ndarray, h: list[np.ndarray]):
-        self.tb = tb
+    def __init__(self, layout: PayloadLayout, outputs: np.ndarray, h: list[np.ndarray], *,
+                 error: Callable[[str], None], now_ns: Callable[[], float], log: logging.Logger | None = None):
+        self.error, self.now_ns = error, now_ns
+        self.log = log or logging.getLogger(__name__)
         self.layout = layout
         self.outputs = outputs.tolist()
         self.h = [a.tolist() for a in h]
         S, T = outputs.shape[:2]
         self.values_per_beat = outputs.shape[2] + sum(a.shape[2] for a in h)
         self.expected_beats = S * T
-        self.pending: deque[tuple[int, int]] = deque()
+        self._pending: deque[tuple[int, int]] = deque()
         self.received: Counter[tuple[int, int]] = Counter()
         self.extra = 0
         self.values_compared = 0
@@ -212,7 +255,13 @@ class Scoreboard:
 
     def expect(self, keys: list[tuple[int, int]]) -> None:
         """The beats of the run just started, in the order they must arrive."""
-        self.pending.extend(keys)
+        self._pending.extend(keys)
+
+    def end_run(self) -> int:
+        """A run ended (``done``): how many of its beats never arrived; they stay missing, no longer expected."""
+        n = len(self._pending)
+        self._pending.clear()
+        return n
 
     def _decode(self, value) -> tuple[list, list[list]]:
         if value.is_resolvable:
@@ -227,11 +276,11 @@ class Scoreboard:
         return ([field(f) for f in self.layout.outputs], [[field(f) for f in row] for row in self.layout.h])
 
     def on_beat(self, value, cycle: int) -> None:
-        if not self.pending:
+        if not self._pending:
             self.extra += 1
-            self.tb.error(f"extra output beat at cycle {cycle} (no beat expected)")
+            self.error(f"extra output beat at cycle {cycle} (no beat expected)")
             return
-        s, t = key = self.pending.popleft()
+        s, t = key = self._pending.popleft()
         self.received[key] += 1
         outputs, h = self._decode(value)
         # Dataflow order within a beat: layer 0's h, ..., the last layer's h, then the head's outputs.
@@ -247,9 +296,9 @@ class Scoreboard:
                     self.first_mismatch = {
                         "sequence": s, "timestep": t, "layer": layer, "signal": signal, "index": i,
                         "expected": want[i], "actual": got[i], "cycle": cycle,
-                        "time_ns": self.tb.time_ns(),
+                        "time_ns": self.now_ns(),
                     }
-                    self.tb.log.error("first mismatch: %s", describe_mismatch(self.first_mismatch))
+                    self.log.error("first mismatch: %s", describe_mismatch(self.first_mismatch))
 
     def summary(self) -> dict[str, int]:
         dup = sum(n - 1 for n in self.received.values() if n > 1)
@@ -278,7 +327,7 @@ class TB:
     def __init__(self, dut, settings: dict[str, Any]):
         self.dut = dut
         self.settings = settings
-        self.log = dut._log
+        self.log = cocotb.log
         self.t_wall = time.monotonic()
         self.manifest = load_manifest(settings["rtl_dir"], verify=False)  # the runner verified it
         self.layout = PayloadLayout(self.manifest)
@@ -297,14 +346,16 @@ class TB:
         self.clock_ns = float(settings.get("clock_ns", 10))
         self.cycle = Cycle(self._period_steps())
         self.started = False
-        self.progress = 0
+        self.progress = 0  # beats moved in either direction: the hang detector's measure
+        self.last_out_cycle: int | None = None
         self.errors: list[str] = []
         self.error_count = 0
-        self.scoreboard = Scoreboard(self, self.layout, arrays["outputs"],
-                                     [arrays[f"l{l}_h"] for l in range(self.L)])
-        self.inp = InputDriver(dut, self, np.random.default_rng([seed, 1]), float(st["gap_prob"]),
-                               float(st.get("early_prob", 0.25)))
-        self.out = OutputMonitor(dut, self, np.random.default_rng([seed, 2]), float(st["backpressure_prob"]))
+        self.scoreboard = Scoreboard(self.layout, arrays["outputs"], [arrays[f"l{l}_h"] for l in range(self.L)],
+                                     error=self.error, now_ns=self.time_ns, log=self.log)
+        self.inp = InputDriver(dut, np.random.default_rng([seed, 1]), float(st["gap_prob"]),
+                               float(st.get("early_prob", 0.25)), on_accept=self._on_in_beat, on_x=self._on_x)
+        self.out = OutputMonitor(dut, np.random.default_rng([seed, 2]), float(st["backpressure_prob"]),
+                                 on_beat=self._on_out_beat, on_x=self._on_x)
         self.prog = ProgramDriver(dut)
         self.runs = 0
         self.done_sum = 0
@@ -326,6 +377,20 @@ class TB:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(msg)
             self.log.error("%s", msg)
+
+    # Callbacks of the components
+    def _on_in_beat(self) -> None:
+        self.progress += 1
+
+    def _on_out_beat(self, value) -> None:
+        cyc = self.cycle.now()
+        self.last_out_cycle = cyc
+        self.progress += 1
+        self.scoreboard.on_beat(value, cyc)
+
+    def _on_x(self, signal: str) -> None:
+        if self.started:  # before the first start the handshake outputs may still be X (reset, programming)
+            self.error(f"{signal} is X at cycle {self.cycle.now()}")
 
     # --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
@@ -351,7 +416,7 @@ class TB:
         for _ in range(int(self.rng.integers(0, 3))):  # 0-2 idle cycles between clear and start
             await fe
         n = t1 - t0
-        self.inp.push([self.layout.pack_x(self.inputs[s, t]) for t in range(t0, t1)])
+        self.inp.send([self.layout.pack_x(self.inputs[s, t]) for t in range(t0, t1)])
         self.scoreboard.expect([(s, t) for t in range(t0, t1)])
         stalls0 = self.inp.stall_cycles + self.out.stall_cycles
         dut.seq_len.value = n
@@ -380,20 +445,19 @@ class TB:
         expected = n * self.timestep_cyc + (self.inp.stall_cycles + self.out.stall_cycles - stalls0)
         self.done_sum += cycles or 0
         self.expected_done_sum += expected
-        if self.scoreboard.pending:
-            self.error(f"sequence {s}: done at cycle {now} with {len(self.scoreboard.pending)} of {n} beats "
-                       f"missing")
-            self.scoreboard.pending.clear()
-        elif self.out.last_accept_cycle != now - 1:
+        missing = self.scoreboard.end_run()
+        if missing:
+            self.error(f"sequence {s}: done at cycle {now} with {missing} of {n} beats missing")
+        elif self.last_out_cycle != now - 1:
             self.error(f"sequence {s}: done at cycle {now}, not one cycle after the last beat was accepted "
-                       f"(cycle {self.out.last_accept_cycle})")
+                       f"(cycle {self.last_out_cycle})")
         if busy != 0:
             self.error(f"sequence {s}: busy is {busy} together with done at cycle {now}")
         if cycles != expected:
             self.error(f"sequence {s}, steps {t0}-{t1 - 1}: cycles = {cycles} at done, expected {expected} "
                        f"({n} x timestep_cyc {self.timestep_cyc} + stall cycles)")
-        if self.inp.queue:
-            self.error(f"sequence {s}: done with {len(self.inp.queue)} input beats not taken")
+        if self.inp.pending:
+            self.error(f"sequence {s}: done with {self.inp.pending} input beats not taken")
             self.inp.flush()
 
     async def run(self) -> None:
@@ -464,9 +528,11 @@ class TB:
 
 
 def load_settings() -> dict[str, Any]:
-    path = os.environ.get(SETTINGS_ENV)
-    if not path:
-        raise RuntimeError(f"{SETTINGS_ENV} is not set: run this testbench through sim.runner / `nvmlstm sim`")
+    """The settings the runner wrote, from the file the plusarg names."""
+    path = cocotb.plusargs.get(SETTINGS_PLUSARG)
+    if not isinstance(path, str) or not path:
+        raise RuntimeError(f"plusarg +{SETTINGS_PLUSARG}=FILE is not set: run this testbench through "
+                           f"nvmlstm.sim.run_regression / `nvmlstm sim`")
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 

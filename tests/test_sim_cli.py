@@ -12,7 +12,7 @@ import pytest
 from nvmlstm.golden import load_model, load_vectors
 from nvmlstm.golden.io import save_vectors
 from nvmlstm.sim.cases import case_by_name
-from nvmlstm.sim.runner import simulator_or_skip
+from nvmlstm.sim import simulator_or_skip
 from cli_helpers import run
 
 

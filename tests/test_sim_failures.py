@@ -33,7 +33,7 @@ from nvmlstm.golden.io import save_vectors
 from nvmlstm.golden.tables import sigmoid_table
 from naive import naive_forward
 from nvmlstm.sim.cases import case_by_name
-from nvmlstm.sim.runner import Stress, required_simulators, run_regression, simulator_or_skip
+from nvmlstm.sim import Stress, required_simulators, run_regression, simulator_or_skip
 
 STRESS = Stress(seed=5, gap_prob=0.2, backpressure_prob=0.2, idle_max=2, split_prob=0.3)
 

