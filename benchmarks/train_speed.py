@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from nvmlstm.golden.config import LstmConfig
+from nvmlstm.train import ckernel
 from nvmlstm.train.model import QuantLSTM
 from nvmlstm.train.tasks import load_task, task_loss
 
@@ -93,8 +94,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    # QAT uses the native kernel when it loads (else one stderr line says why): recorded with the results.
+    native = ckernel.load() is not None
     res = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "epoch": "digits train split, 1258 sequences x 8 steps, hidden 32, batch 64, Adam", "runs": []}
+           "epoch": "digits train split, 1258 sequences x 8 steps, hidden 32, batch 64, Adam",
+           "native_kernel": native, "runs": []}
+    print(f"native kernel: {'yes' if native else 'no (torch loop)'}")
     for th in args.threads:
         r = measure(th, args.repeats)
         res["runs"].append(r)

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable, TypeVar
 
-__all__ = ["nonneg_int", "pos_int", "any_int", "int_in"]
+__all__ = ["nonneg_int", "pos_int", "any_int", "int_in", "nonneg_float", "pos_float"]
+
+_T = TypeVar("_T", int, float)
+
+
+def _parse(text: str, convert: Callable[[str], _T], expected: str, ok: Callable[[_T], bool] = lambda v: True) -> _T:
+    """``convert(text)`` if it parses and ``ok``; otherwise the one message ``expected <expected>, not '<text>'``."""
+    try:
+        v = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+    return v
 
 
 def any_int(text: str) -> int:
     """Any integer; the range check is the consumer's, so its message names the valid range."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    return _parse(text, int, "an integer")
 
 
 def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-    return v
+    return _parse(text, int, "a non-negative integer", lambda v: v >= 0)
 
 
 def pos_int(text: str) -> int:
@@ -36,12 +42,22 @@ def int_in(lo: int, hi: int):
     """An integer in ``[lo, hi]``."""
 
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, not {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, not {text!r}")
-        return v
+        return _parse(text, int, f"an integer from {lo} to {hi}", lambda v: lo <= v <= hi)
 
     return parse
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0 (a non-number says ``expected a number >= 0``)."""
+    v = _parse(text, float, "a number >= 0")
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text!r}")
+    return v
+
+
+def pos_float(text: str) -> float:
+    """A finite number > 0."""
+    v = nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a positive number, not 0")
+    return v

@@ -1,39 +1,27 @@
 """``nvmlstm train``: quantization- and noise-aware training (the `train` package) from the command line.
 
 `add_train_parser` registers the subcommand on the ``nvmlstm`` parser; torch and the training code are
-imported only when the command runs, so the other subcommands start without them.
+imported only when the command runs, so the other subcommands start (and install) without them. PyTorch is
+not a dependency of the package (an unpinned ``torch`` pulls a multi-GB CUDA build): without it, the
+command is one line saying how to install the CPU build (`TORCH_INSTALL`), exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-__all__ = ["add_train_parser", "cmd_train"]
+from .argtypes import int_in as _int_in
+from .argtypes import nonneg_float as _nonneg_float
+from .argtypes import pos_float as _pos_float
+
+__all__ = ["add_train_parser", "cmd_train", "TORCH_INSTALL"]
+
+#: How to install the PyTorch the project is tested with (the CPU build; CI pins the same, TORCH_SPEC in .ci/run).
+TORCH_INSTALL = "pip install torch==2.13.0"
 
 TASKS = ("digits", "charlm", "timeseries")
 MODES = ("fp", "ptq", "qat")
-
-
-from .argtypes import int_in as _int_in
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text!r}")
-    return v
-
-
-def _pos_float(text: str) -> float:
-    v = _nonneg_float(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("expected a positive number, not 0")
-    return v
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -72,6 +60,15 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .cli import CliError
+
+    try:
+        import torch  # noqa: F401  (only to tell a missing PyTorch from other import errors)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise CliError(f"PyTorch is not installed; install the CPU build it is tested with: {TORCH_INSTALL}") from None
+    from nvmlstm.train.ckernel import KernelUnavailable
     from nvmlstm.train.runner import TrainArgs, run_training
 
     a = TrainArgs(
@@ -83,7 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         init_from=args.init_from, resume=args.resume, progress=not args.no_progress,
         threads=args.threads or None,
     )
-    m = run_training(a)
+    try:
+        m = run_training(a)
+    except KernelUnavailable as exc:  # NVMLSTM_REQUIRE_CKERNEL=1 without a usable kernel
+        raise CliError(str(exc)) from None
     line = f"{m['task']} {m['mode']}: test {m['metric_name']} {m['test_metric']:.4f}"
     if "golden_test_metric" in m:
         line += f", golden {m['golden_test_metric']:.4f}"

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from nvmlstm.golden.config import default_config
-from nvmlstm.golden.lstm import golden_forward
-from nvmlstm.golden.ptq import random_model
-from nvmlstm.golden.reference import float_forward
-from nvmlstm.train.exact import exact_forward, tile_matrix
-from nvmlstm.train.model import QuantLSTM, StateDictError
-from nvmlstm.train.ops import round_half_away, ste, tables
-from nvmlstm.train.recurrence import QuantRecurrence
-from train_reference import reference_recurrence
+torch = pytest.importorskip("torch")  # torch is optional: without it these tests are skipped
+
+from nvmlstm.golden.config import default_config  # noqa: E402
+from nvmlstm.golden.lstm import golden_forward  # noqa: E402
+from nvmlstm.golden.ptq import random_model  # noqa: E402
+from nvmlstm.golden.reference import float_forward  # noqa: E402
+from nvmlstm.train.exact import exact_forward, tile_matrix  # noqa: E402
+from nvmlstm.train.model import QuantLSTM, StateDictError  # noqa: E402
+from nvmlstm.train.ops import round_half_away, ste, tables  # noqa: E402
+from nvmlstm.train.recurrence import QuantRecurrence  # noqa: E402
+from train_reference import reference_recurrence  # noqa: E402
 
 # Configs that move every boundary of the contract: several row tiles, two layers, no shift rounding term
 # (scale_shift 0), tanh(c) indexed without a shift (lut_frac == frac_bits), other widths.

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from nvmlstm.golden.io import load_model
-from nvmlstm.golden.lstm import golden_forward
-from nvmlstm.cli import main
-from nvmlstm.train.exact import exact_forward
-from nvmlstm.train.runner import TrainArgs, _codes, run_training
-from nvmlstm.train.tasks import load_task
+torch = pytest.importorskip("torch")  # torch is optional: without it these tests are skipped
+
+from nvmlstm.golden.io import load_model  # noqa: E402
+from nvmlstm.golden.lstm import golden_forward  # noqa: E402
+from nvmlstm.cli import main  # noqa: E402
+from nvmlstm.train.exact import exact_forward  # noqa: E402
+from nvmlstm.train.runner import TrainArgs, _codes, run_training  # noqa: E402
+from nvmlstm.train.tasks import load_task  # noqa: E402
 
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:

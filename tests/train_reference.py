@@ -3,7 +3,7 @@ the hand-written backward of `train.recurrence.QuantRecurrence` must reproduce (
 
 from __future__ import annotations
 
-import torch
+import torch  # imported only by tests that skip without torch (pytest.importorskip)
 
 from nvmlstm.train.ops import round_half_away, rshift_round, ste
 

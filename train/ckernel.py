@@ -1,24 +1,47 @@
-"""Optional native kernel for the per-timestep elementwise work of `train.recurrence` (float32, table ADC).
+"""Optional native kernel for the per-timestep elementwise work of `nvmlstm.train.recurrence` (float32, table ADC).
 
 Why: at the sizes we train (batch 64, hidden 32) every torch operation costs 3-5 us of dispatch whatever
-its size, and one timestep of the contract is ~17 of them in the forward and ~10 in the backward, so a QAT
-epoch cost ~3x a plain ``torch.nn.LSTM`` (``docs/performance.md``, "Training speed"). Here the elementwise
-chain of one timestep (ADC lookup, tile sum, gate lookup, fixed-point cell update, h lookup -- and its
-reversed STE chain in the backward) is one call of a small C function; only the GEMM ``h @ W_h`` stays a
-torch operation.
+its size, and one timestep of the contract is ~17 of them in the forward and ~10 in the backward. Here the
+elementwise chain of one timestep (ADC lookup, tile sum, gate lookup, fixed-point cell update, h lookup --
+and its reversed STE chain in the backward) is one call of a small C function (``ckernel.c``, package data
+beside this module); only the GEMMs ``h @ W_h`` and ``dp @ W_h^T`` stay torch operations.
 
-Why plain C through ``ctypes`` rather than ``torch.compile`` or a torch C++ extension: the source is ~100
-lines that ``cc`` compiles in well under a second (cached on disk afterwards), whereas inductor measured
-~15 s per (batch size, sequence length) and a torch extension ~1 min of compilation -- longer than a whole
-digits run.
+Why plain C through ``ctypes`` rather than ``torch.compile`` or a torch C++ extension: the source is ~150
+lines that ``cc`` compiles in well under a second, whereas inductor measured ~15 s per (batch size,
+sequence length) and a torch extension ~1 min of compilation -- longer than a whole digits run.
+
+Build: at first use, into a cache directory (``$XDG_CACHE_HOME/nvmlstm`` or ``~/.cache/nvmlstm``; a private
+temporary directory if that is not writable), and reused afterwards. The library is compiled with
+``-march=native`` for speed, so it may only run on a CPU with the same instruction set: its file name is a
+hash of everything the binary depends on -- the source, the compiler (resolved path and ``--version``
+output), the flags, the machine type and the CPU's feature flags (``/proc/cpuinfo``) -- and a home
+directory shared by machines with other CPUs holds one library per CPU type instead of crashing one of them
+with an illegal instruction. Where the features cannot be read (no ``/proc/cpuinfo``) the build is portable
+(no ``-march=native``). Why not a setuptools extension or cffi at install time: the kernel is optional
+(training works without a compiler), the package is pure Python otherwise (an install must not need a
+compiler), and an install-time ``-march=native`` build would have exactly the shared-home problem; a
+portable install-time build gives up the SIMD the kernel is built for.
+
+Checked calls: `Kernel.forward` and `Kernel.backward` take tensors, check every argument before the first
+call into C -- dtype (`TypeError`), device, layout, shape and contiguity (`ValueError`), with the messages
+the tests fix -- and pass raw addresses only of tensors they checked or allocated. Values that become table
+indices are checked in C (``ckernel.c`` says how): the tables' contents once per sequence, so that every
+index derived from them is in bounds; the dot products each step before the ADC lookup; the backward's
+saved indices as they are used (an index out of bounds reads entry 0 and the call fails). A bad value makes
+the call raise `ValueError` naming the array, its position and the allowed range; nothing is ever read or
+written out of bounds. The checks cost at most ~1% of a QAT epoch.
 
 Exactness: the forward does the same IEEE float32 operations as the torch path, in the same order, on
 integer-valued numbers (``-ffp-contract=off``, no fast-math), so its outputs are the same integers;
-``tests/test_train_model.py`` checks the recurrence (with this kernel when it is available) against the
-autograd reference and bit for bit against golden, and checks the kernel against the torch path.
+``tests/test_train_model.py`` checks the recurrence (with this kernel) against the autograd reference and bit
+for bit against golden, and the kernel against the torch path; ``tests/test_train_ckernel.py`` checks the
+argument checks, the ADC it applies against `nvmlstm.golden.datapath.adc_convert` and the fallback.
 
-If no C compiler is available, the compilation fails, or ``NVMLSTM_NO_CKERNEL=1`` is set, `load` returns
-``None`` and `train.recurrence` uses its torch implementation (same results, ~1.6x slower per epoch).
+Fallback: without a C compiler, if the compilation or loading fails, or with ``NVMLSTM_NO_CKERNEL=1``,
+`load` returns ``None``, `nvmlstm.train.recurrence` runs its torch implementation (same results; a QAT
+epoch ~1.4x slower, ``docs/performance.md``), and one line on stderr says so and why (once per process). With
+``NVMLSTM_REQUIRE_CKERNEL=1`` that case raises `KernelUnavailable` instead (CI sets it, so CI tests the
+kernel rather than the fallback).
 """
 
 from __future__ import annotations
@@ -26,118 +49,89 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib.resources
+import operator
 import os
+import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["load", "SOURCE"]
+import torch
 
-SOURCE = r"""
-#include <stdint.h>
-#include <math.h>
+__all__ = ["load", "Kernel", "KernelUnavailable", "ForwardState", "DISABLE_ENV", "REQUIRE_ENV", "MAX_TABLE"]
 
-/* Forward, elementwise part of one timestep, for all B sequences.
- *   p       (B, R*N)  dot products of every row tile plus pmax: integers in [0, 2 pmax]
- *   kp      (B, R*N)  out: p as an index into adc_tab (saved for the backward)
- *   acc     (B, N)    out: sum over tiles of the ADC codes
- *   ka      (B, N)    out: index of acc into gate_tab (col_off[j] = gate * n_acc + R adc_max)
- *   gates   (B, N)    out: gate values i | f | g | o (N = 4 H)
- *   c_prev  (B, H)    c_{t-1};  craw, c, h (B, H) out: c_t before/after saturation, h_t
- * The float32 operations and their order are those of the torch path (train/recurrence.py). */
-void fwd_step(int64_t B, int64_t R, int64_t N, int64_t H,
-              const float *p, const float *adc_tab, const float *gate_tab, const int64_t *col_off,
-              const float *h_oc, int64_t n_c, int64_t cell_max, float inv2F,
-              const float *c_prev, int64_t *kp, float *acc, int64_t *ka, float *gates,
-              float *craw, float *c, float *h)
-{
-    const int64_t RN = R * N;
-    const float cm = (float)cell_max;
-    for (int64_t b = 0; b < B; b++) {
-        const float *pb = p + b * RN;
-        int64_t *kpb = kp + b * RN;
-        for (int64_t j = 0; j < RN; j++) kpb[j] = (int64_t)pb[j];
-        float *accb = acc + b * N, *gb = gates + b * N;
-        int64_t *kab = ka + b * N;
-        for (int64_t j = 0; j < N; j++) {
-            float s = adc_tab[kpb[j]];
-            for (int64_t r = 1; r < R; r++) s += adc_tab[kpb[r * N + j]];
-            accb[j] = s;
-            kab[j] = (int64_t)(s + (float)col_off[j]);
-            gb[j] = gate_tab[kab[j]];
-        }
-        const float *gi = gb, *gf = gb + H, *gg = gb + 2 * H, *go = gb + 3 * H;
-        for (int64_t j = 0; j < H; j++) {
-            float m = gf[j] * c_prev[b * H + j];
-            float ig = gi[j] * gg[j];
-            m = m + ig;
-            float r = floorf(m * inv2F + 0.5f);
-            craw[b * H + j] = r;
-            float cc = r < -cm ? -cm : (r > cm ? cm : r);
-            c[b * H + j] = cc;
-            h[b * H + j] = h_oc[(int64_t)go[j] * n_c + (int64_t)cc + cell_max];
-        }
-    }
-}
+DISABLE_ENV = "NVMLSTM_NO_CKERNEL"
+REQUIRE_ENV = "NVMLSTM_REQUIRE_CKERNEL"
 
-/* Backward (STE) of one timestep, for all B sequences; the caller then computes dh_{t-1} = dp @ W_h^T.
- * In/out: dh (B, H) enters as dL/dh_t from later steps (dhs, dL/dh_t from the loss, is added here);
- * dc (B, H) enters as dL/dc_t from later steps and leaves as dL/dc_{t-1}.
- * Forward values of step t: gates, ka, acc (B, N), c_prev = c_{t-1}, c = c_t, craw (B, H), kp (B, R*N).
- * The STE factors are looked up here rather than precomputed over all timesteps in torch (fewer passes):
- *   d a / d p = am_tab[kp], d gate / d acc = fac_tab[ka], d c / d m = [|craw| <= cell_max] 2^-F,
- *   d h / d c = dtanh_c[c] o kq, d h / d o = tanh_c[c] kq (kq = dac_max 2^-2F).
- * Out: dacc (B, N), dp (B, R*N); sums[0..3] += sum of dacc * acc per gate (for d/d gate_scale),
- * sums[4] += sum of dp * (kp - pmax) (= dp * p, for the LSQ step gradient). */
-void bwd_step(int64_t B, int64_t R, int64_t N, int64_t H,
-              float *dh, float *dc, const float *dhs,
-              const float *gates, const int64_t *ka, const float *acc,
-              const float *c_prev, const float *c, const float *craw, const int64_t *kp,
-              const float *am_tab, const float *fac_tab, const float *tanh_c, const float *dtanh_c,
-              int64_t cell_max, float inv2F, float kq, int64_t pmax,
-              float *dacc, float *dp, double *sums)
-{
-    const int64_t RN = R * N;
-    const float cm = (float)cell_max;
-    double sg[4] = {0, 0, 0, 0}, sp = 0;
-    for (int64_t b = 0; b < B; b++) {
-        const float *gb = gates + b * N;
-        const int64_t *kab = ka + b * N;
-        float *da = dacc + b * N;
-        for (int64_t j = 0; j < H; j++) {
-            int64_t e = b * H + j;
-            int64_t kc = (int64_t)c[e] + cell_max;
-            float dq_o = dtanh_c[kc] * gb[3 * H + j] * kq;
-            float cmask = fabsf(craw[e]) <= cm ? inv2F : 0.0f;
-            float dhe = dh[e] + dhs[e];
-            dh[e] = dhe;
-            float dm = (dc[e] + dhe * dq_o) * cmask;
-            da[j] = gb[2 * H + j] * dm * fac_tab[kab[j]];             /* i: d m / d i = g       */
-            da[H + j] = c_prev[e] * dm * fac_tab[kab[H + j]];         /* f: d m / d f = c_{t-1} */
-            da[2 * H + j] = gb[j] * dm * fac_tab[kab[2 * H + j]];     /* g: d m / d g = i       */
-            da[3 * H + j] = dhe * (tanh_c[kc] * kq) * fac_tab[kab[3 * H + j]];  /* o: d h / d o */
-            dc[e] = dm * gb[H + j];                                   /* d c_t / d c_{t-1} = f  */
-        }
-        const float *ab = acc + b * N;
-        for (int64_t g = 0; g < 4; g++)
-            for (int64_t j = 0; j < H; j++) sg[g] += (double)da[g * H + j] * ab[g * H + j];
-        const int64_t *kpb = kp + b * RN;
-        float *dpb = dp + b * RN;
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t j = 0; j < N; j++) {
-                int64_t q = r * N + j;
-                dpb[q] = da[j] * am_tab[kpb[q]];
-                sp += (double)dpb[q] * (double)(kpb[q] - pmax);
-            }
-    }
-    for (int g = 0; g < 4; g++) sums[g] += sg[g];
-    sums[4] += sp;
-}
-"""
+#: Flags of every build: exact IEEE float32 (no contraction into FMA, no fast-math), a shared library.
+_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC")
 
-_FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"]
+# Return codes of ckernel.c (NVK_*).
+_OK, _BAD_P, _BAD_ADC_TAB, _BAD_COL_OFF, _BAD_GATE_TAB, _BAD_GATE_O, _BAD_CELL, _BAD_KA, _BAD_KP = range(9)
+
+_F32, _I64 = torch.float32, torch.int64
+
+
+class KernelUnavailable(RuntimeError):
+    """The native kernel is required (``NVMLSTM_REQUIRE_CKERNEL=1``) but cannot be used; the message says why."""
+
+
+class _NoKernel(Exception):
+    """Internal: why the kernel cannot be used (the message is the reason)."""
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Build
+def _source() -> bytes:
+    """The C source, a package-data file beside this module (``pyproject.toml``, package-data)."""
+    try:
+        return importlib.resources.files(__package__).joinpath("ckernel.c").read_bytes()
+    except OSError as exc:  # an installation without its package data
+        raise _NoKernel(f"the C source ckernel.c of {__package__} cannot be read ({exc})") from None
+
+
+def _compiler() -> tuple[list[str], str]:
+    """The C compiler's argv (``$CC`` or the first of cc, gcc, clang) and its ``--version`` output."""
+    if os.environ.get("CC"):
+        argv = shlex.split(os.environ["CC"])
+        exe = shutil.which(argv[0])
+        if exe is None:
+            raise _NoKernel(f"the C compiler CC={os.environ['CC']!r} was not found")
+    else:
+        exe = next((p for p in map(shutil.which, ("cc", "gcc", "clang")) if p), None)
+        if exe is None:
+            raise _NoKernel("no C compiler found (set CC, or install cc, gcc or clang)")
+        argv = [exe]
+    argv[0] = os.path.realpath(exe)
+    try:
+        r = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise _NoKernel(f"the C compiler {argv[0]} does not run ({exc})") from None
+    if r.returncode != 0:
+        raise _NoKernel(f"the C compiler {argv[0]} does not run ('--version' exit status {r.returncode})")
+    return argv, r.stdout
+
+
+def _cpu_features() -> str | None:
+    """The CPU's instruction-set feature flags as the kernel reports them (Linux), or ``None``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features", "isa"):  # x86 | arm | riscv
+            return f"{key.strip()}: {' '.join(sorted(set(value.split())))}"
+    return None
 
 
 def _cache_dir() -> Path:
@@ -145,46 +139,397 @@ def _cache_dir() -> Path:
     d = Path(base) / "nvmlstm"
     try:
         d.mkdir(parents=True, exist_ok=True)
-        return d
-    except OSError:  # read-only home: a private temporary directory
-        return Path(tempfile.mkdtemp(prefix="nvmlstm-kernel-"))
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="nvmlstm-kernel-"))  # read-only home: a private directory
 
 
-def _compile(out: Path) -> bool:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        return False
-    with tempfile.TemporaryDirectory() as td:
-        src = Path(td) / "recurrence.c"
-        src.write_text(SOURCE)
+def _build() -> Path:
+    """The compiled library, from the cache or compiled now (see the module docstring for the key)."""
+    src = _source()
+    argv, version = _compiler()
+    features = _cpu_features()
+    # -march=native only where the CPU features are part of the key; a plain build if the compiler refuses.
+    variants = ([("-march=native",)] if features is not None else []) + [()]
+    cache = _cache_dir()
+    errors = []
+    for extra in variants:
+        flags = (*_FLAGS, *extra)
+        key = hashlib.sha256("\0".join([src.decode(), argv[0], *argv[1:], version, *flags, platform.machine(),
+                                        features if extra else ""]).encode()).hexdigest()[:24]
+        so = cache / f"ckernel-{key}.so"
+        if so.exists():
+            return so
         # Built next to its final name and renamed into place: concurrent processes never load half a file.
-        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-        # -march=native first (the library is built where it runs); a plain build if the compiler refuses.
-        for extra in (["-march=native"], []):
-            r = subprocess.run([cc, *_FLAGS, *extra, str(src), "-o", str(tmp), "-lm"],
-                               capture_output=True, text=True)
-            if r.returncode == 0:
-                os.replace(tmp, out)
-                return True
-    return False
+        tmp = so.with_name(f"{so.name}.{os.getpid()}.tmp")
+        with importlib.resources.as_file(importlib.resources.files(__package__).joinpath("ckernel.c")) as path:
+            try:
+                r = subprocess.run([*argv, *flags, str(path), "-o", str(tmp), "-lm"], capture_output=True,
+                                   text=True, timeout=300)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise _NoKernel(f"compiling ckernel.c failed ({exc})") from None
+        if r.returncode == 0:
+            os.replace(tmp, so)
+            return so
+        tmp.unlink(missing_ok=True)
+        first = next((ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()), "no message")
+        errors.append(f"exit status {r.returncode}: {first.strip()}")
+    raise _NoKernel(f"compiling ckernel.c failed ({'; '.join(errors)})")
+
+
+_i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+
+
+class _FwdArgs(ctypes.Structure):
+    """``nvk_fwd`` of ckernel.c: the same fields, in the same order, with the same C types."""
+
+    _fields_ = [("B", _i64), ("R", _i64), ("N", _i64), ("H", _i64), ("adc_tab", _ptr), ("n_adc", _i64),
+                ("gate_tab", _ptr), ("col_off", _ptr), ("h_oc", _ptr), ("n_c", _i64), ("cell_max", _i64),
+                ("inv2F", _f32), ("kp", _ptr), ("acc", _ptr), ("ka", _ptr), ("gates", _ptr), ("craw", _ptr),
+                ("cs", _ptr), ("hs", _ptr), ("where", _ptr)]
+
+
+class _BwdArgs(ctypes.Structure):
+    """``nvk_bwd`` of ckernel.c: the same fields, in the same order, with the same C types."""
+
+    _fields_ = [("B", _i64), ("R", _i64), ("N", _i64), ("H", _i64), ("dh", _ptr), ("dc", _ptr), ("dhs", _ptr),
+                ("gates", _ptr), ("ka", _ptr), ("acc", _ptr), ("cs", _ptr), ("craw", _ptr), ("kp", _ptr),
+                ("am_tab", _ptr), ("n_am", _i64), ("fac_tab", _ptr), ("n_fac", _i64), ("tanh_c", _ptr),
+                ("dtanh_c", _ptr), ("cell_max", _i64), ("inv2F", _f32), ("kq", _f32), ("pmax", _i64),
+                ("dacc", _ptr), ("dp", _ptr), ("sums", _ptr), ("where", _ptr)]
+
+
+def _layout() -> list[int]:
+    """What ``nvk_layout`` of ckernel.c must report: sizeof and offsetof(where) of both structs."""
+    return [ctypes.sizeof(_FwdArgs), _FwdArgs.where.offset, ctypes.sizeof(_BwdArgs), _BwdArgs.where.offset]
+
+
+def _open(so: Path) -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(str(so))
+    except OSError as exc:
+        raise _NoKernel(f"loading {so} failed ({exc})") from None
+    lib.fwd_check.argtypes = [_i64] * 3 + [_ptr, _i64, _ptr, _i64, _ptr, _i64, _ptr]
+    lib.fwd_check.restype = _i64
+    lib.nvk_forward_step.argtypes = [ctypes.POINTER(_FwdArgs), _i64, _ptr]
+    lib.nvk_forward_step.restype = _i64
+    lib.nvk_backward_step.argtypes = [ctypes.POINTER(_BwdArgs), _i64]
+    lib.nvk_backward_step.restype = _i64
+    lib.nvk_layout.argtypes = [_ptr]
+    lib.nvk_layout.restype = None
+    got = (ctypes.c_int64 * 4)()
+    lib.nvk_layout(ctypes.addressof(got))
+    if list(got) != _layout():  # a field changed on one side only: refuse rather than pass wrong pointers
+        raise _NoKernel(f"the argument structs of {so.name} do not match ckernel.py's (layout {list(got)}, "
+                        f"expected {_layout()})")
+    return lib
 
 
 @functools.lru_cache(maxsize=1)
-def load() -> ctypes.CDLL | None:
-    """The compiled kernel library (``fwd_step``, ``bwd_step``), or ``None`` if unavailable (see module doc)."""
-    if os.environ.get("NVMLSTM_NO_CKERNEL", "") not in ("", "0") or sys.byteorder != "little":
-        return None
-    key = hashlib.sha256((SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:16]
-    so = _cache_dir() / f"recurrence-{key}.so"
+def load() -> Kernel | None:
+    """The native kernel, or ``None`` if it cannot be used (then one line on stderr says why).
+
+    Raises
+    ------
+    KernelUnavailable
+        If ``NVMLSTM_REQUIRE_CKERNEL=1`` is set and the kernel cannot be used (the message gives the reason).
+    """
     try:
-        if not so.exists() and not _compile(so):
-            return None
-        lib = ctypes.CDLL(str(so))
-    except (OSError, subprocess.SubprocessError):
+        if _flag(DISABLE_ENV):
+            raise _NoKernel(f"{DISABLE_ENV}={os.environ[DISABLE_ENV]} is set")
+        try:
+            return Kernel(_open(_build()))
+        except OSError as exc:  # the cache directory (writing, renaming): a reason like the others
+            raise _NoKernel(f"building it failed ({exc})") from None
+    except _NoKernel as exc:
+        if _flag(REQUIRE_ENV):
+            raise KernelUnavailable(f"the native training kernel is required ({REQUIRE_ENV}="
+                                    f"{os.environ[REQUIRE_ENV]}) but unavailable: {exc}") from None
+        print(f"nvmlstm: native training kernel not used: {exc}; training runs the torch implementation "
+              f"(same results, slower; {REQUIRE_ENV}=1 makes this an error)", file=sys.stderr, flush=True)
         return None
-    i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-    lib.fwd_step.argtypes = [i64] * 4 + [ptr] * 5 + [i64, i64, f32] + [ptr] * 8
-    lib.fwd_step.restype = None
-    lib.bwd_step.argtypes = [i64] * 4 + [ptr] * 14 + [i64, f32, f32, i64] + [ptr] * 3
-    lib.bwd_step.restype = None
-    return lib
+
+
+# ------------------------------------------------------------------------------------------------------
+# Checked calls
+class ForwardState(NamedTuple):
+    """What `Kernel.forward` computes and `Kernel.backward` needs (T timesteps, B sequences)."""
+
+    kp: torch.Tensor  #: (T, B, R*N) int64: p + pmax, the ADC-table index of every dot product
+    acc: torch.Tensor  #: (T, B, N) float32: sum over row tiles of the ADC codes
+    ka: torch.Tensor  #: (T, B, N) int64: gate-table index of acc
+    gates: torch.Tensor  #: (T, B, N) float32: gate values i | f | g | o
+    craw: torch.Tensor  #: (T, B, H) float32: c_t before saturation
+    cs: torch.Tensor  #: (T + 1, B, H) float32: c_0 = 0, c_1 .. c_T
+    hs: torch.Tensor  #: (T + 1, B, H) float32: h_0 = 0, h_1 .. h_T
+
+
+def _int(fn: str, name: str, value, lo: int = 0) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{fn}: {name} must be an integer, not {type(value).__name__}") from None
+    if v < lo:
+        raise ValueError(f"{fn}: {name} must be >= {lo}, not {v}")
+    return v
+
+
+def _tensor(fn: str, name: str, t, dtype: torch.dtype, shape: tuple, *, contiguous: bool = True) -> torch.Size:
+    """Check one tensor argument and return its shape; ``shape`` entries of ``None`` are free.
+
+    The fast path is a handful of attribute reads (these checks run twice per training batch); the slow
+    path finds which rule failed and raises with its message.
+    """
+    if (isinstance(t, torch.Tensor) and t.dtype == dtype and t.is_cpu and t.layout == torch.strided
+            and (not contiguous or t.is_contiguous())):
+        sh = t.shape
+        if len(sh) == len(shape):
+            for s, w in zip(sh, shape):
+                if w is not None and s != w:
+                    break
+            else:
+                return sh
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, not {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{fn}: {name} has dtype {t.dtype}, expected {dtype}")
+    if not t.is_cpu or t.layout != torch.strided:
+        raise ValueError(f"{fn}: {name} is a {t.layout} tensor on {t.device}, expected a strided CPU tensor")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{fn}: {name} is not contiguous")
+    want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
+    raise ValueError(f"{fn}: {name} has shape {tuple(t.shape)}, expected {want}")
+
+
+#: Largest table the kernel indexes: its indices are computed and checked in float32, exact below 2**24.
+MAX_TABLE = 1 << 24
+
+
+def _table(fn: str, name: str, t, length: int | None = None) -> int:
+    """Check a 1-D float32 lookup table (of ``length`` entries if given); return its length."""
+    n = _tensor(fn, name, t, _F32, (length,))[0]
+    if n > MAX_TABLE:
+        raise ValueError(f"{fn}: {name} has {n} entries, more than the kernel indexes exactly (2**24)")
+    return n
+
+
+def _at(t: int, flat: int, shape: tuple) -> str:
+    """Timestep ``t`` and ``flat`` (a C-order position in one timestep's array of ``shape``) as ``[t, i, j]``."""
+    idx = []
+    for s in reversed(shape):
+        idx.append(flat % s)
+        flat //= s
+    return "[" + ", ".join(map(str, [t, *reversed(idx)])) + "]"
+
+
+class Kernel:
+    """The compiled kernel (`load` builds it): the forward and backward loops of the recurrence, checked.
+
+    Parameters
+    ----------
+    lib : ctypes.CDLL
+        The library compiled from ``ckernel.c`` (argument and result types declared).
+    """
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+
+    def forward(self, pre: torch.Tensor, wh: torch.Tensor, *, pmax: int, adc_tab: torch.Tensor,
+                gate_tab: torch.Tensor, col_off: torch.Tensor, h_oc: torch.Tensor, cell_max: int,
+                frac_bits: int) -> ForwardState:
+        """The forward loop of `nvmlstm.train.recurrence.QuantRecurrence` (float32, ADC as a table).
+
+        Per timestep the GEMM ``p = pre[t] + h_{t-1} @ wh`` in torch (``h_0 = 0``), then one C call for
+        the elementwise chain (docs/training.md): ADC codes ``adc_tab[p + pmax]``, their sum over the R row
+        tiles ``acc``, gates ``gate_tab[acc + col_off]``, ``c_t``, ``h_t = h_oc[o * (2 cell_max + 1) + c_t +
+        cell_max]``.
+
+        Parameters
+        ----------
+        pre : Tensor (T, B, R, N), float32
+            The part of every row tile's dot product that does not depend on h (any strides).
+        wh : Tensor (H, R * N), float32
+            Recurrent weight codes, row-tiled; ``N == 4 H`` (any strides).
+        pmax : int
+            Bound of |p|: every dot product must be an integer in [-pmax, pmax].
+        adc_tab : Tensor (2 pmax + 1,), float32
+            ADC code of every dot product p (entry ``p + pmax``).
+        gate_tab : Tensor (4 n_acc,), float32
+            Gate value of every (gate, acc) (`nvmlstm.train.recurrence`).
+        col_off : Tensor (N,), int64
+            Offset of each column's acc into ``gate_tab``.
+        h_oc : Tensor (n_o * (2 cell_max + 1),), float32
+            h_t code of every (o, c_t).
+        cell_max, frac_bits : int
+            Saturation bound of c_t and its fractional bits F (``c_t = floor(m 2^-F + 1/2)``).
+
+        Returns
+        -------
+        ForwardState
+
+        Raises
+        ------
+        TypeError
+            An argument of the wrong type or dtype.
+        ValueError
+            An argument of the wrong shape, device or layout, not contiguous, or a value that would index a
+            table out of its bounds (the message names the array and position).
+        """
+        if torch.is_grad_enabled():  # the GEMMs write into buffers (out=): no graph (cheaper than a decorator)
+            with torch.no_grad():
+                return self.forward(pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off,
+                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits)
+        fn = "ckernel.forward"
+        T, B, R, N = _tensor(fn, "pre", pre, _F32, (None, None, None, None), contiguous=False)
+        H, RN = _tensor(fn, "wh", wh, _F32, (None, R * N), contiguous=False)
+        if N != 4 * H:
+            raise ValueError(f"{fn}: pre has {N} columns per tile, expected 4 x hidden = {4 * H}")
+        pmax = _int(fn, "pmax", pmax)
+        cell_max = _int(fn, "cell_max", cell_max)
+        frac_bits = _int(fn, "frac_bits", frac_bits)
+        n_c = 2 * cell_max + 1
+        n_adc = _table(fn, "adc_tab", adc_tab, 2 * pmax + 1)
+        n_gate = _table(fn, "gate_tab", gate_tab)
+        _tensor(fn, "col_off", col_off, _I64, (N,))
+        n_hoc = _table(fn, "h_oc", h_oc)
+        if n_hoc % n_c:
+            raise ValueError(f"{fn}: h_oc has {n_hoc} entries, not a multiple of 2 cell_max + 1 = {n_c}")
+        n_o = n_hoc // n_c
+        where = ctypes.c_int64(-1)
+        wa = ctypes.addressof(where)
+        # The tables once: then every index the loop derives from their contents is in bounds (ckernel.c).
+        rc = self.lib.fwd_check(R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), n_gate, col_off.data_ptr(),
+                                n_o, wa)
+        if rc != _OK:
+            w = where.value
+            if rc == _BAD_ADC_TAB:
+                msg = f"adc_tab[{w}] = {float(adc_tab[w])}, not an integer of magnitude below 2**20"
+            elif rc == _BAD_COL_OFF:
+                A = int(adc_tab.abs().max())
+                msg = (f"col_off[{w}] = {int(col_off[w])}: acc in [-{R * A}, {R * A}] (R = {R} row tiles, ADC codes "
+                       f"up to {A}) would index gate_tab outside [0, {n_gate})")
+            elif rc == _BAD_GATE_TAB:
+                msg = f"gate_tab[{w}] = {float(gate_tab[w])}, not a finite number of magnitude at most 2**24"
+            else:
+                msg = (f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
+                       f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})")
+            raise ValueError(f"{fn}: {msg}")
+        pre2p = pre.reshape(T, B, RN).add(pmax)  # p + pmax: the ADC-table index (a new contiguous tensor)
+        st = ForwardState(torch.empty(T, B, RN, dtype=_I64), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
+                          pre.new_empty(T, B, N), pre.new_empty(T, B, H), pre.new_empty(T + 1, B, H),
+                          pre.new_empty(T + 1, B, H))
+        st.cs[0].zero_()
+        st.hs[0].zero_()
+        P = pre.new_empty(B, RN)
+        # Raw addresses only of tensors checked above or allocated here, passed once in the struct; per
+        # timestep only t and the GEMM's output cross into C.
+        args = _FwdArgs(B, R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), col_off.data_ptr(),
+                        h_oc.data_ptr(), n_c, cell_max, 2.0 ** -frac_bits, *(a.data_ptr() for a in st), wa)
+        ref = ctypes.byref(args)
+        step = self.lib.nvk_forward_step
+        for t in range(T):
+            p = pre2p[0] if t == 0 else torch.addmm(pre2p[t], st.hs[t], wh, out=P)  # h_0 = 0: no GEMM
+            if step(ref, t, p.data_ptr()) != _OK:  # _BAD_P, the only per-step check of the forward
+                w = where.value
+                raise ValueError(f"{fn}: dot product p{_at(t, w, (B, RN))} = {float(p.view(-1)[w]) - pmax}, not an "
+                                 f"integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
+        return st
+
+    def backward(self, dhs: torch.Tensor, wh: torch.Tensor, fwd: ForwardState, *, pmax: int,
+                 am_tab: torch.Tensor, fac_tab: torch.Tensor, tanh_c: torch.Tensor, dtanh_c: torch.Tensor,
+                 cell_max: int, frac_bits: int, dac_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The BPTT loop of `nvmlstm.train.recurrence.QuantRecurrence` (straight-through estimator).
+
+        Per timestep (last to first) one C call for the elementwise STE chain, filling ``dp[t]`` (the STE
+        factors are looked up inside the call), then the GEMM ``dh_{t-1} = dp[t] @ wh^T``.
+
+        Parameters
+        ----------
+        dhs : Tensor (T, B, H), float32
+            dL/dh_t from the loss.
+        wh : Tensor (H, R * N), float32
+            The recurrent weight codes of the forward (any strides).
+        fwd : ForwardState
+            The forward's values (`forward`; the indices in it are checked again).
+        pmax : int
+            As in `forward`.
+        am_tab : Tensor (2 pmax + 1,), float32
+            d a / d p of every dot product (entry ``p + pmax``).
+        fac_tab : Tensor (n,), float32
+            d gate / d acc per gate-table entry (the same layout as the forward's ``gate_tab``).
+        tanh_c, dtanh_c : Tensor (2 cell_max + 1,), float32
+            tanh(c_t) as a table code and its STE slope, entry ``c + cell_max``.
+        cell_max, frac_bits, dac_max : int
+            The config numbers of the forward.
+
+        Returns
+        -------
+        dp : Tensor (T, B, R * N), float32
+            dL/dp of every dot product.
+        sums : Tensor (5,), float64
+            Entries 0-3: per gate, the sum of ``d acc * acc`` (the gate-scale gradient times the gate
+            scale); entry 4: the sum of ``dp * p`` (the LSQ step gradient is ``-sums[4] / step``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `forward`.
+        """
+        if torch.is_grad_enabled():  # as in `forward`
+            with torch.no_grad():
+                return self.backward(dhs, wh, fwd, pmax=pmax, am_tab=am_tab, fac_tab=fac_tab, tanh_c=tanh_c,
+                                     dtanh_c=dtanh_c, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max)
+        fn = "ckernel.backward"
+        if not isinstance(fwd, ForwardState):
+            raise TypeError(f"{fn}: fwd must be a ForwardState, not {type(fwd).__name__}")
+        T, B, H = _tensor(fn, "dhs", dhs, _F32, (None, None, None))
+        N = _tensor(fn, "fwd.acc", fwd.acc, _F32, (T, B, None))[2]
+        RN = _tensor(fn, "wh", wh, _F32, (H, None), contiguous=False)[1]
+        if N != 4 * H or RN % N:
+            raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
+                             f"multiple of it")
+        R = RN // N
+        _tensor(fn, "fwd.kp", fwd.kp, _I64, (T, B, RN))
+        _tensor(fn, "fwd.ka", fwd.ka, _I64, (T, B, N))
+        _tensor(fn, "fwd.gates", fwd.gates, _F32, (T, B, N))
+        _tensor(fn, "fwd.craw", fwd.craw, _F32, (T, B, H))
+        _tensor(fn, "fwd.cs", fwd.cs, _F32, (T + 1, B, H))
+        pmax = _int(fn, "pmax", pmax)
+        cell_max = _int(fn, "cell_max", cell_max)
+        frac_bits = _int(fn, "frac_bits", frac_bits)
+        dac_max = _int(fn, "dac_max", dac_max)
+        n_am = _table(fn, "am_tab", am_tab, 2 * pmax + 1)
+        n_fac = _table(fn, "fac_tab", fac_tab)
+        _table(fn, "tanh_c", tanh_c, 2 * cell_max + 1)
+        _table(fn, "dtanh_c", dtanh_c, 2 * cell_max + 1)
+        dh = dhs.new_zeros(B, H)
+        dc = dhs.new_zeros(B, H)
+        dacc = dhs.new_empty(B, N)  # d acc of the current step (consumed by the kernel's sums)
+        DP = dhs.new_empty(T, B, RN)
+        sums = torch.zeros(5, dtype=torch.float64)
+        where = ctypes.c_int64(-1)
+        args = _BwdArgs(B, R, N, H, dh.data_ptr(), dc.data_ptr(), dhs.data_ptr(), fwd.gates.data_ptr(),
+                        fwd.ka.data_ptr(), fwd.acc.data_ptr(), fwd.cs.data_ptr(), fwd.craw.data_ptr(),
+                        fwd.kp.data_ptr(), am_tab.data_ptr(), n_am, fac_tab.data_ptr(), n_fac, tanh_c.data_ptr(),
+                        dtanh_c.data_ptr(), cell_max, 2.0 ** -frac_bits, dac_max * 2.0 ** (-2 * frac_bits), pmax,
+                        dacc.data_ptr(), DP.data_ptr(), sums.data_ptr(), ctypes.addressof(where))
+        ref = ctypes.byref(args)
+        step = self.lib.nvk_backward_step
+        wh_t = wh.t()
+        for t in range(T - 1, -1, -1):
+            rc = step(ref, t)
+            if rc != _OK:
+                w = where.value
+                if rc == _BAD_CELL:
+                    msg = (f"fwd.cs{_at(t + 1, w, (B, H))} = {float(fwd.cs[t + 1].view(-1)[w])}, not an integer "
+                           f"in [-{cell_max}, {cell_max}]")
+                elif rc == _BAD_KA:
+                    msg = f"fwd.ka{_at(t, w, (B, N))} = {int(fwd.ka[t].view(-1)[w])}, outside fac_tab [0, {n_fac})"
+                else:
+                    msg = f"fwd.kp{_at(t, w, (B, RN))} = {int(fwd.kp[t].view(-1)[w])}, outside am_tab [0, {n_am})"
+                raise ValueError(f"{fn}: {msg}")
+            if t > 0:
+                torch.mm(DP[t], wh_t, out=dh)
+        return DP, sums

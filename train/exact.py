@@ -3,8 +3,10 @@
 This is the model `train` evaluates after training: it computes with exactly the integers that are written
 to ``model.npz`` (weight codes, ADC steps, gate scales) and with the tables of `golden.tables`, in float64
 tensors that hold exact integers (every intermediate is far below 2**53). Its output codes equal
-`golden.golden_forward`'s bit for bit (``tests/test_train_exact.py`` checks that on the whole digits test
-set); it is written independently of golden's table-composition optimizations so that it checks them.
+`golden.golden_forward`'s bit for bit (``tests/test_train_runs.py`` checks that on the whole digits test
+set, ``tests/test_train_model.py`` on random models of five configurations); it is written independently of
+golden's table-composition optimizations so that it checks them. Its ADC (`_adc`) and right shift
+(`train.ops.rshift_round`) are proven equal to golden's on whole domains by ``tests/test_train_ckernel.py``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams
 from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, quantize_model
 
 from .exact import exact_forward, tile_matrix
-from .ops import ste, tables
+from .ops import adc_round, ste, tables
 from .recurrence import QuantRecurrence, RecurrenceConsts
 
 __all__ = ["QuantLSTM", "StateDictError", "float_state_keys"]
@@ -78,9 +78,9 @@ class QuantLSTM(nn.Module):
         self.weight_noise = 0.0  # fraction of the conductance range (per device, per batch)
         self.adc_noise = 0.0  # LSB (per conversion)
         self._consts = RecurrenceConsts(
-            hidden=cfg.hidden_size, adc_max=cfg.adc_max, lut_min=cfg.lut_min, lut_max=cfg.lut_max,
-            lut_size=cfg.lut_size, scale_shift=cfg.scale_shift, frac_bits=cfg.frac_bits, lut_frac=cfg.lut_frac,
-            cell_max=cfg.cell_max, dac_max=cfg.dac_max,
+            hidden=cfg.hidden_size, adc_bits=cfg.adc_bits, adc_max=cfg.adc_max, lut_min=cfg.lut_min,
+            lut_max=cfg.lut_max, lut_size=cfg.lut_size, scale_shift=cfg.scale_shift, frac_bits=cfg.frac_bits,
+            lut_frac=cfg.lut_frac, cell_max=cfg.cell_max, dac_max=cfg.dac_max,
         )
 
     # ---------------------------------------------------------------------------------------------
@@ -292,10 +292,7 @@ class QuantLSTM(nn.Module):
         if adc_noise > 0:
             v = v + torch.randn_like(v) * adc_noise
         amax = cfg.head_adc_max
-        # Round half away as sign(v) floor(|v| + 1/2) (torch.trunc is slow on CPU): exact for v = p / step
-        # with integer p and step (at least 1/(2 step) from a tie); with noise no exact tie matters.
-        r = torch.floor(v.detach().abs() + 0.5) * torch.sign(v.detach())
-        a = ste(r, v).clamp(-amax, amax)
+        a = ste(adc_round(v.detach()), v).clamp(-amax, amax)  # the head's ADC, STE gradient
         out = a.sum(2).transpose(0, 1)  # (B, T, O) output codes
         if codes_out:
             return out

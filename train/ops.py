@@ -20,6 +20,7 @@ from nvmlstm.golden.quant import rshift_round as np_rshift_round
 from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
 __all__ = [
+    "adc_round",
     "round_half_away",
     "round_half_even",
     "rshift_round",
@@ -39,19 +40,36 @@ def round_half_away(v: torch.Tensor) -> torch.Tensor:
     return t + torch.where((v - t).abs() >= 0.5, torch.sign(v), torch.zeros((), dtype=v.dtype))
 
 
+def adc_round(v: torch.Tensor) -> torch.Tensor:
+    """Round to nearest, ties away from zero, as ``sign(v) floor(|v| + 1/2)`` (a new tensor): the ADC of the
+    training forward where its input is a quotient (``p / step``, plus noise).
+
+    Cheaper than `round_half_away` (``torch.trunc`` is slow on CPU) and exact for ``v = p / step`` with
+    integer ``p`` and ``step`` in the configs' range: such a quotient is a tie exactly or at least
+    ``1 / (2 step)`` from one, far more than the rounding error of ``|v| + 1/2``. With ADC noise no exact tie
+    matters. ``tests/test_train_ckernel.py`` proves it equal to `nvmlstm.golden.datapath.adc_convert` over
+    every dot product and ADC step of a small config.
+    """
+    return v.abs().add_(0.5).floor_().mul_(torch.sign(v))
+
+
 def round_half_even(v: torch.Tensor) -> torch.Tensor:
     """Round to nearest, ties to even: ``torch.round`` (numpy's ``rint``), used for software float -> code."""
     return torch.round(v)
 
 
-def rshift_round(v: torch.Tensor, shift: int) -> torch.Tensor:
+def rshift_round(v: torch.Tensor, shift: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``(v + 2**(shift-1)) >> shift`` on integer-valued floats: rounding half up; ``shift == 0`` is identity.
 
-    Multiplying by ``2**-shift`` is exact (a power of two), so ``floor`` sees the true quotient.
+    The torch form of `nvmlstm.golden.quant.rshift_round` (``tests/test_train_ckernel.py`` proves them equal
+    on every integer of magnitude up to 2**17 and shifts 0 to 18, float32 and float64, and near large
+    float64 values). Exact while ``|v| + 2**(shift-1)`` is below 2**24 (float32) or 2**53 (float64):
+    multiplying by ``2**-shift`` is exact (a power of two), so ``floor`` sees the true quotient.
+    ``out``: write the result there (the training loop's preallocated buffers); ``v`` is never modified.
     """
     if shift == 0:
-        return v
-    return torch.floor((v + float(1 << (shift - 1))) * (2.0 ** -shift))
+        return v if out is None else out.copy_(v)
+    return torch.add(v, float(1 << (shift - 1)), out=out).mul_(2.0 ** -shift).floor_()
 
 
 def ste(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,12 @@ Forward (per timestep, all in float tensors holding integers; `docs/datapath.md`
     h    = clip((o tc dac_max + 2^(2F-1)) >> 2F, +-dac_max)
 
 The loop evaluates this chain mostly as table lookups where the integer domain is small (see `forward`);
-the tables are built from the same rules and golden tables, so the values are identical. For float32 with
-exact integer dot products (noise-free QAT, the common case) the elementwise part of each timestep, forward
-and backward, is one call of the native kernel of `train.ckernel` (same float32 operations, so the same
-integers; ~2x faster per epoch); otherwise, or without a C compiler, the torch loop below runs.
+the tables are built by the golden definitions themselves (`nvmlstm.golden.datapath.adc_convert` for the ADC,
+`nvmlstm.golden.quant.rshift_round` for the gate index, the golden tables), so the values are identical.
+For float32 with exact integer dot products (noise-free QAT, the common case) the elementwise part of each
+timestep, forward and backward, is one call of the native kernel of `nvmlstm.train.ckernel` (same float32
+operations, so the same integers; a QAT epoch ~1.4x faster); otherwise, or without a C compiler, the torch
+loop below runs.
 
 Backward: the straight-through estimator -- every rounding has derivative 1, every saturation derivative 1 where the
 rounded value is inside its range and 0 outside, each table the derivative of the smooth function it samples
@@ -36,10 +38,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from nvmlstm.golden.datapath import adc_convert
+from nvmlstm.golden.quant import rshift_round as np_rshift_round
+
 from . import ckernel
-from .ops import Tables
+from .ops import Tables, adc_round, rshift_round
 
 
 def _take(table: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,6 +64,7 @@ class RecurrenceConsts:
     """Config numbers of the recurrence (hashable, not tensors)."""
 
     hidden: int
+    adc_bits: int
     adc_max: int
     lut_min: int
     lut_max: int
@@ -73,17 +80,17 @@ def _gate_tables(gs: torch.Tensor, R: int, k: RecurrenceConsts, tab: Tables) -> 
     """Gate value and its backward factor for every (gate, accumulator value): (4 * n_acc,) each.
 
     The accumulator of R row tiles takes only ``2 R adc_max + 1`` values, so the chain acc -> table index
-    -> table entry is one lookup in a 4 x n_acc table built once per batch from the integer gate scales
-    (the same `rshift_round`, saturation and golden table as the evaluation path). The factor is
-    d(gate)/d(acc) = slope(idx) x [idx inside the table] x gs / 2^shift.
+    -> table entry is one lookup in a 4 x n_acc table built once per batch from the integer gate scales,
+    with golden's own `rshift_round` and saturation (`nvmlstm.golden.datapath.gate_index`'s rule) and the
+    golden table. The factor is d(gate)/d(acc) = slope(idx) x [idx inside the table] x gs / 2^shift.
     """
-    acc = torch.arange(-R * k.adc_max, R * k.adc_max + 1, dtype=gs.dtype)
-    u = acc[None, :] * (gs[:, None] * 2.0 ** -k.scale_shift)
-    idx = torch.floor(u + (0.5 if k.scale_shift else 0.0))
-    inside = (idx >= k.lut_min) & (idx <= k.lut_max)
-    kk = idx.clamp(k.lut_min, k.lut_max) - k.lut_min
+    acc = np.arange(-R * k.adc_max, R * k.adc_max + 1, dtype=np.int64)
+    gsi = np.asarray(gs.tolist(), dtype=np.int64)  # integer-valued (rounded in `QuantLSTM.quant_params`)
+    idx = np_rshift_round(acc[None, :] * gsi[:, None], k.scale_shift)
+    inside = torch.from_numpy((idx >= k.lut_min) & (idx <= k.lut_max))
+    kk = np.clip(idx, k.lut_min, k.lut_max) - k.lut_min
     kk[2] += k.lut_size  # gate g reads the tanh half of the combined table
-    kk = kk.long()
+    kk = torch.from_numpy(kk)
     gate = torch.take(tab.gate, kk)
     fac = torch.take(tab.dgate, kk) * inside * (gs[:, None] * 2.0 ** -k.scale_shift)
     return gate.reshape(-1), fac.reshape(-1)
@@ -91,12 +98,14 @@ def _gate_tables(gs: torch.Tensor, R: int, k: RecurrenceConsts, tab: Tables) -> 
 
 def _adc_tables(step: torch.Tensor, pmax: int, k: RecurrenceConsts, dt: torch.dtype
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ADC transfer ``clip(round_half_away(p / step))`` over p in [-pmax, pmax] and its STE slope
-    ``d a / d p`` ([|round| <= adc_max] / step), indexed by ``p + pmax``."""
-    pdom = torch.arange(-pmax, pmax + 1, dtype=dt) / step
-    t_ = torch.trunc(pdom)
-    r = t_ + torch.where((pdom - t_).abs() >= 0.5, torch.sign(pdom), 0.0)  # exact round half away
-    return r.clamp(-k.adc_max, k.adc_max), (r.abs() <= k.adc_max).to(dt) / step
+    """The ADC transfer over p in [-pmax, pmax] -- golden's `adc_convert` itself -- and its STE slope
+    ``d a / d p`` ([|round(p / step)| <= adc_max] / step), indexed by ``p + pmax``."""
+    s = int(step)  # integer-valued (rounded in `QuantLSTM._step`)
+    p = np.arange(-pmax, pmax + 1, dtype=np.int64)
+    # |round_half_away(p / s)| <= adc_max  <=>  |p / s| < adc_max + 1/2, decided exactly in integers.
+    inside = 2 * np.abs(p) < (2 * k.adc_max + 1) * s
+    codes = torch.from_numpy(adc_convert(p, s, k.adc_bits)).to(dt)
+    return codes, torch.from_numpy(inside).to(dt) / step
 
 
 def _col_offsets(R: int, k: RecurrenceConsts, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,65 +124,6 @@ def _derived(tab: Tables, key: tuple, build):
             tab.derived.clear()
         hit = tab.derived[key] = build()
     return hit
-
-
-def _forward_native(lib, pre2p, wh, adc_tab, gate_tab, col_off, h_oc, k: RecurrenceConsts,
-                    KP, ACC, KA, GATES, CRAW, CS, HS) -> None:
-    """The forward loop of `QuantRecurrence` (table ADC, float32) with the native kernel: per timestep the
-    GEMM ``p = pre + pmax + h_{t-1} @ Wh`` in torch, then one ``fwd_step`` call for the elementwise chain,
-    writing the same buffers the torch loop writes.
-
-    ``pre2p`` (T, B, R*N) is ``pre + pmax`` (so the ADC-table index is ``p`` itself). Pointers into the
-    preallocated buffers are plain integer arithmetic: no tensor is created per timestep except the GEMM's.
-    """
-    T, B, RN = pre2p.shape
-    N, H = ACC.shape[2], k.hidden
-    R = RN // N
-    f4, i8 = 4, 8  # bytes of float32 / int64
-    P = pre2p.new_empty(B, RN)
-    consts = (B, R, N, H)
-    tabs = (adc_tab.data_ptr(), gate_tab.data_ptr(), col_off.data_ptr(), h_oc.data_ptr(),
-            2 * k.cell_max + 1, k.cell_max, 2.0 ** -k.frac_bits)
-    kp, acc, ka, gat, craw, cs, hs = (a.data_ptr() for a in (KP, ACC, KA, GATES, CRAW, CS, HS))
-    for t in range(T):
-        p = pre2p[0] if t == 0 else torch.addmm(pre2p[t], HS[t], wh, out=P)  # h_0 = 0: no GEMM
-        lib.fwd_step(*consts, p.data_ptr(), *tabs, cs + t * B * H * f4,
-                     kp + t * B * RN * i8, acc + t * B * N * f4, ka + t * B * N * i8, gat + t * B * N * f4,
-                     craw + t * B * H * f4, cs + (t + 1) * B * H * f4, hs + (t + 1) * B * H * f4)
-
-
-def _backward_native(lib, dhs, wh_t, GATES, KA, ACC, CS, CRAW, KP, am_tab, fac_tab, tab: Tables,
-                     k: RecurrenceConsts, pmax: int, DP) -> tuple[torch.Tensor, torch.Tensor]:
-    """The BPTT loop of `QuantRecurrence` with the native kernel: per timestep one ``bwd_step`` call for
-    the elementwise STE chain (filling ``DP[t]``; the STE factors are looked up inside the call) and the
-    GEMM ``dh_{t-1} = dp @ Wh^T``.
-
-    Returns ``sum(dp * p)`` (the LSQ step gradient is ``-that / step``) and the four per-gate sums of
-    ``d acc * acc`` (the gate-scale gradients times the gate scales), accumulated in float64 by the kernel.
-    """
-    T, B, N = ACC.shape
-    H = k.hidden
-    RN = DP.shape[2]
-    R = RN // N
-    f4, i8 = 4, 8  # bytes of float32 / int64
-    dh = ACC.new_zeros(B, H)
-    dc = ACC.new_zeros(B, H)
-    dacc = ACC.new_empty(B, N)  # d acc of the current step (consumed by the kernel's sums)
-    sums = torch.zeros(5, dtype=torch.float64)
-    bh, bn, brn = B * H, B * N, B * RN
-    dhs_, gat_, ka_, acc_, cs_, cr_, kp_, dp_ = (a.data_ptr() for a in (dhs, GATES, KA, ACC, CS, CRAW, KP, DP))
-    tabs = (am_tab.data_ptr(), fac_tab.data_ptr(), tab.tanh_c.data_ptr(), tab.dtanh_c.data_ptr(),
-            k.cell_max, 2.0 ** -k.frac_bits, k.dac_max * 2.0 ** (-2 * k.frac_bits), pmax)
-    fixed = (dh.data_ptr(), dc.data_ptr())
-    tail = (dacc.data_ptr(),)
-    for t in range(T - 1, -1, -1):
-        lib.bwd_step(B, R, N, H, *fixed, dhs_ + t * bh * f4,
-                     gat_ + t * bn * f4, ka_ + t * bn * i8, acc_ + t * bn * f4,
-                     cs_ + t * bh * f4, cs_ + (t + 1) * bh * f4, cr_ + t * bh * f4, kp_ + t * brn * i8,
-                     *tabs, *tail, dp_ + t * brn * f4, sums.data_ptr())
-        if t > 0:
-            torch.mm(DP[t], wh_t, out=dh)
-    return sums[4], sums[:4]
 
 
 class QuantRecurrence(torch.autograd.Function):
@@ -218,24 +168,26 @@ class QuantRecurrence(torch.autograd.Function):
         table_adc = pmax is not None and noise is None
         if table_adc:
             adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, dt))
-            KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
-        else:
-            V = pre.new_empty(T, B, R * N)  # p / step + noise: the ADC input in LSB
-        pre2 = pre.reshape(T, B, R * N)
-        ACC = pre.new_empty(T, B, N)
-        KA = torch.empty(T, B, N, dtype=torch.long)  # gate-table index of acc
-        GATES = pre.new_empty(T, B, N)
-        CRAW = pre.new_empty(T, B, H)  # c_t before saturation
-        CS = pre.new_empty(T + 1, B, H)  # CS[0] = c_0 = 0
-        HS = pre.new_empty(T + 1, B, H)  # HS[0] = h_0 = 0, HS[t+1] = h_t
-        CS[0].zero_()
-        HS[0].zero_()
         lib = ckernel.load() if table_adc and dt == torch.float32 and N == 4 * H else None
         if lib is not None:
             # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
-            _forward_native(lib, pre2.add(pmax), wh, adc_tab, gate_tab, col_off_i, tab.h_oc, k,
-                            KP, ACC, KA, GATES, CRAW, CS, HS)
+            KP, ACC, KA, GATES, CRAW, CS, HS = lib.forward(
+                pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off_i, h_oc=tab.h_oc,
+                cell_max=k.cell_max, frac_bits=F)
         else:
+            if table_adc:
+                KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
+            else:
+                V = pre.new_empty(T, B, R * N)  # p / step + noise: the ADC input in LSB
+            pre2 = pre.reshape(T, B, R * N)
+            ACC = pre.new_empty(T, B, N)
+            KA = torch.empty(T, B, N, dtype=torch.long)  # gate-table index of acc
+            GATES = pre.new_empty(T, B, N)
+            CRAW = pre.new_empty(T, B, H)  # c_t before saturation
+            CS = pre.new_empty(T + 1, B, H)  # CS[0] = c_0 = 0
+            HS = pre.new_empty(T + 1, B, H)  # HS[0] = h_0 = 0, HS[t+1] = h_t
+            CS[0].zero_()
+            HS[0].zero_()
             KH = torch.empty(B, H, dtype=torch.long)
             for t in range(T):
                 p = pre2[0].clone() if t == 0 else torch.addmm(pre2[t], HS[t], wh)
@@ -247,15 +199,14 @@ class QuantRecurrence(torch.autograd.Function):
                     v = torch.div(p, step, out=V[t])
                     if noise is not None:
                         v.add_(noise[t].reshape(B, R * N))
-                    # Round half away as sign(v) floor(|v| + 1/2): with noise there is no exact tie to protect.
-                    a = v.abs().add_(0.5).floor_().clamp_(max=k.adc_max).mul_(torch.sign(v))
+                    a = adc_round(v).clamp_(-k.adc_max, k.adc_max)
                 acc = torch.sum(a.view(B, R, N), 1, out=ACC[t])
                 KA[t].copy_(acc + col_off)
                 gates = _take(gate_tab, KA[t], out=GATES[t])
                 i, f, g, o = gates.view(B, 4, H).unbind(1)
                 m = f * CS[t]
                 m.addcmul_(i, g)
-                craw = torch.mul(m, 2.0 ** -F, out=CRAW[t]).add_(0.5).floor_()
+                craw = rshift_round(m, F, out=CRAW[t])
                 c = torch.clamp(craw, -k.cell_max, k.cell_max, out=CS[t + 1])
                 KH.copy_(torch.add(c, o, alpha=n_c).add_(k.cell_max))
                 _take(tab.h_oc, KH, out=HS[t + 1])
@@ -282,12 +233,13 @@ class QuantRecurrence(torch.autograd.Function):
         if ctx.native is not None:
             # Native kernel: the STE factors are looked up per timestep inside the kernel.
             KP, am_tab = X1, X2
-            DP = ACC.new_empty(T, B, RN)
-            sdp, sg = _backward_native(ctx.native, dhs.to(dt).contiguous(), wh.t(), GATES, KA, ACC, CS, CRAW, KP,
-                                       am_tab, ctx.fac_tab, tab, k, ctx.pmax, DP)
+            fwd = ckernel.ForwardState(KP, ACC, KA, GATES, CRAW, CS, HS)
+            DP, sums = ctx.native.backward(dhs.to(dt).contiguous(), wh, fwd, pmax=ctx.pmax, am_tab=am_tab,
+                                           fac_tab=ctx.fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
+                                           cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max)
             dwh = HS[:-1].reshape(T * B, H).t() @ DP.reshape(T * B, RN) if ctx.needs_input_grad[1] else None
-            dstep = (-sdp / step).to(dt) if ctx.needs_input_grad[2] else None
-            dgs = (sg / gs).to(dt) if ctx.needs_input_grad[3] else None
+            dstep = (-sums[4] / step).to(dt) if ctx.needs_input_grad[2] else None
+            dgs = (sums[:4] / gs).to(dt) if ctx.needs_input_grad[3] else None
             return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None
         kq = k.dac_max * 2.0 ** (-2 * F)
         # Elementwise factors of every timestep at once (STE: rounding slope 1, saturation slope 1 where

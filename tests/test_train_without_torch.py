@@ -1,0 +1,49 @@
+"""Without PyTorch (it is not a dependency of the package): ``nvmlstm train`` is one line saying how to install
+it, exit status 2, and the training tests are collected and skipped instead of erroring.
+
+A missing torch is simulated in a subprocess with ``sys.modules["torch"] = None`` (every ``import torch``
+then raises ``ModuleNotFoundError``), so these tests run whether torch is installed or not.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+WITHOUT_TORCH = "import sys\nsys.modules['torch'] = None\n"
+
+
+def _run(code: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH + code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_without_torch_is_one_line_with_the_install_command(tmp_path):
+    out = tmp_path / "run"
+    res = _run("from nvmlstm.cli import main\nsys.exit(main(sys.argv[1:]))\n",
+               "train", "--task", "digits", "--mode", "qat", "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    assert res.stderr == ("nvmlstm train: error: PyTorch is not installed; install the CPU build it is tested "
+                          "with: pip install torch==2.13.0\n")
+    assert not out.exists()
+    # The other subcommands do not need torch: the same interpreter runs `golden` (it can tell the two apart).
+    res = _run("from nvmlstm.cli import main\nsys.exit(main(sys.argv[1:]))\n",
+               "golden", "--config", str(tmp_path / "missing.json"), "--random-weights", "--out", str(out))
+    assert res.returncode == 2 and "PyTorch" not in res.stderr and "missing.json" in res.stderr, res.stderr
+
+
+def test_training_tests_are_skipped_without_torch():
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_train_*.py")
+                   if p.name != Path(__file__).name)
+    assert len(files) >= 3, files
+    res = _run("import pytest\nsys.exit(pytest.main(sys.argv[1:]))\n",
+               "-q", "-p", "no:cacheprovider", "-rs", *files)
+    # Module-level skips leave no test items: exit status 5 ("no tests collected"), not 2 (collection errors).
+    assert res.returncode == 5, res.stdout + res.stderr
+    assert f"{len(files)} skipped" in res.stdout, res.stdout
+    assert "could not import 'torch'" in res.stdout, res.stdout
+    assert "error" not in res.stdout.lower(), res.stdout
