@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "data")
+SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "bench", "data")
 #: What a user's working directory may hold: every generic name our subpackages (and the CLI folder) have.
-SHADOW_NAMES = (*SUBPACKAGES, "cli", "bench", "nvm")
+SHADOW_NAMES = (*SUBPACKAGES, "cli", "nvm")
 
 API_SCRIPT = """
 import importlib.resources, importlib.util
@@ -87,7 +87,7 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
     _check_api_output(res.stdout)
 
 
-@pytest.mark.parametrize("name", ("golden", "hdl", "gen", "sim", "train", "cli"))
+@pytest.mark.parametrize("name", ("golden", "hdl", "gen", "sim", "train", "bench", "cli"))
 def test_a_folder_imported_under_its_own_name_fails_loudly(name):
     """From the repository root every folder is importable by its own name: a second identity of each of
     its classes. Each refuses, naming the one import that is right."""
@@ -118,7 +118,8 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
     assert top == {"nvmlstm", f"nvm_lstm-{wheel.name.split('-')[1]}.dist-info"}, top
     for must in ("nvmlstm/golden/__init__.py", "nvmlstm/gen/templates/nvm_array_macro.v.j2",
                  "nvmlstm/data/declaration.txt", "nvmlstm/data/cycles.csv", "nvmlstm/data/README.md",
-                 "nvmlstm/cli.py", "nvmlstm/__main__.py", "nvmlstm/sim/tb.py", "nvmlstm/train/ckernel.c"):
+                 "nvmlstm/cli.py", "nvmlstm/__main__.py", "nvmlstm/sim/tb.py", "nvmlstm/train/ckernel.c",
+                 "nvmlstm/bench/__init__.py"):
         assert must in names, must
     assert not any(n.startswith("nvmlstm/tests") or "/__pycache__/" in n for n in names)
     site = tmp_path / "site"
