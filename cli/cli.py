@@ -114,13 +114,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         res = generate_rtl(args.out, cfg, model=model, model_name=model_name, lanes=args.lanes,
                            macro_latency=args.macro_latency, synth=not args.no_synth, lint=args.lint,
-                           log=lambda msg: print(f"[generate] {msg}"))
+                           pdk=args.pdk, log=lambda msg: print(f"[generate] {msg}"))
     except GenError as exc:
         raise CliError(str(exc)) from None
     man = res.manifest
     lat = {k: v["value"] for k, v in man["latency"].items() if "value" in v}
     print(f"wrote {args.out}: {len(man['files']) + 1} files, {len(man['macros'])} macros, lanes {man['lanes']}, "
           f"timestep {lat['timestep_cyc']} cycles, {res.seconds['total']:.1f} s")
+    if man.get("signoff"):
+        so = man["signoff"]
+        print(f"signoff ({so['pdk']}): {so['cells']} standard cells, {so['flip_flops']} flip-flops, "
+              f"{so['area_um2']:.1f} um^2 (macros excluded; timing not modelled)")
     return 0
 
 
@@ -167,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--macro-latency", type=_int, default=2, help="NVM macro read latency in cycles (default 2)")
     r.add_argument("--no-synth", action="store_true", help="skip the Yosys synthesis check (no cell counts)")
     r.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall and iverilog -g2012")
+    r.add_argument("--pdk", choices=("sky130",),
+                   help="also map the top to the PDK's standard cells: gate-level netlist, area (docs/signoff.md)")
     r.set_defaults(func=cmd_generate)
 
     from .train_cmd import add_train_parser  # torch is imported only when `train` runs

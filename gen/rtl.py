@@ -28,6 +28,8 @@ from .errors import GenError
 from .hexfile import format_hex, tile_codes
 from .lint import TOP_FILE, TOP_WAIVERS, iverilog_compile, verilator_lint, waivers_vlt
 from .render import render_macro_model, render_macro_stub
+from .liberty import cell_models_text, find_pdk, liberty_text, pdk_version
+from .signoff import map_to_cells
 from .synth import synthesize
 from .tools import find_yosys
 
@@ -43,6 +45,13 @@ WAIVER_FILE = "waivers.vlt"
 FILELIST = "filelist.f"
 FILELIST_SYNTH = "filelist_synth.f"
 MANIFEST = "manifest.json"
+#: Sign-off files (``pdk="sky130"``, docs/signoff.md).
+NETLIST_FILE = "nvm_lstm_top.sky130.v"
+LIBERTY_FILE = "sky130_fd_sc_hd_nvmlstm.lib"
+CELL_MODELS_FILE = "sky130_fd_sc_hd_cells.v"
+FILELIST_GATE = "filelist_gate.f"
+#: The PDKs `generate_rtl` can map to.
+PDKS = ("sky130",)
 
 #: Every fixed file of an RTL directory and what it is (the weight images ``<tile>.hex`` come on top).
 FILES = {
@@ -53,6 +62,12 @@ FILES = {
     FILELIST: "simulation/lint file list: waivers, macro model, top",
     FILELIST_SYNTH: "synthesis file list: macro stub, top",
     MANIFEST: "this manifest",
+}
+SIGNOFF_FILES = {
+    NETLIST_FILE: "gate-level netlist of the top in sky130_fd_sc_hd cells (macros as black boxes)",
+    LIBERTY_FILE: "generated Liberty subset of sky130_fd_sc_hd: function and area only, no timing",
+    CELL_MODELS_FILE: "functional Verilog models of the used sky130_fd_sc_hd cells (PDK, Apache-2.0)",
+    FILELIST_GATE: "gate-level simulation file list: cell models, macro model, netlist",
 }
 
 @dataclass
@@ -291,8 +306,8 @@ def _check_out_dir(out: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | None = None,
                  model_name: str | None = None, lanes: int | None = None, macro_latency: int = 2,
-                 synth: bool = True, lint: bool = False, log: Callable[[str], None] | None = None
-                 ) -> GenerateResult:
+                 synth: bool = True, lint: bool = False, pdk: str | None = None,
+                 log: Callable[[str], None] | None = None) -> GenerateResult:
     """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
 
     Parameters
@@ -312,6 +327,9 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
         Run the Yosys synthesis check (statistics go into the manifest).
     lint : bool
         Run ``verilator --lint-only -Wall`` and ``iverilog -g2012`` on the result before it is committed.
+    pdk : {None, "sky130"}
+        Also map the top to the PDK's standard cells (`gen.signoff`): netlist, Liberty file, cell models,
+        gate-level file list and the ``signoff`` manifest entry (docs/signoff.md).
     log : callable, optional
         Receives one-line progress messages.
 
@@ -327,7 +345,10 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
     if model is not None and model.config != cfg:
         raise GenError("the model's config differs from the config to generate for")
     _check_out_dir(out)
-    yosys = find_yosys() if synth else None  # fail before the slow steps, with the install hint
+    if pdk is not None and pdk not in PDKS:
+        raise GenError(f"unknown PDK {pdk!r}; known: {', '.join(PDKS)}")
+    yosys = find_yosys() if synth or pdk else None  # fail before the slow steps, with the install hint
+    pdk_dir = find_pdk() if pdk else None  # PdkNotFound says how to install it
     # Built only now, when nothing but its conversion can fail: an Amaranth component that is never
     # elaborated warns when it is collected.
     top = build_top(cfg, lanes, macro_latency)
@@ -350,6 +371,11 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
         FILELIST_SYNTH: "\n".join([STUB_FILE, TOP_FILE]) + "\n",
     }
     roles = dict(FILES)
+    if pdk_dir is not None:
+        files[LIBERTY_FILE] = liberty_text(pdk_dir)
+        files[CELL_MODELS_FILE] = cell_models_text(pdk_dir)
+        files[FILELIST_GATE] = "\n".join([CELL_MODELS_FILE, MACRO_FILE, NETLIST_FILE]) + "\n"
+        roles.update(SIGNOFF_FILES)
     hex_names: dict[str, str] = {}
     if model is not None:
         digest = model.digest()
@@ -396,13 +422,15 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
         "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
         "macros": macros,
         "program_map": _program_map(pmap, cfg),
-        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH},
+        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH,
+                      **({"gate_level": FILELIST_GATE} if pdk else {})},
         "waivers": {rule: {"file": TOP_FILE, "reason": why} for rule, why in sorted(TOP_WAIVERS.items())},
         "hex_format": ("$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
                        "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"),
         "tools": _tool_versions(convert_yosys),
         "synthesis": None,
         "lint": None,
+        "signoff": None,
     }
 
     with atomic_output_dir(out) as tmp:
@@ -430,6 +458,21 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
             manifest["synthesis"] = res.manifest_entry(script)
             manifest["tools"]["yosys"] = res.yosys
             say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
+        if pdk_dir is not None:
+            say(f"mapping to {pdk} standard cells with {yosys.version} ...")
+            sres, sscript = map_to_cells(tmp, [STUB_FILE, TOP_FILE], LIBERTY_FILE, pdk_dir, top=TOP_MODULE,
+                                         blackbox_module="nvm_array_macro", netlist_name=NETLIST_FILE, yosys=yosys)
+            seconds["signoff"] = sres.seconds
+            for s in forbidden:
+                if s in sres.netlist:
+                    raise GenError(f"{NETLIST_FILE}: contains the local path {s!r}")
+            write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
+            files[NETLIST_FILE] = sres.netlist
+            manifest["signoff"] = sres.manifest_entry(sscript, LIBERTY_FILE, pdk_version())
+            manifest["tools"]["yosys"] = sres.yosys
+            manifest["tools"]["pdk"] = pdk_version()
+            say(f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
+                f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s")
         manifest["files"] = {name: {"sha256": _sha256((tmp / name).read_bytes()),
                                     "bytes": (tmp / name).stat().st_size, "role": roles[name]}
                              for name in sorted(files)}
