@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .sim_cmd import add_sim_parser  # cocotb and the simulators are used only when `sim` runs
 
     add_sim_parser(sub)
+
+    from .bench_cmd import add_bench_parser  # amaranth (cycle formula) and matplotlib load only when `bench` runs
+
+    add_bench_parser(sub)
     return p
 
 

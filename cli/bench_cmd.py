@@ -1,0 +1,114 @@
+"""``nvmlstm bench``: the efficiency model (`nvmlstm.bench`) of a config, a model or a generated RTL directory.
+
+`add_bench_parser` registers the subcommand. The bench package never imports the hardware description; the
+cycles per timestep come from here: for ``--config`` / ``--model`` from the properties of
+`nvmlstm.hdl.accelerator.NvmLstmAccelerator` (the RTL's cycle formula), for ``--rtl`` from the directory's
+manifest.json (and the digital area from its Yosys cell counts when it has them). Writes ``OUT/bench.json``,
+``OUT/bench.md`` and PNG charts, all or nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import warnings
+from pathlib import Path
+
+from .argtypes import any_int as _int
+from .argtypes import pos_float as _pos_float
+
+__all__ = ["add_bench_parser", "cmd_bench", "accelerator_timing"]
+
+
+def add_bench_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``bench`` subcommand to the subparsers action ``sub``."""
+    b = sub.add_parser("bench", help="energy, area, latency and throughput of a build, against the literature")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="config JSON")
+    src.add_argument("--model", type=Path, help="quantized model MODEL.npz (its config)")
+    src.add_argument("--rtl", type=Path, help="RTL directory (`nvmlstm generate` output): its manifest's "
+                                              "config, lanes, latencies and synthesis cell counts")
+    b.add_argument("--tech", type=Path, help="technology TOML (default: the packaged one, docs/efficiency.md)")
+    b.add_argument("--clock-mhz", type=_pos_float, default=200.0, help="clock frequency in MHz (default 200)")
+    b.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size; "
+                                              "not with --rtl, whose manifest has them)")
+    b.add_argument("--macro-latency", type=_int, help="NVM macro read latency in cycles (default 2; not with --rtl)")
+    b.add_argument("--no-charts", action="store_true", help="write bench.json and bench.md only")
+    b.add_argument("--out", type=Path, required=True, help="output directory")
+    b.set_defaults(func=cmd_bench)
+    return b
+
+
+def accelerator_timing(macro_latency: int):
+    """``timing_fn(cfg, lanes)`` of the bench model: the cycle properties of the accelerator built for
+    ``cfg`` (the formula the RTL implements and tests/test_bench.py checks against a simulation)."""
+    from amaranth.hdl import UnusedElaboratable
+
+    from nvmlstm.bench.model import Timing
+    from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+
+    @functools.lru_cache(maxsize=None)  # the sweeps ask again for the build's own point
+    def timing(cfg, lanes):
+        # Built for its latency properties only and dropped unelaborated (elaborating costs seconds to
+        # minutes at large hidden sizes), so Amaranth's UnusedElaboratable warning would be a false alarm
+        # here: it is filtered by its public category while the accelerator is built and collected (its
+        # components hold reference cycles, hence the explicit collection inside the filter).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            top = NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency)
+            t = Timing(timestep_cyc=top.timestep_cyc, layer_step_cyc=top.layer_step_cyc, head_cyc=top.head_cyc,
+                       lanes=top.lanes, macro_latency=top.macro_latency)
+            del top
+            gc.collect()
+        return t
+
+    return timing
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from nvmlstm.bench.model import read_rtl_manifest, timing_from_manifest
+    from nvmlstm.bench.report import bench_report, write_bench_dir
+    from nvmlstm.bench.technology import load_technology
+    from nvmlstm.golden.config import LstmConfig, load_config
+    from nvmlstm.golden.io import load_model
+    from nvmlstm.hdl.accelerator import NvmLstmAccelerator
+
+    from .cli import CliError
+
+    tech = load_technology(args.tech)
+    synthesis = None
+    if args.rtl is not None:
+        if args.lanes is not None or args.macro_latency is not None:
+            raise CliError("--lanes and --macro-latency come from the RTL directory's manifest; "
+                           "do not combine them with --rtl")
+        man = read_rtl_manifest(args.rtl)
+        cfg = LstmConfig.from_dict(man["config"], where=f"{args.rtl}/manifest.json config")
+        built = timing_from_manifest(man)
+        # The manifest's cycles are the build's; the sweeps rebuild the formula with its macro latency.
+        formula = accelerator_timing(built.macro_latency)
+        if formula(cfg, built.lanes) != built:
+            raise CliError(f"{args.rtl}/manifest.json: latencies {built} differ from the cycle formula of this "
+                           f"version; regenerate the RTL directory")
+        lanes, synthesis = built.lanes, man.get("synthesis")
+        source = {"kind": "rtl", "dir": args.rtl.name}
+    else:
+        if args.config is not None:
+            cfg, source = load_config(args.config), {"kind": "config", "file": args.config.name}
+        else:
+            cfg, source = load_model(args.model).config, {"kind": "model", "file": args.model.name}
+        macro_latency = 2 if args.macro_latency is None else args.macro_latency
+        lanes = NvmLstmAccelerator.check_parameters(cfg, lanes=args.lanes, macro_latency=macro_latency)
+        lanes = None if args.lanes is None else lanes
+        formula = accelerator_timing(macro_latency)
+    doc = bench_report(cfg, tech, formula, lanes=lanes, clock_mhz=args.clock_mhz, synthesis=synthesis,
+                       source=source)
+    names = write_bench_dir(args.out, doc, charts=not args.no_charts)
+    best = doc["ratios"]
+    rw, ra = best["tops_per_w"].get("digital"), best["tops_per_mm2"].get("digital")
+    print(f"wrote {args.out}: {', '.join(names)}")
+    print(f"[bench] {doc['gops']:.4g} GOPS, {doc['tops_per_w']:.4g} TOPS/W, {doc['tops_per_mm2']:.4g} TOPS/mm^2, "
+          f"{doc['latency_ns_per_step']:.4g} ns per step, arrays occupied {100 * doc['array_utilization']:.1f}% "
+          f"of cycles" + (f"; vs best digital: {rw['ratio']:.3g}x TOPS/W" if rw else "")
+          + (f", {ra['ratio']:.3g}x TOPS/mm^2" if ra else ""))
+    return 0
