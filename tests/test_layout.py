@@ -119,7 +119,7 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
     for must in ("nvmlstm/golden/__init__.py", "nvmlstm/gen/templates/nvm_array_macro.v.j2",
                  "nvmlstm/data/declaration.txt", "nvmlstm/data/cycles.csv", "nvmlstm/data/README.md",
                  "nvmlstm/cli.py", "nvmlstm/__main__.py", "nvmlstm/sim/tb.py", "nvmlstm/train/ckernel.c",
-                 "nvmlstm/bench/__init__.py"):
+                 "nvmlstm/bench/__init__.py", "nvmlstm/bench/default_tech.toml", "nvmlstm/bench/literature.csv"):
         assert must in names, must
     assert not any(n.startswith("nvmlstm/tests") or "/__pycache__/" in n for n in names)
     site = tmp_path / "site"
