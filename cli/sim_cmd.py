@@ -55,6 +55,8 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
                    help="probability that a sequence runs as two chunks, the second without clear (default 0)")
     s.add_argument("--work-dir", type=Path, help="keep the run's files here (default: a temporary directory, "
                                                  "kept only on failure or with --waves)")
+    s.add_argument("--gate-level", action="store_true",
+                   help="simulate the sky130 gate-level netlist (`nvmlstm generate --pdk sky130`)")
     s.add_argument("--cache", type=Path, help="build cache (default $NVMLSTM_SIM_CACHE or ~/.cache/nvmlstm/sim)")
     s.set_defaults(func=cmd_sim)
     return s
@@ -68,12 +70,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
                         idle_max=args.idle_max, split_prob=args.split_prob)
         rep = run_regression(args.rtl, args.vectors, args.simulator, stress=stress,
                              waves=True if args.waves else "on-failure", report=args.report,
-                             work_dir=args.work_dir, cache=args.cache, log=lambda m: print(f"[sim] {m}"))
+                             work_dir=args.work_dir, cache=args.cache, gate_level=args.gate_level, log=lambda m: print(f"[sim] {m}"))
     except SimError as exc:
         print(f"nvmlstm sim: error: {exc}", file=sys.stderr)
         return 2
     b, c = rep["beats"], rep["cycles"]
-    print(f"[sim] {rep['simulator']}: {rep['values_compared']} values compared ({b['received']} of {b['expected']} "
+    print(f"[sim] {rep['simulator']}{' gate-level' if rep.get('gate_level') else ''}: {rep['values_compared']} values compared ({b['received']} of {b['expected']} "
           f"beats, {rep['sequences']} sequences x {rep['steps']} steps); cycles at done {c['done_sum']}, "
           f"{c['simulated']} simulated, {rep['sim_seconds']:.1f} s")
     if rep["first_mismatch"] is not None:

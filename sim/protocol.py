@@ -158,10 +158,13 @@ def load_manifest(rtl_dir: str | Path, *, verify: bool = True) -> dict:
     return doc
 
 
-def simulation_files(rtl_dir: str | Path, manifest: Mapping[str, Any]) -> list[Path]:
-    """The files of the simulation file list (``filelist.f``: waivers, macro model, top), in order."""
+def simulation_files(rtl_dir: str | Path, manifest: Mapping[str, Any], *, gate_level: bool = False) -> list[Path]:
+    """The files of the simulation file list (``filelist.f``: waivers, macro model, top), in order; with
+    ``gate_level``, of the gate-level list (``filelist_gate.f``: cell models, macro model, netlist)."""
     rtl_dir = Path(rtl_dir)
-    flist = rtl_dir / manifest["filelists"]["simulation"]
+    if gate_level and "gate_level" not in manifest["filelists"]:
+        raise ManifestError(f"{rtl_dir}: no gate-level netlist; generate it with `nvmlstm generate --pdk sky130`")
+    flist = rtl_dir / manifest["filelists"]["gate_level" if gate_level else "simulation"]
     names = []
     for line in flist.read_text(encoding="utf-8").splitlines():
         line = line.split("//", 1)[0].strip()

@@ -216,7 +216,7 @@ def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, str
 def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, stress: Stress | None = None,
                    waves: bool | str = "on-failure", report: str | Path | None = None,
                    work_dir: str | Path | None = None, cache: str | Path | None = None,
-                   log: Callable[[str], None] | None = None) -> dict:
+                   gate_level: bool = False, log: Callable[[str], None] | None = None) -> dict:
     """Simulate the RTL directory against the golden vectors and return the report.
 
     Parameters
@@ -239,6 +239,9 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
         passing run without waveforms and kept otherwise (the report names it).
     cache : path, optional
         Build cache (default `nvmlstm.sim.build.cache_root`).
+    gate_level : bool
+        Simulate the sky130 gate-level netlist (``nvmlstm generate --pdk sky130``) instead of the RTL, with the
+        same testbench and report (docs/signoff.md).
     log : callable, optional
         Receives one-line progress messages.
 
@@ -265,8 +268,10 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
     stress = stress or Stress()
     rtl_dir, vec_dir = Path(rtl_dir), Path(vec_dir)
     manifest, _ = check_inputs(rtl_dir, vec_dir)
+    if gate_level and "gate_level" not in manifest["filelists"]:
+        raise InputMismatch(f"{rtl_dir}: no gate-level netlist; generate it with `nvmlstm generate --pdk sky130`")
     tool = find_simulator(simulator)
-    binfo = build(rtl_dir, manifest, tool, trace=waves is True, cache=cache, log=log)
+    binfo = build(rtl_dir, manifest, tool, trace=waves is True, gate_level=gate_level, cache=cache, log=log)
     own_dir = work_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir)
     t_sim = time.monotonic()
@@ -276,7 +281,7 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
         if log:
             log(f"failed: re-running with waveforms ({'FST' if tool.name == 'verilator' else 'VCD'})")
         try:
-            wbuild = build(rtl_dir, manifest, tool, trace=True, cache=cache, log=log)
+            wbuild = build(rtl_dir, manifest, tool, trace=True, gate_level=gate_level, cache=cache, log=log)
             again = _simulate(wbuild, tool, rtl_dir, vec_dir, stress, run_dir / "waves", waves=True)
         except SimError as exc:  # the failure report stands; say why it has no waveforms
             rep["waves_error"] = str(exc)
@@ -287,6 +292,7 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
     rep.update({
         "rtl_dir": str(rtl_dir), "vec_dir": str(vec_dir), "simulator": tool.name,
         "simulator_version": tool.version_text, "cocotb": cocotb_adapter.cocotb_version(),
+        "gate_level": gate_level,
         "build": {"dir": str(binfo.dir), "cached": binfo.cached, "seconds": round(binfo.seconds, 2)},
         "sim_seconds": round(sim_seconds, 3),
         "wall_seconds": round(time.monotonic() - t0, 3),
