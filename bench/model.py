@@ -122,7 +122,7 @@ def _analytic_digital_area(cfg: LstmConfig, lanes: int, tech: Technology) -> dic
 
 
 def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: float,
-             synthesis: Mapping[str, Any] | None = None) -> dict:
+             synthesis: Mapping[str, Any] | None = None, signoff: Mapping[str, Any] | None = None) -> dict:
     """The efficiency of one build at ``clock_mhz``.
 
     Parameters
@@ -137,6 +137,10 @@ def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: fl
         The ``synthesis`` entry of an RTL manifest (Yosys ``cells_by_type``): the digital area then comes
         from its gate equivalents instead of the component estimate (the sign-off area, when the
         technology file has one, overrides both).
+    signoff : mapping, optional
+        The ``signoff`` entry of an RTL manifest made with ``--pdk sky130`` (``area_um2``): the digital area
+        is then that standard-cell area, scaled from the sign-off node to the technology's node (unless the
+        technology file sets its own ``digital.signoff_area``).
 
     Returns
     -------
@@ -167,9 +171,11 @@ def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: fl
     ge, skipped = (None, [])
     if synthesis is not None:
         ge, skipped = yosys_gate_equivalents(synthesis["cells_by_type"])
-    signoff = tech.signoff_area_um2()
-    if signoff is not None:
-        digital, digital_source = signoff, "sign-off area of the technology file"
+    signoff_um2 = tech.signoff_area_um2(None if signoff is None else float(signoff["area_um2"]))
+    if signoff_um2 is not None:
+        digital = signoff_um2
+        digital_source = ("sign-off area of the technology file" if tech["digital.signoff_area"]
+                          else "standard-cell sign-off of the RTL directory, scaled (F / signoff_node)^2")
     elif ge is not None:
         digital, digital_source = ge * tech.nand2_area_um2(), "Yosys cells x NAND2 equivalents"
     else:

@@ -66,10 +66,11 @@ def sensitivity(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes
 
 
 def bench_report(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes: int | None, clock_mhz: float,
-                 synthesis: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None,
+                 synthesis: Mapping[str, Any] | None = None, signoff: Mapping[str, Any] | None = None,
+                 source: Mapping[str, Any] | None = None,
                  sweeps: bool = True) -> dict:
     """The whole bench.json document of one build (see docs/efficiency.md for every key)."""
-    res = evaluate(cfg, tech, timing_fn(cfg, lanes), clock_mhz=clock_mhz, synthesis=synthesis)
+    res = evaluate(cfg, tech, timing_fn(cfg, lanes), clock_mhz=clock_mhz, synthesis=synthesis, signoff=signoff)
     lit = load_literature()
     doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "source": dict(source or {}), **res,
            "ratios": ratios(res, lit),

@@ -113,10 +113,12 @@ class Technology:
     def nand2_area_um2(self) -> float:
         return self["digital.nand2_area"] * (self.feature_nm / self["digital.nand2_node"]) ** 2
 
-    def signoff_area_um2(self) -> float | None:
-        """The sign-off digital area scaled to the node, or ``None`` when the file has none (0)."""
-        a = self["digital.signoff_area"]
-        return None if a == 0 else a * (self.feature_nm / self["digital.signoff_node"]) ** 2
+    def signoff_area_um2(self, measured: float | None = None) -> float | None:
+        """The sign-off digital area at ``digital.signoff_node`` scaled to this node by (F / node)^2: the file's
+        ``digital.signoff_area`` when it has one (non-zero), else ``measured`` (the um^2 of an RTL directory's
+        sky130 sign-off, `nvmlstm generate --pdk sky130`), else ``None``."""
+        a = self["digital.signoff_area"] or measured
+        return None if not a else a * (self.feature_nm / self["digital.signoff_node"]) ** 2
 
 
 def parse_technology(doc: Any, where: str) -> Technology:

@@ -77,7 +77,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .cli import CliError
 
     tech = load_technology(args.tech)
-    synthesis = None
+    synthesis = signoff = None
     if args.rtl is not None:
         if args.lanes is not None or args.macro_latency is not None:
             raise CliError("--lanes and --macro-latency come from the RTL directory's manifest; "
@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if formula(cfg, built.lanes) != built:
             raise CliError(f"{args.rtl}/manifest.json: latencies {built} differ from the cycle formula of this "
                            f"version; regenerate the RTL directory")
-        lanes, synthesis = built.lanes, man.get("synthesis")
+        lanes, synthesis, signoff = built.lanes, man.get("synthesis"), man.get("signoff")
         source = {"kind": "rtl", "dir": args.rtl.name}
     else:
         if args.config is not None:
@@ -102,7 +102,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lanes = None if args.lanes is None else lanes
         formula = accelerator_timing(macro_latency)
     doc = bench_report(cfg, tech, formula, lanes=lanes, clock_mhz=args.clock_mhz, synthesis=synthesis,
-                       source=source)
+                       signoff=signoff, source=source)
     names = write_bench_dir(args.out, doc, charts=not args.no_charts)
     best = doc["ratios"]
     rw, ra = best["tops_per_w"].get("digital"), best["tops_per_mm2"].get("digital")

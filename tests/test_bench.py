@@ -293,6 +293,26 @@ def test_yosys_gate_equivalents():
     assert skipped == ["nvm_array_macro"]
 
 
+def test_digital_area_from_an_rtl_directorys_signoff():
+    """Priority: the technology file's sign-off area, else the RTL directory's sky130 area (scaled by
+    (F / signoff_node)^2), else Yosys gate equivalents, else the component estimate."""
+    tech = load_technology()
+    timing = _timing(TINY, 1)
+    scale = (tech.feature_nm / tech["digital.signoff_node"]) ** 2
+    synth = {"cells_by_type": {"$_NAND_": 100}}
+    r = evaluate(TINY, tech, timing, clock_mhz=200.0, synthesis=synth, signoff={"area_um2": 5000.0})
+    assert r["area_breakdown_um2"]["digital"] == pytest.approx(5000.0 * scale)
+    assert r["digital_area_source"].startswith("standard-cell sign-off of the RTL directory")
+    r = evaluate(TINY, tech, timing, clock_mhz=200.0, synthesis=synth)
+    assert r["area_breakdown_um2"]["digital"] == pytest.approx(100 * tech.nand2_area_um2())
+    doc = tomllib.loads(DEFAULT_TECH.read_text())
+    doc["digital"]["signoff_area"]["value"] = 700.0
+    own = parse_technology(doc, "own")
+    r = evaluate(TINY, own, timing, clock_mhz=200.0, signoff={"area_um2": 5000.0})
+    assert r["area_breakdown_um2"]["digital"] == pytest.approx(700.0 * scale)
+    assert r["digital_area_source"] == "sign-off area of the technology file"
+
+
 def test_timing_validation():
     with pytest.raises(ValueError, match=r"^timestep_cyc must be a positive integer, not 0$"):
         Timing(0, 1, 1, 1, 1)
