@@ -155,3 +155,15 @@ def test_resume_with_other_arguments_is_refused(capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "--resume: hidden is 8 but the checkpoint" in err
+
+
+def test_unreadable_task_data_is_one_line(tmp_path):
+    """Task data goes through the project's one text reader: the same wording as config files and manifests."""
+    from nvmlstm.train.tasks import TaskError
+
+    bad = tmp_path / "series.csv"
+    bad.write_bytes(b"\xff1,2\n")
+    with pytest.raises(TaskError, match=rf"^{re.escape(str(bad))}: data file is not UTF-8 text \(byte 0\)$"):
+        load_task("timeseries", bad)
+    with pytest.raises(TaskError, match=rf"^{re.escape(str(tmp_path))}: cannot read data file: Is a directory$"):
+        load_task("timeseries", tmp_path)

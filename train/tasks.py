@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nvmlstm.golden.textfile import read_text_file
+
 from .. import data as _data_package
 
 __all__ = ["TaskError", "TaskData", "TASKS", "METRICS", "load_task", "metric_from_outputs", "task_loss",
@@ -77,16 +79,7 @@ def _digits(seed: int = DIGITS_SPLIT_SEED) -> TaskData:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskError(f"{path}: data file not found") from None
-    except IsADirectoryError:
-        raise TaskError(f"{path}: is a directory without {', '.join(PTB_FILES)}") from None
-    except UnicodeDecodeError as exc:
-        raise TaskError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise TaskError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_text_file(path, TaskError, "data file")
 
 
 def _char_windows(ids: np.ndarray, T: int, stride: int, V: int) -> tuple[np.ndarray, np.ndarray]:
