@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Callable, TypeVar
 
-__all__ = ["nonneg_int", "pos_int", "any_int", "int_in", "nonneg_float", "pos_float"]
+__all__ = ["nonneg_int", "pos_int", "any_int", "int_in", "nonneg_float", "pos_float", "number_in"]
 
 _T = TypeVar("_T", int, float)
 
@@ -43,6 +43,15 @@ def int_in(lo: int, hi: int):
 
     def parse(text: str) -> int:
         return _parse(text, int, f"an integer from {lo} to {hi}", lambda v: lo <= v <= hi)
+
+    return parse
+
+
+def number_in(lo: float, hi: float):
+    """A finite number in ``[lo, hi]`` (a probability, for example)."""
+
+    def parse(text: str) -> float:
+        return _parse(text, float, f"a number from {lo:g} to {hi:g}", lambda v: math.isfinite(v) and lo <= v <= hi)
 
     return parse
 

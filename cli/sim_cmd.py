@@ -10,27 +10,13 @@ failed build).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-__all__ = ["add_sim_parser", "cmd_sim"]
-
-
 from .argtypes import nonneg_int as _nonneg_int
+from .argtypes import number_in as _number_in
 
-
-def _prob(hi: float):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number from 0 to {hi:g}, not {text!r}") from None
-        if not math.isfinite(v) or not 0 <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected a number from 0 to {hi:g}, not {text!r}")
-        return v
-
-    return parse
+__all__ = ["add_sim_parser", "cmd_sim"]
 
 
 def add_sim_parser(sub) -> argparse.ArgumentParser:
@@ -45,13 +31,13 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
                         "run is re-run with them")
     s.add_argument("--report", type=Path, help="write the JSON report here")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="seed of every random stall and split (default 0)")
-    s.add_argument("--gap-prob", type=_prob(0.95), default=0.0, metavar="P",
+    s.add_argument("--gap-prob", type=_number_in(0, 0.95), default=0.0, metavar="P",
                    help="probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)")
-    s.add_argument("--backpressure-prob", type=_prob(0.95), default=0.0, metavar="P",
+    s.add_argument("--backpressure-prob", type=_number_in(0, 0.95), default=0.0, metavar="P",
                    help="probability per cycle that out.ready is low (0 to 0.95, default 0)")
     s.add_argument("--idle-max", type=_nonneg_int, default=0, metavar="N",
                    help="up to N idle cycles between sequences (default 0: back to back)")
-    s.add_argument("--split-prob", type=_prob(1.0), default=0.0, metavar="P",
+    s.add_argument("--split-prob", type=_number_in(0, 1), default=0.0, metavar="P",
                    help="probability that a sequence runs as two chunks, the second without clear (default 0)")
     s.add_argument("--work-dir", type=Path, help="keep the run's files here (default: a temporary directory, "
                                                  "kept only on failure or with --waves)")
