@@ -26,7 +26,7 @@ import numpy as np
 from nvmlstm.golden.io import load_model, write_text_atomic
 from nvmlstm.golden.nvm import NonIdealities
 from nvmlstm.train.runner import TrainArgs, golden_outputs, run_training
-from nvmlstm.train.tasks import load_task, metric_from_outputs
+from nvmlstm.tasks import load_task, metric_from_outputs
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,8 @@ import torch
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.train import ckernel
 from nvmlstm.train.model import QuantLSTM
-from nvmlstm.train.tasks import load_task, task_loss
+from nvmlstm.tasks import load_task
+from nvmlstm.train.loss import task_loss
 
 
 class PlainLSTM(torch.nn.Module):

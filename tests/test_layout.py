@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "bench", "data")
+SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "bench", "data", "tasks", "sweep")
 #: What a user's working directory may hold: every generic name our subpackages (and the CLI folder) have.
 SHADOW_NAMES = (*SUBPACKAGES, "cli", "nvm")
 
@@ -35,9 +35,8 @@ print("template", "module nvm_array_macro" in r.render_macro_stub(a.NvmLstmAccel
     cfg, lanes=4).macros[0].verilog_parameters()))
 d = importlib.resources.files("nvmlstm.data")
 print("data", d.joinpath("declaration.txt").is_file(), d.joinpath("cycles.csv").is_file())
-if importlib.util.find_spec("torch") is not None:  # training is optional: it needs torch
-    import nvmlstm.train.tasks as t
-    assert t.DEFAULT_DATA["charlm"].is_file() and t.DEFAULT_DATA["timeseries"].is_file()
+import nvmlstm.tasks as t  # numpy only: no torch needed
+assert t.DEFAULT_DATA["charlm"].is_file() and t.DEFAULT_DATA["timeseries"].is_file()
 import sys
 print("generic", sorted(n for n in sys.modules if n.split(".")[0] in %r))
 """

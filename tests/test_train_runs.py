@@ -18,7 +18,7 @@ from nvmlstm.golden.lstm import golden_forward  # noqa: E402
 from nvmlstm.cli import main  # noqa: E402
 from nvmlstm.train.exact import exact_forward  # noqa: E402
 from nvmlstm.train.runner import TrainArgs, _codes, run_training  # noqa: E402
-from nvmlstm.train.tasks import load_task  # noqa: E402
+from nvmlstm.tasks import load_task  # noqa: E402
 
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:
@@ -159,7 +159,7 @@ def test_resume_with_other_arguments_is_refused(capsys, tmp_path):
 
 def test_unreadable_task_data_is_one_line(tmp_path):
     """Task data goes through the project's one text reader: the same wording as config files and manifests."""
-    from nvmlstm.train.tasks import TaskError
+    from nvmlstm.tasks import TaskError
 
     bad = tmp_path / "series.csv"
     bad.write_bytes(b"\xff1,2\n")

@@ -47,3 +47,14 @@ def test_training_tests_are_skipped_without_torch():
     assert f"{len(files)} skipped" in res.stdout, res.stdout
     assert "could not import 'torch'" in res.stdout, res.stdout
     assert "error" not in res.stdout.lower(), res.stdout
+
+
+def test_tasks_load_and_score_without_torch():
+    # Sweeps and the flow read the task data and score outputs with nvmlstm.tasks, which must not need torch.
+    res = _run("import numpy as np\nfrom nvmlstm.tasks import load_task, metric_from_outputs\n"
+               "t = load_task('charlm')\nx, y = t.test\n"
+               "print(round(metric_from_outputs(t, np.zeros(x.shape[:2] + (t.output_size,)), y), 6), "
+               "round(float(np.log2(t.output_size)), 6))\n")
+    assert res.returncode == 0, res.stderr
+    uniform, expected = res.stdout.split()
+    assert uniform == expected  # uniform outputs: log2(V) bits per character

@@ -12,7 +12,7 @@ if __name__ != "nvmlstm.train":  # one name per module: never a second, top-leve
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
 from .runner import TrainArgs, TrainError, run_training
-from .tasks import TASKS, TaskError, load_task
+from nvmlstm.tasks import TASKS, TaskError, load_task
 
 __all__ = ["QuantLSTM", "StateDictError", "exact_forward", "TrainArgs", "TrainError", "run_training", "TASKS",
            "TaskError", "load_task"]

@@ -38,7 +38,9 @@ from nvmlstm.golden.nvm import NonIdealities
 
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
-from .tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs, task_loss
+from nvmlstm.tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs
+
+from .loss import task_loss
 
 __all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", "load_float_state_file"]
 

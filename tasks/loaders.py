@@ -1,5 +1,7 @@
 """The three offline tasks: digit classification, character language modelling, time-series forecasting.
 
+numpy only (no torch): training, sweeps and the flow read the same data and score with the same metric.
+
 Every task gives real-valued inputs in [-1, 1] (so the input DAC code is ``round(x * dac_max)`` and
 ``input_scale = 1 / dac_max``), targets, and its metric. Splits are deterministic: they depend on the data
 alone (and a fixed split seed for digits), never on the training seed, so runs with different seeds are
@@ -14,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from nvmlstm.golden.textfile import read_text_file
 
 from .. import data as _data_package
 
-__all__ = ["TaskError", "TaskData", "TASKS", "METRICS", "load_task", "metric_from_outputs", "task_loss",
+__all__ = ["TaskError", "TaskData", "TASKS", "METRICS", "HIGHER_IS_BETTER", "load_task", "metric_from_outputs",
            "DEFAULT_DATA", "DIGITS_SPLIT_SEED"]
 
 #: Task name -> name of its metric.
@@ -186,30 +187,26 @@ def load_task(name: str, data: str | Path | None = None, *, seq_len: int | None 
 
 
 # --------------------------------------------------------------------------------------------------
-def task_loss(task: TaskData, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Training loss on real outputs ``out`` (B, T, O): cross-entropy (nats) or MSE (normalized units).
-
-    Tasks scored at the last step use ``out[:, -1]`` only, so ``out`` may hold just that step (T = 1).
-    """
-    if task.metric == "accuracy":
-        return torch.nn.functional.cross_entropy(out[:, -1], y)
-    if task.metric == "bpc":
-        return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return torch.nn.functional.mse_loss(out[:, -1, 0], y)
+def _log_softmax(o: np.ndarray) -> np.ndarray:
+    m = np.max(o, axis=-1, keepdims=True)
+    z = o - m
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
-def metric_from_outputs(task: TaskData, out: np.ndarray | torch.Tensor, y: np.ndarray) -> float:
+def metric_from_outputs(task: TaskData, out: np.ndarray, y: np.ndarray) -> float:
     """The task metric of real outputs ``out`` (S, T, O) against targets ``y`` (float64 arithmetic).
 
     accuracy: fraction of argmax(last-step output) == label (ties: the first maximum, as numpy and the
     golden output codes); bpc: mean cross-entropy in bits over every predicted character; rmse: root mean
     square error of the last-step prediction in the series' original units.
     """
-    o = torch.as_tensor(np.asarray(out, dtype=np.float64))
+    o = np.asarray(out, dtype=np.float64)
     if task.metric == "accuracy":
-        return float(np.mean(np.argmax(o[:, -1].numpy(), axis=1) == np.asarray(y)))
+        return float(np.mean(np.argmax(o[:, -1], axis=1) == np.asarray(y)))
     if task.metric == "bpc":
-        ce = torch.nn.functional.cross_entropy(o.reshape(-1, o.shape[-1]), torch.as_tensor(y).reshape(-1))
-        return float(ce) / math.log(2.0)
-    err = (o[:, -1, 0].numpy() - np.asarray(y, dtype=np.float64)) * task.y_scale
+        lp = _log_softmax(o.reshape(-1, o.shape[-1]))
+        yy = np.asarray(y).reshape(-1)
+        nll = -lp[np.arange(len(yy)), yy]
+        return float(np.mean(nll)) / math.log(2.0)
+    err = (o[:, -1, 0] - np.asarray(y, dtype=np.float64)) * task.y_scale
     return float(np.sqrt(np.mean(err ** 2)))

@@ -1,0 +1,13 @@
+"""The tasks (data, splits, metrics) that training, sweeps and the flow share; numpy only, imports golden.
+
+See `nvmlstm.tasks.loaders` for the data sets and their fixed splits, and ``data/README.md`` for provenance.
+"""
+
+if __name__ != "nvmlstm.tasks":  # one name per module: never a second, top-level `tasks` (README, Layout)
+    raise ImportError(f"the tasks/ folder is the package nvmlstm.tasks; import nvmlstm.tasks, not {__name__}")
+
+from .loaders import (DEFAULT_DATA, DIGITS_SPLIT_SEED, HIGHER_IS_BETTER, METRICS, TASKS, TaskData, TaskError,
+                      load_task, metric_from_outputs)
+
+__all__ = ["DEFAULT_DATA", "DIGITS_SPLIT_SEED", "HIGHER_IS_BETTER", "METRICS", "TASKS", "TaskData", "TaskError",
+           "load_task", "metric_from_outputs"]
