@@ -14,6 +14,7 @@ contents give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .config import ConfigError, LstmConfig
-from .model import ModelError, QuantizedModel, array_sha256
+from .model import FloatLayer, FloatModel, ModelError, QuantizedModel, array_sha256
 from .textfile import read_json_file
 
 __all__ = [
@@ -44,10 +45,14 @@ __all__ = [
     "write_text_atomic",
     "write_bytes_atomic",
     "vector_descriptions",
+    "FLOAT_MODEL_FORMAT",
+    "save_float_model",
+    "load_float_model",
 ]
 
 MODEL_FORMAT = "nvm-lstm-model"
 VECTORS_FORMAT = "nvm-lstm-vectors"
+FLOAT_MODEL_FORMAT = "nvm-lstm-float-model"
 SCHEMA_VERSION = 1
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -245,6 +250,99 @@ def load_model(path: str | Path, *, with_metadata: bool = False) -> QuantizedMod
         meta = doc.get("metadata", {})
         return model, meta if isinstance(meta, dict) else {}
     return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Float models (the float weights a run was trained to: PTQ input of sweeps, without torch)
+def _float_arrays(fm: FloatModel) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for l, fl in enumerate(fm.layers):
+        for k in ("w_ih", "w_hh", "bias"):
+            out[f"l{l}_{k}"] = np.asarray(getattr(fl, k), dtype=np.float64)
+    out["head_w"] = np.asarray(fm.head_w, dtype=np.float64)
+    out["head_b"] = np.asarray(fm.head_b, dtype=np.float64)
+    return out
+
+
+def _float_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    doc = {k: array_sha256(arrays[k]) for k in sorted(arrays)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def save_float_model(fm: FloatModel, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write float model ``fm`` to ``path`` (``.npz``, float64 arrays ``l{l}_w_ih``, ``l{l}_w_hh``,
+    ``l{l}_bias``, ``head_w``, ``head_b``) and its manifest ``path`` with suffix ``.json``, atomically and
+    byte-identically for identical contents; returns the manifest path."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise FileFormatError(f"{path}: a float model file name must end in .npz")
+    arrays = _float_arrays(fm)
+    doc = {
+        "format": FLOAT_MODEL_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "shape": {"input_size": fm.input_size, "hidden_size": fm.hidden_size, "num_layers": len(fm.layers),
+                  "output_size": fm.output_size},
+        "arrays": _array_entries(arrays),
+        "float_model_sha256": _float_digest(arrays),
+        "metadata": dict(metadata or {}),
+    }
+    write_npz(path, arrays)
+    write_text_atomic(_manifest_path(path), _json_text(doc))
+    return _manifest_path(path)
+
+
+def load_float_model(path: str | Path, *, with_metadata: bool = False) -> FloatModel | tuple[FloatModel, dict]:
+    """Read and validate a float model file (`save_float_model`); every problem is a one-line
+    `FileFormatError` naming the file and what is wrong."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise FileFormatError(f"{path}: a float model file name must end in .npz")
+    if not path.exists():
+        raise FileFormatError(f"{path}: float model file not found")
+    mpath = _manifest_path(path)
+    doc = read_json_file(mpath, FileFormatError, "manifest",
+                         missing_hint=f" (a {FLOAT_MODEL_FORMAT} file is an .npz plus its .json manifest)")
+    if not isinstance(doc, dict):
+        raise FileFormatError(f"{mpath}: manifest must be a JSON object")
+    if doc.get("format") != FLOAT_MODEL_FORMAT:
+        raise FileFormatError(f"{mpath}: format is {doc.get('format')!r}, expected {FLOAT_MODEL_FORMAT!r}")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise FileFormatError(f"{mpath}: schema_version {doc.get('schema_version')!r} is not supported (this "
+                              f"version reads {SCHEMA_VERSION})")
+    shape = doc.get("shape")
+    keys = ("input_size", "hidden_size", "num_layers", "output_size")
+    if not isinstance(shape, dict) or not all(isinstance(shape.get(k), int) and not isinstance(shape.get(k), bool)
+                                              and shape[k] >= 1 for k in keys):
+        raise FileFormatError(f"{mpath}: manifest key 'shape' must hold positive integers {', '.join(keys)}")
+    if not isinstance(doc.get("arrays"), dict):
+        raise FileFormatError(f"{mpath}: manifest key 'arrays' is missing or not an object")
+    arrays = read_npz(path)
+    _check_arrays(path, arrays, doc["arrays"])
+    L = shape["num_layers"]
+    expected = [f"l{l}_{k}" for l in range(L) for k in ("w_ih", "w_hh", "bias")] + ["head_w", "head_b"]
+    missing = [k for k in expected if k not in arrays]
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        what = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(extra)}"
+        raise FileFormatError(f"{path}: arrays do not fit a {L}-layer float model ({what})")
+    for k in expected:
+        if arrays[k].dtype != np.float64:
+            raise FileFormatError(f"{path}: array {k} has dtype {arrays[k].dtype}, expected float64")
+    try:
+        fm = FloatModel(tuple(FloatLayer(arrays[f"l{l}_w_ih"], arrays[f"l{l}_w_hh"], arrays[f"l{l}_bias"])
+                              for l in range(L)), arrays["head_w"], arrays["head_b"])
+    except ModelError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    got = {"input_size": fm.input_size, "hidden_size": fm.hidden_size, "num_layers": L,
+           "output_size": fm.output_size}
+    if got != {k: shape[k] for k in keys}:
+        raise FileFormatError(f"{path}: arrays have shape {got}, the manifest says {shape}")
+    if doc.get("float_model_sha256") != _float_digest(arrays):
+        raise FileFormatError(f"{path}: float_model_sha256 in the manifest does not match the arrays")
+    if with_metadata:
+        meta = doc.get("metadata", {})
+        return fm, meta if isinstance(meta, dict) else {}
+    return fm
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,3 +5,10 @@ Imports: golden and tasks only (numpy); no torch.
 
 if __name__ != "nvmlstm.sweep":  # one name per module: never a second, top-level `sweep` (README, Layout)
     raise ImportError(f"the sweep/ folder is the package nvmlstm.sweep; import nvmlstm.sweep, not {__name__}")
+
+from .evaluate import golden_outputs, input_codes, retile, trial_seed
+from .run import SweepInterrupted, local_cluster, run_sweep
+from .spec import AXES, SweepError, build_spec
+
+__all__ = ["AXES", "SweepError", "SweepInterrupted", "build_spec", "run_sweep", "local_cluster", "golden_outputs",
+           "input_codes", "retile", "trial_seed"]
