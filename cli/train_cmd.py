@@ -34,9 +34,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "(last column); default: the file shipped in data/")
     t.add_argument("--mode", required=True, choices=MODES,
                    help="fp: float; ptq: post-training quantization; qat: quantization-aware training")
-    t.add_argument("--weight-bits", type=bits, default=4)
-    t.add_argument("--dac-bits", type=bits, default=4)
-    t.add_argument("--adc-bits", type=bits, default=4)
+    t.add_argument("--weight-bits", type=bits, default=4, help="NVM weight bits (default 4)")
+    t.add_argument("--dac-bits", type=bits, default=4, help="input DAC bits (default 4)")
+    t.add_argument("--adc-bits", type=bits, default=4, help="column ADC bits (default 4)")
     t.add_argument("--head-adc-bits", type=bits, help="ADC bits of the dense head (default: --adc-bits)")
     t.add_argument("--array-rows", type=_int_in(2, 65536), default=32, help="crossbar tile rows (default 32)")
     t.add_argument("--array-cols", type=_int_in(2, 65536), default=64, help="crossbar tile columns (default 64)")
@@ -44,7 +44,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="qat: programming noise, std as a fraction of the conductance range")
     t.add_argument("--adc-noise", type=_nonneg_float, default=0.0, metavar="S", help="qat: ADC noise std in LSB")
     t.add_argument("--epochs", type=_int_in(0, 1_000_000), help="training epochs (default: per task)")
-    t.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=0)
+    t.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=0,
+                   help="seed of the initialization, shuffling and noise (default 0)")
     t.add_argument("--hidden", type=_int_in(1, 4096), help="hidden units (default: per task)")
     t.add_argument("--batch-size", type=_int_in(1, 1_000_000), help="default: per task")
     t.add_argument("--lr", type=_pos_float, help="Adam learning rate (default: per task)")

@@ -16,7 +16,7 @@ from .io import atomic_output_dir, save_model, save_vectors
 from .lstm import golden_forward
 from .model import QuantizedModel
 
-__all__ = ["random_inputs", "input_rng", "coverage", "write_golden_dir"]
+__all__ = ["random_inputs", "input_rng", "coverage", "write_golden_dir", "check_golden_out_dir", "GOLDEN_DIR_FILES"]
 
 
 def input_rng(seed: int) -> np.random.Generator:
@@ -56,10 +56,37 @@ def coverage(cfg: LstmConfig, trace: Mapping[str, np.ndarray]) -> dict[str, Any]
     return out
 
 
+#: What a golden vector directory holds; a non-empty directory with anything else is someone else's.
+GOLDEN_DIR_FILES = ("vectors.npz", "vectors.json", "model.npz", "model.json")
+
+
+def check_golden_out_dir(out_dir: str | Path) -> None:
+    """Refuse an output directory that is not empty and not an earlier golden vector directory.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` is a file, or a directory holding files other than `GOLDEN_DIR_FILES` (the message names
+        up to five of them), so rewriting it would mix our files with a user's.
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory")
+    names = sorted(p.name for p in out.iterdir())
+    foreign = [n for n in names if n not in GOLDEN_DIR_FILES]
+    if foreign:
+        what = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise FileExistsError(f"{out}: directory is not empty and not an earlier `nvmlstm golden` output "
+                              f"(found {what}); give a new or empty directory")
+
+
 def write_golden_dir(out_dir: str | Path, model: QuantizedModel, inputs: np.ndarray, *,
                      metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the golden model on ``inputs`` and write ``vectors.npz/json`` and ``model.npz/json`` into
     ``out_dir`` atomically (all four files or none). Returns the coverage statistics."""
+    check_golden_out_dir(out_dir)
     trace = golden_forward(model, inputs, trace=True)
     cov = coverage(model.config, trace)
     meta = dict(metadata or {})

@@ -307,7 +307,6 @@ def test_error_usage_is_one_line_too(tmp_path, cfg_file, capsys):
                  r"nvmlstm golden: error: argument --seed: expected a non-negative integer, not '-1'", absent=out)
     assert_error(capsys, ["golden", "--config", cfg_file, "--model", "m.npz", "--out", out],
                  r"nvmlstm golden: error: argument --model: not allowed with argument --config", absent=out)
-    assert_error(capsys, [], r"nvmlstm: error: the following arguments are required: command", absent=out)
 
 
 def test_error_out_is_a_file(tmp_path, cfg_file, capsys):
@@ -342,36 +341,6 @@ def test_subprocess_entry_point(tmp_path, cfg_file):
     assert bad.stdout == ""
     assert bad.stderr == f"nvmlstm golden: error: {tmp_path / 'missing.json'}: config file not found\n"
     assert not (tmp_path / "bad").exists()
-
-
-# --------------------------------------------------------------------------------------------------
-# flow
-def test_flow_writes_into_out(tmp_path, cfg_file, capsys):
-    runs = tmp_path / "runs"
-    rc, stdout, err = run(capsys, "flow", "--config", cfg_file, "--out", runs, "--sequences", "2", "--steps", "3")
-    assert (rc, err) == (0, "")
-    assert sorted(p.name for p in runs.iterdir()) == ["golden"]
-    assert sorted(p.name for p in (runs / "golden").iterdir()) == sorted(FILES)
-    doc, _ = load_vectors(runs / "golden")
-    assert (doc["sequences"], doc["steps"]) == (2, 3)
-    assert "[flow]" in stdout
-    # the built-in default config, no --config
-    runs2 = tmp_path / "runs2"
-    rc, _, err = run(capsys, "flow", "--out", runs2, "--sequences", "2", "--steps", "3", "--seed", "0")
-    assert (rc, err) == (0, "")
-    assert load_vectors(runs2 / "golden")[0]["config"] == default_config()
-    # flow with the default config and seed 0 equals golden with the same inputs and seed
-    ref = tmp_path / "ref"
-    golden(capsys, write_config(tmp_path / "d.json"), ref, "--seed", "0", "--sequences", "2", "--steps", "3")
-    assert (runs2 / "golden" / "vectors.npz").read_bytes() == (ref / "vectors.npz").read_bytes()
-
-
-def test_flow_bad_config_is_one_line(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    bad = write_config(tmp_path / "c.json", hidden_size=0)
-    assert_error(capsys, ["flow", "--config", bad, "--out", runs],
-                 rf"nvmlstm flow: error: {re.escape(str(bad))}: hidden_size must be a positive integer, not 0",
-                 absent=runs)
 
 
 # --------------------------------------------------------------------------------------------------
