@@ -86,6 +86,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_flow(args: argparse.Namespace) -> int:
     """The main job: train, export, vectors, Verilog, simulations, efficiency, noise sweep, report."""
     from .flow import FlowArgs, FlowError, run_flow
+    from .flow import fmt_metric as fmt
 
     sims = tuple(s.strip() for s in args.simulators.split(",") if s.strip())
     a = FlowArgs(out=str(args.out), task=args.task, data=None if args.data is None else str(args.data),
@@ -97,7 +98,8 @@ def cmd_flow(args: argparse.Namespace) -> int:
     except FlowError as exc:
         raise CliError(str(exc)) from None
     m = rep["metric_name"]
-    print(f"[flow] {m}: fp {rep['fp_metric']}, qat {rep['qat_metric']}, golden {rep['golden_metric']}; "
+    print(f"[flow] {m}: fp {fmt(rep['fp_metric'], m)}, qat {fmt(rep['qat_metric'], m)}, golden "
+          f"{fmt(rep['golden_metric'], m)}; "
           f"RTL bit exact: {rep['rtl_bit_exact']} ({rep['values_compared']} values, "
           f"{', '.join(rep['simulators']) or 'no simulator'}); gate level: {rep['gate_level_bit_exact']}")
     if rep["skipped"]:

@@ -483,7 +483,8 @@ def _noise_sweep(a: FlowArgs, fl: _Flow, out: Path) -> dict:
             "plots": [f"sweep/{p}" for p in summary["plots"]]}
 
 
-def _fmt(v: Any, metric: str | None = None) -> str:
+def fmt_metric(v: Any, metric: str | None = None) -> str:
+    """A metric for people: accuracy in percent, others with 4 significant digits, None as a dash."""
     if v is None:
         return "—"
     if isinstance(v, float):
@@ -521,21 +522,21 @@ def _report(a, fl: _Flow, task, fp, qat, gold, gen, sims, gate, ben, sweep) -> d
     m = task.metric
     lines = [f"# nvmlstm flow: {a.task}", "",
              f"| | {m} |", "|---|---|",
-             f"| float (fp) | {_fmt(rep['fp_metric'], m)} |",
-             f"| 4-bit QAT (PyTorch eval) | {_fmt(rep['qat_metric'], m)} |",
-             f"| golden integer model | {_fmt(rep['golden_metric'], m)} |", "",
+             f"| float (fp) | {fmt_metric(rep['fp_metric'], m)} |",
+             f"| 4-bit QAT (PyTorch eval) | {fmt_metric(rep['qat_metric'], m)} |",
+             f"| golden integer model | {fmt_metric(rep['golden_metric'], m)} |", "",
              f"* RTL bit exact against the golden model: **{rtl_bit_exact}** "
              f"({rep['values_compared']} values on {', '.join(rep['simulators']) or 'no simulator'})",
              f"* gate-level (sky130 netlist) bit exact: **{rep['gate_level_bit_exact']}**"
              + (f" ({gate['values_compared']} values on {gate['simulator']})" if gate else ""),
              f"* cycles per timestep: {rep['cycles_per_timestep']}",
-             f"* efficiency: {_fmt(rep['tops_per_w'])} TOPS/W, {_fmt(rep['tops_per_mm2'])} TOPS/mm^2 "
+             f"* efficiency: {fmt_metric(rep['tops_per_w'])} TOPS/W, {fmt_metric(rep['tops_per_mm2'])} TOPS/mm^2 "
              f"(bench/bench.md)", ""]
     if sweep is not None:
         pt = sweep["weight_noise_0.05_adc_noise_0.5"]
         lines += ["## Noise (golden model, Monte Carlo)", "",
-                  f"{m} without noise {_fmt(sweep['ideal_mean'], m)}; with programming noise 5% of the conductance "
-                  f"range and ADC noise 0.5 LSB {_fmt(pt['mean'], m)} ± {_fmt(pt['std'], m)} over {sweep['trials']} "
+                  f"{m} without noise {fmt_metric(sweep['ideal_mean'], m)}; with programming noise 5% of the conductance "
+                  f"range and ADC noise 0.5 LSB {fmt_metric(pt['mean'], m)} ± {fmt_metric(pt['std'], m)} over {sweep['trials']} "
                   f"trials (`sweep/summary.md`).", ""] + [f"![{p}]({p})" for p in sweep["plots"]] + [""]
     if fl.skipped:
         lines += ["## Skipped", ""] + [f"* {k}: {v}" for k, v in sorted(fl.skipped.items())] + [""]
