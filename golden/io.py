@@ -160,7 +160,8 @@ def _array_entries(arrays: Mapping[str, np.ndarray], descriptions: Mapping[str, 
     return entries
 
 
-def _read_manifest(path: Path, fmt: str) -> dict:
+def _manifest_header(path: Path, fmt: str) -> dict:
+    """A manifest's JSON object, checked for its format name and schema version (every file kind)."""
     doc = read_json_file(path, FileFormatError, "manifest",
                          missing_hint=f" (a {fmt} file is an .npz plus its .json manifest)")
     if not isinstance(doc, dict):
@@ -172,6 +173,11 @@ def _read_manifest(path: Path, fmt: str) -> dict:
             f"{path}: schema_version {doc.get('schema_version')!r} is not supported (this version reads "
             f"{SCHEMA_VERSION})"
         )
+    return doc
+
+
+def _read_manifest(path: Path, fmt: str) -> dict:
+    doc = _manifest_header(path, fmt)
     for key in ("config", "arrays"):
         if not isinstance(doc.get(key), dict):
             raise FileFormatError(f"{path}: manifest key {key!r} is missing or not an object")
@@ -300,15 +306,7 @@ def load_float_model(path: str | Path, *, with_metadata: bool = False) -> FloatM
     if not path.exists():
         raise FileFormatError(f"{path}: float model file not found")
     mpath = _manifest_path(path)
-    doc = read_json_file(mpath, FileFormatError, "manifest",
-                         missing_hint=f" (a {FLOAT_MODEL_FORMAT} file is an .npz plus its .json manifest)")
-    if not isinstance(doc, dict):
-        raise FileFormatError(f"{mpath}: manifest must be a JSON object")
-    if doc.get("format") != FLOAT_MODEL_FORMAT:
-        raise FileFormatError(f"{mpath}: format is {doc.get('format')!r}, expected {FLOAT_MODEL_FORMAT!r}")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise FileFormatError(f"{mpath}: schema_version {doc.get('schema_version')!r} is not supported (this "
-                              f"version reads {SCHEMA_VERSION})")
+    doc = _manifest_header(mpath, FLOAT_MODEL_FORMAT)
     shape = doc.get("shape")
     keys = ("input_size", "hidden_size", "num_layers", "output_size")
     if not isinstance(shape, dict) or not all(isinstance(shape.get(k), int) and not isinstance(shape.get(k), bool)
