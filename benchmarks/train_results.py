@@ -1,15 +1,19 @@
-"""Reproduce docs/results.md: fp vs ptq vs qat at 4/4/4 bits on digits, charlm and timeseries, and the noise
-study (plain QAT vs noise-aware QAT under programming and ADC noise, evaluated by the golden model).
+"""Reproduce docs/results.md: fp vs ptq vs qat at 4/4/4 bits on digits, charlm (Shakespeare) and timeseries
+(yearly sunspots), plus qat/fp on charlm against the hidden size and the weight/ADC bits.
 
 Usage::
 
-    .venv/bin/python benchmarks/train_results.py [--seeds 0 1 2] [--runs runs/train_results] [--docs docs]
+    .venv/bin/python benchmarks/train_results.py [--seeds 0 1 2] [--charlm-seeds 0 1 2] [--no-table]
+        [--runs runs/train_results] [--docs docs]
 
-Per task and seed: ``fp`` (float training, model selected on the validation split), ``ptq`` (golden.ptq of
-that float model, calibrated on training sequences) and ``qat`` (quantization-aware fine-tuning from that
-float model). Every quantized number is the golden integer model's metric on the test split (the PyTorch
-evaluation path gives the same codes; each run checks it). Writes ``docs/results.json``,
-``docs/results.png`` and ``docs/results.md``.
+Per task and seed, one ``nvmlstm train --mode qat`` run with **no further options** -- the default recipe
+(`nvmlstm.train.runner.TASK_DEFAULTS`, docs/training.md "The QAT recipe"): it trains the float model first
+(``RUN_DIR/float``: the ``fp`` number) and fine-tunes it quantized (the ``qat`` number); ``ptq`` is
+`golden.ptq` of that same float model (``--mode ptq --init-from RUN_DIR/float``). Every quantized number
+is the golden integer model's metric on the test split (the PyTorch evaluation path gives the same codes;
+each run checks it). The charlm table (seed 0): hidden 64 / 128 / 256 with the same recipe, and weight +
+ADC bits 3 / 4 / 5 (DAC 4 bits) fine-tuned from the hidden-128 float model. Writes ``docs/results.json``,
+``docs/results.png`` and ``docs/results.md``. Finished runs are reused, interrupted ones resumed.
 """
 
 from __future__ import annotations
@@ -23,27 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nvmlstm.golden.io import load_model, write_text_atomic
-from nvmlstm.golden.nvm import NonIdealities
-from nvmlstm.train.runner import TrainArgs, golden_outputs, run_training
-from nvmlstm.tasks import load_task, metric_from_outputs
+from nvmlstm.golden.io import write_text_atomic
+from nvmlstm.train.runner import TASK_DEFAULTS, TrainArgs, run_training
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Per task: float epochs / lr, QAT fine-tuning epochs / lr (hidden sizes and the rest: TASK_DEFAULTS).
-PLAN = {
-    "digits": {"fp": (60, 1e-2), "qat": (30, 1e-3)},
-    "charlm": {"fp": (60, 5e-3), "qat": (30, 2e-3)},
-    "timeseries": {"fp": (60, 5e-3), "qat": (30, 2e-3)},
-}
+TASKS = ("digits", "charlm", "timeseries")
 #: Targets (docs/results.md): qat vs fp.
 TARGETS = {"digits": "qat accuracy >= fp - 0.01", "charlm": "qat bpc <= 1.05 x fp",
            "timeseries": "qat rmse <= 1.10 x fp"}
-#: Noise study on digits: noise-aware training levels and the evaluation grid (prog_noise, adc_noise LSB).
-NOISE_TRAIN = {"weight_noise": 0.05, "adc_noise": 0.5}
-NOISE_GRID = [(0.0, 0.0), (0.05, 0.0), (0.10, 0.0), (0.0, 0.5), (0.0, 1.0), (0.05, 0.5), (0.10, 1.0)]
-NOISE_SEEDS = (0, 1, 2, 3, 4)
+TABLE_HIDDEN = (64, 128, 256)
+TABLE_BITS = (3, 4, 5)
 
 
 def _target_met(task: str, fp: float, qat: float) -> bool:
@@ -59,90 +54,96 @@ def _run(runs: Path, name: str, **kw) -> dict:
     if (out / "metrics.json").is_file():  # already done (the script can be rerun after an interruption)
         return json.loads((out / "metrics.json").read_text())
     if out.exists():
-        kw["resume"] = (out / "checkpoint.pt").is_file()
+        kw["resume"] = True
     t0 = time.perf_counter()
     m = run_training(TrainArgs(out=str(out), progress=False, **kw), log=lambda s: None)
     print(f"  {name}: {m['metric_name']} {m['test_metric']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return m
 
 
+def _check(m: dict) -> float:
+    """The golden test metric of a quantized run (which must equal the PyTorch evaluation's)."""
+    assert m["golden_matches_torch_eval"] and m["golden_test_metric"] == m["test_metric"]
+    return float(m["golden_test_metric"])
+
+
+def _recipe_and_ptq(runs: Path, task: str, seed: int, tag: str = "", **kw) -> dict:
+    """One default-recipe qat run (float phase included) and the ptq of its float model."""
+    qat = _run(runs, f"{task}-qat{tag}-s{seed}", task=task, mode="qat", seed=seed, **kw)
+    fdir = runs / f"{task}-qat{tag}-s{seed}" / "float"
+    ptq = _run(runs, f"{task}-ptq{tag}-s{seed}", task=task, mode="ptq", seed=seed, init_from=str(fdir), **kw)
+    return {"fp": float(qat["float_run"]["test_metric"]), "ptq": _check(ptq), "qat": _check(qat),
+            "fp_seconds": qat["float_run"]["train_seconds"], "qat_seconds": qat["train_seconds"],
+            "qat_best_epoch": qat["best_epoch"], "adc_steps": qat["adc_steps"], "metric": qat["metric_name"]}
+
+
+def _bits_run(runs: Path, seed: int, bits: int) -> dict:
+    """charlm hidden 128: the seed's float model fine-tuned (qat) and post-training quantized at weight and
+    ADC bits ``bits`` (DAC 4 bits)."""
+    fdir = runs / f"charlm-qat-s{seed}" / "float"
+    fp = json.loads((fdir / "metrics.json").read_text())["test_metric"]
+    if bits == 4:  # the 4/4/4 cell is the seed's main recipe run (the same fine-tuning of the same float model)
+        r = _recipe_and_ptq(runs, "charlm", seed)
+        return {"fp": r["fp"], "ptq": r["ptq"], "qat": r["qat"]}
+    kw = {"weight_bits": bits, "adc_bits": bits}
+    qat = _run(runs, f"charlm-qat-b{bits}-s{seed}", task="charlm", mode="qat", seed=seed, init_from=str(fdir), **kw)
+    ptq = _run(runs, f"charlm-ptq-b{bits}-s{seed}", task="charlm", mode="ptq", seed=seed, init_from=str(fdir), **kw)
+    return {"fp": float(fp), "ptq": _check(ptq), "qat": _check(qat)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of digits and timeseries")
+    ap.add_argument("--charlm-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "train_results")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
-    ap.add_argument("--tasks", nargs="+", default=list(PLAN))
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    ap.add_argument("--no-table", action="store_true", help="skip the charlm hidden-size / bits table")
+    ap.add_argument("--table-hidden", type=int, nargs="*", default=list(TABLE_HIDDEN), choices=TABLE_HIDDEN)
+    ap.add_argument("--table-bits", type=int, nargs="*", default=list(TABLE_BITS), choices=TABLE_BITS)
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
-    results: dict = {"seeds": args.seeds, "bits": "4/4/4 (weight/DAC/ADC; head ADC 4)", "array": [32, 64],
-                     "plan": PLAN, "tasks": {}, "python": platform.python_version()}
+    recipe = {t: {k: TASK_DEFAULTS[t][k] for k in ("hidden", "fp_epochs", "lr", "qat_epochs", "qat_lr", "batch_size",
+                                                   "seq_len", "learn_weight_scales")} for t in TASKS}
+    results: dict = {"bits": "4/4/4 (weight/DAC/ADC; head ADC 4)", "array": [32, 64], "recipe": recipe,
+                     "tasks": {}, "python": platform.python_version()}
     for task in args.tasks:
         print(f"{task}:", flush=True)
-        rows = {"fp": [], "ptq": [], "qat": [], "qat_float": [], "fp_seconds": [], "qat_seconds": []}
-        for seed in args.seeds:
-            fe, flr = PLAN[task]["fp"]
-            qe, qlr = PLAN[task]["qat"]
-            fp = _run(args.runs, f"{task}-fp-s{seed}", task=task, mode="fp", epochs=fe, lr=flr, seed=seed)
-            fp_dir = str(args.runs / f"{task}-fp-s{seed}")
-            ptq = _run(args.runs, f"{task}-ptq-s{seed}", task=task, mode="ptq", init_from=fp_dir, seed=seed)
-            qat = _run(args.runs, f"{task}-qat-s{seed}", task=task, mode="qat", epochs=qe, lr=qlr, init_from=fp_dir,
-                       seed=seed)
-            for m in (ptq, qat):
-                assert m["golden_matches_torch_eval"] and m["golden_test_metric"] == m["test_metric"]
-            rows["fp"].append(fp["test_metric"])
-            rows["ptq"].append(ptq["golden_test_metric"])
-            rows["qat"].append(qat["golden_test_metric"])
-            rows["fp_seconds"].append(fp["train_seconds"])
-            rows["qat_seconds"].append(qat["train_seconds"])
-            rows["metric"] = fp["metric_name"]
-        mean = {k: float(np.mean(rows[k])) for k in ("fp", "ptq", "qat")}
-        rows["mean"] = mean
+        seeds = args.charlm_seeds if task == "charlm" else args.seeds
+        rows: dict = {"seeds": seeds, "fp": [], "ptq": [], "qat": [], "fp_seconds": [], "qat_seconds": [],
+                      "qat_best_epoch": []}
+        for seed in seeds:
+            r = _recipe_and_ptq(args.runs, task, seed)
+            for k in ("fp", "ptq", "qat", "fp_seconds", "qat_seconds", "qat_best_epoch"):
+                rows[k].append(r[k])
+            rows["metric"] = r["metric"]
+        rows["mean"] = {k: float(np.mean(rows[k])) for k in ("fp", "ptq", "qat")}
         rows["std"] = {k: float(np.std(rows[k])) for k in ("fp", "ptq", "qat")}
         rows["target"] = TARGETS[task]
-        rows["target_met"] = _target_met(task, mean["fp"], mean["qat"])
+        rows["target_met"] = _target_met(task, rows["mean"]["fp"], rows["mean"]["qat"])
         results["tasks"][task] = rows
 
-    if "digits" in args.tasks:
-        print("noise study (digits):", flush=True)
-        digits = load_task("digits")
-        x, y = digits.test
-        study: dict = {"train_noise": NOISE_TRAIN, "grid": NOISE_GRID, "eval_seeds": list(NOISE_SEEDS),
-                       "qat": [], "qat_noise_aware": []}
-        for seed in args.seeds:
-            fe, flr = PLAN["digits"]["fp"]
-            qe, qlr = PLAN["digits"]["qat"]
-            fp_dir = str(args.runs / f"digits-fp-s{seed}")
-            _run(args.runs, f"digits-qatnoise-s{seed}", task="digits", mode="qat", epochs=qe, lr=qlr,
-                 init_from=fp_dir, seed=seed, **NOISE_TRAIN)
-            for key, name in (("qat", f"digits-qat-s{seed}"), ("qat_noise_aware", f"digits-qatnoise-s{seed}")):
-                qm = load_model(args.runs / name / "model.npz")
-                accs = []
-                for wn, an in NOISE_GRID:
-                    vals = [metric_from_outputs(digits, golden_outputs(
-                        qm, x, NonIdealities(prog_noise=wn, adc_noise=an, seed=s)), y) for s in NOISE_SEEDS]
-                    accs.append(float(np.mean(vals)))
-                study[key].append(accs)
-        study["qat_mean"] = np.mean(study["qat"], axis=0).tolist()
-        study["qat_noise_aware_mean"] = np.mean(study["qat_noise_aware"], axis=0).tolist()
-        results["noise_study"] = study
+    if not args.no_table and "charlm" in args.tasks:
+        seed = args.charlm_seeds[0]
+        print(f"charlm table (seed {seed}):", flush=True)
+        hidden = {}
+        for H in args.table_hidden:
+            hidden[H] = (_recipe_and_ptq(args.runs, "charlm", seed) if H == TASK_DEFAULTS["charlm"]["hidden"]
+                         else _recipe_and_ptq(args.runs, "charlm", seed, tag=f"-h{H}", hidden=H))
+        bits = {b: _bits_run(args.runs, seed, b) for b in args.table_bits}
+        results["charlm_table"] = {"seed": seed,
+                                   "hidden": {str(k): _table_row(v) for k, v in hidden.items()},
+                                   "bits": {str(k): _table_row(v) for k, v in bits.items()}}
 
-    if "timeseries" in args.tasks:
-        # Where the timeseries gap comes from (seed 0): the input DAC alone, and a wider head ADC.
-        print("timeseries diagnostics:", flush=True)
-        ts = load_task("timeseries")
-        seed = args.seeds[0]
-        fp_dir = args.runs / f"timeseries-fp-s{seed}"
-        qe, qlr = PLAN["timeseries"]["qat"]
-        h8 = _run(args.runs, f"timeseries-qat-head8-s{seed}", task="timeseries", mode="qat", epochs=qe, lr=qlr,
-                  init_from=str(fp_dir), seed=seed, head_adc_bits=8)
-        results["timeseries_diagnostics"] = {
-            "seed": seed,
-            "fp": results["tasks"]["timeseries"]["fp"][0],
-            "fp_with_4bit_inputs": _fp_with_quantized_inputs(ts, fp_dir),
-            "qat": results["tasks"]["timeseries"]["qat"][0],
-            "qat_head_adc_8bit": h8["golden_test_metric"],
-        }
-
+    # What the full plan (3 seeds per task, every table cell) has and this invocation did not run.
+    missing = [f"{t}: {len(results['tasks'][t]['seeds'])} seed(s) of 3" for t in results["tasks"]
+               if len(results["tasks"][t]["seeds"]) < 3]
+    missing += [f"{t}: not run" for t in TASKS if t not in results["tasks"]]
+    if "charlm" in args.tasks:
+        ct = results.get("charlm_table", {"hidden": {}, "bits": {}})
+        missing += [f"charlm table hidden {h}: not run" for h in TABLE_HIDDEN if str(h) not in ct["hidden"]]
+        missing += [f"charlm table {b} bits: not run" for b in TABLE_BITS if str(b) not in ct["bits"]]
+    results["not_run"] = missing
     args.docs.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.docs / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
     _plot(results, args.docs / "results.png")
@@ -151,118 +152,100 @@ def main() -> int:
     return 0
 
 
-def _fp_with_quantized_inputs(task, fp_dir: Path) -> float:
-    """The float model of ``fp_dir`` on inputs rounded to 4-bit DAC codes (code / 7): the DAC's share."""
-    import torch
-
-    from nvmlstm.golden.config import LstmConfig
-    from nvmlstm.train.model import QuantLSTM
-    from nvmlstm.train.runner import load_float_state_file
-
-    cfg = LstmConfig(input_size=1, hidden_size=32, num_layers=1, output_size=1, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=32, array_cols=64)
-    m = QuantLSTM(cfg, 1.0 / 7)
-    m.load_float_state(load_float_state_file(fp_dir))
-    m.eval()
-    x, y = task.test
-    with torch.no_grad():
-        out = m(torch.from_numpy(np.round(x * 7) / 7).float()).double().numpy()
-    return metric_from_outputs(task, out, y)
+def _table_row(r: dict) -> dict:
+    return {"fp": r["fp"], "ptq": r["ptq"], "qat": r["qat"], "qat_over_fp": r["qat"] / r["fp"],
+            "ptq_over_fp": r["ptq"] / r["fp"]}
 
 
 def _fmt(metric: str, v: float) -> str:
     return f"{100 * v:.2f}%" if metric == "accuracy" else f"{v:.3f}"
 
 
+def _ratio(task: str, t: dict, k: str) -> str:
+    if t["metric"] == "accuracy":
+        return f"{100 * (t['mean'][k] - t['mean']['fp']):+.2f} points"
+    return f"{t['mean'][k] / t['mean']['fp']:.3f}x"
+
+
 def render_markdown(r: dict) -> str:
     """docs/results.md from the results dict (the numbers are never typed by hand)."""
-    seeds = ", ".join(map(str, r["seeds"]))
+    rc = r["recipe"]
     lines = [
         "# Results: float vs post-training quantization vs quantization-aware training",
         "",
         "Generated by `benchmarks/train_results.py` (numbers in `results.json`, plot `results.png`); rerun it to",
-        f"reproduce. Operating point: **4-bit NVM weights, 4-bit DAC, 4-bit ADC** (head ADC 4 bits too), "
-        f"32 x 64 crossbar tiles, one LSTM layer. Seeds {seeds}; the table gives the mean over seeds "
-        "(± standard deviation). Every ptq/qat number is the **golden integer model's** metric on the test "
-        "split (`golden_forward`); the PyTorch evaluation path gives identical output codes in every run.",
+        "reproduce. Operating point: **4-bit NVM weights, 4-bit DAC, 4-bit ADC** (head ADC 4 bits too), 32 x 64",
+        "crossbar tiles, one LSTM layer. Data (`data/README.md`): **charlm** the Shakespeare corpus",
+        "(`data/tinyshakespeare.txt`, 1.1 MB, contiguous 90/5/5 split), **timeseries** the yearly sunspot numbers",
+        "1700-2008 (`data/sunspots.csv`, chronological 70/15/15), **digits** scikit-learn's 8x8 digits.",
         "",
-        "| task | metric | fp | ptq 4/4/4 | qat 4/4/4 | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "Every qat number is one `nvmlstm train --task TASK --mode qat --seed S` run with no further options (the",
+        "default recipe, `docs/training.md`): it trains the float model (the **fp** column: that run's `float/`",
+        "phase) and fine-tunes it quantized; **ptq** is `golden.ptq` of the same float model. Every ptq/qat number",
+        "is the **golden integer model's** metric on the test split (`golden_forward`); the PyTorch evaluation",
+        "path gives identical output codes in every run. Mean over seeds ± standard deviation.",
+        "",
+        "| task | metric | hidden | seeds | fp | ptq 4/4/4 | qat 4/4/4 | ptq vs fp | qat vs fp | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, t in r["tasks"].items():
         m = t["metric"]
         cell = lambda k: f"{_fmt(m, t['mean'][k])} ± {_fmt(m, t['std'][k])}"  # noqa: E731
-        lines.append(f"| {task} | {m} | {cell('fp')} | {cell('ptq')} | {cell('qat')} | {t['target']} | "
+        lines.append(f"| {task} | {m} | {rc[task]['hidden']} | {len(t['seeds'])} | {cell('fp')} | {cell('ptq')} | "
+                     f"{cell('qat')} | {_ratio(task, t, 'ptq')} | {_ratio(task, t, 'qat')} | {t['target']} | "
                      f"{'yes' if t['target_met'] else '**no**'} |")
+    if r.get("not_run"):
+        lines += ["", "**Not run** (compute: one shared CPU core within the time available; the script runs them "
+                  "when invoked with the defaults): " + "; ".join(r["not_run"]) + "."]
     lines += ["", "Per seed (fp / ptq / qat):", ""]
     for task, t in r["tasks"].items():
         m = t["metric"]
         per = "; ".join(f"seed {s}: {_fmt(m, a)} / {_fmt(m, b)} / {_fmt(m, c)}"
-                        for s, a, b, c in zip(r["seeds"], t["fp"], t["ptq"], t["qat"]))
+                        for s, a, b, c in zip(t["seeds"], t["fp"], t["ptq"], t["qat"]))
         lines.append(f"* {task}: {per}")
-    lines += ["", "Training time per run (s, mean; 1 CPU thread): " + ", ".join(
-        f"{task} fp {np.mean(t['fp_seconds']):.1f} / qat {np.mean(t['qat_seconds']):.1f}"
+    lines += ["", "Recipe per task (`TASK_DEFAULTS`): " + "; ".join(
+        f"{task} hidden {c['hidden']}, float {c['fp_epochs']} epochs at lr {c['lr']:g}, qat {c['qat_epochs']} "
+        f"epochs at lr {c['qat_lr']:g}, batch {c['batch_size']}"
+        + (", learned weight scales" if c["learn_weight_scales"] else "") for task, c in rc.items()) + "."]
+    lines += ["", "Training time per run (s, mean; 1 CPU thread, shared machine): " + ", ".join(
+        f"{task} fp {np.mean(t['fp_seconds']):.0f} / qat {np.mean(t['qat_seconds']):.0f}"
         for task, t in r["tasks"].items()) + "."]
-    if "noise_study" in r:
-        ns = r["noise_study"]
+    if "charlm_table" in r:
+        ct = r["charlm_table"]
         lines += [
             "",
-            "## Noise study (digits)",
+            f"## charlm: where 4 bits stops being enough (seed {ct['seed']}, one seed per cell)",
             "",
-            f"Plain QAT vs noise-aware QAT (trained with weight noise {ns['train_noise']['weight_noise']} of the "
-            f"conductance range and ADC noise {ns['train_noise']['adc_noise']} LSB), both fine-tuned from the same "
-            "float models, evaluated by the golden model with `NonIdealities` (programming noise drawn once per "
-            f"chip, ADC noise per conversion); accuracy averaged over {len(ns['eval_seeds'])} noise draws and "
-            f"the {len(r['seeds'])} seeds.",
+            "Hidden size, at 4/4/4 (each row its own float model, same recipe):",
             "",
-            "| programming noise | ADC noise (LSB) | qat | noise-aware qat |",
-            "|---|---|---|---|",
+            "| hidden | fp bpc | ptq bpc | qat bpc | ptq / fp | qat / fp |",
+            "|---|---|---|---|---|---|",
         ]
-        for (wn, an), a, b in zip(ns["grid"], ns["qat_mean"], ns["qat_noise_aware_mean"]):
-            lines.append(f"| {wn:g} | {an:g} | {100 * a:.2f}% | {100 * b:.2f}% |")
-    if "timeseries_diagnostics" in r:
-        d = r["timeseries_diagnostics"]
+        for k, v in ct["hidden"].items():
+            lines.append(f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
+                         f"{v['qat_over_fp']:.3f} |")
         lines += [
             "",
-            f"## Where the timeseries gap comes from (seed {d['seed']})",
+            "Weight and ADC bits (DAC 4 bits, head ADC = ADC bits), hidden 128, all from the same float model:",
             "",
-            "| model | test RMSE |",
-            "|---|---|",
-            f"| fp | {d['fp']:.3f} |",
-            f"| fp with its inputs rounded to 4-bit DAC codes | {d['fp_with_4bit_inputs']:.3f} |",
-            f"| qat 4/4/4 | {d['qat']:.3f} |",
-            f"| qat 4/4/4 with an 8-bit head ADC (`--head-adc-bits 8`) | {d['qat_head_adc_8bit']:.3f} |",
+            "| weight / ADC bits | fp bpc | ptq bpc | qat bpc | ptq / fp | qat / fp |",
+            "|---|---|---|---|---|---|",
         ]
+        for k, v in ct["bits"].items():
+            lines.append(f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
+                         f"{v['qat_over_fp']:.3f} |")
     lines += ["", NOTES, ""]
     return "\n".join(lines)
 
 
-NOTES = """## Observations
+NOTES = """See `docs/training.md` for the method (STE, learned ADC steps and weight scales, the recipe and what
+each ingredient bought) and `docs/performance.md`, "Training speed", for the cost of a QAT epoch.
 
-* **All three targets are met on the mean over seeds**, and PTQ at 4/4/4 is clearly worse than QAT on
-  every task (digits: about 3 points of accuracy lost by PTQ, most recovered by QAT; charlm: PTQ costs
-  about 20% in bpc, QAT about 3%; timeseries: PTQ about 15% in RMSE, QAT about 5%). This is the paper's
-  finding: training through the 4-bit weight, DAC and ADC quantizers recovers close to float accuracy.
-* **Per seed the digits target is not always met**: see the per-seed line above; on a 359-image test set
-  one image is 0.28 points, and the validation split that selects the epoch has 180 images, so single
-  seeds scatter by about a point. The mean is the meaningful number.
-* **charlm** is data-limited: 6.5 kB of training text (`data/declaration.txt`) gives about 2.9 bpc even in
-  float; every model is selected on the validation split (the float models stop improving after 40-50 of
-  their 60 epochs).
-  The comparison between modes, not the absolute bpc, is the result. A PTB-layout directory works with
-  `--data` for a realistic corpus (not shipped; much longer runs).
-* **timeseries**: the remaining ~5% gap is not the input DAC (the float model on 4-bit inputs loses
-  almost nothing) and not the head ADC's coarse output grid (an 8-bit head ADC gives about the same
-  RMSE): it is the 4-bit weights and ADC inside the recurrence. The series is synthetic and documented
-  (`data/README.md`).
-* **Noise**: noise-aware QAT (weight noise 0.05, ADC noise 0.5 LSB during training) gives up a fraction
-  of a point without noise and keeps several points more accuracy under programming and ADC noise,
-  up to about 12 points at 1 LSB of ADC noise; both degrade sharply at 0.1 of the conductance range
-  plus 1 LSB.
-* Training time: QAT epochs cost several times a float epoch (`docs/performance.md`, "Training speed");
-  every run here takes well under a minute on one core.
+## Resilience sweeps
 
-See `docs/training.md` for the method (STE, learned ADC steps, noise injection, export).
+Metric against bits and against programming and ADC noise (plain vs noise-aware QAT, evaluated by the
+golden model with `NonIdealities`) is in `docs/resilience.md` ("Resilience sweeps"), generated by
+`benchmarks/resilience_figures.py`.
 
 ## Efficiency against GPU, FPGA, ASIC and NVM designs
 
@@ -281,7 +264,8 @@ def _plot(r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(r["tasks"])
-    fig, axes = plt.subplots(1, len(tasks) + (1 if "noise_study" in r else 0), figsize=(3.4 * (len(tasks) + 1), 3.2))
+    extra = 1 if "charlm_table" in r else 0
+    fig, axes = plt.subplots(1, len(tasks) + extra, figsize=(3.4 * (len(tasks) + extra), 3.2))
     axes = np.atleast_1d(axes)
     for ax, task in zip(axes, tasks):
         t = r["tasks"][task]
@@ -293,17 +277,20 @@ def _plot(r: dict, path: Path) -> None:
         lo = min(scale * t["mean"][x] for x in k)
         hi = max(scale * t["mean"][x] for x in k)
         ax.set_ylim(lo - 0.3 * (hi - lo + 1e-9) - (2 if scale == 100 else 0.05 * lo), hi + 0.3 * (hi - lo + 1e-9))
-    if "noise_study" in r:
+    if extra:
         ax = axes[-1]
-        ns = r["noise_study"]
-        labels = [f"{wn:g}/{an:g}" for wn, an in ns["grid"]]
-        xs = np.arange(len(labels))
-        ax.plot(xs, 100 * np.asarray(ns["qat_mean"]), marker="o", label="qat")
-        ax.plot(xs, 100 * np.asarray(ns["qat_noise_aware_mean"]), marker="s", label="noise-aware qat")
-        ax.set_xticks(xs, labels, rotation=45, fontsize=7)
-        ax.set_xlabel("prog noise / ADC noise (LSB)")
-        ax.set_title("digits under noise (accuracy %)")
-        ax.legend(fontsize=7)
+        ct = r["charlm_table"]
+        for key, label, marker in (("hidden", "hidden (4/4/4)", "o"), ("bits", "weight/ADC bits (H=128)", "s")):
+            xs = list(ct[key])
+            ax.plot(range(len(xs)), [ct[key][x]["qat_over_fp"] for x in xs], marker=marker, label=f"qat, {label}")
+            ax.plot(range(len(xs)), [ct[key][x]["ptq_over_fp"] for x in xs], marker=marker, ls=":",
+                    label=f"ptq, {label}")
+        ax.axhline(1.05, color="k", lw=0.7, ls="--")
+        ax.set_xticks(range(3), ["64 / 3", "128 / 4", "256 / 5"])
+        ax.set_xlabel("hidden / bits")
+        ax.set_ylabel("bpc / fp bpc")
+        ax.set_title("charlm: quantized / float")
+        ax.legend(fontsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})

@@ -148,6 +148,100 @@ def test_native_kernel_equals_the_torch_recurrence(name, monkeypatch):
         assert float((a - b).abs().max()) <= 1e-5 * max(1.0, float(b.abs().max()))
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("name", ["default", "two_layers_small_tiles", "wide"])
+def test_segmented_gemm_equals_the_tiled_matrix(name, native, monkeypatch):
+    # The training forward multiplies h by the compact recurrent rows per row-tile segment
+    # (train.exact.tile_segments) instead of the zero-padded tile_matrix: h must be bit-identical and the
+    # gradients equal (the compact weight gradient is the tiled one's nonzero blocks).
+    from nvmlstm.train import ckernel
+    from nvmlstm.train.exact import tile_segments, tiled_inputs
+
+    if native and ckernel.load() is None:
+        pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")
+    lib = ckernel.load() if native else None
+    monkeypatch.setattr(ckernel, "load", lambda: lib)
+    cfg = CONFIGS[name]
+    m, x = _trained_like(cfg, seed=5)
+    codes = m.quant_params()[0][0]["codes"].detach()
+    n, H = cfg.input_size, cfg.hidden_size
+    K, N = n + H + 1, 4 * H
+    wt = tile_matrix(codes, cfg.array_rows)
+    T, B = x.shape[1], x.shape[0]
+    R = wt.shape[1] // N
+    xc = m.input_codes(x).transpose(0, 1).reshape(T * B, n)
+    pre_tiled = (xc @ wt[:n] + cfg.dac_max * wt[n + H]).view(T, B, R, N)
+    pre_seg = tiled_inputs(xc, codes.t()[:n], cfg.dac_max * codes.t()[n + H], K, cfg.array_rows).view(T, B, R, N)
+    assert torch.equal(pre_seg, pre_tiled)
+    hseg = tile_segments(K, cfg.array_rows, n, n + H)
+    assert sum(b - a for _, a, b in hseg) == H
+    pmax = min(cfg.array_rows, K) * cfg.weight_max * cfg.dac_max
+    w = torch.randn(T, B, H, generator=torch.Generator().manual_seed(2))
+    step, gs = m.quant_params()[0][0]["step"].detach(), m.quant_params()[0][0]["gate_scale"].detach()
+    a = [t.clone().requires_grad_() for t in (pre_tiled, wt[n : n + H], step, gs)]
+    h1 = QuantRecurrence.apply(*a, None, pmax, m._consts, tables(cfg))
+    g1 = torch.autograd.grad((h1 * w).sum(), a)
+    b = [t.clone().requires_grad_() for t in (pre_tiled, codes.t()[n : n + H], step, gs)]
+    h2 = QuantRecurrence.apply(*b, None, pmax, m._consts, tables(cfg), hseg)
+    g2 = torch.autograd.grad((h2 * w).sum(), b)
+    assert torch.equal(h1, h2)
+    dwh_tiled = g1[1].view(H, R, N)
+    for r, lo, hi in hseg:
+        assert float((g2[1][lo:hi] - dwh_tiled[lo:hi, r]).abs().max()) <= 1e-5 * max(1.0, float(dwh_tiled.abs().max()))
+    for i in (0, 2, 3):
+        assert float((g1[i] - g2[i]).abs().max()) <= 1e-5 * max(1.0, float(g1[i].abs().max()))
+    assert float(g2[1].abs().max()) > 0
+
+
+@pytest.mark.parametrize("name", ["default", "two_layers_small_tiles", "wide"])
+def test_model_segmented_gemms_equal_the_tiled_form(name):
+    # The whole training forward (layers and head) with per-segment GEMMs equals the zero-padded tiled form:
+    # the same output codes, the same loss, gradients equal to float rounding.
+    m, x = _trained_like(CONFIGS[name], seed=6)
+    m.train()
+    res = []
+    for seg in (True, False):
+        m.segmented_gemm = seg
+        m.zero_grad()
+        out = m(x)
+        out.square().mean().backward()
+        res.append((m.forward_codes(x, fake_quant=True), out.detach(),
+                    [q.grad.clone() for q in m.parameters() if q.grad is not None]))
+    (c1, o1, g1), (c2, o2, g2) = res
+    assert torch.equal(c1, c2) and torch.equal(o1, o2)
+    assert len(g1) == len(g2) > 0
+    for a, b in zip(g1, g2):
+        assert float((a - b).abs().max()) <= 1e-4 * max(1.0, float(b.abs().max()))
+
+
+def test_learned_weight_scales_clip_and_export_exactly():
+    # Learned (LSQ) weight scales: a scale below the max-abs one clips the largest weights to +-weight_max;
+    # the training forward still computes the exported integers (== golden), and the scale gets the LSQ
+    # gradient (nonzero: clipped weights pull it up, rounding errors move it).
+    cfg = CONFIGS["default"]
+    torch.manual_seed(0)
+    m = QuantLSTM(cfg, 1.0 / cfg.dac_max, learn_weight_scales=True)
+    x = torch.rand(32, 10, cfg.input_size) * 2 - 1
+    m.calibrate(x.numpy())
+    m.init_weight_scales()
+    max_abs = m._quant_params(learned=False)
+    assert torch.allclose(m.quant_params()[0][0]["scale"], max_abs[0][0]["scale"])
+    with torch.no_grad():
+        m.log_wscale.sub_(0.5)  # scales x 0.61: the largest weights clip
+    m.quantized = True
+    m.train()
+    layers, head = m.quant_params()
+    n_clipped = lambda codes: int((codes.abs() == cfg.weight_max).sum())  # noqa: E731
+    assert n_clipped(layers[0]["codes"]) > n_clipped(max_abs[0][0]["codes"])
+    fake = m.forward_codes(x, fake_quant=True)
+    qm = m.export()
+    gold = golden_forward(qm, m.input_codes(x.double()).numpy().astype(np.int64), trace=False)["outputs"]
+    assert np.array_equal(fake.double().numpy(), gold)
+    m(x).square().mean().backward()
+    assert float(m.log_wscale.grad.abs().min()) > 0 and float(m.log_head_wscale.grad.abs()) > 0
+    assert any(p is m.log_wscale for p in m.quantizer_parameters())
+
+
 def test_step_gradient_is_lsq():
     # A single ADC step: out = step * clip(round(p / step)). LSQ: d out / d step = round(v) - v inside the
     # range, +-adc_max outside.

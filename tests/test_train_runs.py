@@ -18,7 +18,7 @@ from nvmlstm.golden.lstm import golden_forward  # noqa: E402
 from nvmlstm.cli import main  # noqa: E402
 from nvmlstm.train.exact import exact_forward  # noqa: E402
 from nvmlstm.train.runner import TrainArgs, _codes, run_training  # noqa: E402
-from nvmlstm.tasks import load_task  # noqa: E402
+from nvmlstm.tasks import SMALL_DATA, load_task  # noqa: E402
 
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:
@@ -31,7 +31,8 @@ def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:
 def digits_qat(tmp_path_factory):
     """A short QAT run on digits from scratch (the default 4/4/4, H=32, 32x64 arrays), timed."""
     t0 = time.perf_counter()
-    out, m = _run(tmp_path_factory.mktemp("digits"), "qat", task="digits", mode="qat", epochs=20, seed=0)
+    out, m = _run(tmp_path_factory.mktemp("digits"), "qat", task="digits", mode="qat", epochs=20, seed=0,
+                  fp_epochs=0)
     return out, m, time.perf_counter() - t0
 
 
@@ -63,11 +64,15 @@ def test_pytorch_eval_equals_golden_on_the_full_digits_test_set(digits_qat):
 
 @pytest.mark.parametrize("task,kw", [("charlm", {"hidden": 16, "seq_len": 32}), ("timeseries", {"hidden": 12})])
 def test_pytorch_eval_equals_golden_on_other_tasks(tmp_path, task, kw):
-    out, m = _run(tmp_path, task, task=task, mode="qat", epochs=1, seed=1, **kw)
+    # The small shipped files keep this fast; the recipe's two phases: 2 float epochs, then 1 QAT epoch.
+    data = str(SMALL_DATA[task])
+    out, m = _run(tmp_path, task, task=task, mode="qat", epochs=1, fp_epochs=2, seed=1, data=data, **kw)
     assert m["golden_matches_torch_eval"] is True  # whole test split, computed by run_training
     assert m["golden_test_metric"] == m["test_metric"]
+    assert m["float_run"]["epochs"] == 2 and (out / "float" / "float_model.pt").is_file()
+    assert m["learn_weight_scales"] is True  # the recipe's default
     qm = load_model(out / "model.npz")
-    x, _ = load_task(task, seq_len=kw.get("seq_len")).test
+    x, _ = load_task(task, data, seq_len=kw.get("seq_len")).test
     idx = np.random.default_rng(0).choice(len(x), size=min(16, len(x)), replace=False)
     codes = _codes(qm, x[idx])
     assert np.array_equal(exact_forward(qm, codes).numpy(), golden_forward(qm, codes, trace=False)["outputs"])
@@ -75,7 +80,7 @@ def test_pytorch_eval_equals_golden_on_other_tasks(tmp_path, task, kw):
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     # Noise-aware QAT: shuffling, weight noise and ADC noise all draw random numbers across epochs.
-    kw = dict(task="digits", mode="qat", epochs=3, seed=5, hidden=8, weight_noise=0.05, adc_noise=0.3)
+    kw = dict(task="digits", mode="qat", epochs=3, seed=5, hidden=8, weight_noise=0.05, adc_noise=0.3, fp_epochs=0)
     full, m_full = _run(tmp_path, "full", **kw)
     part = tmp_path / "part"
     r = run_training(TrainArgs(out=str(part), progress=False, **kw), stop_after_epoch=1)
@@ -88,6 +93,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert (full / "model.npz").read_bytes() == (part / "model.npz").read_bytes()
     assert m_res["test_metric"] == m_full["test_metric"]
     assert [h["train_loss"] for h in m_res["history"]] == [h["train_loss"] for h in m_full["history"]]
+
+
+def test_recipe_resume_after_the_float_phase_gives_the_same_model(tmp_path):
+    # The default qat recipe: float pre-training in RUN_DIR/float, then QAT from its best weights. Interrupted
+    # in the QAT phase and resumed, it ends with the same model as an uninterrupted run.
+    kw = dict(task="digits", mode="qat", epochs=2, fp_epochs=2, seed=3, hidden=8)
+    full, m_full = _run(tmp_path, "full", **kw)
+    part = tmp_path / "part"
+    assert run_training(TrainArgs(out=str(part), progress=False, **kw), stop_after_epoch=1,
+                        log=lambda s: None) == {"interrupted_after_epoch": 1}
+    assert (part / "float" / "metrics.json").is_file() and not (part / "model.npz").exists()
+    m_res = run_training(TrainArgs(out=str(part), progress=False, resume=True, **kw), log=lambda s: None)
+    assert (full / "model.npz").read_bytes() == (part / "model.npz").read_bytes()
+    assert m_res["test_metric"] == m_full["test_metric"]
+    float_metrics = json.loads((full / "float" / "metrics.json").read_text())
+    assert m_full["float_run"]["test_metric"] == float_metrics["test_metric"]
 
 
 def test_init_from_a_torch_state_dict_through_the_cli(tmp_path, capsys):
@@ -121,13 +142,16 @@ def _error(capsys, tmp_path, argv, pattern):
 
 @pytest.mark.parametrize("argv,pattern", [
     (["--task", "charlm", "--mode", "fp", "--data", "/nonexistent/text.txt"], r"/nonexistent/text.txt: data path not found"),
-    (["--task", "charlm", "--mode", "fp", "--seq-len", "900"], r"fewer than the sequence length \+ 1 \(901\)"),
+    (["--task", "charlm", "--mode", "fp", "--data", str(SMALL_DATA["charlm"]), "--seq-len", "900"],
+     r"fewer than the sequence length \+ 1 \(901\)"),
     (["--task", "poetry", "--mode", "fp"], r"argument --task: invalid choice: 'poetry'"),
     (["--task", "digits", "--mode", "qat", "--adc-bits", "17"], r"argument --adc-bits: expected an integer from 2 to 16"),
     (["--task", "digits", "--mode", "qat", "--weight-bits", "1"], r"argument --weight-bits"),
     (["--task", "digits", "--mode", "fp", "--resume"], r"no checkpoint to resume from"),
     (["--task", "digits", "--mode", "fp", "--adc-noise", "0.5"], r"use them with --mode qat"),
-    (["--task", "timeseries", "--mode", "fp", "--seq-len", "400"], r"the valid split has 360 values"),
+    (["--task", "timeseries", "--mode", "fp", "--seq-len", "400"], r"the train split has 216 values"),
+    (["--task", "timeseries", "--mode", "fp", "--data", str(SMALL_DATA["timeseries"]), "--seq-len", "400"],
+     r"the valid split has 360 values"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, pattern):
     _error(capsys, tmp_path, argv, pattern)

@@ -63,6 +63,8 @@ from typing import NamedTuple
 
 import torch
 
+from .exact import seg_addmm_, seg_mm_t
+
 __all__ = ["load", "Kernel", "KernelUnavailable", "ForwardState", "DISABLE_ENV", "REQUIRE_ENV", "MAX_TABLE"]
 
 DISABLE_ENV = "NVMLSTM_NO_CKERNEL"
@@ -338,7 +340,7 @@ class Kernel:
 
     def forward(self, pre: torch.Tensor, wh: torch.Tensor, *, pmax: int, adc_tab: torch.Tensor,
                 gate_tab: torch.Tensor, col_off: torch.Tensor, h_oc: torch.Tensor, cell_max: int,
-                frac_bits: int) -> ForwardState:
+                frac_bits: int, hseg: tuple | None = None) -> ForwardState:
         """The forward loop of `nvmlstm.train.recurrence.QuantRecurrence` (float32, ADC as a table).
 
         Per timestep the GEMM ``p = pre[t] + h_{t-1} @ wh`` in torch (``h_0 = 0``), then one C call for
@@ -351,7 +353,8 @@ class Kernel:
         pre : Tensor (T, B, R, N), float32
             The part of every row tile's dot product that does not depend on h (any strides).
         wh : Tensor (H, R * N), float32
-            Recurrent weight codes, row-tiled; ``N == 4 H`` (any strides).
+            Recurrent weight codes, row-tiled; ``N == 4 H`` (any strides). With ``hseg``: (H, N), the
+            recurrent rows of the transposed weight codes, and the GEMM runs per tile segment.
         pmax : int
             Bound of |p|: every dot product must be an integer in [-pmax, pmax].
         adc_tab : Tensor (2 pmax + 1,), float32
@@ -364,6 +367,9 @@ class Kernel:
             h_t code of every (o, c_t).
         cell_max, frac_bits : int
             Saturation bound of c_t and its fractional bits F (``c_t = floor(m 2^-F + 1/2)``).
+        hseg : tuple of (r, a, b), optional
+            `nvmlstm.train.exact.tile_segments` of the h rows: the product ``h @ W_h`` is computed per
+            segment (1/R of the multiply-adds of the zero-padded row-tiled form).
 
         Returns
         -------
@@ -380,10 +386,11 @@ class Kernel:
         if torch.is_grad_enabled():  # the GEMMs write into buffers (out=): no graph (cheaper than a decorator)
             with torch.no_grad():
                 return self.forward(pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off,
-                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits)
+                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits, hseg=hseg)
         fn = "ckernel.forward"
         T, B, R, N = _tensor(fn, "pre", pre, _F32, (None, None, None, None), contiguous=False)
-        H, RN = _tensor(fn, "wh", wh, _F32, (None, R * N), contiguous=False)
+        H, RN = _tensor(fn, "wh", wh, _F32, (None, R * N if hseg is None else N), contiguous=False)
+        RN = R * N
         if N != 4 * H:
             raise ValueError(f"{fn}: pre has {N} columns per tile, expected 4 x hidden = {4 * H}")
         pmax = _int(fn, "pmax", pmax)
@@ -430,7 +437,12 @@ class Kernel:
         ref = ctypes.byref(args)
         step = self.lib.nvk_forward_step
         for t in range(T):
-            p = pre2p[0] if t == 0 else torch.addmm(pre2p[t], st.hs[t], wh, out=P)  # h_0 = 0: no GEMM
+            if t == 0:
+                p = pre2p[0]  # h_0 = 0: no GEMM
+            elif hseg is None:
+                p = torch.addmm(pre2p[t], st.hs[t], wh, out=P)
+            else:
+                p = seg_addmm_(P.copy_(pre2p[t]).view(B, R, N), st.hs[t], wh, hseg).view(B, RN)
             if step(ref, t, p.data_ptr()) != _OK:  # _BAD_P, the only per-step check of the forward
                 w = where.value
                 raise ValueError(f"{fn}: dot product p{_at(t, w, (B, RN))} = {float(p.view(-1)[w]) - pmax}, not an "
@@ -439,7 +451,8 @@ class Kernel:
 
     def backward(self, dhs: torch.Tensor, wh: torch.Tensor, fwd: ForwardState, *, pmax: int,
                  am_tab: torch.Tensor, fac_tab: torch.Tensor, tanh_c: torch.Tensor, dtanh_c: torch.Tensor,
-                 cell_max: int, frac_bits: int, dac_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+                 cell_max: int, frac_bits: int, dac_max: int, hseg: tuple | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """The BPTT loop of `nvmlstm.train.recurrence.QuantRecurrence` (straight-through estimator).
 
         Per timestep (last to first) one C call for the elementwise STE chain, filling ``dp[t]`` (the STE
@@ -450,7 +463,7 @@ class Kernel:
         dhs : Tensor (T, B, H), float32
             dL/dh_t from the loss.
         wh : Tensor (H, R * N), float32
-            The recurrent weight codes of the forward (any strides).
+            The recurrent weight codes of the forward (any strides); (H, N) with ``hseg``.
         fwd : ForwardState
             The forward's values (`forward`; the indices in it are checked again).
         pmax : int
@@ -463,6 +476,8 @@ class Kernel:
             tanh(c_t) as a table code and its STE slope, entry ``c + cell_max``.
         cell_max, frac_bits, dac_max : int
             The config numbers of the forward.
+        hseg : tuple of (r, a, b), optional
+            As in `forward`.
 
         Returns
         -------
@@ -480,13 +495,19 @@ class Kernel:
         if torch.is_grad_enabled():  # as in `forward`
             with torch.no_grad():
                 return self.backward(dhs, wh, fwd, pmax=pmax, am_tab=am_tab, fac_tab=fac_tab, tanh_c=tanh_c,
-                                     dtanh_c=dtanh_c, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max)
+                                     dtanh_c=dtanh_c, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max,
+                                     hseg=hseg)
         fn = "ckernel.backward"
         if not isinstance(fwd, ForwardState):
             raise TypeError(f"{fn}: fwd must be a ForwardState, not {type(fwd).__name__}")
         T, B, H = _tensor(fn, "dhs", dhs, _F32, (None, None, None))
         N = _tensor(fn, "fwd.acc", fwd.acc, _F32, (T, B, None))[2]
         RN = _tensor(fn, "wh", wh, _F32, (H, None), contiguous=False)[1]
+        if hseg is not None:
+            if RN != N:
+                raise ValueError(f"{fn}: wh has {RN} columns, expected 4 x hidden = {N} (with hseg)")
+            # the number of row tiles comes from the forward's saved ADC indices (checked just below)
+            RN = fwd.kp.shape[2] if isinstance(fwd.kp, torch.Tensor) and fwd.kp.dim() == 3 else N
         if N != 4 * H or RN % N:
             raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
                              f"multiple of it")
@@ -531,5 +552,8 @@ class Kernel:
                     msg = f"fwd.kp{_at(t, w, (B, RN))} = {int(fwd.kp[t].view(-1)[w])}, outside am_tab [0, {n_am})"
                 raise ValueError(f"{fn}: {msg}")
             if t > 0:
-                torch.mm(DP[t], wh_t, out=dh)
+                if hseg is None:
+                    torch.mm(DP[t], wh_t, out=dh)
+                else:
+                    seg_mm_t(DP[t].view(B, R, N), wh, hseg, dh)
         return DP, sums

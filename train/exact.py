@@ -22,7 +22,7 @@ from nvmlstm.golden.nvm import row_tile_bounds
 
 from .ops import rshift_round, round_half_away, tables
 
-__all__ = ["exact_forward", "tile_matrix"]
+__all__ = ["exact_forward", "tile_matrix", "tile_segments", "tiled_inputs", "seg_addmm_", "seg_mm_t", "seg_grad"]
 
 _F64 = torch.float64
 
@@ -36,6 +36,69 @@ def tile_matrix(weights: torch.Tensor, array_rows: int) -> torch.Tensor:
     N, K = weights.shape
     mask = _tile_mask(K, array_rows, weights.dtype)
     return (weights.t()[:, None, :] * mask[:, :, None]).reshape(K, mask.shape[1] * N)
+
+
+@functools.lru_cache(maxsize=256)
+def tile_segments(K: int, array_rows: int, lo: int, hi: int) -> tuple[tuple[int, int, int], ...]:
+    """Where rows ``[lo, hi)`` of a K-row matrix lie in its row tiles: ``(r, a - lo, b - lo)`` for every tile
+    ``r`` whose rows meet ``[lo, hi)`` in ``[a, b)``.
+
+    The compact form of `tile_matrix` for the training GEMMs: each matrix row belongs to exactly one tile,
+    so ``x @ tile_matrix(W)[lo:hi]`` is, per segment, ``x[:, a:b] @ W.T[a:b]`` written into tile ``r``'s
+    column block -- the same integers at 1/R of the multiply-adds (the zeros of `tile_matrix` are skipped).
+    """
+    segs = []
+    for r, (a, b) in enumerate(row_tile_bounds(K, array_rows)):
+        a2, b2 = max(a, lo), min(b, hi)
+        if a2 < b2:
+            segs.append((r, a2 - lo, b2 - lo))
+    return tuple(segs)
+
+
+def tiled_inputs(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, K: int, array_rows: int) -> torch.Tensor:
+    """Every row tile's partial dot products of the rows that do not depend on h (autograd).
+
+    ``x`` (M, n): the input codes; ``wt`` (n, N): the input rows of the transposed weight codes (rows
+    ``0..n-1`` of the K-row matrix); ``bias`` (N,): the bias row's codes times its drive (row ``K - 1``).
+    Returns (M, R, N), equal to ``x @ tile_matrix(W)[:n] + bias row`` (`tile_segments`; exact integers).
+    """
+    M, N = x.shape[0], wt.shape[1]
+    R = len(row_tile_bounds(K, array_rows))
+    parts: list[torch.Tensor | None] = [None] * R
+    for r, a, b in tile_segments(K, array_rows, 0, x.shape[1]):
+        parts[r] = x[:, a:b] @ wt[a:b]
+    rb = tile_segments(K, array_rows, K - 1, K)[0][0]  # the bias row's tile
+    parts[rb] = bias.expand(M, N) if parts[rb] is None else parts[rb] + bias
+    zero = None
+    for r in range(R):
+        if parts[r] is None:
+            zero = x.new_zeros(M, N) if zero is None else zero
+            parts[r] = zero
+    return torch.stack(parts, 1)
+
+
+def seg_addmm_(out: torch.Tensor, h: torch.Tensor, wh: torch.Tensor, segs) -> torch.Tensor:
+    """``out`` (M, R, N) += the tiled product of ``h`` (M, H) with the recurrent rows ``wh`` (H, N), per
+    segment of `tile_segments` (in place, no graph)."""
+    for r, a, b in segs:
+        out[:, r].addmm_(h[:, a:b], wh[a:b])
+    return out
+
+
+def seg_mm_t(dp: torch.Tensor, wh: torch.Tensor, segs, out: torch.Tensor) -> torch.Tensor:
+    """The transposed product: ``out`` (M, H) = d(loss)/dh from ``dp`` (M, R, N), per segment (the
+    segments of h are disjoint, so each writes its own columns)."""
+    for r, a, b in segs:
+        out[:, a:b] = dp[:, r] @ wh[a:b].t()
+    return out
+
+
+def seg_grad(h: torch.Tensor, dp: torch.Tensor, segs, H: int) -> torch.Tensor:
+    """The weight gradient (H, N) of `seg_addmm_`: ``h[:, a:b].T @ dp[:, r]`` per segment (M rows)."""
+    dw = h.new_zeros(H, dp.shape[2])
+    for r, a, b in segs:
+        dw[a:b] = h[:, a:b].t() @ dp[:, r]
+    return dw
 
 
 @functools.lru_cache(maxsize=64)

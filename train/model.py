@@ -36,7 +36,7 @@ from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams, QuantizedModel
 from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, quantize_model
 
-from .exact import exact_forward, tile_matrix
+from .exact import exact_forward, tile_matrix, tile_segments, tiled_inputs
 from .ops import adc_round, ste, tables
 from .recurrence import QuantRecurrence, RecurrenceConsts
 
@@ -66,7 +66,7 @@ class QuantLSTM(nn.Module):
         Real value of one input DAC code (inputs are quantized as ``round_half_even(x / input_scale)``).
     """
 
-    def __init__(self, cfg: LstmConfig, input_scale: float):
+    def __init__(self, cfg: LstmConfig, input_scale: float, *, learn_weight_scales: bool = False):
         super().__init__()
         self.cfg = cfg
         self.input_scale = float(input_scale)
@@ -74,6 +74,15 @@ class QuantLSTM(nn.Module):
         self.head = nn.Linear(cfg.hidden_size, cfg.output_size)
         self.log_step = nn.Parameter(torch.zeros(cfg.num_layers))
         self.log_head_step = nn.Parameter(torch.zeros(()))
+        # Learned per-gate weight scales (LSQ), used when ``learn_weight_scales``; otherwise the scales follow
+        # the weights (max-abs, the PTQ rule). Registered either way, so state dicts have one layout.
+        self.learn_weight_scales = bool(learn_weight_scales)
+        # The tile GEMMs per row-tile segment (default) or on the zero-padded side-by-side matrix (the
+        # previous form: the same integers at R times the multiply-adds; kept as the reference the tests and
+        # benchmarks/train_speed.py compare against).
+        self.segmented_gemm = True
+        self.log_wscale = nn.Parameter(torch.zeros(cfg.num_layers, 4))
+        self.log_head_wscale = nn.Parameter(torch.zeros(()))
         self.quantized = False
         self.weight_noise = 0.0  # fraction of the conductance range (per device, per batch)
         self.adc_noise = 0.0  # LSB (per conversion)
@@ -89,7 +98,16 @@ class QuantLSTM(nn.Module):
         return list(self.lstm.parameters()) + list(self.head.parameters())
 
     def quantizer_parameters(self) -> list[nn.Parameter]:
-        return [self.log_step, self.log_head_step]
+        ps = [self.log_step, self.log_head_step]
+        return ps + [self.log_wscale, self.log_head_wscale] if self.learn_weight_scales else ps
+
+    @torch.no_grad()
+    def init_weight_scales(self) -> None:
+        """Start the learned weight scales at the max-abs rule of the current weights (the PTQ mapping)."""
+        layers, head = self._quant_params(learned=False)
+        for l, p in enumerate(layers):
+            self.log_wscale[l].copy_(p["scale"].log())
+        self.log_head_wscale.fill_(float(head["scale"][0].log()))
 
     def float_state(self) -> dict[str, torch.Tensor]:
         """The float weights as a state dict of ``{lstm: nn.LSTM, head: nn.Linear}`` (`float_state_keys`)."""
@@ -162,9 +180,20 @@ class QuantLSTM(nn.Module):
         self.log_head_step.fill_(math.log(qm.head.adc_step))
         return qm
 
-    def _weight_codes(self, w_eff: torch.Tensor, per_gate: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fake-quantized codes (STE) of ``w_eff`` and their scale per row (the PTQ rule of golden.ptq)."""
+    def _weight_codes(self, w_eff: torch.Tensor, per_gate: bool, log_scale: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fake-quantized codes (STE) of ``w_eff`` and their scale per row (the PTQ rule of golden.ptq).
+
+        With ``log_scale`` (learned, LSQ): the scale is ``exp(log_scale)`` and weights beyond ``weight_max``
+        codes are clipped; the STE passes the gradient inside the range only, so the scale's gradient is
+        LSQ's (``round(v) - v`` inside, ``+-weight_max`` outside, through the codes and the gate scale).
+        """
         cfg = self.cfg
+        if log_scale is not None:
+            s = torch.exp(log_scale).reshape(-1)
+            s_rows = s.repeat_interleave(w_eff.shape[0] // s.numel())[:, None]
+            v = (w_eff / s_rows).clamp(-cfg.weight_max, cfg.weight_max)
+            return ste(torch.round(v), v), s
         d = w_eff.detach()
         if per_gate:
             s = d.view(4, cfg.hidden_size, -1).abs().amax(dim=(1, 2)) / cfg.weight_max
@@ -197,6 +226,9 @@ class QuantLSTM(nn.Module):
         Returns per layer ``{"codes" (4H, K), "scale" (4,), "step" (), "gate_scale" (4,)}`` and for the
         head ``{"codes" (O, H+1), "scale" (1,), "step" ()}``. `export` converts exactly these to integers.
         """
+        return self._quant_params(self.learn_weight_scales)
+
+    def _quant_params(self, learned: bool) -> tuple[list[dict], dict]:
         cfg = self.cfg
         dmax = float(cfg.dac_max)
         layers = []
@@ -206,13 +238,13 @@ class QuantLSTM(nn.Module):
             b = getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")
             in_scale = self.input_scale if l == 0 else 1.0 / dmax
             w_eff = torch.cat([w_ih * in_scale, w_hh / dmax, b[:, None] / dmax], dim=1)
-            codes, s = self._weight_codes(w_eff, per_gate=True)
+            codes, s = self._weight_codes(w_eff, per_gate=True, log_scale=self.log_wscale[l] if learned else None)
             step = self._step(self.log_step[l])
             gs = s * step * float(1 << (cfg.lut_frac + cfg.scale_shift))
             gs = ste(torch.round(gs), gs).clamp(1.0, float(cfg.scale_max))
             layers.append({"codes": codes, "scale": s, "step": step, "gate_scale": gs})
         w_eff = torch.cat([self.head.weight / dmax, self.head.bias[:, None] / dmax], dim=1)
-        codes, s = self._weight_codes(w_eff, per_gate=False)
+        codes, s = self._weight_codes(w_eff, per_gate=False, log_scale=self.log_head_wscale if learned else None)
         head = {"codes": codes, "scale": s, "step": self._step(self.log_head_step)}
         return layers, head
 
@@ -272,22 +304,39 @@ class QuantLSTM(nn.Module):
         for l, p in enumerate(layers):
             n = cfg.layer_input_size(l)
             codes = self._noisy(p["codes"]) if noise else p["codes"]
-            wt = tile_matrix(codes, cfg.array_rows)  # (K, R*N)
-            R = wt.shape[1] // N
-            # Input rows and bias row for every timestep in one GEMM; only h @ W_h stays in the loop.
-            pre = torch.addmm(dmax * wt[n + H], seq.reshape(T * B, n), wt[:n]).view(T, B, R, N)
-            nz = torch.randn(T, B, R, N) * adc_noise if adc_noise > 0 else None
-            # Exact integer dot products (no weight noise): the ADC is a table lookup over |p| <= pmax.
+            K = n + H + 1
             exact_p = not (noise and self.training and self.weight_noise > 0)
             pmax = min(cfg.array_rows, n + H + 1) * cfg.weight_max * cfg.dac_max if exact_p else None
-            seq = QuantRecurrence.apply(pre, wt[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab)
+            if not self.segmented_gemm:
+                wtm = tile_matrix(codes, cfg.array_rows)  # (K, R*N)
+                R = wtm.shape[1] // N
+                pre = torch.addmm(dmax * wtm[n + H], seq.reshape(T * B, n), wtm[:n]).view(T, B, R, N)
+                nz = torch.randn(T, B, R, N) * adc_noise if adc_noise > 0 else None
+                seq = QuantRecurrence.apply(pre, wtm[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts,
+                                            tab)
+                continue
+            wt = codes.t()  # (K, N): rows input | h | bias
+            # Input rows and bias row of every row tile for every timestep at once (per tile segment: the
+            # zero blocks of the row-tiled matrix are skipped); only h @ W_h stays in the loop.
+            pre = tiled_inputs(seq.reshape(T * B, n), wt[:n], dmax * wt[n + H], K, cfg.array_rows)
+            R = pre.shape[1]
+            pre = pre.view(T, B, R, N)
+            nz = torch.randn(T, B, R, N) * adc_noise if adc_noise > 0 else None
+            # Exact integer dot products (no weight noise): the ADC is a table lookup over |p| <= pmax.
+            hseg = tile_segments(K, cfg.array_rows, n, n + H)
+            seq = QuantRecurrence.apply(pre, wt[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab,
+                                        hseg)
         codes = self._noisy(head["codes"]) if noise else head["codes"]
-        wt = tile_matrix(codes, cfg.array_rows)  # (H+1, Rh*O)
+        wt = codes.t()  # (H+1, O): rows h | bias
         O = cfg.output_size
         if last_only:
             seq = seq[-1:]
             T = 1
-        p = torch.addmm(dmax * wt[H], seq.reshape(T * B, H), wt[:H]).view(T, B, -1, O)
+        if self.segmented_gemm:
+            p = tiled_inputs(seq.reshape(T * B, H), wt[:H], dmax * wt[H], H + 1, cfg.array_rows).view(T, B, -1, O)
+        else:
+            wtm = tile_matrix(codes, cfg.array_rows)  # (H+1, Rh*O)
+            p = torch.addmm(dmax * wtm[H], seq.reshape(T * B, H), wtm[:H]).view(T, B, -1, O)
         v = p / head["step"]
         if adc_noise > 0:
             v = v + torch.randn_like(v) * adc_noise

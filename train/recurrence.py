@@ -45,6 +45,7 @@ from nvmlstm.golden.datapath import adc_convert
 from nvmlstm.golden.quant import rshift_round as np_rshift_round
 
 from . import ckernel
+from .exact import seg_addmm_, seg_grad, seg_mm_t
 from .ops import Tables, adc_round, rshift_round
 
 
@@ -127,14 +128,15 @@ def _derived(tab: Tables, key: tuple, build):
 
 
 class QuantRecurrence(torch.autograd.Function):
-    """``h_all = QuantRecurrence.apply(pre, wh, step, gs, noise, pmax, consts, tables)``.
+    """``h_all = QuantRecurrence.apply(pre, wh, step, gs, noise, pmax, consts, tables[, hseg])``.
 
     Parameters
     ----------
     pre : Tensor (T, B, R, N)
         The part of every row tile's dot product that does not depend on h: input rows and the bias row.
-    wh : Tensor (H, R * N)
-        Recurrent weight codes, row-tiled (`train.exact.tile_matrix` layout).
+    wh : Tensor (H, R * N) or (H, N)
+        Recurrent weight codes, row-tiled (`train.exact.tile_matrix` layout); with ``hseg`` the compact
+        (H, N) rows of the transposed weight codes.
     step : Tensor ()
         The layer's (integer-valued) ADC step.
     gs : Tensor (4,)
@@ -145,6 +147,9 @@ class QuantRecurrence(torch.autograd.Function):
         Bound of |p| when the dot products are exact integers (noise-free weights): the ADC is then one
         lookup in a table of its transfer over [-pmax, pmax]. ``None``: the ADC formula (noisy weights
         or ADC noise make p real).
+    hseg : tuple of (r, a, b), optional
+        `train.exact.tile_segments` of the h rows: ``h @ W_h`` and its gradients are computed per row-tile
+        segment of the compact ``wh`` (the same integers, 1/R of the multiply-adds).
 
     Returns
     -------
@@ -152,7 +157,7 @@ class QuantRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre, wh, step, gs, noise, pmax, k: RecurrenceConsts, tab: Tables):  # noqa: D401
+    def forward(ctx, pre, wh, step, gs, noise, pmax, k: RecurrenceConsts, tab: Tables, hseg=None):  # noqa: D401
         # Only the sequential chain runs per timestep, mostly as table lookups (each torch op costs a few
         # microseconds of dispatch, which at these sizes is most of the time); everything elementwise the
         # backward needs (masks, slopes) is gathered once over all timesteps afterwards.
@@ -173,7 +178,7 @@ class QuantRecurrence(torch.autograd.Function):
             # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
             KP, ACC, KA, GATES, CRAW, CS, HS = lib.forward(
                 pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off_i, h_oc=tab.h_oc,
-                cell_max=k.cell_max, frac_bits=F)
+                cell_max=k.cell_max, frac_bits=F, hseg=hseg)
         else:
             if table_adc:
                 KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
@@ -190,7 +195,12 @@ class QuantRecurrence(torch.autograd.Function):
             HS[0].zero_()
             KH = torch.empty(B, H, dtype=torch.long)
             for t in range(T):
-                p = pre2[0].clone() if t == 0 else torch.addmm(pre2[t], HS[t], wh)
+                if t == 0:
+                    p = pre2[0].clone()
+                elif hseg is None:
+                    p = torch.addmm(pre2[t], HS[t], wh)
+                else:
+                    p = seg_addmm_(pre2[t].clone().view(B, R, N), HS[t], wh, hseg).view(B, R * N)
                 if table_adc:
                     kp = KP[t]
                     kp.copy_(p.add_(pmax))  # exact: integers
@@ -211,7 +221,7 @@ class QuantRecurrence(torch.autograd.Function):
                 KH.copy_(torch.add(c, o, alpha=n_c).add_(k.cell_max))
                 _take(tab.h_oc, KH, out=HS[t + 1])
         ctx.native, ctx.fac_tab = lib, fac_tab
-        ctx.k, ctx.tab, ctx.table_adc, ctx.pmax = k, tab, table_adc, pmax
+        ctx.k, ctx.tab, ctx.table_adc, ctx.pmax, ctx.hseg = k, tab, table_adc, pmax, hseg
         saved = [wh, step, gs, ACC, KA, GATES, CRAW, CS, HS]
         if table_adc:
             saved += [KP, am_tab]
@@ -226,8 +236,9 @@ class QuantRecurrence(torch.autograd.Function):
         k, tab = ctx.k, ctx.tab
         T, B, N = ACC.shape
         H = k.hidden
-        RN = wh.shape[1]
-        R = RN // N
+        hseg = ctx.hseg
+        R = X1.shape[2] // N  # KP or V: (T, B, R * N)
+        RN = R * N
         F = k.frac_bits
         dt = ACC.dtype
         if ctx.native is not None:
@@ -236,11 +247,11 @@ class QuantRecurrence(torch.autograd.Function):
             fwd = ckernel.ForwardState(KP, ACC, KA, GATES, CRAW, CS, HS)
             DP, sums = ctx.native.backward(dhs.to(dt).contiguous(), wh, fwd, pmax=ctx.pmax, am_tab=am_tab,
                                            fac_tab=ctx.fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
-                                           cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max)
-            dwh = HS[:-1].reshape(T * B, H).t() @ DP.reshape(T * B, RN) if ctx.needs_input_grad[1] else None
+                                           cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max, hseg=hseg)
+            dwh = _dwh(HS, DP, hseg, T, B, H, R, N) if ctx.needs_input_grad[1] else None
             dstep = (-sums[4] / step).to(dt) if ctx.needs_input_grad[2] else None
             dgs = (sums[:4] / gs).to(dt) if ctx.needs_input_grad[3] else None
-            return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None
+            return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None
         kq = k.dac_max * 2.0 ** (-2 * F)
         # Elementwise factors of every timestep at once (STE: rounding slope 1, saturation slope 1 where
         # the rounded value is inside the range, tables the slope of their smooth function).
@@ -278,8 +289,15 @@ class QuantRecurrence(torch.autograd.Function):
             dc = dm * F_[t]
             dp = torch.mul(dacc.unsqueeze(1), amask[t].view(B, R, N), out=DP[t].view(B, R, N))
             if t > 0:
-                dh = dp.view(B, RN) @ wh_t
-        dwh = HS[:-1].reshape(T * B, H).t() @ DP.reshape(T * B, RN) if ctx.needs_input_grad[1] else None
+                dh = dp.view(B, RN) @ wh_t if hseg is None else seg_mm_t(dp, wh, hseg, dh.new_empty(B, H))
+        dwh = _dwh(HS, DP, hseg, T, B, H, R, N) if ctx.needs_input_grad[1] else None
         dstep = -(DP * vclean).sum() if ctx.needs_input_grad[2] else None
         dgs = (DACC * ACC).view(T, B, 4, H).sum((0, 1, 3)).div_(gs) if ctx.needs_input_grad[3] else None
-        return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None
+        return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None
+
+
+def _dwh(HS: torch.Tensor, DP: torch.Tensor, hseg, T: int, B: int, H: int, R: int, N: int) -> torch.Tensor:
+    """Gradient of the recurrent weights: ``h_{t-1}^T dp`` over all timesteps (tiled or per segment)."""
+    if hseg is None:
+        return HS[:-1].reshape(T * B, H).t() @ DP.reshape(T * B, R * N)
+    return seg_grad(HS[:-1].reshape(T * B, H), DP.reshape(T * B, R, N), hseg, H)

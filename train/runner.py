@@ -13,6 +13,9 @@ Files of a run directory:
     The exported `golden.QuantizedModel` (`golden.io.save_model`).
 ``metrics.json``, ``curve.png``
     Final metrics and the training curve. The final model is the epoch with the best validation metric.
+``float/`` (qat with float pre-training, the default recipe)
+    The complete fp run the quantized phase starts from (its own checkpoint, resume and files); its test
+    metric is also in ``metrics.json`` under ``float_run``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from nvmlstm.golden.nvm import NonIdealities
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
 from nvmlstm.tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs
+from nvmlstm.tasks.generic import GENERIC_TASKS
 
 from .loss import task_loss
 
@@ -46,11 +50,22 @@ __all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", 
 
 MODES = ("fp", "ptq", "qat")
 
-#: Per-task defaults: hidden size, epochs, batch size, learning rate, sequence length.
+#: Per-task defaults: hidden size, epochs, batch size, learning rate, sequence length (the float model), and
+#: the QAT recipe (docs/training.md, "The QAT recipe"): ``qat`` without --init-from first trains the float
+#: model for ``fp_epochs`` epochs (a complete fp run in ``RUN_DIR/float``), then fine-tunes it quantized
+#: for ``qat_epochs`` epochs at ``qat_lr`` with learned weight scales (``learn_weight_scales``).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"hidden": 32, "epochs": 30, "batch_size": 64, "lr": 1e-2, "seq_len": 8},
-    "charlm": {"hidden": 64, "epochs": 30, "batch_size": 32, "lr": 5e-3, "seq_len": 64},
-    "timeseries": {"hidden": 32, "epochs": 30, "batch_size": 64, "lr": 5e-3, "seq_len": 24},
+    "digits": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 1e-2, "seq_len": 8,
+               "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 1e-3, "learn_weight_scales": True},
+    "charlm": {"hidden": 128, "epochs": 10, "batch_size": 32, "lr": 5e-3, "seq_len": 64,
+               "fp_epochs": 10, "qat_epochs": 3, "qat_lr": 2e-3, "learn_weight_scales": True},
+    "timeseries": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 5e-3, "seq_len": 24,
+                   "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
+    # A user's own sequences (tasks/generic.py): the digits recipe for classification, the series' for regression.
+    "classify": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 1e-2, "seq_len": None,
+                 "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 1e-3, "learn_weight_scales": True},
+    "regress": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 5e-3, "seq_len": None,
+                "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
 }
 
 # The PTQ / QAT calibration uses at most this many training sequences (the percentile is stable well below).
@@ -89,11 +104,33 @@ class TrainArgs:
     resume: bool = False
     progress: bool = True
     threads: int | None = 1
+    #: qat without init_from: float pre-training epochs (0: QAT from scratch). None: the task default.
+    fp_epochs: int | None = None
+    #: qat: learned (LSQ) per-gate weight scales instead of max-abs ones. None: the task default.
+    learn_weight_scales: bool | None = None
+    #: charlm: input rows per character (its one-hot repeated). None: `nvmlstm.tasks.CHAR_REPEAT`, the
+    #: loader's default, which sweeps and the flow read too.
+    char_repeat: int | None = None
 
     def resolved(self) -> "TrainArgs":
+        """The arguments with every ``None`` replaced by its task default (`TASK_DEFAULTS`).
+
+        In ``qat`` mode ``epochs`` and ``lr`` are those of the quantized phase: ``qat_epochs`` and, when it
+        starts from a float model (``init_from`` or float pre-training), ``qat_lr``.
+        """
         d = TASK_DEFAULTS.get(self.task, {})
         out = dataclasses.replace(self)
-        for k in ("hidden", "epochs", "batch_size", "lr", "seq_len"):
+        qat = self.mode == "qat"
+        if out.fp_epochs is None:
+            out.fp_epochs = d.get("fp_epochs", 0) if qat and self.init_from is None else 0
+        if out.learn_weight_scales is None:
+            out.learn_weight_scales = bool(d.get("learn_weight_scales", False)) if qat else False
+        from_float = qat and (self.init_from is not None or (out.fp_epochs or 0) > 0)
+        if out.epochs is None:
+            out.epochs = d.get("qat_epochs", d.get("epochs")) if qat else d.get("epochs")
+        if out.lr is None:
+            out.lr = d.get("qat_lr", d.get("lr")) if from_float else d.get("lr")
+        for k in ("hidden", "batch_size", "seq_len"):
             if getattr(out, k) is None:
                 setattr(out, k, d.get(k))
         return out
@@ -112,13 +149,24 @@ def _check_args(a: TrainArgs) -> None:
     if (a.weight_noise or a.adc_noise) and a.mode != "qat":
         raise TrainError("--weight-noise/--adc-noise inject noise during quantization-aware training: use "
                          "them with --mode qat")
-    for k in ("epochs", "hidden", "batch_size", "seq_len"):
+    for k in ("epochs", "hidden", "batch_size", "seq_len", "fp_epochs"):
         v = getattr(a, k)
-        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "epochs" else 1):
-            raise TrainError(f"--{k.replace('_', '-')} must be a{' non-negative' if k == 'epochs' else ' positive'} "
+        if k == "seq_len" and a.task in GENERIC_TASKS:
+            if v is not None:
+                raise TrainError(f"--seq-len: {a.task} sequences come from the data file as they are")
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k in ("epochs", "fp_epochs") else 1):
+            kind = " non-negative" if k in ("epochs", "fp_epochs") else " positive"
+            raise TrainError(f"--{k.replace('_', '-')} must be a{kind} "
                              f"integer, not {v!r}")
     if not (isinstance(a.lr, (int, float)) and math.isfinite(a.lr) and a.lr > 0):
         raise TrainError(f"--lr must be a positive number, not {a.lr!r}")
+    if a.fp_epochs and a.mode != "qat":
+        raise TrainError("fp_epochs (float pre-training) belongs to --mode qat")
+    if a.char_repeat is not None and a.task != "charlm":
+        raise TrainError(f"--char-repeat belongs to the charlm task, not {a.task}")
+    if a.fp_epochs and a.init_from is not None:
+        raise TrainError("fp_epochs (float pre-training) and --init-from both give the float model; use one")
 
 
 def _config(a: TrainArgs, task: TaskData) -> LstmConfig:
@@ -172,6 +220,19 @@ def _float_outputs(model: QuantLSTM, x: np.ndarray) -> np.ndarray:
     return out.astype(np.float64)
 
 
+def _warn_if_near_chance(model: QuantLSTM, task: TaskData, source: str, log: Callable[[str], None]) -> None:
+    """One warning line when an imported float model scores near chance on the validation split: its inputs
+    were most likely scaled differently from the task's."""
+    from nvmlstm.tasks.baseline import chance_metric, near_chance
+
+    xv, yv = task.valid
+    m = metric_from_outputs(task, _float_outputs(model, xv), yv)
+    if near_chance(task, m):
+        log(f"warning: the float model from {source} scores {task.metric} {m:.4g} on the validation split, near "
+            f"chance ({chance_metric(task):.4g}): were its inputs scaled as the task's (every task feeds values in "
+            f"[-1, 1]; README, \"Bring your own model\")?")
+
+
 def _codes(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
     """Input DAC codes of real inputs, exactly as the model quantizes them (round half even, clip)."""
     dmax = qm.config.dac_max
@@ -192,18 +253,27 @@ def golden_outputs(qm: QuantizedModel, x: np.ndarray, nonideal: NonIdealities | 
 
 # --------------------------------------------------------------------------------------------------
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator's state as tensors, numbers and lists only: a checkpoint must load with
+    ``torch.load(weights_only=True)``, which refuses any other object (and so cannot run code)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": [version, list(internal), gauss_next]}
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = s["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 _RESUME_KEYS = ("task", "mode", "data", "weight_bits", "dac_bits", "adc_bits", "head_adc_bits", "array_rows",
                 "array_cols", "weight_noise", "adc_noise", "epochs", "seed", "hidden", "batch_size", "lr",
-                "seq_len", "init_from")
+                "seq_len", "init_from", "fp_epochs", "learn_weight_scales", "char_repeat")
 
 
 def _make_optimizer(model: QuantLSTM, a: TrainArgs, quantized: bool, steps: int):
@@ -250,19 +320,25 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     """
     a = a.resolved()
     _check_args(a)
-    task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None)
+    task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None,
+                     **({"char_repeat": a.char_repeat} if a.task == "charlm" and a.char_repeat is not None else {}))
     cfg = _config(a, task)
     out = Path(a.out)
     ckpt_path = out / "checkpoint.pt"
     init_sd = load_float_state_file(a.init_from) if a.init_from is not None else None
+    float_dir = out / "float"  # the float pre-training run of qat (fp_epochs > 0)
     ckpt = None
-    if a.resume:
+    if a.resume and not ckpt_path.is_file() and a.fp_epochs and float_dir.is_dir():
+        pass  # interrupted in (or right after) the float pre-training: it resumes below, QAT starts fresh
+    elif a.resume:
         if not ckpt_path.is_file():
             raise TrainError(f"{ckpt_path}: no checkpoint to resume from")
         try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            # weights_only: tensors, numbers, strings and containers only; a crafted file cannot run code.
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise TrainError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__})") from None
+            raise TrainError(f"{ckpt_path}: unreadable checkpoint, or one holding objects other than tensors, "
+                             f"numbers and strings ({type(exc).__name__}); start a new run") from None
         saved = ckpt.get("args", {})
         diff = [k for k in _RESUME_KEYS if saved.get(k) != getattr(a, k)]
         if diff:
@@ -272,18 +348,32 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     elif out.exists() and any(out.iterdir()):
         raise TrainError(f"{out}: run directory exists and is not empty (use --resume to continue it)")
 
+    float_run = None
+    if a.fp_epochs:
+        # The recipe's first phase: a complete fp run (its own checkpoint, resume, files) in RUN_DIR/float,
+        # at the task's float learning rate; the quantized phase then starts from its best weights.
+        if not (float_dir / "metrics.json").is_file():
+            fa = dataclasses.replace(a, mode="fp", out=str(float_dir), epochs=a.fp_epochs,
+                                     lr=TASK_DEFAULTS[a.task]["lr"], fp_epochs=0, learn_weight_scales=False,
+                                     resume=(float_dir / "checkpoint.pt").is_file(), weight_noise=0.0,
+                                     adc_noise=0.0)
+            log(f"float pre-training ({a.fp_epochs} epochs) in {float_dir}")
+            run_training(fa, log=log)
+        float_run = json.loads((float_dir / "metrics.json").read_text())
+        init_sd = load_float_state_file(float_dir)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed % (2**32))
     random.seed(a.seed)
     input_scale = 1.0 / cfg.dac_max  # every task's inputs are in [-1, 1]
-    model = QuantLSTM(cfg, input_scale)
+    model = QuantLSTM(cfg, input_scale, learn_weight_scales=a.learn_weight_scales and a.mode == "qat")
     if init_sd is not None:
         try:
             model.load_float_state(init_sd, where=str(a.init_from))
         except StateDictError as exc:
             raise TrainError(str(exc)) from None
+        _warn_if_near_chance(model, task, a.init_from, log)
 
     xtr, ytr = task.train
     calib = xtr[np.random.default_rng(a.seed).permutation(len(xtr))[:_CALIB_SEQUENCES]]
@@ -293,6 +383,8 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     n_batches = math.ceil(len(xtr) / a.batch_size)
     if quantized and ckpt is None:
         model.calibrate(calib)  # ADC steps start at the PTQ calibration of the initial float weights
+        if model.learn_weight_scales:
+            model.init_weight_scales()  # ... and learned weight scales at its max-abs weight scales
     model.quantized = quantized
     model.weight_noise, model.adc_noise = a.weight_noise, a.adc_noise
     opt, sched = _make_optimizer(model, a, quantized, epochs * n_batches)
@@ -324,12 +416,15 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
 
     xt_all, yt_all = torch.from_numpy(xtr), torch.from_numpy(ytr)
     higher = HIGHER_IS_BETTER[task.metric]
+    # One bar over the run (ETA of the whole run), showing the epoch, the running training loss and the
+    # last validation metric.
+    bar = _progress(epochs * n_batches, f"{a.task} {a.mode}", a.progress, initial=start_epoch * n_batches)
+    last_valid = history[-1]["valid_metric"] if history else None
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xtr), generator=shuffle)
         total, count = 0.0, 0
-        bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", a.progress)
         for s in _batches(len(xtr), a.batch_size):
             idx = perm[s]
             xb, yb = xt_all[idx], yt_all[idx]
@@ -342,10 +437,12 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-        bar.close()
+            post = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{total / count:.4f}"}
+            if last_valid is not None:
+                post[f"valid_{task.metric}"] = f"{last_valid:.4f}"
+            bar.set_postfix(post, refresh=False)
         t_train += time.perf_counter() - t0
-        vm = valid_metric()
+        vm = last_valid = valid_metric()
         history.append({"epoch": epoch + 1, "train_loss": total / count, "valid_metric": vm,
                         "seconds": time.perf_counter() - t0})
         # Ties go to the later epoch (more updates at a smaller learning rate).
@@ -357,7 +454,9 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
                             "shuffle_rng": shuffle.get_state(), "rng": _rng_state(), "history": history, "best": best,
                             "train_seconds": t_train}, ckpt_path)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
+            bar.close()
             return {"interrupted_after_epoch": epoch + 1}
+    bar.close()
 
     # ---- final evaluation and files
     if best is not None:
@@ -372,6 +471,7 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
         "array": [a.array_rows, a.array_cols],
         "weight_noise": a.weight_noise, "adc_noise": a.adc_noise,
         "init_from": a.init_from, "train_seconds": round(t_train, 3),
+        "fp_epochs": a.fp_epochs, "learn_weight_scales": a.learn_weight_scales, "lr": a.lr,
         "best_epoch": None if best is None else best["epoch"],
         "best_valid_metric": None if best is None else best["valid_metric"],
         "data": task.info,
@@ -396,9 +496,19 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
                 prog_noise=a.weight_noise, adc_noise=a.adc_noise, seed=s)), yte) for s in _NOISE_EVAL_SEEDS]
             metrics["golden_noisy_test_metric"] = float(np.mean(vals))
             metrics["golden_noisy_test_metrics"] = vals
+    if float_run is not None:
+        # The float pre-training (RUN_DIR/float): its test metric is the fp baseline of this qat model.
+        metrics["float_run"] = {"dir": "float", "epochs": float_run["epochs"], "test_metric": float_run["test_metric"],
+                                "train_seconds": float_run["train_seconds"]}
     metrics["history"] = history
     with atomic_output_dir(out) as tmp:
         _torch_save_atomic(model.float_state(), tmp / "float_model.pt")
+        # The same float weights without torch (sweeps re-quantize them): golden.io.load_float_model.
+        from nvmlstm.golden.io import save_float_model
+
+        save_float_model(model.float_model(), tmp / "float_model.npz",
+                         metadata={"task": a.task, "mode": a.mode, "metric_name": task.metric, "seed": a.seed,
+                                   "input_scale": input_scale, "config": cfg.to_dict()})
         if qm is not None:
             meta = {"task": a.task, "mode": a.mode, "metric_name": task.metric, "test_metric": metrics["test_metric"],
                     "seed": a.seed}
@@ -412,10 +522,11 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     return metrics
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True,
+                unit="batch")
 
 
 __all__ += ["exact_outputs", "golden_outputs", "TaskError"]
