@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("flow", help="the whole story on a task: train fp and 4-bit QAT, Verilog, bit-exact "
                                     "simulation, gate level, efficiency, noise sweep, report")
-    f.add_argument("--task", default="digits", help="digits | charlm | timeseries (default digits)")
+    f.add_argument("--task", default="digits", help="digits | charlm | timeseries | classify | regress (default "
+                                                     "digits; classify/regress need --data FILE.npz)")
     f.add_argument("--data", type=Path, help="the task's data file or directory (default: the shipped data)")
     f.add_argument("--config", type=Path, help="config JSON whose bit widths, array size and hidden size to "
                                                "train for (its input/output sizes must match the task)")

@@ -17,10 +17,9 @@ from .argtypes import pos_float as _pos_float
 
 __all__ = ["add_train_parser", "cmd_train", "TORCH_INSTALL"]
 
-#: How to install the PyTorch the project is tested with (the CPU build; CI pins the same, TORCH_SPEC in .ci/run).
+#: How to install the PyTorch the project is tested with (the CPU build; the Makefile's TORCH_SPEC default).
 TORCH_INSTALL = "pip install torch==2.13.0"
 
-TASKS = ("digits", "charlm", "timeseries")
 MODES = ("fp", "ptq", "qat")
 
 
@@ -28,10 +27,14 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to the subparsers action ``sub``."""
     bits = _int_in(2, 16)
     t = sub.add_parser("train", help="train fp / ptq / qat (noise-aware) models and export the quantized model")
-    t.add_argument("--task", required=True, choices=TASKS, help="digits | charlm | timeseries")
+    from nvmlstm.tasks import TASKS  # numpy only: no torch while the parser is built
+
+    t.add_argument("--task", required=True, choices=TASKS, help=" | ".join(TASKS) + " (classify, regress: your "
+                   "own sequences in --data FILE.npz, README \"Bring your own model and data\")")
     t.add_argument("--data", type=Path,
                    help="charlm: text file or directory with ptb.{train,valid,test}.txt; timeseries: CSV "
-                        "(last column); default: the file shipped in data/")
+                        "(last column); default: the file shipped in data/; classify/regress: an .npz with X "
+                        "(sequences, steps, inputs) and y (sequences,)")
     t.add_argument("--mode", required=True, choices=MODES,
                    help="fp: float; ptq: post-training quantization; qat: quantization-aware training")
     t.add_argument("--weight-bits", type=bits, default=4, help="NVM weight bits (default 4)")
@@ -43,7 +46,15 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-noise", type=_nonneg_float, default=0.0, metavar="S",
                    help="qat: programming noise, std as a fraction of the conductance range")
     t.add_argument("--adc-noise", type=_nonneg_float, default=0.0, metavar="S", help="qat: ADC noise std in LSB")
-    t.add_argument("--epochs", type=_int_in(0, 1_000_000), help="training epochs (default: per task)")
+    t.add_argument("--epochs", type=_int_in(0, 1_000_000),
+                   help="training epochs (qat: of the quantized phase; default: per task, docs/training.md)")
+    t.add_argument("--fp-epochs", type=_int_in(0, 1_000_000),
+                   help="qat without --init-from: float pre-training epochs first (0: QAT from scratch; default: "
+                        "per task)")
+    t.add_argument("--no-learn-weight-scales", dest="learn_weight_scales", action="store_false", default=None,
+                   help="qat: max-abs per-gate weight scales instead of learned (LSQ-style) ones")
+    t.add_argument("--char-repeat", type=_int_in(1, 64),
+                   help="charlm: input rows per character, its one-hot repeated (default 4, docs/training.md)")
     t.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=0,
                    help="seed of the initialization, shuffling and noise (default 0)")
     t.add_argument("--hidden", type=_int_in(1, 4096), help="hidden units (default: per task)")
@@ -79,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_noise=args.weight_noise, adc_noise=args.adc_noise, epochs=args.epochs, seed=args.seed,
         hidden=args.hidden, batch_size=args.batch_size, lr=args.lr, seq_len=args.seq_len,
         init_from=args.init_from, resume=args.resume, progress=not args.no_progress,
+        fp_epochs=args.fp_epochs, learn_weight_scales=args.learn_weight_scales, char_repeat=args.char_repeat,
         threads=args.threads or None,
     )
     try:

@@ -155,7 +155,7 @@ def test_a_simulation_mismatch_makes_the_report_false(flow_dir, capsys, monkeypa
 def test_bad_arguments_are_one_line(capsys, tmp_path):
     out = tmp_path / "o"
     assert_error(capsys, ["flow", "--task", "poetry", "--out", out],
-                 r"nvmlstm flow: error: unknown task 'poetry'; choose from digits, charlm, timeseries", absent=out)
+                 r"nvmlstm flow: error: unknown task 'poetry'; choose from digits, charlm, timeseries, classify, regress", absent=out)
     assert_error(capsys, ["flow", "--simulators", "modelsim", "--out", out],
                  r"nvmlstm flow: error: --simulators: unknown simulator 'modelsim'; choose from icarus, verilator",
                  absent=out)

@@ -52,9 +52,31 @@ def test_training_tests_are_skipped_without_torch():
 def test_tasks_load_and_score_without_torch():
     # Sweeps and the flow read the task data and score outputs with nvmlstm.tasks, which must not need torch.
     res = _run("import numpy as np\nfrom nvmlstm.tasks import load_task, metric_from_outputs\n"
-               "t = load_task('charlm')\nx, y = t.test\n"
+               "from nvmlstm.tasks import SMALL_DATA\n"
+               "t = load_task('charlm', SMALL_DATA['charlm'])\nx, y = t.test\n"
                "print(round(metric_from_outputs(t, np.zeros(x.shape[:2] + (t.output_size,)), y), 6), "
                "round(float(np.log2(t.output_size)), 6))\n")
     assert res.returncode == 0, res.stderr
     uniform, expected = res.stdout.split()
     assert uniform == expected  # uniform outputs: log2(V) bits per character
+
+
+def test_sweeps_and_the_flow_module_import_without_torch():
+    # The sweep runs the golden model only; the flow module imports torch only inside its training stages.
+    res = _run("import nvmlstm.sweep, nvmlstm.sweep.run, nvmlstm.sweep.evaluate, nvmlstm.flow\nprint('ok')\n")
+    assert (res.returncode, res.stdout) == (0, "ok\n"), res.stderr
+
+
+def test_the_flow_without_torch_skips_training_and_what_needs_it(tmp_path):
+    import json
+
+    out = tmp_path / "flow"
+    # timeseries: scikit-learn (digits) inspects sys.modules["torch"] itself and breaks on the simulated absence.
+    res = _run("from nvmlstm.cli import main\nsys.exit(main(sys.argv[1:]))\n", "flow", "--task", "timeseries",
+               "--no-progress", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["skipped"]["train_fp"] == "PyTorch is not installed: pip install torch==2.13.0"
+    assert rep["skipped"]["train_qat"] == "needs train_fp" and rep["skipped"]["golden"] == "needs train_qat"
+    assert rep["rtl_bit_exact"] is False and rep["simulators"] == [] and rep["values_compared"] == 0
+    assert rep["gate_level_bit_exact"] is None
