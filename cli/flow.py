@@ -27,9 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["FlowArgs", "FlowError", "run_flow", "STAGES", "REPORT_KEYS"]
+__all__ = ["FlowArgs", "FlowError", "run_flow", "REPORT_KEYS"]
 
-STAGES = ("train_fp", "train_qat", "golden", "generate", "sim", "gate_level", "bench", "sweep", "report")
 #: Keys every report.json has (tests/test_flow.py checks them).
 REPORT_KEYS = ("task", "metric_name", "fp_metric", "qat_metric", "golden_metric", "rtl_bit_exact",
                "values_compared", "simulators", "gate_level_bit_exact", "cycles_per_timestep", "tops_per_w",
