@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -147,6 +146,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _version() -> str:
+    """The installed distribution's version (``--version``; the flow's stage keys include it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -21,11 +21,11 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+from .cli import _version  # the package version, one definition (also `nvmlstm --version`)
 
 __all__ = ["FlowArgs", "FlowError", "run_flow", "REPORT_KEYS"]
 
@@ -87,15 +87,6 @@ def _tree_hash(paths: list[Path], root: Path) -> str:
 
 def _key(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nvm-lstm")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class _Flow:
@@ -319,7 +310,7 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
         fl.skip("golden", "needs train_qat")
 
     # ---- Verilog ------------------------------------------------------------------------------------
-    from nvmlstm.gen.liberty import PdkNotFound, find_pdk
+    from nvmlstm.gen.liberty import find_pdk
     from nvmlstm.gen.tools import ToolNotFound, find_yosys
 
     def tool_or_none(find):

@@ -35,9 +35,9 @@ import torch
 
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import atomic_output_dir, save_model, write_bytes_atomic, write_text_atomic
-from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
+from nvmlstm.golden.realio import golden_outputs, input_codes  # the one definition of both rules
 
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
@@ -233,22 +233,10 @@ def _warn_if_near_chance(model: QuantLSTM, task: TaskData, source: str, log: Cal
             f"[-1, 1]; README, \"Bring your own model\")?")
 
 
-def _codes(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
-    """Input DAC codes of real inputs, exactly as the model quantizes them (round half even, clip)."""
-    dmax = qm.config.dac_max
-    return np.clip(np.rint(x.astype(np.float64) / qm.input_scale), -dmax, dmax).astype(np.int64)
-
-
 def exact_outputs(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
     """Real outputs of the PyTorch integer evaluation path (output codes x output_scale)."""
-    codes = _codes(qm, x)
+    codes = input_codes(qm, x)
     return np.concatenate([exact_forward(qm, codes[s]).numpy() for s in _batches(len(x), 1024)]) * qm.output_scale
-
-
-def golden_outputs(qm: QuantizedModel, x: np.ndarray, nonideal: NonIdealities | None = None) -> np.ndarray:
-    """Real outputs of `golden.golden_forward` (output codes x output_scale)."""
-    out = golden_forward(qm, _codes(qm, x), trace=False, nonideal=nonideal)["outputs"]
-    return out.astype(np.float64) * qm.output_scale
 
 
 # --------------------------------------------------------------------------------------------------
