@@ -31,7 +31,8 @@ from .nvm import row_tile_bounds
 from .quant import quantize, round_float
 from .reference import float_forward
 
-__all__ = ["quantize_model", "calibrate_adc_step", "random_float_model", "random_model", "DEFAULT_PERCENTILE"]
+__all__ = ["quantize_model", "calibrate_adc_step", "tile_dot_products", "random_float_model", "random_model",
+           "DEFAULT_PERCENTILE"]
 
 DEFAULT_PERCENTILE = 99.5
 
@@ -45,7 +46,7 @@ def calibrate_adc_step(p: np.ndarray, adc_max: int, step_max: int, percentile: f
     return int(min(max(1, math.ceil(q / adc_max)), step_max))
 
 
-def _tile_dot_products(codes: np.ndarray, w: np.ndarray, array_rows: int) -> np.ndarray:
+def tile_dot_products(codes: np.ndarray, w: np.ndarray, array_rows: int) -> np.ndarray:
     """Exact per-row-tile dot products (R, samples, N) of input codes (samples, K) and weights (N, K)."""
     bounds = row_tile_bounds(w.shape[1], array_rows)
     return np.stack([codes[:, a:b].astype(np.float64) @ w[:, a:b].T.astype(np.float64) for a, b in bounds])
@@ -93,7 +94,7 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
         h_codes = quantize(ref[f"l{l}_h"], 1.0 / dmax, cfg.dac_bits)
         h_prev = np.concatenate([np.zeros((S, 1, H), dtype=np.int64), h_codes[:, :-1]], axis=1)
         full = np.concatenate([layer_in, h_prev, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-        p = _tile_dot_products(full.reshape(S * T, -1), codes, cfg.array_rows)
+        p = tile_dot_products(full.reshape(S * T, -1), codes, cfg.array_rows)
         step = calibrate_adc_step(p, cfg.adc_max, cfg.adc_step_max, percentile)
         gs = round_float(s * step * float(1 << (cfg.lut_frac + cfg.scale_shift)), "half_even")
         gate_scale = np.clip(gs, 1, cfg.scale_max).astype(np.int64)
@@ -103,7 +104,7 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
     s_head = _weight_scale(w_eff, wmax)
     head_codes = quantize(w_eff, s_head, cfg.weight_bits)
     full = np.concatenate([layer_in, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-    p = _tile_dot_products(full.reshape(S * T, -1), head_codes, cfg.array_rows)
+    p = tile_dot_products(full.reshape(S * T, -1), head_codes, cfg.array_rows)
     head_step = calibrate_adc_step(p, cfg.head_adc_max, cfg.adc_step_max, percentile)
     return QuantizedModel(
         cfg, tuple(layers), HeadParams(head_codes, head_step), float(input_scale), float(s_head * head_step)

@@ -19,8 +19,8 @@ from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import load_float_model, load_model
 from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import FloatModel, LayerParams, HeadParams, QuantizedModel
-from nvmlstm.golden.nvm import NonIdealities, row_tile_bounds
-from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, calibrate_adc_step, quantize_model
+from nvmlstm.golden.nvm import NonIdealities
+from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, calibrate_adc_step, quantize_model, tile_dot_products
 from nvmlstm.golden.quant import round_float
 from nvmlstm.golden.realio import golden_outputs, input_codes
 from nvmlstm.golden.reference import float_forward
@@ -73,12 +73,6 @@ def nonidealities(point: dict[str, Any], seed: int) -> NonIdealities:
 
 # --------------------------------------------------------------------------------------------------
 # Models of a point
-def _tile_p(codes: np.ndarray, w: np.ndarray, array_rows: int) -> np.ndarray:
-    """Exact dot products of every row tile, tile column and sample (float64 holds them exactly here)."""
-    return np.stack([codes[:, a:b].astype(np.float64) @ w[:, a:b].T.astype(np.float64)
-                     for a, b in row_tile_bounds(w.shape[1], array_rows)])
-
-
 def retile(qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray,
            percentile: float = DEFAULT_PERCENTILE) -> QuantizedModel:
     """The same weight codes on arrays of ``array_rows`` rows, ADC steps re-calibrated for the new tiles.
@@ -100,13 +94,13 @@ def retile(qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray,
         h = tr[f"l{l}_h"].astype(np.int64)
         h_prev = np.concatenate([np.zeros((S, 1, H), dtype=np.int64), h[:, :-1]], axis=1)
         full = np.concatenate([layer_in, h_prev, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-        step = calibrate_adc_step(_tile_p(full.reshape(S * T, -1), lp.weights, array_rows), cfg.adc_max,
+        step = calibrate_adc_step(tile_dot_products(full.reshape(S * T, -1), lp.weights, array_rows), cfg.adc_max,
                                   cfg.adc_step_max, percentile)
         gs = round_float(lp.gate_scale.astype(np.float64) * (step / lp.adc_step), "half_even")
         layers.append(LayerParams(lp.weights, step, np.clip(gs, 1, cfg.scale_max).astype(np.int64)))
         layer_in = h
     full = np.concatenate([layer_in, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-    hstep = calibrate_adc_step(_tile_p(full.reshape(S * T, -1), qm.head.weights, array_rows), cfg.head_adc_max,
+    hstep = calibrate_adc_step(tile_dot_products(full.reshape(S * T, -1), qm.head.weights, array_rows), cfg.head_adc_max,
                                cfg.adc_step_max, percentile)
     return QuantizedModel(cfg, tuple(layers), HeadParams(qm.head.weights, hstep), qm.input_scale,
                           qm.output_scale * hstep / qm.head.adc_step)
