@@ -200,7 +200,8 @@ def _check_args(a: FlowArgs) -> None:
 
 def _train_config(a: FlowArgs, task) -> tuple[dict, Any]:
     """Training options from ``--config`` (or the defaults) and the config the trained model will have."""
-    from nvmlstm.golden.config import LstmConfig, load_config
+    from nvmlstm.golden.config import load_config
+    from nvmlstm.tasks.config import TRAINED_FIELDS, task_config
 
     opts: dict[str, Any] = {}
     if a.hidden is not None:
@@ -217,15 +218,12 @@ def _train_config(a: FlowArgs, task) -> tuple[dict, Any]:
                 head_adc_bits=cfg.head_adc_bits, array_rows=cfg.array_rows, array_cols=cfg.array_cols)
     # Training sets these fields and leaves the rest at their defaults: a config that changes the rest (table
     # or cell widths) cannot be trained for, and is refused rather than silently replaced.
-    trained = LstmConfig(input_size=task.input_size, hidden_size=cfg.hidden_size, num_layers=1,
-                         output_size=task.output_size, weight_bits=cfg.weight_bits, dac_bits=cfg.dac_bits,
-                         adc_bits=cfg.adc_bits, array_rows=cfg.array_rows, array_cols=cfg.array_cols,
-                         head_adc_bits=cfg.head_adc_bits)
+    trained = task_config(task, **{k: getattr(cfg, k) for k in TRAINED_FIELDS})
     diff = [k for k, v in cfg.to_dict().items() if trained.to_dict().get(k) != v]
     if diff:
         raise FlowError(f"{a.config}: {diff[0]} is {cfg.to_dict()[diff[0]]!r}; training builds it as "
-                        f"{trained.to_dict()[diff[0]]!r} (the flow can train only for the fields weight_bits, "
-                        f"dac_bits, adc_bits, head_adc_bits, array_rows, array_cols, hidden_size)")
+                        f"{trained.to_dict()[diff[0]]!r} (the flow can train only for the fields "
+                        f"{', '.join(TRAINED_FIELDS)})")
     return opts, cfg
 
 

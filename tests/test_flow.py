@@ -167,3 +167,18 @@ def test_bad_arguments_are_one_line(capsys, tmp_path):
     assert err == (f"nvmlstm flow: error: {foreign}: directory is not empty and not an earlier `nvmlstm flow` "
                    f"output (no flow_state.json); give a new or empty directory\n")
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_a_config_training_cannot_build_is_refused_in_one_line(capsys, tmp_path):
+    # --config: the fields training sets (nvmlstm.tasks.config.TRAINED_FIELDS) are taken, any other field
+    # that differs from what training builds is refused before anything runs, naming the field.
+    from nvmlstm.golden.config import default_config
+
+    cfg = default_config().replace(hidden_size=16, frac_bits=default_config().frac_bits - 1)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    out = tmp_path / "o"
+    assert_error(capsys, ["flow", "--task", "digits", "--config", path, "--out", out],
+                 re.escape(f"nvmlstm flow: error: {path}: frac_bits is {cfg.frac_bits}; training builds it as "
+                           f"{cfg.frac_bits + 1} (the flow can train only for the fields hidden_size, weight_bits, "
+                           f"dac_bits, adc_bits, head_adc_bits, array_rows, array_cols)"), absent=out)
