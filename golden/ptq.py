@@ -31,8 +31,8 @@ from .nvm import row_tile_bounds
 from .quant import quantize, round_float
 from .reference import float_forward
 
-__all__ = ["quantize_model", "calibrate_adc_step", "tile_dot_products", "random_float_model", "random_model",
-           "DEFAULT_PERCENTILE"]
+__all__ = ["quantize_model", "calibrate_adc_step", "tile_dot_products", "matrix_inputs", "random_float_model",
+           "random_model", "DEFAULT_PERCENTILE"]
 
 DEFAULT_PERCENTILE = 99.5
 
@@ -50,6 +50,21 @@ def tile_dot_products(codes: np.ndarray, w: np.ndarray, array_rows: int) -> np.n
     """Exact per-row-tile dot products (R, samples, N) of input codes (samples, K) and weights (N, K)."""
     bounds = row_tile_bounds(w.shape[1], array_rows)
     return np.stack([codes[:, a:b].astype(np.float64) @ w[:, a:b].T.astype(np.float64) for a, b in bounds])
+
+
+def matrix_inputs(layer_in: np.ndarray, dac_max: int, h: np.ndarray | None = None) -> np.ndarray:
+    """What drives a matrix's rows at every step, (S * T, K): ``[x_t | h_{t-1} | dac_max]`` for an LSTM layer
+    (``h`` its h codes (S, T, H), ``h_{-1} = 0``), ``[x_t | dac_max]`` for the head (``h`` None).
+
+    ``layer_in`` (S, T, n): the layer's input codes; the last row, the bias row, is driven at ``dac_max``.
+    """
+    S, T, _ = np.shape(layer_in)
+    parts = [np.asarray(layer_in, dtype=np.int64)]
+    if h is not None:
+        h = np.asarray(h, dtype=np.int64)
+        parts.append(np.concatenate([np.zeros((S, 1, h.shape[2]), dtype=np.int64), h[:, :-1]], axis=1))
+    parts.append(np.full((S, T, 1), dac_max, dtype=np.int64))
+    return np.concatenate(parts, axis=2).reshape(S * T, -1)
 
 
 def _weight_scale(w_eff: np.ndarray, weight_max: int) -> float:
@@ -80,7 +95,6 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
         raise ValueError(f"percentile must be in (0, 100], not {percentile!r}")
     dmax, wmax = cfg.dac_max, cfg.weight_max
     ref = float_forward(fm, calib_x, trace=True)
-    S, T, _ = np.shape(calib_x)
     layer_in = quantize(calib_x, input_scale, cfg.dac_bits)  # (S, T, n) codes
     layers = []
     for l, fl in enumerate(fm.layers):
@@ -92,9 +106,7 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
         s = np.array([_weight_scale(w_eff[g * H : (g + 1) * H], wmax) for g in range(4)])
         codes = quantize(w_eff, np.repeat(s, H)[:, None], cfg.weight_bits)
         h_codes = quantize(ref[f"l{l}_h"], 1.0 / dmax, cfg.dac_bits)
-        h_prev = np.concatenate([np.zeros((S, 1, H), dtype=np.int64), h_codes[:, :-1]], axis=1)
-        full = np.concatenate([layer_in, h_prev, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-        p = tile_dot_products(full.reshape(S * T, -1), codes, cfg.array_rows)
+        p = tile_dot_products(matrix_inputs(layer_in, dmax, h_codes), codes, cfg.array_rows)
         step = calibrate_adc_step(p, cfg.adc_max, cfg.adc_step_max, percentile)
         gs = round_float(s * step * float(1 << (cfg.lut_frac + cfg.scale_shift)), "half_even")
         gate_scale = np.clip(gs, 1, cfg.scale_max).astype(np.int64)
@@ -103,8 +115,7 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
     w_eff = np.concatenate([np.asarray(fm.head_w) / dmax, np.asarray(fm.head_b)[:, None] / dmax], axis=1)
     s_head = _weight_scale(w_eff, wmax)
     head_codes = quantize(w_eff, s_head, cfg.weight_bits)
-    full = np.concatenate([layer_in, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-    p = tile_dot_products(full.reshape(S * T, -1), head_codes, cfg.array_rows)
+    p = tile_dot_products(matrix_inputs(layer_in, dmax), head_codes, cfg.array_rows)
     head_step = calibrate_adc_step(p, cfg.head_adc_max, cfg.adc_step_max, percentile)
     return QuantizedModel(
         cfg, tuple(layers), HeadParams(head_codes, head_step), float(input_scale), float(s_head * head_step)

@@ -20,7 +20,8 @@ from nvmlstm.golden.io import load_float_model, load_model
 from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import FloatModel, LayerParams, HeadParams, QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
-from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, calibrate_adc_step, quantize_model, tile_dot_products
+from nvmlstm.golden.ptq import (DEFAULT_PERCENTILE, calibrate_adc_step, matrix_inputs, quantize_model,
+                                tile_dot_products)
 from nvmlstm.golden.quant import round_float
 from nvmlstm.golden.realio import golden_outputs, input_codes
 from nvmlstm.golden.reference import float_forward
@@ -85,23 +86,18 @@ def retile(qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray,
     """
     cfg = qm.config.replace(array_rows=array_rows)
     tr = golden_forward(qm, calib_codes, trace=True)
-    S, T, _ = calib_codes.shape
     dmax = cfg.dac_max
     layer_in = calib_codes.astype(np.int64)
     layers = []
     for l, lp in enumerate(qm.layers):
-        H = cfg.hidden_size
         h = tr[f"l{l}_h"].astype(np.int64)
-        h_prev = np.concatenate([np.zeros((S, 1, H), dtype=np.int64), h[:, :-1]], axis=1)
-        full = np.concatenate([layer_in, h_prev, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-        step = calibrate_adc_step(tile_dot_products(full.reshape(S * T, -1), lp.weights, array_rows), cfg.adc_max,
-                                  cfg.adc_step_max, percentile)
+        step = calibrate_adc_step(tile_dot_products(matrix_inputs(layer_in, dmax, h), lp.weights, array_rows),
+                                  cfg.adc_max, cfg.adc_step_max, percentile)
         gs = round_float(lp.gate_scale.astype(np.float64) * (step / lp.adc_step), "half_even")
         layers.append(LayerParams(lp.weights, step, np.clip(gs, 1, cfg.scale_max).astype(np.int64)))
         layer_in = h
-    full = np.concatenate([layer_in, np.full((S, T, 1), dmax, dtype=np.int64)], axis=2)
-    hstep = calibrate_adc_step(tile_dot_products(full.reshape(S * T, -1), qm.head.weights, array_rows), cfg.head_adc_max,
-                               cfg.adc_step_max, percentile)
+    hstep = calibrate_adc_step(tile_dot_products(matrix_inputs(layer_in, dmax), qm.head.weights, array_rows),
+                               cfg.head_adc_max, cfg.adc_step_max, percentile)
     return QuantizedModel(cfg, tuple(layers), HeadParams(qm.head.weights, hstep), qm.input_scale,
                           qm.output_scale * hstep / qm.head.adc_step)
 
