@@ -4,15 +4,17 @@ with the same loop and the same optimizer, in one run, side by side.
 Usage::
 
     .venv/bin/python benchmarks/train_speed.py [--task charlm|digits] [--hidden H] [--repeats 7]
-        [--threads 1 2] [--json out.json]
+        [--threads 1 2] [--default-malloc] [--json out.json]
 
 ``--task charlm`` (default): the Shakespeare corpus, hidden 128 (the charlm default), batch 32, 64 steps, the
 loss at every step, over the first 1,024 training windows (32 batches: an epoch of the full corpus is 15.3x
 longer, the ratio the same). ``--task digits``: the 1258 training sequences of digits, hidden 32, batch 64,
 the loss at the last step. Every variant runs the identical epoch (the `train.runner` loop: shuffle,
 forward, cross-entropy, backward, gradient clipping, Adam step). Variants are interleaved within each
-repeat, so background load affects them alike; the median epoch time is reported. Results go into
-docs/performance.md, "Training speed".
+repeat, so background load affects them alike; the median epoch time is reported. Like ``nvmlstm train``
+(`nvmlstm.train.run_training`), the process keeps freed memory for reuse (`nvmlstm.train.memory`);
+``--default-malloc`` measures with the C library's default instead. Results go into docs/performance.md,
+"Training speed".
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.train import ckernel
+from nvmlstm.train.memory import keep_freed_memory
 from nvmlstm.train.model import QuantLSTM
 from nvmlstm.tasks import load_task
 from nvmlstm.train.loss import task_loss
@@ -86,10 +89,14 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int) -> d
     qat_tiled.calibrate(task.train[0][:512])
     qat_tiled.quantized = True
     qat_tiled.segmented_gemm = False  # the previous GEMM form: zero-padded side-by-side tile matrix
+    qat_loop = QuantLSTM(cfg, 1.0 / cfg.dac_max)
+    qat_loop.calibrate(task.train[0][:512])
+    qat_loop.quantized = True
+    qat_loop.split_input_tiles = False  # every row tile converted inside the recurrence (the previous form)
     fp = QuantLSTM(cfg, 1.0 / cfg.dac_max)
     plain = PlainLSTM(task.input_size, H, task.output_size)
-    variants = {"plain nn.LSTM": plain, "fp mode": fp, "qat": qat, "qat, tiled GEMM": qat_tiled,
-                "qat + noise": qat_noise}
+    variants = {"plain nn.LSTM": plain, "fp mode": fp, "qat": qat, "qat, all tiles in the loop": qat_loop,
+                "qat, tiled GEMM": qat_tiled, "qat + noise": qat_noise}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in variants.items()}
     gen = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -112,20 +119,23 @@ def main() -> int:
     ap.add_argument("--hidden", type=int, help="hidden size (default: 128 charlm, 32 digits)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave the C library's allocator settings alone (nvmlstm train changes them)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    malloc = "default (--default-malloc)" if args.default_malloc else keep_freed_memory()
     # QAT uses the native kernel when it loads (else one stderr line says why): recorded with the results.
     native = ckernel.load() is not None
     res = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "native_kernel": native, "runs": []}
-    print(f"native kernel: {'yes' if native else 'no (torch loop)'}")
+           "native_kernel": native, "freed_memory_kept": malloc, "runs": []}
+    print(f"native kernel: {'yes' if native else 'no (torch loop)'}; freed memory kept for reuse: {malloc}")
     for th in args.threads:
         r = measure(args.task, args.hidden, th, args.repeats)
         res["runs"].append(r)
         print(f"{args.task}, hidden {r['hidden']}, {r['sequences']} sequences x {r['steps']} steps, batch "
               f"{r['batch']}, threads {th}:")
         for k, v in r["median_s"].items():
-            print(f"  {k:14s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
+            print(f"  {k:27s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
                   f"{v / r['median_s']['fp mode']:5.2f}x fp mode")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")

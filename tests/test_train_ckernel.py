@@ -94,8 +94,8 @@ def _call_forward(kernel, fwd: dict):
 def test_a_valid_call_passes_and_equals_the_torch_loop(kernel, monkeypatch):
     args = _forward_args()
     st = _call_forward(kernel, args["fwd"])
-    dp, sums = kernel.backward(args["dhs"], args["fwd"]["wh"], st, **args["bwd"])
-    assert dp.shape == (3, 5, 2 * 16) and sums.dtype == torch.float64
+    dp, sums, dacc = kernel.backward(args["dhs"], args["fwd"]["wh"], st, **args["bwd"])
+    assert dp.shape == (3, 5, 2 * 16) and sums.dtype == torch.float64 and dacc.shape == (3, 5, 16)
     # The same h through the torch loop of QuantRecurrence (the kernel's specification).
     cfg, f = SMALL, args["fwd"]
     monkeypatch.setattr(ckernel, "load", lambda: None)
@@ -231,10 +231,10 @@ def test_backward_error_leaves_the_gradient_sums_alone(kernel):
     # A bad saved index found in use (ka, kp) must not add to the sums: the error is raised, nothing returned.
     args = _forward_args()
     st = _call_forward(kernel, args["fwd"])
-    good_dp, good_sums = kernel.backward(args["dhs"], args["fwd"]["wh"], st, **args["bwd"])
+    good_dp, good_sums, _ = kernel.backward(args["dhs"], args["fwd"]["wh"], st, **args["bwd"])
     assert torch.isfinite(good_sums).all() and float(good_sums.abs().sum()) > 0
-    bad = _bad_state("kp", (0, 0, 0), 10**12)(st)
-    with pytest.raises(ValueError, match=r"fwd\.kp\[0, 0, 0\] = 1000000000000, outside am_tab \[0, 145\)"):
+    bad = _bad_state("kp", (0, 0, 0), 10**9)(st)
+    with pytest.raises(ValueError, match=r"fwd\.kp\[0, 0, 0\] = 1000000000, outside am_tab \[0, 145\)"):
         kernel.backward(args["dhs"], args["fwd"]["wh"], bad, **args["bwd"])
 
 
@@ -320,6 +320,95 @@ def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kern
                                 col_off=col_off, h_oc=tab.h_oc, cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
         wrong += not np.array_equal(st_bad.acc[0].reshape(-1).numpy().astype(np.int64), want)
     assert wrong > 0
+
+
+def test_kernel_input_tile_and_acc_in_equal_golden_on_every_dot_product_and_step(kernel):
+    # The same sum with tile 0 converted before the loop (input_tile, every timestep at once) and entering
+    # the loop as acc_in: every dot product of the small config, every step; kp is p + pmax; and the STE
+    # backward of input_tile is dacc * am_tab[kp] with the sum of dp * p.
+    cfg = SMALL
+    k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
+    H = cfg.hidden_size
+    N = 4 * H
+    pmax, p = _domain(cfg)
+    B = -(-len(p) // N)
+    tile0 = np.zeros(B * N, dtype=np.int64)
+    tile0[: len(p)] = p
+    tile1 = np.zeros(B * N, dtype=np.int64)
+    tile1[: len(p)] = np.roll(p, 37)
+    p0 = torch.from_numpy(tile0.reshape(B, N)).float()
+    pre1 = torch.from_numpy(tile1.reshape(1, B, 1, N)).float()
+    tab = tables(cfg)
+    gate_tab, _ = _gate_tables(torch.tensor([1.0, 1.0, 1.0, 1.0]), 2, k, tab)
+    _, col_off = _col_offsets(2, k, torch.float32)
+    dacc = torch.randn(B, N, generator=torch.Generator().manual_seed(3))
+    for s in range(1, cfg.adc_step_max + 1):
+        adc_tab, am_tab = _adc_tables(torch.tensor(float(s)), pmax, k, torch.float32)
+        acc0 = torch.zeros(B, N)
+        kp = kernel.input_tile(p0, acc0, pmax=pmax, adc_tab=adc_tab)
+        assert np.array_equal(acc0.reshape(-1).numpy().astype(np.int64), adc_convert(tile0, s, cfg.adc_bits)), s
+        assert kp.dtype == torch.int32 and np.array_equal(kp.reshape(-1).numpy(), tile0 + pmax)
+        st = kernel.forward(pre1, torch.zeros(H, N), pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab,
+                            col_off=col_off, h_oc=tab.h_oc, cell_max=cfg.cell_max, frac_bits=cfg.frac_bits,
+                            acc_in=acc0[None].contiguous(), acc_in_max=cfg.adc_max)
+        want = adc_convert(tile0, s, cfg.adc_bits) + adc_convert(tile1, s, cfg.adc_bits)
+        assert np.array_equal(st.acc[0].reshape(-1).numpy().astype(np.int64), want), s
+        dp = torch.empty(B, N)
+        total = kernel.input_tile_backward(dacc, kp, dp, pmax=pmax, am_tab=am_tab)
+        assert torch.equal(dp, dacc * am_tab[kp.long()])
+        assert total == pytest.approx(float((dp.double() * p0.double()).sum()), rel=1e-12, abs=1e-9)
+
+
+def test_input_tile_rejects_bad_values_with_exact_messages(kernel):
+    cfg = SMALL
+    k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
+    pmax = _pmax(cfg)
+    adc_tab, am_tab = _adc_tables(torch.tensor(9.0), pmax, k, torch.float32)
+    p = torch.randint(-pmax, pmax + 1, (6, 16), generator=torch.Generator().manual_seed(0)).float()
+    acc = torch.zeros(6, 16)
+    for bad, shown in ((pmax + 1.0, f"{pmax + 1.0}"), (0.5, "0.5"), (float("nan"), "nan")):
+        with pytest.raises(ValueError) as info:
+            kernel.input_tile(_corrupt(p, (4, 3), bad), acc, pmax=pmax, adc_tab=adc_tab)
+        assert str(info.value) == (f"ckernel.input_tile: dot product p[4, 3] = {shown}, not an integer in "
+                                   f"[-pmax, pmax] = [-{pmax}, {pmax}]")
+    assert not acc.any()  # nothing was written
+    with pytest.raises(ValueError, match=r"ckernel.input_tile: acc has shape \(6, 15\), expected \(6, 16\)"):
+        kernel.input_tile(p, acc[:, :15].contiguous(), pmax=pmax, adc_tab=adc_tab)
+    kp = kernel.input_tile(p, acc, pmax=pmax, adc_tab=adc_tab)
+    with pytest.raises(TypeError, match=r"ckernel.input_tile_backward: kp has dtype torch.int64, expected torch.int32"):
+        kernel.input_tile_backward(acc, kp.long(), torch.empty(6, 16), pmax=pmax, am_tab=am_tab)
+    with pytest.raises(ValueError) as info:
+        kernel.input_tile_backward(acc, _corrupt(kp, (5, 15), 2 * pmax + 1), torch.empty(6, 16), pmax=pmax,
+                                   am_tab=am_tab)
+    assert str(info.value) == (f"ckernel.input_tile_backward: kp[5, 15] = {2 * pmax + 1}, outside am_tab "
+                               f"[0, {2 * pmax + 1})")
+
+
+def test_forward_checks_acc_in(kernel):
+    # acc_in (the tiles converted before the loop) becomes part of a table index: its values are checked
+    # each step against acc_in_max, and the gate table must cover R tiles plus that bound.
+    args = _forward_args()["fwd"]
+    T, B, _, N = args["pre"].shape
+    ok = torch.randint(-3, 4, (T, B, N), generator=torch.Generator().manual_seed(1)).float()
+    with pytest.raises(ValueError) as info:
+        _call_forward(kernel, {**args, "acc_in": _corrupt(ok, (1, 2, 7), 4.0), "acc_in_max": 3})
+    # (the gate table of _forward_args covers R = 2 tiles of codes up to 3 = adc_max, so acc_in_max 3 needs a
+    # wider one: the col_off check fires first)
+    assert str(info.value) == ("ckernel.forward: col_off[0] = 6: acc in [-9, 9] (R = 2 row tiles, ADC codes up "
+                               "to 3 plus acc_in up to 3) would index gate_tab outside [0, 52)")
+    cfg = SMALL
+    k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
+    gate_tab, _ = _gate_tables(torch.tensor([300.0, 500.0, 700.0, 900.0]), 3, k, tables(cfg))
+    _, col_off = _col_offsets(3, k, torch.float32)
+    wide = {**args, "gate_tab": gate_tab, "col_off": col_off, "acc_in_max": 3}
+    _call_forward(kernel, {**wide, "acc_in": ok})  # valid
+    for bad, shown in ((4.0, "4.0"), (-0.5, "-0.5")):
+        with pytest.raises(ValueError) as info:
+            _call_forward(kernel, {**wide, "acc_in": _corrupt(ok, (1, 2, 7), bad)})
+        assert str(info.value) == (f"ckernel.forward: acc_in[1, 2, 7] = {shown}, not an integer in "
+                                   f"[-acc_in_max, acc_in_max] = [-3, 3]")
+    with pytest.raises(ValueError, match=r"ckernel.forward: acc_in has shape \(3, 5, 15\), expected \(3, 5, 16\)"):
+        _call_forward(kernel, {**wide, "acc_in": ok[..., :15].contiguous()})
 
 
 def test_kernel_cell_update_equals_golden_on_every_value_of_m(kernel):
@@ -508,4 +597,4 @@ def test_return_codes_of_the_c_source_are_the_ones_the_wrapper_decodes():
     text = importlib.resources.files("nvmlstm.train").joinpath("ckernel.c").read_text()
     c_codes = {name: int(v) for name, v in re.findall(r"#define NVK_(\w+) (\d+)", text)}
     py_codes = {name[1:]: getattr(ckernel, name) for name in dir(ckernel) if re.fullmatch(r"_(OK|BAD_\w+)", name)}
-    assert c_codes == py_codes and len(c_codes) == 9
+    assert c_codes == py_codes and len(c_codes) == 10

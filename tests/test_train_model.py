@@ -30,6 +30,8 @@ CONFIGS = {
     "lut_frac_eq_frac": default_config().replace(lut_frac=7, frac_bits=7),
     "wide": default_config().replace(weight_bits=6, dac_bits=5, adc_bits=6, head_adc_bits=8, cell_bits=14,
                                      frac_bits=9, lut_bits=10, lut_frac=6, hidden_size=16),
+    # 5 row tiles of input rows only (converted before the recurrence, `recurrence.InputTiles`).
+    "many_input_tiles": default_config().replace(input_size=42, hidden_size=12, array_rows=8),
 }
 
 
@@ -46,6 +48,22 @@ def test_exact_forward_equals_golden_on_random_models(name):
     got, h = exact_forward(qm, x, return_h=True)
     assert np.array_equal(got.numpy(), want["outputs"])
     assert np.array_equal(h.numpy(), want["h"])
+
+
+def test_exact_forward_in_chunks_of_sequences_equals_golden(monkeypatch):
+    # exact_forward evaluates a large split in chunks of sequences (bounded memory): forced to chunks of 1
+    # and of 7 sequences, outputs and h equal golden's.
+    from nvmlstm.train import exact
+
+    cfg = CONFIGS["two_layers_small_tiles"]
+    x = _codes(cfg, 2, S=23)
+    qm, _ = random_model(cfg, 5, x)
+    want = golden_forward(qm, x, trace=False)
+    per_seq = x.shape[1] * 4 * cfg.layer_cols * 8  # 4 row tiles in the larger layer
+    for seqs in (1, 7):
+        monkeypatch.setattr(exact, "_CHUNK_BYTES", seqs * per_seq)
+        got, h = exact_forward(qm, x, return_h=True)
+        assert np.array_equal(got.numpy(), want["outputs"]) and np.array_equal(h.numpy(), want["h"])
 
 
 def test_round_half_away_ties_and_near_ties():
@@ -293,3 +311,66 @@ def test_state_dict_import_rejects_another_shape():
     bi = torch.nn.LSTM(8, 16, bidirectional=True)
     with pytest.raises(StateDictError, match="unexpected key"):
         m.load_float_state({"lstm": bi.state_dict(), "head": torch.nn.Linear(16, 10).state_dict()})
+
+
+@pytest.mark.parametrize("name", ["two_layers_small_tiles", "many_input_tiles"])
+def test_input_tiles_before_the_loop_equal_converting_them_in_the_loop(name, monkeypatch):
+    # Row tiles of input rows only are converted for every timestep before the recurrence
+    # (recurrence.InputTiles, native kernel) and enter it as acc_in: the same output codes and loss as
+    # converting every tile in the loop, gradients (weights, steps, gate scales, and through layer 2's input
+    # rows to layer 1) equal to float rounding.
+    from nvmlstm.train import ckernel
+    from nvmlstm.train import model as model_mod
+    from nvmlstm.train.exact import input_only_tiles
+
+    if ckernel.load() is None:
+        pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")
+    cfg = CONFIGS[name]
+    n = cfg.input_size
+    assert input_only_tiles(n + cfg.hidden_size + 1, cfg.array_rows, n)  # the case exists in this config
+    calls = []
+    real = model_mod.InputTiles
+
+    class Counting:
+        @staticmethod
+        def apply(*a):
+            calls.append(a[4])
+            return real.apply(*a)
+
+    monkeypatch.setattr(model_mod, "InputTiles", Counting)
+    m, x = _trained_like(cfg, seed=8)
+    m.train()
+    res = []
+    for split in (True, False):
+        m.split_input_tiles = split
+        m.zero_grad()
+        out = m(x)
+        out.square().mean().backward()
+        res.append((m.forward_codes(x, fake_quant=True), out.detach(),
+                    [q.grad.clone() for q in m.parameters() if q.grad is not None]))
+    assert len(calls) == 2 * cfg.num_layers  # the split ran (training and forward_codes), then not
+    (c1, o1, g1), (c2, o2, g2) = res
+    assert torch.equal(c1, c2) and torch.equal(o1, o2)
+    assert len(g1) == len(g2) > 0
+    for a, b in zip(g1, g2):
+        assert float((a - b).abs().max()) <= 1e-5 * max(1.0, float(b.abs().max()))
+
+
+def test_tiled_inputs_from_a_tile_boundary():
+    # tiled_inputs(lo=...) is the tail of the full form (the tiles before lo are InputTiles'); lo inside a
+    # tile is refused.
+    from nvmlstm.train.exact import input_only_tiles, tiled_inputs
+
+    cfg = CONFIGS["many_input_tiles"]
+    n, H, rows = cfg.input_size, cfg.hidden_size, cfg.array_rows
+    K, N = n + H + 1, 4 * H
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-7, 8, (30, n), generator=g).float()
+    wt = torch.randint(-7, 8, (K, N), generator=g).float()
+    segs = input_only_tiles(K, rows, n)
+    assert [r for r, _, _ in segs] == [0, 1, 2, 3, 4] and segs[-1][2] == 40
+    full = tiled_inputs(x, wt[:n], wt[K - 1], K, rows)
+    tail = tiled_inputs(x[:, 40:], wt[40:n], wt[K - 1], K, rows, lo=40)
+    assert torch.equal(tail, full[:, 5:])
+    with pytest.raises(ValueError, match="tiled_inputs: row 36 is not the first row of a row tile"):
+        tiled_inputs(x[:, 36:], wt[36:n], wt[K - 1], K, rows, lo=36)

@@ -4,7 +4,9 @@ Why: at the sizes we train (batch 64, hidden 32) every torch operation costs 3-5
 its size, and one timestep of the contract is ~17 of them in the forward and ~10 in the backward. Here the
 elementwise chain of one timestep (ADC lookup, tile sum, gate lookup, fixed-point cell update, h lookup --
 and its reversed STE chain in the backward) is one call of a small C function (``ckernel.c``, package data
-beside this module); only the GEMMs ``h @ W_h`` and ``dp @ W_h^T`` stay torch operations.
+beside this module); only the GEMMs ``h @ W_h`` and ``dp @ W_h^T`` stay torch operations. `Kernel.input_tile`
+and `Kernel.input_tile_backward` convert a row tile of input rows only for all timesteps in one call
+(`nvmlstm.train.recurrence.InputTiles`), and the loop adds their sum (``acc_in``).
 
 Why plain C through ``ctypes`` rather than ``torch.compile`` or a torch C++ extension: the source is ~150
 lines that ``cc`` compiles in well under a second, whereas inductor measured ~15 s per (batch size,
@@ -74,9 +76,10 @@ REQUIRE_ENV = "NVMLSTM_REQUIRE_CKERNEL"
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC")
 
 # Return codes of ckernel.c (NVK_*).
-_OK, _BAD_P, _BAD_ADC_TAB, _BAD_COL_OFF, _BAD_GATE_TAB, _BAD_GATE_O, _BAD_CELL, _BAD_KA, _BAD_KP = range(9)
+(_OK, _BAD_P, _BAD_ADC_TAB, _BAD_COL_OFF, _BAD_GATE_TAB, _BAD_GATE_O, _BAD_CELL, _BAD_KA, _BAD_KP,
+ _BAD_ACC_IN) = range(10)
 
-_F32, _I64 = torch.float32, torch.int64
+_F32, _I64, _I32 = torch.float32, torch.int64, torch.int32
 
 
 class KernelUnavailable(RuntimeError):
@@ -189,7 +192,8 @@ class _FwdArgs(ctypes.Structure):
 
     _fields_ = [("B", _i64), ("R", _i64), ("N", _i64), ("H", _i64), ("adc_tab", _ptr), ("n_adc", _i64),
                 ("gate_tab", _ptr), ("col_off", _ptr), ("h_oc", _ptr), ("n_c", _i64), ("cell_max", _i64),
-                ("inv2F", _f32), ("kp", _ptr), ("acc", _ptr), ("ka", _ptr), ("gates", _ptr), ("craw", _ptr),
+                ("inv2F", _f32), ("acc_in", _ptr), ("acc_in_max", _i64), ("kp", _ptr), ("acc", _ptr), ("ka", _ptr),
+                ("gates", _ptr), ("craw", _ptr),
                 ("cs", _ptr), ("hs", _ptr), ("where", _ptr)]
 
 
@@ -213,12 +217,16 @@ def _open(so: Path) -> ctypes.CDLL:
         lib = ctypes.CDLL(str(so))
     except OSError as exc:
         raise _NoKernel(f"loading {so} failed ({exc})") from None
-    lib.fwd_check.argtypes = [_i64] * 3 + [_ptr, _i64, _ptr, _i64, _ptr, _i64, _ptr]
+    lib.fwd_check.argtypes = [_i64] * 3 + [_ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _ptr]
     lib.fwd_check.restype = _i64
     lib.nvk_forward_step.argtypes = [ctypes.POINTER(_FwdArgs), _i64, _ptr]
     lib.nvk_forward_step.restype = _i64
     lib.nvk_backward_step.argtypes = [ctypes.POINTER(_BwdArgs), _i64]
     lib.nvk_backward_step.restype = _i64
+    lib.nvk_input_tile.argtypes = [_i64, _i64, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr]
+    lib.nvk_input_tile.restype = _i64
+    lib.nvk_input_tile_backward.argtypes = [_i64, _i64, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr]
+    lib.nvk_input_tile_backward.restype = _i64
     lib.nvk_layout.argtypes = [_ptr]
     lib.nvk_layout.restype = None
     got = (ctypes.c_int64 * 4)()
@@ -259,7 +267,7 @@ def load() -> Kernel | None:
 class ForwardState(NamedTuple):
     """What `Kernel.forward` computes and `Kernel.backward` needs (T timesteps, B sequences)."""
 
-    kp: torch.Tensor  #: (T, B, R*N) int64: p + pmax, the ADC-table index of every dot product
+    kp: torch.Tensor  #: (T, B, R*N) int32: p + pmax, the ADC-table index of every dot product
     acc: torch.Tensor  #: (T, B, N) float32: sum over row tiles of the ADC codes
     ka: torch.Tensor  #: (T, B, N) int64: gate-table index of acc
     gates: torch.Tensor  #: (T, B, N) float32: gate values i | f | g | o
@@ -340,7 +348,8 @@ class Kernel:
 
     def forward(self, pre: torch.Tensor, wh: torch.Tensor, *, pmax: int, adc_tab: torch.Tensor,
                 gate_tab: torch.Tensor, col_off: torch.Tensor, h_oc: torch.Tensor, cell_max: int,
-                frac_bits: int, hseg: tuple | None = None) -> ForwardState:
+                frac_bits: int, hseg: tuple | None = None, acc_in: torch.Tensor | None = None,
+                acc_in_max: int = 0) -> ForwardState:
         """The forward loop of `nvmlstm.train.recurrence.QuantRecurrence` (float32, ADC as a table).
 
         Per timestep the GEMM ``p = pre[t] + h_{t-1} @ wh`` in torch (``h_0 = 0``), then one C call for
@@ -370,6 +379,12 @@ class Kernel:
         hseg : tuple of (r, a, b), optional
             `nvmlstm.train.exact.tile_segments` of the h rows: the product ``h @ W_h`` is computed per
             segment (1/R of the multiply-adds of the zero-padded row-tiled form).
+        acc_in : Tensor (T, B, N), float32, optional
+            ADC codes of the row tiles converted before the loop (`input_tile`), added to every step's
+            ``acc``; each step checks them to be integers of magnitude at most ``acc_in_max``.
+        acc_in_max : int
+            Bound of ``|acc_in|`` (tiles before the loop x the largest ADC code); the gate table must cover
+            ``acc`` over ``R`` tiles plus this bound.
 
         Returns
         -------
@@ -386,7 +401,8 @@ class Kernel:
         if torch.is_grad_enabled():  # the GEMMs write into buffers (out=): no graph (cheaper than a decorator)
             with torch.no_grad():
                 return self.forward(pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off,
-                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits, hseg=hseg)
+                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits, hseg=hseg, acc_in=acc_in,
+                                    acc_in_max=acc_in_max)
         fn = "ckernel.forward"
         T, B, R, N = _tensor(fn, "pre", pre, _F32, (None, None, None, None), contiguous=False)
         H, RN = _tensor(fn, "wh", wh, _F32, (None, R * N if hseg is None else N), contiguous=False)
@@ -404,27 +420,32 @@ class Kernel:
         if n_hoc % n_c:
             raise ValueError(f"{fn}: h_oc has {n_hoc} entries, not a multiple of 2 cell_max + 1 = {n_c}")
         n_o = n_hoc // n_c
+        acc_in_max = _int(fn, "acc_in_max", acc_in_max)
+        if acc_in is not None:
+            _tensor(fn, "acc_in", acc_in, _F32, (T, B, N))
         where = ctypes.c_int64(-1)
         wa = ctypes.addressof(where)
         # The tables once: then every index the loop derives from their contents is in bounds (ckernel.c).
         rc = self.lib.fwd_check(R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), n_gate, col_off.data_ptr(),
-                                n_o, wa)
+                                n_o, acc_in_max, wa)
         if rc != _OK:
             w = where.value
             if rc == _BAD_ADC_TAB:
                 msg = f"adc_tab[{w}] = {float(adc_tab[w])}, not an integer of magnitude below 2**20"
             elif rc == _BAD_COL_OFF:
                 A = int(adc_tab.abs().max())
-                msg = (f"col_off[{w}] = {int(col_off[w])}: acc in [-{R * A}, {R * A}] (R = {R} row tiles, ADC codes "
-                       f"up to {A}) would index gate_tab outside [0, {n_gate})")
+                S = R * A + acc_in_max
+                extra = f" plus acc_in up to {acc_in_max}" if acc_in_max else ""
+                msg = (f"col_off[{w}] = {int(col_off[w])}: acc in [-{S}, {S}] (R = {R} row tiles, ADC codes "
+                       f"up to {A}{extra}) would index gate_tab outside [0, {n_gate})")
             elif rc == _BAD_GATE_TAB:
                 msg = f"gate_tab[{w}] = {float(gate_tab[w])}, not a finite number of magnitude at most 2**24"
             else:
                 msg = (f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
                        f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})")
             raise ValueError(f"{fn}: {msg}")
-        pre2p = pre.reshape(T, B, RN).add(pmax)  # p + pmax: the ADC-table index (a new contiguous tensor)
-        st = ForwardState(torch.empty(T, B, RN, dtype=_I64), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
+        pre2 = pre.reshape(T, B, RN).contiguous()  # a view when pre is contiguous (the C side reads p[0] in place)
+        st = ForwardState(torch.empty(T, B, RN, dtype=_I32), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
                           pre.new_empty(T, B, N), pre.new_empty(T, B, H), pre.new_empty(T + 1, B, H),
                           pre.new_empty(T + 1, B, H))
         st.cs[0].zero_()
@@ -433,19 +454,24 @@ class Kernel:
         # Raw addresses only of tensors checked above or allocated here, passed once in the struct; per
         # timestep only t and the GEMM's output cross into C.
         args = _FwdArgs(B, R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), col_off.data_ptr(),
-                        h_oc.data_ptr(), n_c, cell_max, 2.0 ** -frac_bits, *(a.data_ptr() for a in st), wa)
+                        h_oc.data_ptr(), n_c, cell_max, 2.0 ** -frac_bits,
+                        None if acc_in is None else acc_in.data_ptr(), acc_in_max, *(a.data_ptr() for a in st), wa)
         ref = ctypes.byref(args)
         step = self.lib.nvk_forward_step
         for t in range(T):
             if t == 0:
-                p = pre2p[0]  # h_0 = 0: no GEMM
+                p = pre2[0]  # h_0 = 0: no GEMM
             elif hseg is None:
-                p = torch.addmm(pre2p[t], st.hs[t], wh, out=P)
+                p = torch.addmm(pre2[t], st.hs[t], wh, out=P)
             else:
-                p = seg_addmm_(P.copy_(pre2p[t]).view(B, R, N), st.hs[t], wh, hseg).view(B, RN)
-            if step(ref, t, p.data_ptr()) != _OK:  # _BAD_P, the only per-step check of the forward
+                p = seg_addmm_(P.copy_(pre2[t]).view(B, R, N), st.hs[t], wh, hseg).view(B, RN)
+            rc = step(ref, t, p.data_ptr())
+            if rc != _OK:  # _BAD_P or _BAD_ACC_IN, the per-step checks of the forward
                 w = where.value
-                raise ValueError(f"{fn}: dot product p{_at(t, w, (B, RN))} = {float(p.view(-1)[w]) - pmax}, not an "
+                if rc == _BAD_ACC_IN:
+                    raise ValueError(f"{fn}: acc_in{_at(t, w, (B, N))} = {float(acc_in[t].view(-1)[w])}, not an "
+                                     f"integer in [-acc_in_max, acc_in_max] = [-{acc_in_max}, {acc_in_max}]")
+                raise ValueError(f"{fn}: dot product p{_at(t, w, (B, RN))} = {float(p.view(-1)[w])}, not an "
                                  f"integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
         return st
 
@@ -486,6 +512,8 @@ class Kernel:
         sums : Tensor (5,), float64
             Entries 0-3: per gate, the sum of ``d acc * acc`` (the gate-scale gradient times the gate
             scale); entry 4: the sum of ``dp * p`` (the LSQ step gradient is ``-sums[4] / step``).
+        dacc : Tensor (T, B, N), float32
+            dL/d acc of every timestep (also the gradient of the forward's ``acc_in``).
 
         Raises
         ------
@@ -512,7 +540,7 @@ class Kernel:
             raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
                              f"multiple of it")
         R = RN // N
-        _tensor(fn, "fwd.kp", fwd.kp, _I64, (T, B, RN))
+        _tensor(fn, "fwd.kp", fwd.kp, _I32, (T, B, RN))
         _tensor(fn, "fwd.ka", fwd.ka, _I64, (T, B, N))
         _tensor(fn, "fwd.gates", fwd.gates, _F32, (T, B, N))
         _tensor(fn, "fwd.craw", fwd.craw, _F32, (T, B, H))
@@ -527,7 +555,7 @@ class Kernel:
         _table(fn, "dtanh_c", dtanh_c, 2 * cell_max + 1)
         dh = dhs.new_zeros(B, H)
         dc = dhs.new_zeros(B, H)
-        dacc = dhs.new_empty(B, N)  # d acc of the current step (consumed by the kernel's sums)
+        DACC = dhs.new_empty(T, B, N)  # d acc of every step (the kernel's sums use it; acc_in's gradient)
         DP = dhs.new_empty(T, B, RN)
         sums = torch.zeros(5, dtype=torch.float64)
         where = ctypes.c_int64(-1)
@@ -535,7 +563,7 @@ class Kernel:
                         fwd.ka.data_ptr(), fwd.acc.data_ptr(), fwd.cs.data_ptr(), fwd.craw.data_ptr(),
                         fwd.kp.data_ptr(), am_tab.data_ptr(), n_am, fac_tab.data_ptr(), n_fac, tanh_c.data_ptr(),
                         dtanh_c.data_ptr(), cell_max, 2.0 ** -frac_bits, dac_max * 2.0 ** (-2 * frac_bits), pmax,
-                        dacc.data_ptr(), DP.data_ptr(), sums.data_ptr(), ctypes.addressof(where))
+                        DACC.data_ptr(), DP.data_ptr(), sums.data_ptr(), ctypes.addressof(where))
         ref = ctypes.byref(args)
         step = self.lib.nvk_backward_step
         wh_t = wh.t()
@@ -556,4 +584,68 @@ class Kernel:
                     torch.mm(DP[t], wh_t, out=dh)
                 else:
                     seg_mm_t(DP[t].view(B, R, N), wh, hseg, dh)
-        return DP, sums
+        return DP, sums, DACC
+
+    def input_tile(self, p: torch.Tensor, acc: torch.Tensor, *, pmax: int, adc_tab: torch.Tensor) -> torch.Tensor:
+        """ADC codes of one row tile that holds only input rows, every timestep at once (before the loop).
+
+        ``acc += adc_tab[p + pmax]`` in place; the sum over such tiles is `forward`'s ``acc_in``.
+
+        Parameters
+        ----------
+        p : Tensor (M, N), float32
+            The tile's dot products (M = timesteps x sequences): integers in [-pmax, pmax].
+        acc : Tensor (M, N), float32
+            Accumulator, updated in place.
+        pmax : int
+            Bound of |p|, as in `forward`.
+        adc_tab : Tensor (2 pmax + 1,), float32
+            ADC code of every dot product (entry ``p + pmax``).
+
+        Returns
+        -------
+        kp : Tensor (M, N), int32
+            ``p + pmax``, the ADC-table index of every dot product (for `input_tile_backward`).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `forward`; a ``p`` outside [-pmax, pmax] or not an integer (``acc`` is then unchanged).
+        """
+        fn = "ckernel.input_tile"
+        M, N = _tensor(fn, "p", p, _F32, (None, None))
+        _tensor(fn, "acc", acc, _F32, (M, N))
+        pmax = _int(fn, "pmax", pmax)
+        n_adc = _table(fn, "adc_tab", adc_tab, 2 * pmax + 1)
+        kp = torch.empty(M, N, dtype=_I32)
+        where = ctypes.c_int64(-1)
+        rc = self.lib.nvk_input_tile(M, N, p.data_ptr(), pmax, adc_tab.data_ptr(), n_adc, acc.data_ptr(),
+                                     kp.data_ptr(), ctypes.addressof(where))
+        if rc != _OK:
+            w = where.value
+            raise ValueError(f"{fn}: dot product p{_at(w // N, w % N, (N,))} = {float(p.view(-1)[w])}, not an "
+                             f"integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
+        return kp
+
+    def input_tile_backward(self, dacc: torch.Tensor, kp: torch.Tensor, dp: torch.Tensor, *, pmax: int,
+                            am_tab: torch.Tensor) -> float:
+        """The STE backward of `input_tile`: ``dp = dacc * am_tab[kp]`` (into ``dp``).
+
+        Returns the sum of ``dp * p`` (float64 accumulation; its part of the LSQ step gradient, like
+        `backward`'s ``sums[4]``). Raises `ValueError` for a ``kp`` outside ``am_tab``.
+        """
+        fn = "ckernel.input_tile_backward"
+        M, N = _tensor(fn, "dacc", dacc, _F32, (None, None))
+        _tensor(fn, "kp", kp, _I32, (M, N))
+        _tensor(fn, "dp", dp, _F32, (M, N))
+        pmax = _int(fn, "pmax", pmax)
+        n_am = _table(fn, "am_tab", am_tab, 2 * pmax + 1)
+        total = ctypes.c_double(0.0)
+        where = ctypes.c_int64(-1)
+        rc = self.lib.nvk_input_tile_backward(M, N, dacc.data_ptr(), kp.data_ptr(), am_tab.data_ptr(), n_am, pmax,
+                                              dp.data_ptr(), ctypes.addressof(total), ctypes.addressof(where))
+        if rc != _OK:
+            w = where.value
+            raise ValueError(f"{fn}: kp{_at(w // N, w % N, (N,))} = {int(kp.view(-1)[w])}, outside am_tab "
+                             f"[0, {n_am})")
+        return total.value

@@ -22,7 +22,8 @@ from nvmlstm.golden.nvm import row_tile_bounds
 
 from .ops import rshift_round, round_half_away, tables
 
-__all__ = ["exact_forward", "tile_matrix", "tile_segments", "tiled_inputs", "seg_addmm_", "seg_mm_t", "seg_grad"]
+__all__ = ["exact_forward", "tile_matrix", "tile_segments", "input_only_tiles", "tiled_inputs", "seg_addmm_",
+           "seg_mm_t", "seg_grad"]
 
 _F64 = torch.float64
 
@@ -55,19 +56,37 @@ def tile_segments(K: int, array_rows: int, lo: int, hi: int) -> tuple[tuple[int,
     return tuple(segs)
 
 
-def tiled_inputs(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, K: int, array_rows: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=256)
+def input_only_tiles(K: int, array_rows: int, n: int) -> tuple[tuple[int, int, int], ...]:
+    """The row tiles of a K-row matrix whose rows are all input rows (rows ``0..n-1``): ``(r, a, b)``.
+
+    Their dot products do not depend on h, so training converts them for every timestep before the
+    recurrence (`nvmlstm.train.recurrence.InputTiles`). They are the first tiles (the bias row, ``K - 1``,
+    is never in one).
+    """
+    return tuple((r, a, b) for r, (a, b) in enumerate(row_tile_bounds(K, array_rows)) if b <= n)
+
+
+def tiled_inputs(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, K: int, array_rows: int, lo: int = 0
+                 ) -> torch.Tensor:
     """Every row tile's partial dot products of the rows that do not depend on h (autograd).
 
-    ``x`` (M, n): the input codes; ``wt`` (n, N): the input rows of the transposed weight codes (rows
-    ``0..n-1`` of the K-row matrix); ``bias`` (N,): the bias row's codes times its drive (row ``K - 1``).
-    Returns (M, R, N), equal to ``x @ tile_matrix(W)[:n] + bias row`` (`tile_segments`; exact integers).
+    ``x`` (M, n): input codes of rows ``lo..lo+n-1`` of the K-row matrix; ``wt`` (n, N): those rows of the
+    transposed weight codes; ``bias`` (N,): the bias row's codes times its drive (row ``K - 1``). ``lo``
+    must be a tile boundary (the tiles before it are converted elsewhere, `input_only_tiles`). Returns
+    (M, R', N) for the R' tiles from row ``lo`` on, equal to ``x @ tile_matrix(W)[lo:lo+n] + bias row``
+    there (`tile_segments`; exact integers).
     """
     M, N = x.shape[0], wt.shape[1]
-    R = len(row_tile_bounds(K, array_rows))
+    bounds = row_tile_bounds(K, array_rows)
+    r0 = sum(1 for _, b in bounds if b <= lo)  # tiles before lo
+    if lo and bounds[r0][0] != lo:
+        raise ValueError(f"tiled_inputs: row {lo} is not the first row of a row tile")
+    R = len(bounds) - r0
     parts: list[torch.Tensor | None] = [None] * R
-    for r, a, b in tile_segments(K, array_rows, 0, x.shape[1]):
-        parts[r] = x[:, a:b] @ wt[a:b]
-    rb = tile_segments(K, array_rows, K - 1, K)[0][0]  # the bias row's tile
+    for r, a, b in tile_segments(K, array_rows, lo, lo + x.shape[1]):
+        parts[r - r0] = x[:, a:b] @ wt[a:b]
+    rb = tile_segments(K, array_rows, K - 1, K)[0][0] - r0  # the bias row's tile
     parts[rb] = bias.expand(M, N) if parts[rb] is None else parts[rb] + bias
     zero = None
     for r in range(R):
@@ -139,6 +158,26 @@ def exact_forward(model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, re
     if x.ndim != 3 or x.shape[2] != cfg.input_size:
         raise ValueError(f"inputs: shape {tuple(x.shape)}, expected (sequences, steps, {cfg.input_size})")
     tab = tables(cfg, _F64)
+    # Sequences are independent: evaluated in chunks so that the largest intermediate (every row tile's dot
+    # products at every step, float64) stays near _CHUNK_BYTES whatever the split's size.
+    R = max(len(row_tile_bounds(cfg.layer_input_size(l) + cfg.hidden_size + 1, cfg.array_rows))
+            for l in range(cfg.num_layers))
+    per_seq = max(1, x.shape[1] * R * cfg.layer_cols * 8)
+    chunk = max(1, _CHUNK_BYTES // per_seq)
+    parts = [_exact_chunk(model, x[i : i + chunk], tab) for i in range(0, max(1, x.shape[0]), chunk)]
+    out = torch.cat([p[0] for p in parts])
+    if return_h:
+        return out, torch.cat([p[1] for p in parts])
+    return out
+
+
+#: Bytes of the largest intermediate of one `exact_forward` chunk (see there).
+_CHUNK_BYTES = 128 << 20
+
+
+def _exact_chunk(model: QuantizedModel, x: torch.Tensor, tab) -> tuple[torch.Tensor, torch.Tensor]:
+    """`exact_forward` of the sequences ``x`` (S, T, I), float64: output codes (S, T, O) and h (S, T, H)."""
+    cfg: LstmConfig = model.config
     S, T, _ = x.shape
     H, N, F, dmax = cfg.hidden_size, cfg.layer_cols, cfg.frac_bits, cfg.dac_max
     lo = cfg.lut_min
@@ -173,6 +212,4 @@ def exact_forward(model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, re
     O = cfg.output_size
     p = (seq.reshape(T * S, H) @ wt[:H] + dmax * wt[H]).reshape(T, S, -1, O)
     out = _adc(p, model.head.adc_step, cfg.head_adc_bits_eff).sum(2).transpose(0, 1).contiguous()
-    if return_h:
-        return out, seq.transpose(0, 1).contiguous()
-    return out
+    return out, seq.transpose(0, 1).contiguous()

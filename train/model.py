@@ -36,9 +36,10 @@ from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams, QuantizedModel
 from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, quantize_model
 
-from .exact import exact_forward, tile_matrix, tile_segments, tiled_inputs
+from . import ckernel
+from .exact import exact_forward, input_only_tiles, tile_matrix, tile_segments, tiled_inputs
 from .ops import adc_round, ste, tables
-from .recurrence import QuantRecurrence, RecurrenceConsts
+from .recurrence import InputTiles, QuantRecurrence, RecurrenceConsts
 
 __all__ = ["QuantLSTM", "StateDictError", "float_state_keys"]
 
@@ -81,6 +82,9 @@ class QuantLSTM(nn.Module):
         # previous form: the same integers at R times the multiply-adds; kept as the reference the tests and
         # benchmarks/train_speed.py compare against).
         self.segmented_gemm = True
+        #: Convert the row tiles of input rows only before the recurrence (`recurrence.InputTiles`) where it
+        #: applies (native kernel, table ADC); False converts every tile in the loop (the same integers).
+        self.split_input_tiles = True
         self.log_wscale = nn.Parameter(torch.zeros(cfg.num_layers, 4))
         self.log_head_wscale = nn.Parameter(torch.zeros(()))
         self.quantized = False
@@ -316,16 +320,26 @@ class QuantLSTM(nn.Module):
                                             tab)
                 continue
             wt = codes.t()  # (K, N): rows input | h | bias
-            # Input rows and bias row of every row tile for every timestep at once (per tile segment: the
+            x2 = seq.reshape(T * B, n)
+            # Tiles of input rows only, with exact dot products and no ADC noise (the table ADC) and the native
+            # kernel: converted for every timestep before the loop, which then adds their sum (acc_in).
+            split = (self.split_input_tiles and pmax is not None and adc_noise == 0 and x2.dtype == torch.float32
+                     and ckernel.load() is not None)
+            segs_in = input_only_tiles(K, cfg.array_rows, n) if split else ()
+            lo = segs_in[-1][2] if segs_in else 0  # first row of the tiles converted in the loop
+            acc_in = (InputTiles.apply(x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab).view(T, B, N)
+                      if segs_in else None)
+            # Input rows and bias row of the other row tiles for every timestep at once (per tile segment: the
             # zero blocks of the row-tiled matrix are skipped); only h @ W_h stays in the loop.
-            pre = tiled_inputs(seq.reshape(T * B, n), wt[:n], dmax * wt[n + H], K, cfg.array_rows)
+            pre = tiled_inputs(x2[:, lo:], wt[lo:n], dmax * wt[n + H], K, cfg.array_rows, lo=lo)
             R = pre.shape[1]
             pre = pre.view(T, B, R, N)
             nz = torch.randn(T, B, R, N) * adc_noise if adc_noise > 0 else None
             # Exact integer dot products (no weight noise): the ADC is a table lookup over |p| <= pmax.
-            hseg = tile_segments(K, cfg.array_rows, n, n + H)
+            r_in = len(segs_in)
+            hseg = tuple((r - r_in, a, b) for r, a, b in tile_segments(K, cfg.array_rows, n, n + H))
             seq = QuantRecurrence.apply(pre, wt[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab,
-                                        hseg)
+                                        hseg, acc_in, r_in)
         codes = self._noisy(head["codes"]) if noise else head["codes"]
         wt = codes.t()  # (H+1, O): rows h | bias
         O = cfg.output_size

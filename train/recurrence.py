@@ -13,12 +13,16 @@ Forward (per timestep, all in float tensors holding integers; `docs/datapath.md`
     p    = pre[t] + h_{t-1} @ Wh                       dot products of every row tile   (B, R, N)
     v    = p / step (+ ADC noise in LSB)
     a    = clip(round_half_away(v), +-adc_max)         ADC codes
-    acc  = sum_r a                                      digital accumulation             (B, N)
+    acc  = sum_r a  (+ acc_in[t])                       digital accumulation             (B, N)
     idx  = clip((acc * gate_scale + 2^(s-1)) >> s)      table index
     gate = table[idx]                                   sigmoid (i, f, o) / tanh (g) tables
     c    = clip((f c + i g + 2^(F-1)) >> F, +-cell_max)
     tc   = tanh_table[clip(c >> (F - lut_frac))]
     h    = clip((o tc dac_max + 2^(2F-1)) >> 2F, +-dac_max)
+
+Row tiles that hold only input rows do not depend on h: with the native kernel and exact dot products their
+ADC codes are computed for every timestep before the loop (`InputTiles`) and enter it summed, as ``acc_in``
+(added to ``acc``); the loop then converts only the tiles that hold h rows or the bias row.
 
 The loop evaluates this chain mostly as table lookups where the integer domain is small (see `forward`);
 the tables are built by the golden definitions themselves (`nvmlstm.golden.datapath.adc_convert` for the ADC,
@@ -57,7 +61,7 @@ def _take(table: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = Non
     torch.index_select(table, 0, idx.reshape(-1), out=out.view(-1))
     return out
 
-__all__ = ["RecurrenceConsts", "QuantRecurrence"]
+__all__ = ["RecurrenceConsts", "QuantRecurrence", "InputTiles"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def _derived(tab: Tables, key: tuple, build):
 
 
 class QuantRecurrence(torch.autograd.Function):
-    """``h_all = QuantRecurrence.apply(pre, wh, step, gs, noise, pmax, consts, tables[, hseg])``.
+    """``h_all = QuantRecurrence.apply(pre, wh, step, gs, noise, pmax, consts, tables[, hseg, acc_in, r_in])``.
 
     Parameters
     ----------
@@ -149,7 +153,13 @@ class QuantRecurrence(torch.autograd.Function):
         or ADC noise make p real).
     hseg : tuple of (r, a, b), optional
         `train.exact.tile_segments` of the h rows: ``h @ W_h`` and its gradients are computed per row-tile
-        segment of the compact ``wh`` (the same integers, 1/R of the multiply-adds).
+        segment of the compact ``wh`` (the same integers, 1/R of the multiply-adds); ``r`` counts the tiles
+        of ``pre``.
+    acc_in : Tensor (T, B, N), optional
+        The summed ADC codes of ``r_in`` further row tiles converted before the loop (`InputTiles`: tiles
+        of input rows only), added to every step's accumulator; its gradient is d(loss)/d acc.
+    r_in : int
+        How many tiles ``acc_in`` sums (the gate tables cover the accumulator of ``R + r_in`` tiles).
 
     Returns
     -------
@@ -157,7 +167,8 @@ class QuantRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre, wh, step, gs, noise, pmax, k: RecurrenceConsts, tab: Tables, hseg=None):  # noqa: D401
+    def forward(ctx, pre, wh, step, gs, noise, pmax, k: RecurrenceConsts, tab: Tables,  # noqa: D401
+                hseg=None, acc_in=None, r_in=0):
         # Only the sequential chain runs per timestep, mostly as table lookups (each torch op costs a few
         # microseconds of dispatch, which at these sizes is most of the time); everything elementwise the
         # backward needs (masks, slopes) is gathered once over all timesteps afterwards.
@@ -168,8 +179,9 @@ class QuantRecurrence(torch.autograd.Function):
         n_c = 2 * k.cell_max + 1
         # The tables depend only on a few integers (gate scales, step) that change rarely between batches:
         # built once per value (`_derived`), not per batch (they cost ~30 small tensor ops).
-        gate_tab, fac_tab = _derived(tab, ("gate", k, R, tuple(gs.tolist())), lambda: _gate_tables(gs, R, k, tab))
-        col_off, col_off_i = _derived(tab, ("col", k, R), lambda: _col_offsets(R, k, dt))
+        Ra = R + r_in  # tiles in the accumulator
+        gate_tab, fac_tab = _derived(tab, ("gate", k, Ra, tuple(gs.tolist())), lambda: _gate_tables(gs, Ra, k, tab))
+        col_off, col_off_i = _derived(tab, ("col", k, Ra), lambda: _col_offsets(Ra, k, dt))
         table_adc = pmax is not None and noise is None
         if table_adc:
             adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, dt))
@@ -178,7 +190,7 @@ class QuantRecurrence(torch.autograd.Function):
             # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
             KP, ACC, KA, GATES, CRAW, CS, HS = lib.forward(
                 pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off_i, h_oc=tab.h_oc,
-                cell_max=k.cell_max, frac_bits=F, hseg=hseg)
+                cell_max=k.cell_max, frac_bits=F, hseg=hseg, acc_in=acc_in, acc_in_max=r_in * k.adc_max)
         else:
             if table_adc:
                 KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
@@ -211,6 +223,8 @@ class QuantRecurrence(torch.autograd.Function):
                         v.add_(noise[t].reshape(B, R * N))
                     a = adc_round(v).clamp_(-k.adc_max, k.adc_max)
                 acc = torch.sum(a.view(B, R, N), 1, out=ACC[t])
+                if acc_in is not None:
+                    acc.add_(acc_in[t])
                 KA[t].copy_(acc + col_off)
                 gates = _take(gate_tab, KA[t], out=GATES[t])
                 i, f, g, o = gates.view(B, 4, H).unbind(1)
@@ -222,6 +236,7 @@ class QuantRecurrence(torch.autograd.Function):
                 _take(tab.h_oc, KH, out=HS[t + 1])
         ctx.native, ctx.fac_tab = lib, fac_tab
         ctx.k, ctx.tab, ctx.table_adc, ctx.pmax, ctx.hseg = k, tab, table_adc, pmax, hseg
+        ctx.acc_in = acc_in is not None
         saved = [wh, step, gs, ACC, KA, GATES, CRAW, CS, HS]
         if table_adc:
             saved += [KP, am_tab]
@@ -245,13 +260,14 @@ class QuantRecurrence(torch.autograd.Function):
             # Native kernel: the STE factors are looked up per timestep inside the kernel.
             KP, am_tab = X1, X2
             fwd = ckernel.ForwardState(KP, ACC, KA, GATES, CRAW, CS, HS)
-            DP, sums = ctx.native.backward(dhs.to(dt).contiguous(), wh, fwd, pmax=ctx.pmax, am_tab=am_tab,
-                                           fac_tab=ctx.fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
-                                           cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max, hseg=hseg)
+            DP, sums, DACC = ctx.native.backward(dhs.to(dt).contiguous(), wh, fwd, pmax=ctx.pmax, am_tab=am_tab,
+                                                 fac_tab=ctx.fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
+                                                 cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max, hseg=hseg)
             dwh = _dwh(HS, DP, hseg, T, B, H, R, N) if ctx.needs_input_grad[1] else None
             dstep = (-sums[4] / step).to(dt) if ctx.needs_input_grad[2] else None
             dgs = (sums[:4] / gs).to(dt) if ctx.needs_input_grad[3] else None
-            return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None
+            dacc_in = DACC if ctx.acc_in else None
+            return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None, dacc_in, None
         kq = k.dac_max * 2.0 ** (-2 * F)
         # Elementwise factors of every timestep at once (STE: rounding slope 1, saturation slope 1 where
         # the rounded value is inside the range, tables the slope of their smooth function).
@@ -293,7 +309,67 @@ class QuantRecurrence(torch.autograd.Function):
         dwh = _dwh(HS, DP, hseg, T, B, H, R, N) if ctx.needs_input_grad[1] else None
         dstep = -(DP * vclean).sum() if ctx.needs_input_grad[2] else None
         dgs = (DACC * ACC).view(T, B, 4, H).sum((0, 1, 3)).div_(gs) if ctx.needs_input_grad[3] else None
-        return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None
+        dacc_in = DACC if ctx.acc_in else None
+        return DP.view(T, B, R, N), dwh, dstep, dgs, None, None, None, None, None, dacc_in, None
+
+
+class InputTiles(torch.autograd.Function):
+    """``acc_in = InputTiles.apply(x, wt, step, pmax, segs, consts, tables)``: the ADC codes of the row tiles
+    that hold only input rows, summed over those tiles, for every timestep at once.
+
+    Why: such a tile's dot products do not depend on h, so converting them inside the recurrence (once per
+    timestep, forward and backward) is sequential work that need not be: here each tile is one GEMM and one
+    pass of the native kernel over all timesteps, and `QuantRecurrence` adds the sum as ``acc_in`` (at the
+    charlm default, 8 of 13 row tiles leave the loop). Native kernel only (float32, exact integer dot
+    products: the table ADC); the same integers as converting them in the loop (tested).
+
+    Parameters
+    ----------
+    x : Tensor (M, n)
+        Input codes, M = timesteps x sequences (the first layer's carry no gradient, a deeper layer's are the
+        h codes of the layer below).
+    wt : Tensor (n, N)
+        The input rows of the transposed weight codes.
+    step : Tensor ()
+        The layer's (integer-valued) ADC step.
+    pmax : int
+        Bound of |p| (`QuantRecurrence`).
+    segs : tuple of (r, a, b)
+        `train.exact.input_only_tiles`: tile r holds rows ``a..b-1`` of ``x``.
+
+    Returns
+    -------
+    Tensor (M, N): the sum over the tiles of their ADC codes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, wt, step, pmax, segs, k: RecurrenceConsts, tab: Tables):  # noqa: D401
+        lib = ckernel.load()
+        if lib is None:
+            raise RuntimeError("InputTiles needs the native kernel (train.ckernel.load() returned None)")
+        adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, x.dtype))
+        acc = x.new_zeros(x.shape[0], wt.shape[1])
+        kps = [lib.input_tile(x[:, a:b] @ wt[a:b], acc, pmax=pmax, adc_tab=adc_tab) for _, a, b in segs]
+        ctx.save_for_backward(x, wt, step, am_tab, *kps)
+        ctx.lib, ctx.pmax, ctx.segs, ctx.n = lib, pmax, segs, wt.shape[0]
+        return acc
+
+    @staticmethod
+    def backward(ctx, dacc):
+        x, wt, step, am_tab, *kps = ctx.saved_tensors
+        dacc = dacc.contiguous()
+        dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        dwt = x.new_zeros(ctx.n, dacc.shape[1]) if ctx.needs_input_grad[1] else None
+        dp = torch.empty_like(dacc)
+        total = 0.0
+        for (_, a, b), kp in zip(ctx.segs, kps):
+            total += ctx.lib.input_tile_backward(dacc, kp, dp, pmax=ctx.pmax, am_tab=am_tab)
+            if dwt is not None:
+                torch.mm(x[:, a:b].t(), dp, out=dwt[a:b])
+            if dx is not None:
+                dx[:, a:b] = dp @ wt[a:b].t()
+        dstep = (torch.tensor(-total, dtype=torch.float64) / step).to(dacc.dtype) if ctx.needs_input_grad[2] else None
+        return dx, dwt, dstep, None, None, None, None
 
 
 def _dwh(HS: torch.Tensor, DP: torch.Tensor, hseg, T: int, B: int, H: int, R: int, N: int) -> torch.Tensor:

@@ -42,9 +42,11 @@ from nvmlstm.golden.realio import golden_outputs, input_codes  # the one definit
 from .exact import exact_forward
 from .model import QuantLSTM, StateDictError
 from nvmlstm.tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs
+from nvmlstm.tasks.config import task_config
 from nvmlstm.tasks.generic import GENERIC_TASKS
 
 from .loss import task_loss
+from .memory import keep_freed_memory
 
 __all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", "load_float_state_file"]
 
@@ -173,10 +175,9 @@ def _config(a: TrainArgs, task: TaskData) -> LstmConfig:
     from nvmlstm.golden.config import ConfigError
 
     try:
-        return LstmConfig(input_size=task.input_size, hidden_size=a.hidden, num_layers=1,
-                          output_size=task.output_size, weight_bits=a.weight_bits, dac_bits=a.dac_bits,
-                          adc_bits=a.adc_bits, array_rows=a.array_rows, array_cols=a.array_cols,
-                          head_adc_bits=a.head_adc_bits)
+        return task_config(task, hidden_size=a.hidden, weight_bits=a.weight_bits, dac_bits=a.dac_bits,
+                           adc_bits=a.adc_bits, head_adc_bits=a.head_adc_bits, array_rows=a.array_rows,
+                           array_cols=a.array_cols)
     except ConfigError as exc:
         raise TrainError(str(exc)) from None
 
@@ -308,6 +309,7 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     """
     a = a.resolved()
     _check_args(a)
+    keep_freed_memory()  # large per-batch tensors reuse mapped memory (train/memory.py: ~1.5x faster QAT)
     task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None,
                      **({"char_repeat": a.char_repeat} if a.task == "charlm" and a.char_repeat is not None else {}))
     cfg = _config(a, task)
