@@ -60,7 +60,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 1e-2, "seq_len": 8,
                "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 1e-3, "learn_weight_scales": True},
     "charlm": {"hidden": 128, "epochs": 10, "batch_size": 32, "lr": 5e-3, "seq_len": 64,
-               "fp_epochs": 10, "qat_epochs": 3, "qat_lr": 2e-3, "learn_weight_scales": True},
+               "fp_epochs": 10, "qat_epochs": 6, "qat_lr": 2e-3, "learn_weight_scales": True},
     "timeseries": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 5e-3, "seq_len": 24,
                    "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
     # A user's own sequences (tasks/generic.py): the digits recipe for classification, the series' for regression.
