@@ -288,11 +288,9 @@ def test_adc_table_builder_is_golden_and_its_slope_marks_the_range():
     assert (slope.numpy() > 0).all() and not (_adc_tables(torch.tensor(1.0), pmax, k, torch.float32)[1] > 0).all()
 
 
-def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kernel):
-    # The kernel's ADC: the lookup adc_tab[p + pmax] and the sum over R = 2 row tiles, for every dot product
-    # of the small config (tile 0 runs through the whole domain, tile 1 through it rotated by 37 -- not
-    # reversed: -p would cancel p under any symmetric rounding) and every step.
-    cfg = SMALL
+def _two_tiles(cfg):
+    """Two row tiles whose dot products run through the config's whole domain: tile 0 in order, tile 1
+    rotated by 37 (not reversed: -p would cancel p under any symmetric rounding), padded to B rows of N."""
     k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
     H = cfg.hidden_size
     N = 4 * H
@@ -302,6 +300,14 @@ def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kern
     tile0[: len(p)] = p
     tile1 = np.zeros(B * N, dtype=np.int64)
     tile1[: len(p)] = np.roll(p, 37)
+    return k, H, N, pmax, B, tile0, tile1
+
+
+def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kernel):
+    # The kernel's ADC: the lookup adc_tab[p + pmax] and the sum over R = 2 row tiles (`_two_tiles`), for
+    # every dot product of the small config and every step.
+    cfg = SMALL
+    k, H, N, pmax, B, tile0, tile1 = _two_tiles(cfg)
     pre = torch.from_numpy(np.stack([tile0.reshape(B, N), tile1.reshape(B, N)], axis=1)).float()[None]
     tab = tables(cfg)
     gate_tab, _ = _gate_tables(torch.tensor([1.0, 1.0, 1.0, 1.0]), 2, k, tab)
@@ -327,15 +333,7 @@ def test_kernel_input_tile_and_acc_in_equal_golden_on_every_dot_product_and_step
     # the loop as acc_in: every dot product of the small config, every step; kp is p + pmax; and the STE
     # backward of input_tile is dacc * am_tab[kp] with the sum of dp * p.
     cfg = SMALL
-    k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
-    H = cfg.hidden_size
-    N = 4 * H
-    pmax, p = _domain(cfg)
-    B = -(-len(p) // N)
-    tile0 = np.zeros(B * N, dtype=np.int64)
-    tile0[: len(p)] = p
-    tile1 = np.zeros(B * N, dtype=np.int64)
-    tile1[: len(p)] = np.roll(p, 37)
+    k, H, N, pmax, B, tile0, tile1 = _two_tiles(cfg)
     p0 = torch.from_numpy(tile0.reshape(B, N)).float()
     pre1 = torch.from_numpy(tile1.reshape(1, B, 1, N)).float()
     tab = tables(cfg)
