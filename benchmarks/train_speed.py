@@ -3,7 +3,7 @@ with the same loop and the same optimizer, in one run, side by side.
 
 Usage::
 
-    .venv/bin/python benchmarks/train_speed.py [--task charlm|digits] [--hidden H] [--repeats 7]
+    .venv/bin/python benchmarks/train_speed.py [--task charlm|digits] [--hidden H] [--char-repeat R] [--repeats 7]
         [--threads 1 2] [--default-malloc] [--json out.json]
 
 ``--task charlm`` (default): the Shakespeare corpus, hidden 128 (the charlm default), batch 32, 64 steps, the
@@ -69,9 +69,9 @@ def epoch(model, opt, task, x, y, batch: int, gen: torch.Generator) -> None:
 SETUP = {"charlm": (128, 32, 1024), "digits": (32, 64, None)}
 
 
-def measure(task_name: str, hidden: int | None, threads: int, repeats: int) -> dict:
+def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char_repeat: int | None = None) -> dict:
     torch.set_num_threads(threads)
-    task = load_task(task_name)
+    task = load_task(task_name, **({"char_repeat": char_repeat} if char_repeat else {}))
     H, batch, n = SETUP[task_name]
     H = hidden or H
     x, y = (torch.from_numpy(a[:n]) for a in task.train)
@@ -117,6 +117,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=sorted(SETUP), default="charlm")
     ap.add_argument("--hidden", type=int, help="hidden size (default: 128 charlm, 32 digits)")
+    ap.add_argument("--char-repeat", type=int, help="charlm: input rows per character (default: the loader's, 4)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--default-malloc", action="store_true",
@@ -130,7 +131,7 @@ def main() -> int:
            "native_kernel": native, "freed_memory_kept": malloc, "runs": []}
     print(f"native kernel: {'yes' if native else 'no (torch loop)'}; freed memory kept for reuse: {malloc}")
     for th in args.threads:
-        r = measure(args.task, args.hidden, th, args.repeats)
+        r = measure(args.task, args.hidden, th, args.repeats, args.char_repeat)
         res["runs"].append(r)
         print(f"{args.task}, hidden {r['hidden']}, {r['sequences']} sequences x {r['steps']} steps, batch "
               f"{r['batch']}, threads {th}:")
