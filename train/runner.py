@@ -309,7 +309,7 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     """
     a = a.resolved()
     _check_args(a)
-    keep_freed_memory()  # large per-batch tensors reuse mapped memory (train/memory.py: ~1.5x faster QAT)
+    keep_freed_memory()  # large per-batch tensors reuse mapped memory (train/memory.py: QAT 1.37x faster)
     task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None,
                      **({"char_repeat": a.char_repeat} if a.task == "charlm" and a.char_repeat is not None else {}))
     cfg = _config(a, task)
