@@ -235,9 +235,9 @@ def _warn_if_near_chance(model: QuantLSTM, task: TaskData, source: str, log: Cal
 
 
 def exact_outputs(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
-    """Real outputs of the PyTorch integer evaluation path (output codes x output_scale)."""
-    codes = input_codes(qm, x)
-    return np.concatenate([exact_forward(qm, codes[s]).numpy() for s in _batches(len(x), 1024)]) * qm.output_scale
+    """Real outputs of the PyTorch integer evaluation path (output codes x output_scale; `exact_forward`
+    bounds its own memory by evaluating in chunks of sequences)."""
+    return exact_forward(qm, input_codes(qm, x)).numpy() * qm.output_scale
 
 
 # --------------------------------------------------------------------------------------------------
