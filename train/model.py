@@ -36,10 +36,9 @@ from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.model import FloatLayer, FloatModel, HeadParams, LayerParams, QuantizedModel
 from nvmlstm.golden.ptq import DEFAULT_PERCENTILE, quantize_model
 
-from . import ckernel
 from .exact import exact_forward, input_only_tiles, tile_matrix, tile_segments, tiled_inputs
 from .ops import adc_round, ste, tables
-from .recurrence import InputTiles, QuantRecurrence, RecurrenceConsts
+from .recurrence import InputTiles, QuantRecurrence, RecurrenceConsts, native_kernel
 
 __all__ = ["QuantLSTM", "StateDictError", "float_state_keys"]
 
@@ -323,8 +322,7 @@ class QuantLSTM(nn.Module):
             x2 = seq.reshape(T * B, n)
             # Tiles of input rows only, with exact dot products and no ADC noise (the table ADC) and the native
             # kernel: converted for every timestep before the loop, which then adds their sum (acc_in).
-            split = (self.split_input_tiles and pmax is not None and adc_noise == 0 and x2.dtype == torch.float32
-                     and ckernel.load() is not None)
+            split = self.split_input_tiles and native_kernel(pmax, adc_noise > 0, x2.dtype) is not None
             segs_in = input_only_tiles(K, cfg.array_rows, n) if split else ()
             lo = segs_in[-1][2] if segs_in else 0  # first row of the tiles converted in the loop
             acc_in = (InputTiles.apply(x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab).view(T, B, N)

@@ -61,7 +61,7 @@ def _take(table: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = Non
     torch.index_select(table, 0, idx.reshape(-1), out=out.view(-1))
     return out
 
-__all__ = ["RecurrenceConsts", "QuantRecurrence", "InputTiles"]
+__all__ = ["RecurrenceConsts", "QuantRecurrence", "InputTiles", "native_kernel"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,15 @@ def _col_offsets(R: int, k: RecurrenceConsts, dt: torch.dtype) -> tuple[torch.Te
     n_acc = 2 * R * k.adc_max + 1
     off = torch.arange(4).repeat_interleave(k.hidden) * n_acc + R * k.adc_max
     return off.to(dt), off
+
+
+def native_kernel(pmax: int | None, noisy: bool, dtype: torch.dtype):
+    """The native kernel if it runs this recurrence, else ``None``: float32 with exact integer dot products
+    (``pmax`` given: the table ADC) and no ADC noise, and the kernel loadable. `InputTiles` needs it too, so
+    the model splits off the input tiles exactly when this returns the kernel."""
+    if pmax is None or noisy or dtype != torch.float32:
+        return None
+    return ckernel.load()
 
 
 def _derived(tab: Tables, key: tuple, build):
@@ -185,7 +194,7 @@ class QuantRecurrence(torch.autograd.Function):
         table_adc = pmax is not None and noise is None
         if table_adc:
             adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, dt))
-        lib = ckernel.load() if table_adc and dt == torch.float32 and N == 4 * H else None
+        lib = native_kernel(pmax, noise is not None, dt) if N == 4 * H else None
         if lib is not None:
             # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
             KP, ACC, KA, GATES, CRAW, CS, HS = lib.forward(
