@@ -214,11 +214,11 @@ def _train_config(a: FlowArgs, task) -> tuple[dict, Any]:
     if (cfg.input_size, cfg.output_size) != (task.input_size, task.output_size):
         raise FlowError(f"{a.config}: input_size/output_size are {cfg.input_size}/{cfg.output_size}, but task "
                         f"{task.name} has {task.input_size}/{task.output_size}")
-    opts.update(hidden=cfg.hidden_size, weight_bits=cfg.weight_bits, dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits,
-                head_adc_bits=cfg.head_adc_bits, array_rows=cfg.array_rows, array_cols=cfg.array_cols)
+    fields = {k: getattr(cfg, k) for k in TRAINED_FIELDS}
+    opts.update({"hidden" if k == "hidden_size" else k: v for k, v in fields.items()})  # TrainArgs' names
     # Training sets these fields and leaves the rest at their defaults: a config that changes the rest (table
     # or cell widths) cannot be trained for, and is refused rather than silently replaced.
-    trained = task_config(task, **{k: getattr(cfg, k) for k in TRAINED_FIELDS})
+    trained = task_config(task, **fields)
     diff = [k for k, v in cfg.to_dict().items() if trained.to_dict().get(k) != v]
     if diff:
         raise FlowError(f"{a.config}: {diff[0]} is {cfg.to_dict()[diff[0]]!r}; training builds it as "
