@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nvmlstm.golden.io import write_text_atomic
+from nvmlstm.golden.io import write_bytes_atomic, write_text_atomic
 from nvmlstm.train.runner import TASK_DEFAULTS, TrainArgs, run_training
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
@@ -295,7 +295,7 @@ def _plot(r: dict, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
-    path.write_bytes(buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 if __name__ == "__main__":

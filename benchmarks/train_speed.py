@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.io import write_text_atomic
 from nvmlstm.train import ckernel
 from nvmlstm.train.memory import keep_freed_memory
 from nvmlstm.train.model import QuantLSTM
@@ -78,24 +79,25 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
     cfg = LstmConfig(input_size=task.input_size, hidden_size=H, num_layers=1, output_size=task.output_size,
                      weight_bits=4, dac_bits=4, adc_bits=4, array_rows=32, array_cols=64)
     torch.manual_seed(0)
-    qat = QuantLSTM(cfg, 1.0 / cfg.dac_max)
-    qat.calibrate(task.train[0][:512])
-    qat.quantized = True
-    qat_noise = QuantLSTM(cfg, 1.0 / cfg.dac_max)
-    qat_noise.calibrate(task.train[0][:512])
-    qat_noise.quantized = True
-    qat_noise.weight_noise, qat_noise.adc_noise = 0.05, 0.5
-    qat_tiled = QuantLSTM(cfg, 1.0 / cfg.dac_max)
-    qat_tiled.calibrate(task.train[0][:512])
-    qat_tiled.quantized = True
-    qat_tiled.segmented_gemm = False  # the previous GEMM form: zero-padded side-by-side tile matrix
-    qat_loop = QuantLSTM(cfg, 1.0 / cfg.dac_max)
-    qat_loop.calibrate(task.train[0][:512])
-    qat_loop.quantized = True
-    qat_loop.split_input_tiles = False  # every row tile converted inside the recurrence (the previous form)
+
+    def qat_model(**attrs) -> QuantLSTM:
+        """A calibrated QAT model with ``attrs`` set (noise levels, or one of the previous forms)."""
+        m = QuantLSTM(cfg, 1.0 / cfg.dac_max)
+        m.calibrate(task.train[0][:512])
+        m.quantized = True
+        for k, v in attrs.items():
+            setattr(m, k, v)
+        return m
+
+    qat = qat_model()
+    qat_noise = qat_model(weight_noise=0.05, adc_noise=0.5)
+    qat_tiled = qat_model(segmented_gemm=False)  # the zero-padded side-by-side tile matrix
+    qat_rows = qat_model(distinct_input_rows=False)  # every input row computed, repeated ones too
+    qat_loop = qat_model(split_input_tiles=False)  # every row tile converted inside the recurrence
     fp = QuantLSTM(cfg, 1.0 / cfg.dac_max)
     plain = PlainLSTM(task.input_size, H, task.output_size)
-    variants = {"plain nn.LSTM": plain, "fp mode": fp, "qat": qat, "qat, all tiles in the loop": qat_loop,
+    variants = {"plain nn.LSTM": plain, "fp mode": fp, "qat": qat, "qat, every input row": qat_rows,
+                "qat, all tiles in the loop": qat_loop,
                 "qat, tiled GEMM": qat_tiled, "qat + noise": qat_noise}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in variants.items()}
     gen = torch.Generator().manual_seed(0)
@@ -139,7 +141,7 @@ def main() -> int:
             print(f"  {k:27s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
                   f"{v / r['median_s']['fp mode']:5.2f}x fp mode")
     if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -350,6 +350,55 @@ def test_input_tiles_before_the_loop_equal_converting_them_in_the_loop(name, mon
     assert len(calls) == 2 * cfg.num_layers  # the split ran (training and forward_codes), then not
 
 
+def test_distinct_rows_are_exact_even_when_fingerprints_collide(monkeypatch):
+    # distinct_rows gives each distinct row once and u[inv] == x; when different rows share a fingerprint,
+    # its check notices and torch.unique decides (with the check removed, the colliding case below would
+    # merge all rows into one).
+    from nvmlstm.train import exact
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(-7, 8, (9, 40), generator=g).float()
+    base[1] = base[0]
+    base[1, 39] += 1  # two rows that differ in one code only
+    x = base[torch.randint(0, 9, (300,), generator=g)]
+    n_distinct = torch.unique(x, dim=0).shape[0]
+    u, inv = exact.distinct_rows(x)
+    assert torch.equal(u[inv], x) and u.shape[0] == n_distinct
+    monkeypatch.setattr(exact, "_row_fingerprint", lambda x: torch.zeros(x.shape[0], dtype=torch.float64))
+    u, inv = exact.distinct_rows(x)
+    assert torch.equal(u[inv], x) and u.shape[0] == n_distinct
+
+
+@pytest.mark.parametrize("name", ["two_layers_small_tiles", "many_input_tiles"])
+def test_distinct_input_rows_equal_computing_every_row(name, monkeypatch):
+    # Character-like input (one code vector per symbol, 8 symbols): InputTiles computes each distinct row
+    # once and gathers; the same output codes and loss as computing every row, gradients equal to float
+    # rounding. Deeper layers' inputs carry gradient and are computed row by row.
+    from nvmlstm.train import ckernel
+    from nvmlstm.train import recurrence
+
+    if ckernel.load() is None:
+        pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")
+    cfg = CONFIGS[name]
+    sizes = []
+    real = recurrence.distinct_rows
+
+    def recording(x):
+        u, inv = real(x)
+        sizes.append((u.shape[0], x.shape[0]))
+        return u, inv
+
+    monkeypatch.setattr(recurrence, "distinct_rows", recording)
+    m, _ = _trained_like(cfg, seed=9)
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.one_hot(torch.randint(0, 8, (64, 10), generator=g), cfg.input_size).float()
+    m.calibrate(x.numpy())
+    m.train()
+    _same_training_step(m, x, "distinct_input_rows", 1e-5)
+    # the first layer's rows were deduplicated (training step and forward_codes); none after the flag is off
+    assert sizes and sizes[0] == (8, 640) and len(sizes) == 2 * cfg.num_layers - (cfg.num_layers > 1)
+
+
 def test_tiled_inputs_from_a_tile_boundary():
     # tiled_inputs(lo=...) is the tail of the full form (the tiles before lo are InputTiles'); lo inside a
     # tile is refused.

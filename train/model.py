@@ -84,6 +84,9 @@ class QuantLSTM(nn.Module):
         #: Convert the row tiles of input rows only before the recurrence (`recurrence.InputTiles`) where it
         #: applies (native kernel, table ADC); False converts every tile in the loop (the same integers).
         self.split_input_tiles = True
+        #: There, compute each distinct input row once when rows repeat (character-level input; the same
+        #: integers, `recurrence.InputTiles`); False computes every row (the reference of tests and benchmarks).
+        self.distinct_input_rows = True
         self.log_wscale = nn.Parameter(torch.zeros(cfg.num_layers, 4))
         self.log_head_wscale = nn.Parameter(torch.zeros(()))
         self.quantized = False
@@ -325,8 +328,8 @@ class QuantLSTM(nn.Module):
             split = self.split_input_tiles and native_kernel(pmax, adc_noise > 0, x2.dtype) is not None
             segs_in = input_only_tiles(K, cfg.array_rows, n) if split else ()
             lo = segs_in[-1][2] if segs_in else 0  # first row of the tiles converted in the loop
-            acc_in = (InputTiles.apply(x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab).view(T, B, N)
-                      if segs_in else None)
+            acc_in = (InputTiles.apply(x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab,
+                                       self.distinct_input_rows).view(T, B, N) if segs_in else None)
             # Input rows and bias row of the other row tiles for every timestep at once (per tile segment: the
             # zero blocks of the row-tiled matrix are skipped); only h @ W_h stays in the loop.
             pre = tiled_inputs(x2[:, lo:], wt[lo:n], dmax * wt[n + H], K, cfg.array_rows, lo=lo)

@@ -49,7 +49,7 @@ from nvmlstm.golden.datapath import adc_convert
 from nvmlstm.golden.quant import rshift_round as np_rshift_round
 
 from . import ckernel
-from .exact import seg_addmm_, seg_grad, seg_mm_t
+from .exact import distinct_rows, seg_addmm_, seg_grad, seg_mm_t
 from .ops import Tables, adc_round, rshift_round
 
 
@@ -323,7 +323,7 @@ class QuantRecurrence(torch.autograd.Function):
 
 
 class InputTiles(torch.autograd.Function):
-    """``acc_in = InputTiles.apply(x, wt, step, pmax, segs, consts, tables)``: the ADC codes of the row tiles
+    """``acc_in = InputTiles.apply(x, wt, step, pmax, segs, consts, tables[, distinct])``: the ADC codes of the row tiles
     that hold only input rows, summed over those tiles, for every timestep at once.
 
     Why: such a tile's dot products do not depend on h, so converting them inside the recurrence (once per
@@ -345,6 +345,12 @@ class InputTiles(torch.autograd.Function):
         Bound of |p| (`QuantRecurrence`).
     segs : tuple of (r, a, b)
         `train.exact.input_only_tiles`: tile r holds rows ``a..b-1`` of ``x``.
+    distinct : bool
+        When ``x`` carries no gradient and at most half of its rows are distinct (`train.exact.distinct_rows`;
+        character-level input: 49-65 of 2,048 per charlm batch), compute and convert each distinct row once
+        and gather the result; the backward sums each distinct row's gradient over the rows it stands for.
+        The same integers; the gradients equal to float rounding (tested). At the charlm default a QAT epoch
+        costs 1.9x our fp mode with it, 2.7x without (docs/performance.md).
 
     Returns
     -------
@@ -352,20 +358,31 @@ class InputTiles(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, wt, step, pmax, segs, k: RecurrenceConsts, tab: Tables):  # noqa: D401
+    def forward(ctx, x, wt, step, pmax, segs, k: RecurrenceConsts, tab: Tables, distinct: bool = True):  # noqa: D401
         lib = ckernel.load()
         if lib is None:
             raise RuntimeError("InputTiles needs the native kernel (train.ckernel.load() returned None)")
         adc_tab, am_tab = _derived(tab, ("adc", k, pmax, float(step)), lambda: _adc_tables(step, pmax, k, x.dtype))
+        inv = None
+        if distinct and not ctx.needs_input_grad[0]:
+            u, inv = distinct_rows(x)
+            if 2 * u.shape[0] > x.shape[0]:  # too few repeats to pay for the gather and the scatter
+                inv = None
+            else:
+                x = u
         acc = x.new_zeros(x.shape[0], wt.shape[1])
         kps = [lib.input_tile(x[:, a:b] @ wt[a:b], acc, pmax=pmax, adc_tab=adc_tab) for _, a, b in segs]
-        ctx.save_for_backward(x, wt, step, am_tab, *kps)
+        ctx.save_for_backward(x, wt, step, am_tab, inv, *kps)
         ctx.lib, ctx.pmax, ctx.segs, ctx.n = lib, pmax, segs, wt.shape[0]
-        return acc
+        return acc if inv is None else acc.index_select(0, inv)
 
     @staticmethod
     def backward(ctx, dacc):
-        x, wt, step, am_tab, *kps = ctx.saved_tensors
+        x, wt, step, am_tab, inv, *kps = ctx.saved_tensors
+        if inv is not None:
+            # Every distinct row's gradient is the sum over the rows it stands for (the STE factors, the
+            # weights' and the step's gradients are linear in it).
+            dacc = dacc.new_zeros(x.shape[0], dacc.shape[1]).index_add_(0, inv, dacc)
         dacc = dacc.contiguous()
         dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         dwt = x.new_zeros(ctx.n, dacc.shape[1]) if ctx.needs_input_grad[1] else None
@@ -378,7 +395,7 @@ class InputTiles(torch.autograd.Function):
             if dx is not None:
                 dx[:, a:b] = dp @ wt[a:b].t()
         dstep = (torch.tensor(-total, dtype=torch.float64) / step).to(dacc.dtype) if ctx.needs_input_grad[2] else None
-        return dx, dwt, dstep, None, None, None, None
+        return dx, dwt, dstep, None, None, None, None, None
 
 
 def _dwh(HS: torch.Tensor, DP: torch.Tensor, hseg, T: int, B: int, H: int, R: int, N: int) -> torch.Tensor:
