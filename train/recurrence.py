@@ -323,8 +323,8 @@ class QuantRecurrence(torch.autograd.Function):
 
 
 class InputTiles(torch.autograd.Function):
-    """``acc_in = InputTiles.apply(x, wt, step, pmax, segs, consts, tables[, distinct])``: the ADC codes of the row tiles
-    that hold only input rows, summed over those tiles, for every timestep at once.
+    """``acc_in = InputTiles.apply(x, wt, step, pmax, segs, consts, tables[, distinct])``: the ADC codes of the
+    row tiles that hold only input rows, summed over those tiles, for every timestep at once.
 
     Why: such a tile's dot products do not depend on h, so converting them inside the recurrence (once per
     timestep, forward and backward) is sequential work that need not be: here each tile is one GEMM and one
