@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from nvmlstm.golden.config import LstmConfig
-from nvmlstm.golden.io import atomic_output_dir
+from nvmlstm.artifacts.files import atomic_output_dir
+from nvmlstm.artifacts.png import save_png
 
 from .literature import load_literature, ratios
 from .model import Timing, evaluate
@@ -139,7 +140,6 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    meta = {"Software": None}  # no version string: reruns give the same bytes with the same matplotlib
     names = []
     colors = {"gpu": "tab:green", "fpga": "tab:orange", "asic": "tab:blue", "nvm": "tab:purple"}
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -156,8 +156,7 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("TOPS/mm^2")
     ax.set_title("Efficiency against the literature (rows with both figures)")
     fig.tight_layout()
-    fig.savefig(out / "efficiency.png", dpi=100, metadata=meta)
-    plt.close(fig)
+    save_png(fig, out / "efficiency.png", dpi=100)
     names.append("efficiency.png")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -170,8 +169,7 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
     a2.set_xlabel("um^2")
     a2.set_title("Area")
     fig.tight_layout()
-    fig.savefig(out / "breakdown.png", dpi=100, metadata=meta)
-    plt.close(fig)
+    save_png(fig, out / "breakdown.png", dpi=100)
     names.append("breakdown.png")
 
     if "sensitivity" in doc:
@@ -189,8 +187,7 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
             ax.set_xlabel(xkey)
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / "sensitivity.png", dpi=100, metadata=meta)
-        plt.close(fig)
+        save_png(fig, out / "sensitivity.png", dpi=100)
         names.append("sensitivity.png")
     return names
 

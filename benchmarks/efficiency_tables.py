@@ -16,8 +16,9 @@ import sys
 
 from nvmlstm.bench.literature import DIGITAL_KINDS, load_literature, ratios
 from nvmlstm.bench.model import evaluate
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 from nvmlstm.bench.technology import DEFAULT_TECH, load_technology, parse_technology
-from nvmlstm.bench_cmd import accelerator_timing
+from nvmlstm.timing import accelerator_timing
 from nvmlstm.golden.config import default_config
 
 if sys.version_info >= (3, 11):
@@ -40,7 +41,7 @@ def tech_with(**edits) -> object:
     return parse_technology(doc, f"edited default: {what}")
 
 
-def run(cfg, lanes=None, tech=None, macro_latency=2):
+def run(cfg, lanes=None, tech=None, macro_latency=DEFAULT_MACRO_LATENCY_CYC):
     return evaluate(cfg, tech or load_technology(), accelerator_timing(macro_latency)(cfg, lanes), clock_mhz=CLOCK_MHZ)
 
 

@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.golden import LstmConfig, golden_forward, random_model
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
@@ -180,8 +181,7 @@ def plot(results: list[dict], target: float, path: Path) -> None:
                  f"{b['weight_bits']}/{b['dac_bits']}/{b['adc_bits']} bits", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

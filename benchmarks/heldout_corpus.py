@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import statistics
 import sys
 from pathlib import Path
 
-from nvmlstm.golden.io import write_bytes_atomic, write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.tasks.loaders import DEFAULT_DATA, PTB_FILES
 
 from train_results import _check, _run  # the same run-or-reuse rule as docs/results.md
@@ -65,10 +65,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_title("held-out corpus (400 kB train): the default recipe")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def main() -> int:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nvmlstm.golden.io import write_bytes_atomic, write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.sweep import build_spec, local_cluster, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,17 +221,6 @@ def _fmt(metric: str, m: float, s: float | None = None) -> str:
     return f"{m:.3f}" + ("" if s is None else f" ± {s:.3f}")
 
 
-def _save(fig, path: Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
-
-
 def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str, Path], noise_dir: Path,
                  docs: Path, tag: str) -> tuple[list[str], dict]:
     """The bits and noise figures and tables of one task; returns (markdown lines, numbers)."""
@@ -292,7 +282,7 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
     fig.suptitle(f"{task}: {metric} vs bits (golden model)")
     fig.tight_layout()
     fb = f"resilience_bits_{tag}.png"
-    _save(fig, docs / fb)
+    save_png(fig, docs / fb)
     lines += [f"![{fb}]({fb})", ""]
     # (b) noise
     pooled, per_seed = _pool([noise_dir], _group)
@@ -315,7 +305,7 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
     fig.suptitle(f"{task}: {metric} under programming and ADC noise (mean ± std over trials and seeds)")
     fig.tight_layout()
     fn = f"resilience_noise_{tag}.png"
-    _save(fig, docs / fn)
+    save_png(fig, docs / fn)
     lines += [f"### {task}: {metric} under weight (programming) noise and ADC noise", "",
               "Mean ± std over every trial of every seed (pooled; a noise-free point is one deterministic trial per "
               "seed, so its ± is over seeds only).", "",
@@ -354,7 +344,7 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
         ax.set_title(g)
     fig.tight_layout()
     fh = f"resilience_grid_{tag}.png"
-    _save(fig, docs / fh)
+    save_png(fig, docs / fh)
     lines += ["Full grid (mean over trials and seeds; one color scale):", "", f"![{fh}]({fh})", ""]
     return lines, numbers
 

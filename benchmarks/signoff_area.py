@@ -23,6 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.gen import generate_rtl
 from nvmlstm.golden import default_config
 
@@ -87,8 +88,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].legend()
     fig.suptitle("sky130_fd_sc_hd area of the digital logic (NVM macros excluded; timing not modelled)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nvmlstm.golden.io import write_bytes_atomic, write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.train.runner import TASK_DEFAULTS, TrainArgs, run_training
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
@@ -256,7 +257,6 @@ with its source, which assumption breaks the claim and by how much, and the arra
 
 
 def _plot(r: dict, path: Path) -> None:
-    import io
 
     import matplotlib
 
@@ -292,10 +292,7 @@ def _plot(r: dict, path: Path) -> None:
         ax.set_title("charlm: quantized / float")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from nvmlstm.golden.config import LstmConfig
-from nvmlstm.golden.io import write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
 from nvmlstm.train import ckernel
 from nvmlstm.train.memory import keep_freed_memory
 from nvmlstm.train.model import QuantLSTM

@@ -10,15 +10,14 @@ manifest.json (and the digital area from its Yosys cell counts when it has them)
 from __future__ import annotations
 
 import argparse
-import functools
-import gc
-import warnings
 from pathlib import Path
+
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 
 from .argtypes import any_int as _int
 from .argtypes import pos_float as _pos_float
 
-__all__ = ["add_bench_parser", "cmd_bench", "accelerator_timing"]
+__all__ = ["add_bench_parser", "cmd_bench"]
 
 
 def add_bench_parser(sub) -> argparse.ArgumentParser:
@@ -33,37 +32,14 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--clock-mhz", type=_pos_float, default=200.0, help="clock frequency in MHz (default 200)")
     b.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size; "
                                               "not with --rtl, whose manifest has them)")
-    b.add_argument("--macro-latency", type=_int, help="NVM macro read latency in cycles (default 2; not with --rtl)")
+    b.add_argument("--macro-latency", type=_int,
+                   help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC}; not with --rtl)")
     b.add_argument("--no-charts", action="store_true", help="write bench.json and bench.md only")
     b.add_argument("--out", type=Path, required=True, help="output directory")
     b.set_defaults(func=cmd_bench)
     return b
 
 
-def accelerator_timing(macro_latency: int):
-    """``timing_fn(cfg, lanes)`` of the bench model: the cycle properties of the accelerator built for
-    ``cfg`` (the formula the RTL implements and tests/test_bench.py checks against a simulation)."""
-    from amaranth.hdl import UnusedElaboratable
-
-    from nvmlstm.bench.model import Timing
-    from nvmlstm.hdl.accelerator import NvmLstmAccelerator
-
-    @functools.lru_cache(maxsize=None)  # the sweeps ask again for the build's own point
-    def timing(cfg, lanes):
-        # Built for its latency properties only and dropped unelaborated (elaborating costs seconds to
-        # minutes at large hidden sizes), so Amaranth's UnusedElaboratable warning would be a false alarm
-        # here: it is filtered by its public category while the accelerator is built and collected (its
-        # components hold reference cycles, hence the explicit collection inside the filter).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnusedElaboratable)
-            top = NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency)
-            t = Timing(timestep_cyc=top.timestep_cyc, layer_step_cyc=top.layer_step_cyc, head_cyc=top.head_cyc,
-                       lanes=top.lanes, macro_latency=top.macro_latency)
-            del top
-            gc.collect()
-        return t
-
-    return timing
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -74,7 +50,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from nvmlstm.golden.io import load_model
     from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 
-    from .cli import CliError
+    from .errors import CliError
+    from .timing import accelerator_timing
 
     tech = load_technology(args.tech)
     synthesis = signoff = None
@@ -97,7 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cfg, source = load_config(args.config), {"kind": "config", "file": args.config.name}
         else:
             cfg, source = load_model(args.model).config, {"kind": "model", "file": args.model.name}
-        macro_latency = 2 if args.macro_latency is None else args.macro_latency
+        macro_latency = DEFAULT_MACRO_LATENCY_CYC if args.macro_latency is None else args.macro_latency
         lanes = NvmLstmAccelerator.check_parameters(cfg, lanes=args.lanes, macro_latency=macro_latency)
         lanes = None if args.lanes is None else lanes
         formula = accelerator_timing(macro_latency)

@@ -11,15 +11,18 @@ from typing import Sequence
 
 import numpy as np
 
+from nvmlstm.artifacts.version import package_version
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
+
 from .argtypes import any_int as _int
 from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import pos_int as _pos_int
 
+from .errors import CliError
+
 __all__ = ["main"]
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,20 +148,10 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
-def _version() -> str:
-    """The installed distribution's version (``--version``; the flow's stage keys include it)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nvm-lstm")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(prog="nvmlstm", description="NVM-array LSTM: from quantization-aware training to "
                         "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.")
-    p.add_argument("--version", action="version", version=f"nvmlstm {_version()}",
+    p.add_argument("--version", action="version", version=f"nvmlstm {package_version()}",
                    help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
@@ -207,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="quantized model MODEL.npz: its config, plus one weight image per macro")
     r.add_argument("--out", type=Path, required=True, help="RTL directory (new, empty, or an earlier output)")
     r.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size)")
-    r.add_argument("--macro-latency", type=_int, default=2, help="NVM macro read latency in cycles (default 2)")
+    r.add_argument("--macro-latency", type=_int, default=DEFAULT_MACRO_LATENCY_CYC,
+                   help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC})")
     r.add_argument("--no-synth", action="store_true", help="skip the Yosys synthesis check (no cell counts)")
     r.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall and iverilog -g2012")
     r.add_argument("--pdk", choices=("sky130",),

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .cli import _version  # the package version, one definition (also `nvmlstm --version`)
+from nvmlstm.artifacts.files import json_sha256, sha256_file
+from nvmlstm.artifacts.version import package_version
 
 __all__ = ["FlowArgs", "FlowError", "run_flow", "REPORT_KEYS"]
 
@@ -67,26 +68,14 @@ class FlowArgs:
 
 
 # --------------------------------------------------------------------------------------------------
-def _sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _tree_hash(paths: list[Path], root: Path) -> str:
     """sha256 over the relative names and contents of every file under ``paths`` (files or directories)."""
     h = hashlib.sha256()
     for p in paths:
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for q in files:
-            h.update(q.relative_to(root).as_posix().encode() + b"\0" + _sha256_file(q).encode() + b"\n")
+            h.update(q.relative_to(root).as_posix().encode() + b"\0" + sha256_file(q).encode() + b"\n")
     return h.hexdigest()
-
-
-def _key(doc: Any) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class _Flow:
@@ -121,7 +110,7 @@ class _Flow:
         out.mkdir(parents=True, exist_ok=True)
 
     def save_state(self) -> None:
-        from nvmlstm.golden.io import write_text_atomic
+        from nvmlstm.artifacts.files import write_text_atomic
 
         write_text_atomic(self.state_path, json.dumps(self.state, indent=2, sort_keys=True) + "\n")
 
@@ -154,7 +143,7 @@ class _Flow:
 
     @staticmethod
     def _stage_key(name: str, inputs: dict) -> str:
-        return _key({"stage": name, "inputs": inputs, "version": _version()})
+        return json_sha256({"stage": name, "inputs": inputs, "version": package_version()})
 
     def _reuse(self, name: str, inputs: dict, paths: list[Path]) -> dict | None:
         """The recorded result when inputs and outputs are unchanged; otherwise clear the stage's outputs."""
@@ -303,7 +292,7 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
 
     gold = None
     if qat is not None:
-        gold = fl.stage("golden", {"model": _sha256_file(model_path), "vectors": a.vectors}, ["golden"], golden)
+        gold = fl.stage("golden", {"model": sha256_file(model_path), "vectors": a.vectors}, ["golden"], golden)
     else:
         fl.skip("golden", "needs train_qat")
 
@@ -339,7 +328,7 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
 
     gen = None
     if gold is not None:
-        gen = fl.stage("generate", {"model": _sha256_file(model_path), "lanes": a.lanes, "pdk": use_pdk,
+        gen = fl.stage("generate", {"model": sha256_file(model_path), "lanes": a.lanes, "pdk": use_pdk,
                                     "synth": not isinstance(yosys, Exception)}, ["rtl"], generate)
         if isinstance(yosys, Exception):
             fl.skipped["synthesis"] = str(yosys)
@@ -403,7 +392,7 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
         from nvmlstm.bench.technology import load_technology
         from nvmlstm.golden.config import LstmConfig
 
-        from .bench_cmd import accelerator_timing
+        from .timing import accelerator_timing
 
         man = read_rtl_manifest(fl.out / "rtl")
         cfg = LstmConfig.from_dict(man["config"], where="rtl/manifest.json config")
@@ -423,7 +412,7 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
     # ---- short noise sweep ------------------------------------------------------------------------------
     sweep = None
     if qat is not None:
-        sweep = fl.stage("sweep", {"model": _sha256_file(model_path), "trials": a.sweep_trials, "task": a.task,
+        sweep = fl.stage("sweep", {"model": sha256_file(model_path), "trials": a.sweep_trials, "task": a.task,
                                    "data": data_hash}, ["sweep"], lambda paths: _noise_sweep(a, fl, paths[0]))
     else:
         fl.skip("sweep", "needs train_qat")
@@ -481,7 +470,7 @@ def fmt_metric(v: Any, metric: str | None = None) -> str:
 
 
 def _report(a, fl: _Flow, task, fp, qat, gold, gen, sims, gate, ben, sweep) -> dict:
-    from nvmlstm.golden.io import write_text_atomic
+    from nvmlstm.artifacts.files import write_text_atomic
 
     ran = [s for s in sims.values()]
     rtl_bit_exact = bool(ran) and all(s["passed"] for s in ran)

@@ -72,7 +72,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .cli import CliError
+    from .errors import CliError
 
     try:
         import torch  # noqa: F401  (only to tell a missing PyTorch from other import errors)

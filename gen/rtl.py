@@ -8,7 +8,6 @@ absolute path in any of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nvmlstm.golden import config as _config
-from nvmlstm.golden.config import LstmConfig
-from nvmlstm.golden.io import atomic_output_dir, write_text_atomic
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig
+from nvmlstm.artifacts.files import atomic_output_dir, sha256_file, write_text_atomic
+from nvmlstm.artifacts.version import package_version
 from nvmlstm.golden.model import QuantizedModel
 
 from .errors import GenError
@@ -252,10 +252,6 @@ def _hex_header(ref, instance: str, cfg: LstmConfig, model_digest: str) -> list[
     ]
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _forbidden_strings(out: Path, tmp: Path) -> list[str]:
     cands = {str(out.resolve()), str(tmp.resolve()), str(Path.cwd().resolve()), str(Path.home()),
              str(Path(__file__).resolve().parents[1])}
@@ -267,17 +263,9 @@ def _tool_versions(convert_yosys: str) -> dict:
         "amaranth": metadata.version("amaranth"),
         "amaranth_verilog_backend": convert_yosys,
         "jinja2": metadata.version("jinja2"),
-        "nvm_lstm": metadata.version("nvm-lstm") if _has_dist("nvm-lstm") else "unknown",
+        "nvm_lstm": package_version(),
         "python": platform.python_version(),
     }
-
-
-def _has_dist(name: str) -> bool:
-    try:
-        metadata.version(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def _check_out_dir(out: Path) -> None:
@@ -305,7 +293,7 @@ def _check_out_dir(out: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------
 def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | None = None,
-                 model_name: str | None = None, lanes: int | None = None, macro_latency: int = 2,
+                 model_name: str | None = None, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
                  synth: bool = True, lint: bool = False, pdk: str | None = None,
                  log: Callable[[str], None] | None = None) -> GenerateResult:
     """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
@@ -473,7 +461,7 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
             manifest["tools"]["pdk"] = pdk_version()
             say(f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
                 f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s")
-        manifest["files"] = {name: {"sha256": _sha256((tmp / name).read_bytes()),
+        manifest["files"] = {name: {"sha256": sha256_file(tmp / name),
                                     "bytes": (tmp / name).stat().st_size, "role": roles[name]}
                              for name in sorted(files)}
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"

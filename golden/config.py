@@ -15,7 +15,8 @@ from typing import Any
 
 from .textfile import read_json_file
 
-__all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "check_int", "default_config", "load_config"]
+__all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "DEFAULT_MACRO_LATENCY_CYC", "check_int", "default_config",
+           "load_config"]
 
 REQUIRED_KEYS = (
     "input_size",
@@ -33,6 +34,12 @@ REQUIRED_KEYS = (
 GATES = ("i", "f", "g", "o")
 
 WEIGHT_MAPPINGS = ("differential",)
+
+#: The NVM macro's read latency (cycles from a read request to its ADC codes) when a build names none. It is a
+#: build parameter, not part of the arithmetic, but it lives here because every layer that needs the default
+#: (the accelerator, `nvmlstm generate`, `nvmlstm bench`, the benchmark scripts) imports this module, and the
+#: CLI's parsers may name it without importing Amaranth.
+DEFAULT_MACRO_LATENCY_CYC = 2
 
 
 class ConfigError(ValueError):

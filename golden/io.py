@@ -13,18 +13,16 @@ contents give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
+
+from nvmlstm.artifacts.files import write_bytes_atomic, write_text_atomic
 
 from .config import ConfigError, LstmConfig
 from .model import FloatLayer, FloatModel, ModelError, QuantizedModel, array_sha256
@@ -41,9 +39,6 @@ __all__ = [
     "load_model",
     "save_vectors",
     "load_vectors",
-    "atomic_output_dir",
-    "write_text_atomic",
-    "write_bytes_atomic",
     "vector_descriptions",
     "FLOAT_MODEL_FORMAT",
     "save_float_model",
@@ -89,62 +84,8 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise FileFormatError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory renamed over it, so a
-    reader sees the old file or the whole new one, never a partial write."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(Path(path), text.encode("utf-8"))
-
-
 def _json_text(doc: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success its files land in ``out``, on any error nothing does.
-
-    A missing ``out`` appears whole (one rename). An existing ``out`` receives each file by an atomic
-    replace. Parent directories created here are removed again on failure.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a directory")
-    created: list[Path] = []
-    parent = out.parent
-    for p in reversed([parent, *parent.parents]):
-        if not p.exists():
-            p.mkdir()
-            created.append(p)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary output directory
-        yield tmp
-        if not out.exists():
-            os.rename(tmp, out)
-        else:
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, out / f.name)
-            tmp.rmdir()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for p in reversed(created):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise
 
 
 # ------------------------------------------------------------------------------------------------

@@ -31,10 +31,24 @@ from .nvm import row_tile_bounds
 from .quant import quantize, round_float
 from .reference import float_forward
 
-__all__ = ["quantize_model", "calibrate_adc_step", "tile_dot_products", "matrix_inputs", "random_float_model",
+__all__ = ["quantize_model", "calibration_subset", "CALIB_SEQUENCES", "calibrate_adc_step", "tile_dot_products", "matrix_inputs", "random_float_model",
            "random_model", "DEFAULT_PERCENTILE"]
 
 DEFAULT_PERCENTILE = 99.5
+#: ADC steps are calibrated on at most this many training sequences (the percentile is stable well below).
+CALIB_SEQUENCES = 512
+
+
+def calibration_subset(x_train: np.ndarray, seed: int, n: int = CALIB_SEQUENCES) -> np.ndarray:
+    """The training sequences an ADC calibration uses: at most ``n`` of ``x_train``, drawn without replacement
+    by ``numpy.random.default_rng(seed).permutation`` (so the same data and seed give the same subset).
+
+    Whose seed it is, is the caller's decision, and the two callers differ on purpose: training passes the run's
+    seed (a run's calibration is part of the run, like its initial weights, and seeds sample its spread); the
+    sweep passes a fixed seed (it re-calibrates every model, label and point on one subset, so that points
+    differ only in what the axis changes).
+    """
+    return x_train[np.random.default_rng(seed).permutation(len(x_train))[:n]]
 
 
 def calibrate_adc_step(p: np.ndarray, adc_max: int, step_max: int, percentile: float = DEFAULT_PERCENTILE) -> int:

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .config import LstmConfig
-from .io import atomic_output_dir, save_model, save_vectors
+from .io import save_model, save_vectors
+from nvmlstm.artifacts.files import atomic_output_dir
 from .lstm import golden_forward
 from .model import QuantizedModel
 

@@ -37,7 +37,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from nvmlstm.golden import config as _config
-from nvmlstm.golden.config import LstmConfig, check_int
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig, check_int
 
 from .array import MacroArray
 from .lanes import LaneBank, cell_shape
@@ -95,7 +95,7 @@ class NvmLstmAccelerator(wiring.Component):
     ARRAY_NAME = "array"
 
     @staticmethod
-    def check_parameters(cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = 2,
+    def check_parameters(cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
                          macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32) -> int:
         """The one validation of the constructor's arguments, callable before building anything.
 
@@ -116,7 +116,7 @@ class NvmLstmAccelerator(wiring.Component):
         check_int("cycle_bits", cycle_bits, 8, 64)
         return lanes
 
-    def __init__(self, cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = 2,
+    def __init__(self, cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
                  macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32):
         lanes = self.check_parameters(cfg, lanes=lanes, macro_latency=macro_latency, macro_model=macro_model,
                                       seq_len_bits=seq_len_bits, cycle_bits=cycle_bits)

@@ -8,7 +8,6 @@ runner and the tests share it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 import nvmlstm.golden.config as golden_config
+from nvmlstm.artifacts.files import sha256_file
 
 __all__ = ["RTL_FORMAT", "RTL_SCHEMA", "TOP_MODULE", "ManifestError", "Field", "PayloadLayout", "load_manifest",
            "simulation_files", "program_writes"]
@@ -110,10 +110,6 @@ class PayloadLayout:
                 [[f.extract(value) for f in row] for row in self.h])
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_manifest(rtl_dir: str | Path, *, verify: bool = True) -> dict:
     """Read ``RTL_DIR/manifest.json`` and check that it describes an RTL directory the testbench can drive.
 
@@ -153,7 +149,7 @@ def load_manifest(rtl_dir: str | Path, *, verify: bool = True) -> dict:
             f = rtl_dir / name
             if not f.is_file():
                 raise ManifestError(f"{rtl_dir}: file {name} listed in the manifest is missing")
-            if _sha256_file(f) != entry["sha256"]:
+            if sha256_file(f) != entry["sha256"]:
                 raise ManifestError(f"{rtl_dir}: {name} does not match the sha256 in manifest.json (edited?)")
     return doc
 

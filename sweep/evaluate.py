@@ -20,7 +20,7 @@ from nvmlstm.golden.io import load_float_model, load_model
 from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import FloatModel, LayerParams, HeadParams, QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
-from nvmlstm.golden.ptq import (DEFAULT_PERCENTILE, calibrate_adc_step, matrix_inputs, quantize_model,
+from nvmlstm.golden.ptq import (CALIB_SEQUENCES, DEFAULT_PERCENTILE, calibration_subset, calibrate_adc_step, matrix_inputs, quantize_model,
                                 tile_dot_products)
 from nvmlstm.golden.quant import round_float
 from nvmlstm.golden.realio import golden_outputs, input_codes
@@ -31,9 +31,8 @@ __all__ = ["input_codes", "golden_outputs", "float_outputs", "trial_seed", "noni
            "point_model", "evaluate_point", "evaluate_baseline", "CALIB_SEQUENCES", "CALIB_SEED",
            "STOCHASTIC_AXES", "BIT_AXES"]
 
-#: Re-quantization and re-tiling calibrate ADC steps on this many training sequences, drawn with this seed
-#: (fixed: the same subset for every model, label and point).
-CALIB_SEQUENCES = 512
+#: Re-quantization and re-tiling calibrate ADC steps on `golden.ptq.calibration_subset` (CALIB_SEQUENCES
+#: training sequences) drawn with this seed: fixed, so the subset is the same for every model, label and point.
 CALIB_SEED = 0
 
 BIT_AXES = ("weight_bits", "dac_bits", "adc_bits")
@@ -124,7 +123,7 @@ def _task(task: str, data: str | None, seq_len: int | None) -> TaskData:
 def _calib_x(td: TaskData) -> np.ndarray:
     def make():
         xtr = td.train[0]
-        return xtr[np.random.default_rng(CALIB_SEED).permutation(len(xtr))[:CALIB_SEQUENCES]].astype(np.float64)
+        return calibration_subset(xtr, CALIB_SEED).astype(np.float64)
 
     return _cached(("calib", id(td)), make)
 

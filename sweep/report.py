@@ -7,13 +7,13 @@ files are byte-identical whatever the number of workers. PNGs are written withou
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nvmlstm.golden.io import write_bytes_atomic, write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.artifacts.png import save_png
 
 from .evaluate import BIT_AXES, canonical_json
 from .spec import SweepSpec, point_key
@@ -106,15 +106,6 @@ def _markdown(spec: SweepSpec, s: dict) -> str:
     return "\n".join(lines)
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
-
-
 def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> list[str]:
     """Metric against each axis (the other axes at their first value; one line per label, error bars = std
     over trials, float baselines dashed on bit axes) and, for a 2-D grid, a heat map per label."""
@@ -147,7 +138,7 @@ def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> l
         ax.legend(fontsize=7)
         fig.tight_layout()
         fname = f"{m}_vs_{name}.png"
-        _save(fig, out / fname)
+        save_png(fig, out / fname)
         files.append(fname)
     if len(spec.axes) == 2:
         (n0, v0), (n1, v1) = spec.axes
@@ -167,6 +158,6 @@ def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> l
             ax.set_title(f"{lab.name}: {m} (mean over trials)")
             fig.tight_layout()
             fname = f"heatmap_{lab.name}.png"
-            _save(fig, out / fname)
+            save_png(fig, out / fname)
             files.append(fname)
     return files

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from nvmlstm.golden.io import write_text_atomic
+from nvmlstm.artifacts.files import write_text_atomic
 
 from .evaluate import canonical_json, evaluate_baseline, evaluate_point
 from .report import write_reports

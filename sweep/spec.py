@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from nvmlstm.artifacts.files import sha256_file
 from nvmlstm.golden.config import ConfigError, LstmConfig
 from nvmlstm.golden.io import FileFormatError, load_float_model, load_model
 from nvmlstm.golden.textfile import read_json_file
@@ -88,10 +89,6 @@ def parse_model_arg(text: str) -> tuple[str | None, Path]:
     if sep and not left:
         raise SweepError(f"--model {text}: expected PATH or LABEL=PATH (a label of letters, digits, _ . + -)")
     return None, Path(text)
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -263,9 +260,9 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
             lab.base_config = mf.config
         if lab.float_path is None and mf.fpath is not None:
             lab.float_path = mf.fpath
-        entry = {"file": _describe(mf.path), "sha256": _file_sha256(mf.path)}
+        entry = {"file": _describe(mf.path), "sha256": sha256_file(mf.path)}
         if mf.fpath is not None and mf.fpath != mf.path:
-            entry |= {"float_file": _describe(mf.fpath), "float_sha256": _file_sha256(mf.fpath)}
+            entry |= {"float_file": _describe(mf.fpath), "float_sha256": sha256_file(mf.fpath)}
         lab.files.append(entry)
 
     # axis values against each label's config (the config's own rules and messages)
@@ -283,7 +280,7 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
 
     def sha(p: Path) -> str:  # workers cache what they load by content, not by path (files can be replaced)
         if p not in hashes:
-            hashes[p] = _file_sha256(p)
+            hashes[p] = sha256_file(p)
         return hashes[p]
 
     points = [dict(zip([n for n, _ in parsed], combo)) for combo in itertools.product(*[v for _, v in parsed])]
@@ -318,7 +315,7 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
     if data is not None:
         dp = Path(data)
         fs = sorted(dp.iterdir()) if dp.is_dir() else [dp]
-        data_entry = {"name": dp.name, "sha256": {f.name: _file_sha256(f) for f in fs if f.is_file()}}
+        data_entry = {"name": dp.name, "sha256": {f.name: sha256_file(f) for f in fs if f.is_file()}}
     doc = {
         "format": SWEEP_FORMAT, "schema_version": SCHEMA_VERSION,
         "task": task, "metric": METRICS[task], "higher_is_better": HIGHER_IS_BETTER[METRICS[task]],

@@ -33,7 +33,7 @@ TINY = LstmConfig(input_size=3, hidden_size=2, num_layers=1, output_size=2, weig
 
 
 def _timing(cfg: LstmConfig, lanes: int | None = None, macro_latency: int = 2) -> Timing:
-    from nvmlstm.bench_cmd import accelerator_timing
+    from nvmlstm.timing import accelerator_timing
 
     return accelerator_timing(macro_latency)(cfg, lanes)
 

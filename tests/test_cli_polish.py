@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from nvmlstm.cli import build_parser, main
+from nvmlstm.cli import build_parser
 
 EXE = Path(sys.executable).with_name("nvmlstm")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nvmlstm.artifacts.files import atomic_output_dir
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import (
     FileFormatError,
-    atomic_output_dir,
     load_model,
     load_vectors,
     save_model,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,8 @@ from nvmlstm.golden.io import save_float_model, save_model
 from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.ptq import quantize_model, random_float_model
 from nvmlstm.sweep import build_spec, local_cluster, run_sweep
-from nvmlstm.sweep.evaluate import CALIB_SEED, CALIB_SEQUENCES, evaluate_point, trial_seed
+from nvmlstm.golden.ptq import calibration_subset
+from nvmlstm.sweep.evaluate import CALIB_SEED, evaluate_point, trial_seed
 from nvmlstm.sweep.spec import SweepError
 from nvmlstm.tasks import load_task
 
@@ -39,7 +39,7 @@ def _cfg(**kw):
 
 def _calib(td):
     xtr = td.train[0]
-    return xtr[np.random.default_rng(CALIB_SEED).permutation(len(xtr))[:CALIB_SEQUENCES]].astype(np.float64)
+    return calibration_subset(xtr, CALIB_SEED).astype(np.float64)
 
 
 @pytest.fixture(scope="module")

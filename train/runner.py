@@ -34,9 +34,12 @@ import numpy as np
 import torch
 
 from nvmlstm.golden.config import LstmConfig
-from nvmlstm.golden.io import atomic_output_dir, save_model, write_bytes_atomic, write_text_atomic
+from nvmlstm.golden.io import save_model
+from nvmlstm.artifacts.png import save_png
+from nvmlstm.artifacts.files import atomic_output_dir, write_bytes_atomic, write_text_atomic
 from nvmlstm.golden.model import QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
+from nvmlstm.golden.ptq import calibration_subset
 from nvmlstm.golden.realio import golden_outputs, input_codes  # the one definition of both rules
 
 from .exact import exact_forward
@@ -70,8 +73,6 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                 "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
 }
 
-# The PTQ / QAT calibration uses at most this many training sequences (the percentile is stable well below).
-_CALIB_SEQUENCES = 512
 # Noisy golden evaluations: seeds of the NonIdealities draws averaged in metrics.json.
 _NOISE_EVAL_SEEDS = (0, 1, 2)
 
@@ -295,10 +296,7 @@ def _plot(history: list[dict], metric: str, path: Path, title: str) -> None:
     ax[1].set_ylabel(f"validation {metric}")
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    path.write_bytes(buf.getvalue())
+    save_png(fig, path)
 
 
 def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
@@ -366,7 +364,7 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
         _warn_if_near_chance(model, task, a.init_from, log)
 
     xtr, ytr = task.train
-    calib = xtr[np.random.default_rng(a.seed).permutation(len(xtr))[:_CALIB_SEQUENCES]]
+    calib = calibration_subset(xtr, a.seed)  # the run's seed: golden.ptq.calibration_subset says why
     quantized = a.mode == "qat"
     # ptq trains the float model first unless it starts from one; qat trains quantized.
     epochs = 0 if (a.mode == "ptq" and init_sd is not None) else a.epochs
