@@ -1,7 +1,7 @@
 """Generation of an RTL directory: the accelerator top, the NVM macro model and stub, file lists, Verilator
 waivers, weight images, and a manifest that describes and hashes all of it (docs/verilog.md).
 
-Everything is written through `golden.io.atomic_output_dir` (all files or none) and is deterministic: the
+Everything is written through `artifacts.files.atomic_output_dir` (all files or none) and is deterministic: the
 same config, model, options and tool versions give byte-identical files, with no time stamp, user name or
 absolute path in any of them.
 """
@@ -252,12 +252,6 @@ def _hex_header(ref, instance: str, cfg: LstmConfig, model_digest: str) -> list[
     ]
 
 
-def _forbidden_strings(out: Path, tmp: Path) -> list[str]:
-    cands = {str(out.resolve()), str(tmp.resolve()), str(Path.cwd().resolve()), str(Path.home()),
-             str(Path(__file__).resolve().parents[1])}
-    return sorted(c for c in cands if len(c) > 1)
-
-
 def _tool_versions(convert_yosys: str) -> dict:
     return {
         "amaranth": metadata.version("amaranth"),
@@ -291,10 +285,303 @@ def _check_out_dir(out: Path) -> None:
                        f"(found {what}); give a new or empty directory")
 
 
+def _check_arguments(out: Path, cfg: LstmConfig, model: QuantizedModel | None, lanes: int | None,
+                     macro_latency: int, pdk: str | None) -> None:
+    """Check every argument of `generate_rtl` before anything is built or written.
+
+    Parameters
+    ----------
+    out : Path
+        The RTL directory (`_check_out_dir`).
+    cfg : LstmConfig
+    model : QuantizedModel or None
+        Its config must equal ``cfg``.
+    lanes : int or None
+    macro_latency : int
+        Checked by the accelerator itself (`check_build`).
+    pdk : str or None
+        ``None`` or one of `PDKS`.
+
+    Raises
+    ------
+    GenError
+        On the first bad argument.
+    """
+    check_build(cfg, lanes, macro_latency)
+    if model is not None and model.config != cfg:
+        raise GenError("the model's config differs from the config to generate for")
+    _check_out_dir(out)
+    if pdk is not None and pdk not in PDKS:
+        raise GenError(f"unknown PDK {pdk!r}; known: {', '.join(PDKS)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Portability: the one check every generated file goes through
+def _forbidden_strings(out: Path, tmp: Path) -> list[str]:
+    """Local paths no generated file may contain: the output and temporary directories, the working and
+    home directories, and the installed package (``/`` alone is too short to mean anything)."""
+    cands = {str(out.resolve()), str(tmp.resolve()), str(Path.cwd().resolve()), str(Path.home()),
+             str(Path(__file__).resolve().parents[1])}
+    return sorted(c for c in cands if len(c) > 1)
+
+
+def _check_portable(texts: dict[str, str], forbidden: list[str], *, note: str = "") -> None:
+    """Raise if a generated file contains a local path, so that the same inputs give the same bytes on any
+    machine and no user or directory name leaks into a tape-out delivery.
+
+    Parameters
+    ----------
+    texts : dict
+        File name -> contents, checked in this order.
+    forbidden : list of str
+        From `_forbidden_strings`.
+    note : str
+        Appended to the error message.
+
+    Raises
+    ------
+    GenError
+        ``"<file>: contains the local path '<path>'<note>"`` for the first hit.
+    """
+    for name, text in texts.items():
+        for s in forbidden:
+            if s in text:
+                raise GenError(f"{name}: contains the local path {s!r}{note}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The files, the macros and the manifest (all in memory; nothing is written here)
+def _source_files(top_text: str, macro_params: dict, pdk_dir: Path | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The fixed files of an RTL directory, without the netlist (which the sign-off check produces).
+
+    Parameters
+    ----------
+    top_text : str
+        Verilog of the top (`convert_top`).
+    macro_params : dict
+        Verilog parameters of one macro; every macro shares the one module, so any macro's will do.
+    pdk_dir : Path or None
+        The PDK, if sign-off files are to be written.
+
+    Returns
+    -------
+    files : dict
+        File name -> contents.
+    roles : dict
+        File name -> role (`FILES`, and `SIGNOFF_FILES` with a PDK), for the manifest.
+    """
+    files: dict[str, str] = {
+        TOP_FILE: top_text,
+        MACRO_FILE: render_macro_model(macro_params),
+        STUB_FILE: render_macro_stub(macro_params),
+        WAIVER_FILE: waivers_vlt(),
+        FILELIST: "\n".join([WAIVER_FILE, MACRO_FILE, TOP_FILE]) + "\n",
+        FILELIST_SYNTH: "\n".join([STUB_FILE, TOP_FILE]) + "\n",
+    }
+    roles = dict(FILES)
+    if pdk_dir is not None:
+        files[LIBERTY_FILE] = liberty_text(pdk_dir)
+        files[CELL_MODELS_FILE] = cell_models_text(pdk_dir)
+        files[FILELIST_GATE] = "\n".join([CELL_MODELS_FILE, MACRO_FILE, NETLIST_FILE]) + "\n"
+        roles.update(SIGNOFF_FILES)
+    return files, roles
+
+
+def _hex_images(model: QuantizedModel, digest: str, top, inst_paths: dict[str, str]) \
+        -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """One ``$readmemh`` weight image per macro.
+
+    Parameters
+    ----------
+    model : QuantizedModel
+    digest : str
+        ``model.digest()``, named in each image's header.
+    top : NvmLstmAccelerator
+        Gives the tiles (``top.pmap.tiles``).
+    inst_paths : dict
+        Macro name -> instance path (`_instance_paths`).
+
+    Returns
+    -------
+    files, roles : dict
+        File name -> contents and -> role.
+    hex_names : dict
+        Macro name -> file name, for the manifest's macro entries.
+    """
+    cfg = model.config
+    files: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    hex_names: dict[str, str] = {}
+    for ref in top.pmap.tiles:
+        w = model.head.weights if ref.layer is None else model.layers[ref.layer].weights
+        codes = tile_codes(w, ref.tile, cfg.array_rows, cfg.array_cols)
+        name = f"{ref.name}.hex"
+        files[name] = format_hex(codes, cfg.weight_bits, _hex_header(ref, inst_paths[ref.name], cfg, digest))
+        roles[name] = f"weight image of macro {ref.name} ($readmemh, INIT_FILE)"
+        hex_names[ref.name] = name
+    return files, roles, hex_names
+
+
+def _macro_entries(top, macro_params: list[dict], inst_paths: dict[str, str],
+                   hex_names: dict[str, str]) -> list[dict]:
+    """The manifest's ``macros``: one entry per macro, in global tile order.
+
+    Parameters
+    ----------
+    top : NvmLstmAccelerator
+    macro_params : list of dict
+        Verilog parameters of each macro, in the order of ``top.pmap.tiles``.
+    inst_paths : dict
+        Macro name -> instance path.
+    hex_names : dict
+        Macro name -> weight image file; empty without a model.
+
+    Returns
+    -------
+    list of dict
+    """
+    macros = []
+    for ref, params in zip(top.pmap.tiles, macro_params):
+        t = ref.tile
+        macros.append({
+            "name": ref.name,
+            "global_index": ref.global_index,
+            "matrix": "head" if ref.layer is None else "layer",
+            "layer": ref.layer,
+            "tile_index": t.index,
+            "row_tile": t.row_tile,
+            "col_tile": t.col_tile,
+            "rows": [t.row_start, t.row_stop],
+            "cols": [t.col_start, t.col_stop],
+            "instance": inst_paths[ref.name],
+            "module": "nvm_array_macro",
+            "parameters": params,
+            "hex_file": hex_names.get(ref.name),
+        })
+    return macros
+
+
+def _manifest(cfg: LstmConfig, top, model_entry: dict | None, macros: list[dict], pdk: str | None,
+              convert_yosys: str) -> dict[str, Any]:
+    """The manifest before the checks: their entries (``synthesis``, ``lint``, ``signoff``) are ``None`` and
+    ``files`` is missing; the check stages and `_write_manifest` fill them in.
+
+    Parameters
+    ----------
+    cfg : LstmConfig
+    top : NvmLstmAccelerator
+    model_entry : dict or None
+        ``{"sha256", "file"}`` of the model, ``None`` without one.
+    macros : list of dict
+        From `_macro_entries`.
+    pdk : str or None
+        With a PDK, the gate-level file list is listed.
+    convert_yosys : str
+        The Yosys Amaranth converted with (`amaranth_yosys_label`).
+
+    Returns
+    -------
+    dict
+    """
+    return {
+        "format": RTL_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "generator": "nvmlstm generate",
+        "top": TOP_MODULE,
+        "config": cfg.to_dict(),
+        "lanes": top.lanes,
+        "macro_latency": top.macro_latency,
+        "model": model_entry,
+        "latency": {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
+                    for k, f in top.latency_formulas.items()},
+        **manifest_ports(top),
+        "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
+        "macros": macros,
+        "program_map": _program_map(top.pmap, cfg),
+        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH,
+                      **({"gate_level": FILELIST_GATE} if pdk else {})},
+        "waivers": {rule: {"file": TOP_FILE, "reason": why} for rule, why in sorted(TOP_WAIVERS.items())},
+        "hex_format": ("$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
+                       "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"),
+        "tools": _tool_versions(convert_yosys),
+        "synthesis": None,
+        "lint": None,
+        "signoff": None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing and the checks (in the temporary directory; each check fills in its manifest entry)
+def _write_files(tmp: Path, files: dict[str, str], forbidden: list[str]) -> None:
+    """Check every file for portability (`_check_portable`), then write them all into ``tmp``."""
+    _check_portable(files, forbidden, note="; generated files must be portable")
+    for name, text in files.items():
+        write_text_atomic(tmp / name, text)
+
+
+def _run_lint(tmp: Path, manifest: dict, seconds: dict, say: Callable[[str], None]) -> None:
+    """``verilator --lint-only -Wall`` and ``iverilog -g2012`` on the simulation file list; fills in the
+    manifest's ``lint`` entry and tool versions and ``seconds["lint"]``."""
+    t0 = time.monotonic()
+    vres = verilator_lint(tmp, FILELIST)
+    ires = iverilog_compile(tmp, FILELIST)
+    seconds["lint"] = time.monotonic() - t0
+    manifest["tools"]["verilator"] = vres.tool
+    manifest["tools"]["iverilog"] = ires.tool
+    manifest["lint"] = {"verilator": f"verilator --lint-only -Wall -f {FILELIST}: clean",
+                        "iverilog": f"iverilog -g2012 -Wall on {FILELIST} without .vlt files: clean"}
+    say(f"lint: verilator -Wall and iverilog -g2012 clean in {seconds['lint']:.1f} s")
+
+
+def _run_synth(tmp: Path, yosys, manifest: dict, seconds: dict, say: Callable[[str], None]) -> None:
+    """The Yosys synthesis check of the top (macros as black boxes); fills in the manifest's ``synthesis``
+    entry and Yosys version and ``seconds["synth"]``."""
+    say(f"synthesizing with {yosys.version} ...")
+    res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro",
+                             yosys=yosys)
+    seconds["synth"] = res.seconds
+    manifest["synthesis"] = res.manifest_entry(script)
+    manifest["tools"]["yosys"] = res.yosys
+    say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
+
+
+def _run_signoff(tmp: Path, pdk: str, pdk_dir: Path, yosys, forbidden: list[str], files: dict[str, str],
+                 manifest: dict, seconds: dict, say: Callable[[str], None]) -> None:
+    """Map the top to the PDK's standard cells (`gen.signoff.map_to_cells`) and write the netlist.
+
+    The netlist is checked for portability and added to ``files``; the manifest's ``signoff`` entry, its
+    Yosys and PDK versions and ``seconds["signoff"]`` are filled in.
+    """
+    say(f"mapping to {pdk} standard cells with {yosys.version} ...")
+    sres, sscript = map_to_cells(tmp, [STUB_FILE, TOP_FILE], LIBERTY_FILE, pdk_dir, top=TOP_MODULE,
+                                 blackbox_module="nvm_array_macro", netlist_name=NETLIST_FILE, yosys=yosys)
+    seconds["signoff"] = sres.seconds
+    _check_portable({NETLIST_FILE: sres.netlist}, forbidden)
+    write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
+    files[NETLIST_FILE] = sres.netlist
+    manifest["signoff"] = sres.manifest_entry(sscript, LIBERTY_FILE, pdk_version())
+    manifest["tools"]["yosys"] = sres.yosys
+    manifest["tools"]["pdk"] = pdk_version()
+    say(f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
+        f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s")
+
+
+def _write_manifest(tmp: Path, manifest: dict, files: dict[str, str], roles: dict[str, str],
+                    forbidden: list[str]) -> None:
+    """Hash every written file into the manifest's ``files`` (after the checks, which add the netlist), check
+    the manifest's own text for portability and write it."""
+    manifest["files"] = {name: {"sha256": sha256_file(tmp / name),
+                                "bytes": (tmp / name).stat().st_size, "role": roles[name]}
+                         for name in sorted(files)}
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    _check_portable({MANIFEST: text}, forbidden)
+    write_text_atomic(tmp / MANIFEST, text)
+
+
 # --------------------------------------------------------------------------------------------------
 def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | None = None,
-                 model_name: str | None = None, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
-                 synth: bool = True, lint: bool = False, pdk: str | None = None,
+                 model_name: str | None = None, lanes: int | None = None,
+                 macro_latency: int = DEFAULT_MACRO_LATENCY_CYC, synth: bool = True, lint: bool = False, pdk: str | None = None,
                  log: Callable[[str], None] | None = None) -> GenerateResult:
     """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
 
@@ -329,12 +616,7 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
     t_start = time.monotonic()
     say = log or (lambda _msg: None)
     out = Path(out)
-    check_build(cfg, lanes, macro_latency)
-    if model is not None and model.config != cfg:
-        raise GenError("the model's config differs from the config to generate for")
-    _check_out_dir(out)
-    if pdk is not None and pdk not in PDKS:
-        raise GenError(f"unknown PDK {pdk!r}; known: {', '.join(PDKS)}")
+    _check_arguments(out, cfg, model, lanes, macro_latency, pdk)
     yosys = find_yosys() if synth or pdk else None  # fail before the slow steps, with the install hint
     pdk_dir = find_pdk() if pdk else None  # PdkNotFound says how to install it
     # Built only now, when nothing but its conversion can fail: an Amaranth component that is never
@@ -346,129 +628,31 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
     seconds["convert"] = time.monotonic() - t0
     say(f"converted {TOP_MODULE} ({len(top_text.splitlines())} lines, {len(top.macros)} macros) "
         f"in {seconds['convert']:.1f} s")
-    pmap = top.pmap
     inst_paths = _instance_paths(top_text, top)
     macro_params = [mac.verilog_parameters() for mac in top.macros]
 
-    files: dict[str, str] = {
-        TOP_FILE: top_text,
-        MACRO_FILE: render_macro_model(macro_params[0]),
-        STUB_FILE: render_macro_stub(macro_params[0]),
-        WAIVER_FILE: waivers_vlt(),
-        FILELIST: "\n".join([WAIVER_FILE, MACRO_FILE, TOP_FILE]) + "\n",
-        FILELIST_SYNTH: "\n".join([STUB_FILE, TOP_FILE]) + "\n",
-    }
-    roles = dict(FILES)
-    if pdk_dir is not None:
-        files[LIBERTY_FILE] = liberty_text(pdk_dir)
-        files[CELL_MODELS_FILE] = cell_models_text(pdk_dir)
-        files[FILELIST_GATE] = "\n".join([CELL_MODELS_FILE, MACRO_FILE, NETLIST_FILE]) + "\n"
-        roles.update(SIGNOFF_FILES)
+    files, roles = _source_files(top_text, macro_params[0], pdk_dir)
     hex_names: dict[str, str] = {}
+    model_entry = None
     if model is not None:
         digest = model.digest()
-        for ref in pmap.tiles:
-            w = model.head.weights if ref.layer is None else model.layers[ref.layer].weights
-            codes = tile_codes(w, ref.tile, cfg.array_rows, cfg.array_cols)
-            name = f"{ref.name}.hex"
-            files[name] = format_hex(codes, cfg.weight_bits, _hex_header(ref, inst_paths[ref.name], cfg, digest))
-            roles[name] = f"weight image of macro {ref.name} ($readmemh, INIT_FILE)"
-            hex_names[ref.name] = name
-
-    macros = []
-    for ref, params in zip(pmap.tiles, macro_params):
-        t = ref.tile
-        macros.append({
-            "name": ref.name,
-            "global_index": ref.global_index,
-            "matrix": "head" if ref.layer is None else "layer",
-            "layer": ref.layer,
-            "tile_index": t.index,
-            "row_tile": t.row_tile,
-            "col_tile": t.col_tile,
-            "rows": [t.row_start, t.row_stop],
-            "cols": [t.col_start, t.col_stop],
-            "instance": inst_paths[ref.name],
-            "module": "nvm_array_macro",
-            "parameters": params,
-            "hex_file": hex_names.get(ref.name),
-        })
-
-    manifest: dict[str, Any] = {
-        "format": RTL_FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "generator": "nvmlstm generate",
-        "top": TOP_MODULE,
-        "config": cfg.to_dict(),
-        "lanes": top.lanes,
-        "macro_latency": top.macro_latency,
-        "model": None if model is None else {"sha256": model.digest(),
-                                             "file": None if model_name is None else Path(model_name).name},
-        "latency": {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
-                    for k, f in top.latency_formulas.items()},
-        **manifest_ports(top),
-        "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
-        "macros": macros,
-        "program_map": _program_map(pmap, cfg),
-        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH,
-                      **({"gate_level": FILELIST_GATE} if pdk else {})},
-        "waivers": {rule: {"file": TOP_FILE, "reason": why} for rule, why in sorted(TOP_WAIVERS.items())},
-        "hex_format": ("$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
-                       "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"),
-        "tools": _tool_versions(convert_yosys),
-        "synthesis": None,
-        "lint": None,
-        "signoff": None,
-    }
+        hex_files, hex_roles, hex_names = _hex_images(model, digest, top, inst_paths)
+        files.update(hex_files)
+        roles.update(hex_roles)
+        model_entry = {"sha256": digest, "file": None if model_name is None else Path(model_name).name}
+    manifest = _manifest(cfg, top, model_entry, _macro_entries(top, macro_params, inst_paths, hex_names), pdk,
+                         convert_yosys)
 
     with atomic_output_dir(out) as tmp:
         forbidden = _forbidden_strings(out, tmp)
-        for name, text in files.items():
-            for s in forbidden:
-                if s in text:
-                    raise GenError(f"{name}: contains the local path {s!r}; generated files must be portable")
-            write_text_atomic(tmp / name, text)
+        _write_files(tmp, files, forbidden)
         if lint:  # before synthesis: it is the quicker of the two to fail
-            t0 = time.monotonic()
-            vres = verilator_lint(tmp, FILELIST)
-            ires = iverilog_compile(tmp, FILELIST)
-            seconds["lint"] = time.monotonic() - t0
-            manifest["tools"]["verilator"] = vres.tool
-            manifest["tools"]["iverilog"] = ires.tool
-            manifest["lint"] = {"verilator": f"verilator --lint-only -Wall -f {FILELIST}: clean",
-                                "iverilog": f"iverilog -g2012 -Wall on {FILELIST} without .vlt files: clean"}
-            say(f"lint: verilator -Wall and iverilog -g2012 clean in {seconds['lint']:.1f} s")
+            _run_lint(tmp, manifest, seconds, say)
         if synth:
-            say(f"synthesizing with {yosys.version} ...")
-            res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro",
-                                     yosys=yosys)
-            seconds["synth"] = res.seconds
-            manifest["synthesis"] = res.manifest_entry(script)
-            manifest["tools"]["yosys"] = res.yosys
-            say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
+            _run_synth(tmp, yosys, manifest, seconds, say)
         if pdk_dir is not None:
-            say(f"mapping to {pdk} standard cells with {yosys.version} ...")
-            sres, sscript = map_to_cells(tmp, [STUB_FILE, TOP_FILE], LIBERTY_FILE, pdk_dir, top=TOP_MODULE,
-                                         blackbox_module="nvm_array_macro", netlist_name=NETLIST_FILE, yosys=yosys)
-            seconds["signoff"] = sres.seconds
-            for s in forbidden:
-                if s in sres.netlist:
-                    raise GenError(f"{NETLIST_FILE}: contains the local path {s!r}")
-            write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
-            files[NETLIST_FILE] = sres.netlist
-            manifest["signoff"] = sres.manifest_entry(sscript, LIBERTY_FILE, pdk_version())
-            manifest["tools"]["yosys"] = sres.yosys
-            manifest["tools"]["pdk"] = pdk_version()
-            say(f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
-                f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s")
-        manifest["files"] = {name: {"sha256": sha256_file(tmp / name),
-                                    "bytes": (tmp / name).stat().st_size, "role": roles[name]}
-                             for name in sorted(files)}
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        for s in forbidden:
-            if s in text:
-                raise GenError(f"{MANIFEST}: contains the local path {s!r}")
-        write_text_atomic(tmp / MANIFEST, text)
+            _run_signoff(tmp, pdk, pdk_dir, yosys, forbidden, files, manifest, seconds, say)
+        _write_manifest(tmp, manifest, files, roles, forbidden)
         stale = []
         if out.is_dir():
             stale = [p for p in out.iterdir() if p.name not in files and p.name != MANIFEST]

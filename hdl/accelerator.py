@@ -81,6 +81,8 @@ class NvmLstmAccelerator(wiring.Component):
     prog_addr, prog_data, prog_we : in
         Programming port (`hdl.progmap`), effective while idle. Flat top-level ports (the names of the
         manifest and the testbench); inside, they drive one `hdl.registers.ProgramSignature` interface.
+    cfg, lanes, macro_latency, macro_model, seq_len_bits, cycle_bits
+        The build parameters (read-only; ``lanes`` resolved from ``None``).
     regs, array, lane_bank : ConfigRegisters, MacroArray, LaneBank
         The parts (built here, elaborated as submodules of those names).
     macros : list of NvmArrayMacro
@@ -120,21 +122,18 @@ class NvmLstmAccelerator(wiring.Component):
                  macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32):
         lanes = self.check_parameters(cfg, lanes=lanes, macro_latency=macro_latency, macro_model=macro_model,
                                       seq_len_bits=seq_len_bits, cycle_bits=cycle_bits)
-        self.cfg = cfg
-        self.lanes = lanes
-        self.macro_latency = macro_latency
-        self.groups = math.ceil(cfg.hidden_size / lanes)
-        self.pmap = ProgramMap(cfg)
+        self._cfg = cfg
+        self._lanes = lanes
+        self._macro_latency = macro_latency
+        self._macro_model = macro_model
+        self._seq_len_bits, self._cycle_bits = seq_len_bits, cycle_bits
+        self._pmap = ProgramMap(cfg)
         # The parts, built here so that their latencies (and the top's) are known before elaboration.
-        self.regs = ConfigRegisters(self.pmap)
-        self.array = MacroArray(self.pmap, macro_latency=macro_latency, macro_model=macro_model)
-        self.macros = self.array.macros
-        self.layer_acc_bits = self.array.layer_acc_bits
-        self.acc_width = max(self.layer_acc_bits)
-        self.out_bits = self.array.out_bits
-        self.lane_bank = LaneBank(cfg, lanes=lanes, acc_width=self.acc_width, n_tags=cfg.num_layers * self.groups)
-        self.in_layout = data.ArrayLayout(signed(cfg.dac_bits), cfg.input_size)
-        self.out_layout = data.StructLayout({
+        self._regs = ConfigRegisters(self.pmap)
+        self._array = MacroArray(self.pmap, macro_latency=macro_latency, macro_model=macro_model)
+        self._lane_bank = LaneBank(cfg, lanes=lanes, acc_width=self.acc_width, n_tags=cfg.num_layers * self.groups)
+        self._in_layout = data.ArrayLayout(signed(cfg.dac_bits), cfg.input_size)
+        self._out_layout = data.StructLayout({
             "outputs": data.ArrayLayout(signed(self.out_bits), cfg.output_size),
             "h": data.ArrayLayout(data.ArrayLayout(signed(cfg.dac_bits), cfg.hidden_size), cfg.num_layers),
         })
@@ -151,6 +150,80 @@ class NvmLstmAccelerator(wiring.Component):
             "prog_data": In(unsigned(self.pmap.data_bits)),
             "prog_we": In(1),
         })
+
+    # ---------------------------------------------------------------------------------------------
+    # The build parameters and the parts (read-only: the design is built from them in the constructor).
+    @property
+    def cfg(self) -> LstmConfig:
+        return self._cfg
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def macro_latency(self) -> int:
+        return self._macro_latency
+
+    @property
+    def macro_model(self) -> str:
+        return self._macro_model
+
+    @property
+    def seq_len_bits(self) -> int:
+        return self._seq_len_bits
+
+    @property
+    def cycle_bits(self) -> int:
+        return self._cycle_bits
+
+    @property
+    def groups(self) -> int:
+        """Groups of ``lanes`` units per layer: ``ceil(hidden_size / lanes)``."""
+        return math.ceil(self.cfg.hidden_size / self.lanes)
+
+    @property
+    def pmap(self) -> ProgramMap:
+        return self._pmap
+
+    @property
+    def regs(self) -> ConfigRegisters:
+        return self._regs
+
+    @property
+    def array(self) -> MacroArray:
+        return self._array
+
+    @property
+    def lane_bank(self) -> LaneBank:
+        return self._lane_bank
+
+    @property
+    def macros(self) -> list:
+        return self.array.macros
+
+    @property
+    def layer_acc_bits(self) -> list[int]:
+        return self.array.layer_acc_bits
+
+    @property
+    def acc_width(self) -> int:
+        """Signed width of the column sums the lane bank takes: the widest layer's."""
+        return max(self.layer_acc_bits)
+
+    @property
+    def out_bits(self) -> int:
+        return self.array.out_bits
+
+    @property
+    def in_layout(self) -> data.ArrayLayout:
+        """Payload layout of ``inp``."""
+        return self._in_layout
+
+    @property
+    def out_layout(self) -> data.StructLayout:
+        """Payload layout of ``out``."""
+        return self._out_layout
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -204,7 +277,7 @@ class NvmLstmAccelerator(wiring.Component):
         wiring.connect(m, prog, self.regs.prog, self.array.prog)
         wiring.connect(m, self.regs.steps, self.array.steps)
         self._array_rows(m, st)
-        self._lane_bank(m, st)
+        self._connect_lanes(m, st)
         self._control(m, st)
         return m
 
@@ -241,7 +314,7 @@ class NvmLstmAccelerator(wiring.Component):
         assert len(vec) == cfg.head_rows
         m.d.comb += [self.array.rows(None)[k].eq(v) for k, v in enumerate(vec)]
 
-    def _lane_bank(self, m: Module, st: "_State") -> None:
+    def _connect_lanes(self, m: Module, st: "_State") -> None:
         """Lane q takes units q, q + lanes, ...: the issued group's column sums and the layer's gate scales
         in, its c_prev from the c state, its c and h into the state at the tags the bank returns."""
         cfg, bank = self.cfg, self.lane_bank

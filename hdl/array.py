@@ -33,6 +33,12 @@ class MacroArray(wiring.Component):
     macro_model : str
         ``"instance"`` or ``"sim"`` (`hdl.macro.NvmArrayMacro`).
 
+    Attributes
+    ----------
+    macros : list of NvmArrayMacro
+    layer_acc_bits : list of int
+    out_bits : int
+
     Members
     -------
     prog : In(ProgramSignature)
@@ -58,14 +64,14 @@ class MacroArray(wiring.Component):
             raise TypeError(f"pmap must be a ProgramMap, not {type(pmap).__name__}")
         check_int("macro_latency", macro_latency, 1, 64)
         cfg = pmap.cfg
-        self.pmap = pmap
-        self.macros = [
+        self._pmap = pmap
+        self._macros = [
             NvmArrayMacro(rows=cfg.array_rows, cols=cfg.array_cols, weight_bits=cfg.weight_bits,
                           dac_bits=cfg.dac_bits, adc_bits=self._adc_bits(ref.layer),
                           adc_step_bits=cfg.adc_step_bits, read_latency=macro_latency, model=macro_model)
             for ref in pmap.tiles]
-        self.layer_acc_bits = [cfg.acc_bits(cfg.layer_rows(l), cfg.adc_bits) for l in range(cfg.num_layers)]
-        self.out_bits = cfg.acc_bits(cfg.head_rows, cfg.head_adc_bits_eff)
+        self._layer_acc_bits = [cfg.acc_bits(cfg.layer_rows(l), cfg.adc_bits) for l in range(cfg.num_layers)]
+        self._out_bits = cfg.acc_bits(cfg.head_rows, cfg.head_adc_bits_eff)
         L, code = cfg.num_layers, signed(cfg.dac_bits)
         members = {
             "prog": In(ProgramSignature(addr_bits=pmap.addr_bits, data_bits=pmap.data_bits)),
@@ -82,6 +88,25 @@ class MacroArray(wiring.Component):
         members["valid"] = Out(L)
         members["head_valid"] = Out(1)
         super().__init__(members)
+
+    @property
+    def pmap(self) -> ProgramMap:
+        return self._pmap
+
+    @property
+    def macros(self) -> list[NvmArrayMacro]:
+        """The macros, in `hdl.progmap.ProgramMap.tiles` order (built here: their latency is the array's)."""
+        return self._macros
+
+    @property
+    def layer_acc_bits(self) -> list[int]:
+        """Signed width of each layer's column sums."""
+        return self._layer_acc_bits
+
+    @property
+    def out_bits(self) -> int:
+        """Signed width of the head's column sums."""
+        return self._out_bits
 
     def _adc_bits(self, layer: int | None) -> int:
         cfg = self.pmap.cfg

@@ -79,6 +79,14 @@ class _RegisteredStage(wiring.Component):
     """A lane stage that registers its outputs: outputs in cycle n+1 are the function of the inputs in
     cycle n."""
 
+    def __init__(self, cfg: LstmConfig, signature: dict):
+        self._cfg = cfg  # checked by the subclass before it builds the signature from it
+        super().__init__(signature)
+
+    @property
+    def cfg(self) -> LstmConfig:
+        return self._cfg
+
     @property
     def latency_cyc(self) -> int:
         """Cycles from the stage's inputs to its outputs: 1."""
@@ -111,12 +119,16 @@ class GateLane(_RegisteredStage):
     def __init__(self, cfg: LstmConfig, acc_width: int):
         _check_cfg(cfg)
         check_int("acc_width", acc_width, 2, 64)
-        self.cfg, self.acc_width = cfg, acc_width
-        super().__init__({
+        self._acc_width = acc_width
+        super().__init__(cfg, {
             "acc": In(gate_layout(signed(acc_width))),
             "scale": In(gate_layout(unsigned(cfg.scale_bits))),
             "gates": Out(gate_layout(gate_shape(cfg))),
         })
+
+    @property
+    def acc_width(self) -> int:
+        return self._acc_width
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -153,8 +165,7 @@ class CellLane(_RegisteredStage):
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
-        self.cfg = cfg
-        super().__init__({
+        super().__init__(cfg, {
             "gates": In(gate_layout(gate_shape(cfg))),
             "c_prev": In(cell_shape(cfg)),
             "c": Out(cell_shape(cfg)),
@@ -180,8 +191,7 @@ class HiddenLane(_RegisteredStage):
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
-        self.cfg = cfg
-        super().__init__({
+        super().__init__(cfg, {
             "c": In(cell_shape(cfg)),
             "o": In(gate_shape(cfg)),
             "h": Out(signed(cfg.dac_bits)),
@@ -241,11 +251,11 @@ class LaneBank(wiring.Component):
         check_int("lanes", lanes, 1)
         check_int("acc_width", acc_width, 2, 64)
         check_int("n_tags", n_tags, 1)
-        self.cfg, self.lanes = cfg, lanes
+        self._cfg, self._lanes, self._acc_width, self._n_tags = cfg, lanes, acc_width, n_tags
         # Built here, not in elaborate(): their latencies define the bank's, which the parent needs first.
-        self.gate_lanes = [GateLane(cfg, acc_width) for _ in range(lanes)]
-        self.cell_lanes = [CellLane(cfg) for _ in range(lanes)]
-        self.hidden_lanes = [HiddenLane(cfg) for _ in range(lanes)]
+        self._gate_lanes = [GateLane(cfg, acc_width) for _ in range(lanes)]
+        self._cell_lanes = [CellLane(cfg) for _ in range(lanes)]
+        self._hidden_lanes = [HiddenLane(cfg) for _ in range(lanes)]
         tag = range(max(n_tags, 2))
         cell = cell_shape(cfg)
         super().__init__({
@@ -262,6 +272,34 @@ class LaneBank(wiring.Component):
             "h_tag": Out(tag),
             "h": Out(data.ArrayLayout(signed(cfg.dac_bits), lanes)),
         })
+
+    @property
+    def cfg(self) -> LstmConfig:
+        return self._cfg
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def acc_width(self) -> int:
+        return self._acc_width
+
+    @property
+    def n_tags(self) -> int:
+        return self._n_tags
+
+    @property
+    def gate_lanes(self) -> list[GateLane]:
+        return self._gate_lanes
+
+    @property
+    def cell_lanes(self) -> list[CellLane]:
+        return self._cell_lanes
+
+    @property
+    def hidden_lanes(self) -> list[HiddenLane]:
+        return self._hidden_lanes
 
     @property
     def c_prev_cyc(self) -> int:

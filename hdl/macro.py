@@ -196,12 +196,44 @@ class NvmArrayMacro(wiring.Component):
                                    adc_bits=adc_bits, adc_step_bits=adc_step_bits)
         check_int("read_latency", read_latency, 1, 64)
         check_macro_model(model)
-        self.rows, self.cols = rows, cols
-        self.weight_bits, self.dac_bits, self.adc_bits = weight_bits, dac_bits, adc_bits
-        self.adc_step_bits = adc_step_bits
-        self.read_latency = read_latency
-        self.model = model
+        self._rows, self._cols = rows, cols
+        self._weight_bits, self._dac_bits, self._adc_bits = weight_bits, dac_bits, adc_bits
+        self._adc_step_bits = adc_step_bits
+        self._read_latency = read_latency
+        self._model = model
         super().__init__(signature)
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def weight_bits(self) -> int:
+        return self._weight_bits
+
+    @property
+    def dac_bits(self) -> int:
+        return self._dac_bits
+
+    @property
+    def adc_bits(self) -> int:
+        return self._adc_bits
+
+    @property
+    def adc_step_bits(self) -> int:
+        return self._adc_step_bits
+
+    @property
+    def read_latency(self) -> int:
+        return self._read_latency
+
+    @property
+    def model(self) -> str:
+        return self._model
 
     @property
     def latency_cyc(self) -> int:

@@ -65,6 +65,13 @@ class StepSignature(wiring.Signature):
     """The ADC steps, seen from the registers that hold them (after reset every step is 1); the macros
     take them with a member ``In(StepSignature(...))``.
 
+    Parameters
+    ----------
+    num_layers : int
+        Number of layers (>= 1).
+    step_bits : int
+        Width of an ADC step (1 to 24).
+
     Members
     -------
     layer : Out(ArrayLayout(unsigned(step_bits), num_layers))
@@ -82,12 +89,20 @@ class StepSignature(wiring.Signature):
             "head": Out(unsigned(step_bits), init=1),
         })
 
+    @property
+    def num_layers(self) -> int:
+        return self._num_layers
+
+    @property
+    def step_bits(self) -> int:
+        return self._step_bits
+
     def __eq__(self, other):
-        return type(self) is type(other) and (self._num_layers, self._step_bits) == (other._num_layers,
-                                                                                       other._step_bits)
+        return type(self) is type(other) and (self.num_layers, self.step_bits) == (other.num_layers,
+                                                                                     other.step_bits)
 
     def __repr__(self):
-        return f"StepSignature(num_layers={self._num_layers}, step_bits={self._step_bits})"
+        return f"StepSignature(num_layers={self.num_layers}, step_bits={self.step_bits})"
 
 
 class ConfigRegisters(wiring.Component):
@@ -112,12 +127,16 @@ class ConfigRegisters(wiring.Component):
         if not isinstance(pmap, ProgramMap):
             raise TypeError(f"pmap must be a ProgramMap, not {type(pmap).__name__}")
         cfg = pmap.cfg
-        self.pmap = pmap
+        self._pmap = pmap
         super().__init__({
             "prog": In(ProgramSignature(addr_bits=pmap.addr_bits, data_bits=pmap.data_bits)),
             "steps": Out(StepSignature(num_layers=cfg.num_layers, step_bits=cfg.adc_step_bits)),
             "scale": Out(data.ArrayLayout(gate_layout(unsigned(cfg.scale_bits)), cfg.num_layers)),
         })
+
+    @property
+    def pmap(self) -> ProgramMap:
+        return self._pmap
 
     @property
     def latency_cyc(self) -> int:

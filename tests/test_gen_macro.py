@@ -9,14 +9,13 @@
   template with a corrupted rounding fails the same check.
 
 External tools: a missing Yosys skips unless ``CI`` is set; a missing Icarus skips unless
-``NVMLSTM_REQUIRE_SIMS`` names it (as in tests/test_gen.py).
+``NVMLSTM_REQUIRE_SIMS`` names it (the `need` fixture, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -29,22 +28,9 @@ import nvmlstm.hdl.macro  # noqa: F401 - binds the submodule
 
 from nvmlstm import hdl
 from nvmlstm.gen.render import TEMPLATE_DIR, macro_ports, render_macro_stub
-from nvmlstm.gen.tools import ToolNotFound, find_iverilog, find_yosys, run_tool
+from nvmlstm.gen.tools import run_tool
 from nvmlstm.golden.datapath import adc_convert
 from nvmlstm.hdl.macro import MACRO_PARAMETERS, MacroPort, NvmArrayMacro, PortWidth
-from test_gen import _icarus_macro
-
-
-def need(tool: str):
-    finder = {"yosys": find_yosys, "iverilog": find_iverilog}[tool]
-    try:
-        return finder()
-    except ToolNotFound as exc:
-        sims = {s.strip().lower() for s in os.environ.get("NVMLSTM_REQUIRE_SIMS", "").split(",")}
-        required = bool(os.environ.get("CI")) if tool == "yosys" else bool(sims & {"icarus", "iverilog"})
-        if required:
-            pytest.fail(f"{exc} (required in this environment)")
-        pytest.skip(str(exc))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,10 +52,9 @@ def amaranth_ports(params: dict) -> dict[str, tuple[str, int]]:
     return {name: ({"i": "input", "o": "output"}[kind], len(value)) for name, (value, kind) in inst.ports.items()}
 
 
-def yosys_ports(tmp: Path, text: str) -> dict[str, tuple[str, int]]:
-    """name -> (direction, width) of module ``nvm_array_macro`` in ``text`` as Yosys elaborates it (the
-    module's parameter defaults are the parameter set under test)."""
-    yosys = need("yosys")
+def yosys_ports(yosys, tmp: Path, text: str) -> dict[str, tuple[str, int]]:
+    """name -> (direction, width) of module ``nvm_array_macro`` in ``text`` as ``yosys`` (the found tool, from
+    the ``need`` fixture) elaborates it (the module's parameter defaults are the parameter set under test)."""
     # The stub's body is empty; without its blackbox attribute Yosys elaborates the port widths.
     (tmp / "macro.v").write_text(text.replace("(* blackbox *)", ""))
     proc = run_tool(yosys, ["-q", "-p", "read_verilog macro.v; hierarchy -top nvm_array_macro; write_json ports.json"],
@@ -80,21 +65,22 @@ def yosys_ports(tmp: Path, text: str) -> dict[str, tuple[str, int]]:
 
 
 @pytest.mark.parametrize("params", PORT_PARAMS, ids=lambda p: f"{p['ROWS']}x{p['COLS']}")
-def test_template_ports_equal_the_amaranth_macro(tmp_path, params):
+def test_template_ports_equal_the_amaranth_macro(need, tmp_path, params):
     want = amaranth_ports(params)
     assert list(want) == [p["name"] for p in macro_ports()]  # the same order, too
-    assert yosys_ports(tmp_path, render_macro_stub(params)) == want
+    assert yosys_ports(need("yosys"), tmp_path, render_macro_stub(params)) == want
 
 
-def test_port_comparison_can_fail(tmp_path):
+def test_port_comparison_can_fail(need, tmp_path):
     """A template whose range of x is off by one row no longer equals the Amaranth macro."""
     params = PORT_PARAMS[1]
     text = render_macro_stub(params)
     assert "[ROWS*DAC_BITS-1:0]" in text
-    assert yosys_ports(tmp_path, text.replace("[ROWS*DAC_BITS-1:0]", "[ROWS*DAC_BITS:0]")) != amaranth_ports(params)
+    wrong = text.replace("[ROWS*DAC_BITS-1:0]", "[ROWS*DAC_BITS:0]")
+    assert yosys_ports(need("yosys"), tmp_path, wrong) != amaranth_ports(params)
 
 
-def test_changing_the_definition_changes_both_sides(tmp_path, monkeypatch):
+def test_changing_the_definition_changes_both_sides(need, tmp_path, monkeypatch):
     """One more port in `hdl.macro.MACRO_PORTS`: the Amaranth signature, the Instance and the rendered
     templates all gain it, with the same width."""
     spare = MacroPort("spare", Flow.Out, PortWidth(("COLS", "STEP_BITS")), False, "a port added by the test")
@@ -106,7 +92,7 @@ def test_changing_the_definition_changes_both_sides(tmp_path, monkeypatch):
     assert want["spare"] == ("output", 48)
     assert macro_ports()[-1] == {"name": "spare", "direction": "output", "range": "[COLS*STEP_BITS-1:0]",
                                  "doc": "a port added by the test"}
-    assert yosys_ports(tmp_path, render_macro_stub(params)) == want
+    assert yosys_ports(need("yosys"), tmp_path, render_macro_stub(params)) == want
 
 
 def test_port_widths_follow_verilog_clog2():
@@ -138,10 +124,11 @@ def achievable_products(p: dict) -> set[int]:
     return vals
 
 
-def icarus_adc_sweep(tmp: Path, p: dict, template_dir: Path | None = None) -> list[tuple[list[int], int, list[int]]]:
+def icarus_adc_sweep(icarus_macro, tmp: Path, p: dict,
+                     template_dir: Path | None = None) -> list[tuple[list[int], int, list[int]]]:
     """Program `COLUMN_WEIGHTS`, then read every row-code vector with every step; returns per read
-    (x codes, step, the ADC codes of all columns) as the Verilog model produced them."""
-    need("iverilog")
+    (x codes, step, the ADC codes of all columns) as the Verilog model (run by the ``icarus_macro`` fixture)
+    produced them."""
     wmask, dmask = (1 << p["WEIGHT_BITS"]) - 1, (1 << p["DAC_BITS"]) - 1
     idle = {"rst": 0, "we": 0, "read": 0, "row": 0, "col": 0, "code": 0, "x": 0, "step": 0}
     ops = [dict(idle, we=1, row=r, col=c, code=w & wmask)
@@ -154,7 +141,7 @@ def icarus_adc_sweep(tmp: Path, p: dict, template_dir: Path | None = None) -> li
             reads.append((list(xs), step))
             ops.append(dict(idle, read=1, x=xbits, step=step))
     assert p["READ_LATENCY"] == 1  # the codes of a read are on y after its own edge
-    seen = _icarus_macro(tmp, p, ops, template_dir=template_dir)[n_prog:]
+    seen = icarus_macro(tmp, p, ops, template_dir=template_dir)[n_prog:]
     amask, half = (1 << p["ADC_BITS"]) - 1, 1 << (p["ADC_BITS"] - 1)
     result = []
     for (xs, step), (valid, y) in zip(reads, seen, strict=True):
@@ -177,9 +164,9 @@ def adc_mismatches(p: dict, sweep) -> tuple[list[str], set[tuple[int, int]]]:
     return bad, seen
 
 
-def test_adc_transfer_equals_golden_over_the_whole_domain(tmp_path):
+def test_adc_transfer_equals_golden_over_the_whole_domain(icarus_macro, tmp_path):
     p = ADC
-    sweep = icarus_adc_sweep(tmp_path, p)
+    sweep = icarus_adc_sweep(icarus_macro, tmp_path, p)
     bad, seen = adc_mismatches(p, sweep)
     assert not bad, f"{len(bad)} reads differ, first: {bad[:3]}"
     # the domain really is covered: every achievable p with every step, including 0 (acts as 1)
@@ -195,11 +182,11 @@ def test_adc_transfer_equals_golden_over_the_whole_domain(tmp_path):
     ("q = (2 * mag + step) / (2 * step);", "q = (2 * mag + step - 1) / (2 * step);"),  # ties round down
     ("if (q > ADC_MAX) q = ADC_MAX;", "if (q > ADC_MAX + 1) q = ADC_MAX;"),  # saturation one too late
 ])
-def test_adc_check_fails_on_a_corrupted_template(tmp_path, old, new):
+def test_adc_check_fails_on_a_corrupted_template(icarus_macro, tmp_path, old, new):
     tdir = tmp_path / "templates"
     shutil.copytree(TEMPLATE_DIR, tdir)
     src = (tdir / "nvm_array_macro.v.j2").read_text()
     assert old in src
     (tdir / "nvm_array_macro.v.j2").write_text(src.replace(old, new))
-    bad, _ = adc_mismatches(ADC, icarus_adc_sweep(tmp_path, ADC, template_dir=tdir))
+    bad, _ = adc_mismatches(ADC, icarus_adc_sweep(icarus_macro, tmp_path, ADC, template_dir=tdir))
     assert bad

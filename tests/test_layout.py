@@ -1,6 +1,6 @@
 """The installed layout: one top-level package, no shadowing by a user's files, one name per module.
 
-The repository keeps the design card's folders (golden/, hdl/, gen/, sim/, train/, data/) and cli/ as the
+The repository keeps the design card's folders (`SUBPACKAGES`: golden/, hdl/, gen/, ...) and cli/ as the
 package ``nvmlstm`` itself; ``pyproject.toml`` maps them to ``nvmlstm.*`` (README, Layout). These tests run
 the installed command and the Python API from a directory full of same-named files, build the wheel and use
 it on its own, and prove that importing a folder under its own name fails loudly.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "bench", "data", "tasks", "sweep")
+SUBPACKAGES = ("golden", "hdl", "gen", "sim", "train", "bench", "data", "tasks", "sweep", "artifacts")
 #: What a user's working directory may hold: every generic name our subpackages (and the CLI folder) have.
 SHADOW_NAMES = (*SUBPACKAGES, "cli", "nvm")
 
@@ -86,7 +86,7 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
     _check_api_output(res.stdout)
 
 
-@pytest.mark.parametrize("name", ("golden", "hdl", "gen", "sim", "train", "bench", "cli"))
+@pytest.mark.parametrize("name", (*SUBPACKAGES, "cli"))
 def test_a_folder_imported_under_its_own_name_fails_loudly(name):
     """From the repository root every folder is importable by its own name: a second identity of each of
     its classes. Each refuses, naming the one import that is right."""
@@ -118,7 +118,8 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
     for must in ("nvmlstm/golden/__init__.py", "nvmlstm/gen/templates/nvm_array_macro.v.j2",
                  "nvmlstm/data/declaration.txt", "nvmlstm/data/cycles.csv", "nvmlstm/data/README.md",
                  "nvmlstm/cli.py", "nvmlstm/__main__.py", "nvmlstm/sim/tb.py", "nvmlstm/train/ckernel.c",
-                 "nvmlstm/bench/__init__.py", "nvmlstm/bench/default_tech.toml", "nvmlstm/bench/literature.csv"):
+                 "nvmlstm/bench/__init__.py", "nvmlstm/bench/default_tech.toml", "nvmlstm/bench/literature.csv",
+                 *(f"nvmlstm/{name}/__init__.py" for name in SUBPACKAGES)):
         assert must in names, must
     assert not any(n.startswith("nvmlstm/tests") or "/__pycache__/" in n for n in names)
     site = tmp_path / "site"

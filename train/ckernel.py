@@ -334,6 +334,110 @@ def _at(t: int, flat: int, shape: tuple) -> str:
     return "[" + ", ".join(map(str, [t, *reversed(idx)])) + "]"
 
 
+# Argument checks of `Kernel.forward` and `Kernel.backward`, in the order the methods run them (with more
+# than one bad argument, the first in this order is the one reported).
+def _ints(fn: str, **values) -> tuple[int, ...]:
+    """Check integer arguments that must be >= 0 (`_int`), in the order given; return them as ints."""
+    return tuple(_int(fn, name, value) for name, value in values.items())
+
+
+def _bad_p(fn: str, pos: str, value: float, pmax: int) -> ValueError:
+    """The error of a dot product outside the ADC table: ``pos`` is its position (`_at`), ``value`` it."""
+    return ValueError(f"{fn}: dot product p{pos} = {value}, not an integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
+
+
+def _forward_shapes(fn: str, pre, wh, hseg: tuple | None) -> tuple[int, int, int, int, int]:
+    """Check `Kernel.forward`'s ``pre`` and ``wh`` against each other; return T, B, R, N and H."""
+    T, B, R, N = _tensor(fn, "pre", pre, _F32, (None, None, None, None), contiguous=False)
+    H = _tensor(fn, "wh", wh, _F32, (None, R * N if hseg is None else N), contiguous=False)[0]
+    if N != 4 * H:
+        raise ValueError(f"{fn}: pre has {N} columns per tile, expected 4 x hidden = {4 * H}")
+    return T, B, R, N, H
+
+
+def _forward_tables(fn: str, N: int, pmax: int, cell_max: int, adc_tab, gate_tab, col_off, h_oc
+                    ) -> tuple[int, int, int, int]:
+    """Check `Kernel.forward`'s tables' types and lengths (their contents are ``fwd_check``'s).
+
+    Returns
+    -------
+    n_adc, n_gate : int
+        The lengths of ``adc_tab`` and ``gate_tab``.
+    n_c, n_o : int
+        ``2 cell_max + 1`` and the number of gate-o codes (rows of ``h_oc``).
+    """
+    n_c = 2 * cell_max + 1
+    n_adc = _table(fn, "adc_tab", adc_tab, 2 * pmax + 1)
+    n_gate = _table(fn, "gate_tab", gate_tab)
+    _tensor(fn, "col_off", col_off, _I64, (N,))
+    n_hoc = _table(fn, "h_oc", h_oc)
+    if n_hoc % n_c:
+        raise ValueError(f"{fn}: h_oc has {n_hoc} entries, not a multiple of 2 cell_max + 1 = {n_c}")
+    return n_adc, n_gate, n_c, n_hoc // n_c
+
+
+def _table_error(rc: int, w: int, R: int, adc_tab, gate_tab, col_off, acc_in_max: int, n_o: int, n_c: int) -> str:
+    """What ``fwd_check`` found wrong (its return code ``rc``) at position ``w`` of a forward table."""
+    n_gate = len(gate_tab)
+    if rc == _BAD_ADC_TAB:
+        return f"adc_tab[{w}] = {float(adc_tab[w])}, not an integer of magnitude below 2**20"
+    if rc == _BAD_COL_OFF:
+        A = int(adc_tab.abs().max())
+        S = R * A + acc_in_max
+        extra = f" plus acc_in up to {acc_in_max}" if acc_in_max else ""
+        return (f"col_off[{w}] = {int(col_off[w])}: acc in [-{S}, {S}] (R = {R} row tiles, ADC codes "
+                f"up to {A}{extra}) would index gate_tab outside [0, {n_gate})")
+    if rc == _BAD_GATE_TAB:
+        return f"gate_tab[{w}] = {float(gate_tab[w])}, not a finite number of magnitude at most 2**24"
+    return (f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
+            f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})")
+
+
+def _new_forward_state(pre: torch.Tensor, T: int, B: int, R: int, N: int, H: int) -> ForwardState:
+    """The forward's output buffers, with ``c_0 = h_0 = 0``."""
+    st = ForwardState(torch.empty(T, B, R * N, dtype=_I32), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
+                      pre.new_empty(T, B, N), pre.new_empty(T, B, H), pre.new_empty(T + 1, B, H),
+                      pre.new_empty(T + 1, B, H))
+    st.cs[0].zero_()
+    st.hs[0].zero_()
+    return st
+
+
+def _backward_shapes(fn: str, dhs, wh, fwd, hseg: tuple | None) -> tuple[int, int, int, int, int]:
+    """Check `Kernel.backward`'s ``dhs``, ``wh`` and ``fwd`` against each other; return T, B, R, N and H."""
+    if not isinstance(fwd, ForwardState):
+        raise TypeError(f"{fn}: fwd must be a ForwardState, not {type(fwd).__name__}")
+    T, B, H = _tensor(fn, "dhs", dhs, _F32, (None, None, None))
+    N = _tensor(fn, "fwd.acc", fwd.acc, _F32, (T, B, None))[2]
+    RN = _tensor(fn, "wh", wh, _F32, (H, None), contiguous=False)[1]
+    if hseg is not None:
+        if RN != N:
+            raise ValueError(f"{fn}: wh has {RN} columns, expected 4 x hidden = {N} (with hseg)")
+        # the number of row tiles comes from the forward's saved ADC indices (checked just below)
+        RN = fwd.kp.shape[2] if isinstance(fwd.kp, torch.Tensor) and fwd.kp.dim() == 3 else N
+    if N != 4 * H or RN % N:
+        raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
+                         f"multiple of it")
+    _tensor(fn, "fwd.kp", fwd.kp, _I32, (T, B, RN))
+    _tensor(fn, "fwd.ka", fwd.ka, _I64, (T, B, N))
+    _tensor(fn, "fwd.gates", fwd.gates, _F32, (T, B, N))
+    _tensor(fn, "fwd.craw", fwd.craw, _F32, (T, B, H))
+    _tensor(fn, "fwd.cs", fwd.cs, _F32, (T + 1, B, H))
+    return T, B, RN // N, N, H
+
+
+def _saved_index_error(rc: int, t: int, w: int, fwd: ForwardState, cell_max: int, n_fac: int, n_am: int) -> str:
+    """What ``nvk_backward_step`` found wrong (its return code ``rc``) in the forward's values at step ``t``."""
+    B, H = fwd.craw.shape[1:]
+    N, RN = fwd.acc.shape[2], fwd.kp.shape[2]
+    if rc == _BAD_CELL:
+        return (f"fwd.cs{_at(t + 1, w, (B, H))} = {float(fwd.cs[t + 1].view(-1)[w])}, not an integer "
+                f"in [-{cell_max}, {cell_max}]")
+    if rc == _BAD_KA:
+        return f"fwd.ka{_at(t, w, (B, N))} = {int(fwd.ka[t].view(-1)[w])}, outside fac_tab [0, {n_fac})"
+    return f"fwd.kp{_at(t, w, (B, RN))} = {int(fwd.kp[t].view(-1)[w])}, outside am_tab [0, {n_am})"
+
+
 class Kernel:
     """The compiled kernel (`load` builds it): the forward and backward loops of the recurrence, checked.
 
@@ -404,22 +508,10 @@ class Kernel:
                                     h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits, hseg=hseg, acc_in=acc_in,
                                     acc_in_max=acc_in_max)
         fn = "ckernel.forward"
-        T, B, R, N = _tensor(fn, "pre", pre, _F32, (None, None, None, None), contiguous=False)
-        H, RN = _tensor(fn, "wh", wh, _F32, (None, R * N if hseg is None else N), contiguous=False)
+        T, B, R, N, H = _forward_shapes(fn, pre, wh, hseg)
         RN = R * N
-        if N != 4 * H:
-            raise ValueError(f"{fn}: pre has {N} columns per tile, expected 4 x hidden = {4 * H}")
-        pmax = _int(fn, "pmax", pmax)
-        cell_max = _int(fn, "cell_max", cell_max)
-        frac_bits = _int(fn, "frac_bits", frac_bits)
-        n_c = 2 * cell_max + 1
-        n_adc = _table(fn, "adc_tab", adc_tab, 2 * pmax + 1)
-        n_gate = _table(fn, "gate_tab", gate_tab)
-        _tensor(fn, "col_off", col_off, _I64, (N,))
-        n_hoc = _table(fn, "h_oc", h_oc)
-        if n_hoc % n_c:
-            raise ValueError(f"{fn}: h_oc has {n_hoc} entries, not a multiple of 2 cell_max + 1 = {n_c}")
-        n_o = n_hoc // n_c
+        pmax, cell_max, frac_bits = _ints(fn, pmax=pmax, cell_max=cell_max, frac_bits=frac_bits)
+        n_adc, n_gate, n_c, n_o = _forward_tables(fn, N, pmax, cell_max, adc_tab, gate_tab, col_off, h_oc)
         acc_in_max = _int(fn, "acc_in_max", acc_in_max)
         if acc_in is not None:
             _tensor(fn, "acc_in", acc_in, _F32, (T, B, N))
@@ -429,27 +521,10 @@ class Kernel:
         rc = self.lib.fwd_check(R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), n_gate, col_off.data_ptr(),
                                 n_o, acc_in_max, wa)
         if rc != _OK:
-            w = where.value
-            if rc == _BAD_ADC_TAB:
-                msg = f"adc_tab[{w}] = {float(adc_tab[w])}, not an integer of magnitude below 2**20"
-            elif rc == _BAD_COL_OFF:
-                A = int(adc_tab.abs().max())
-                S = R * A + acc_in_max
-                extra = f" plus acc_in up to {acc_in_max}" if acc_in_max else ""
-                msg = (f"col_off[{w}] = {int(col_off[w])}: acc in [-{S}, {S}] (R = {R} row tiles, ADC codes "
-                       f"up to {A}{extra}) would index gate_tab outside [0, {n_gate})")
-            elif rc == _BAD_GATE_TAB:
-                msg = f"gate_tab[{w}] = {float(gate_tab[w])}, not a finite number of magnitude at most 2**24"
-            else:
-                msg = (f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
-                       f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})")
+            msg = _table_error(rc, where.value, R, adc_tab, gate_tab, col_off, acc_in_max, n_o, n_c)
             raise ValueError(f"{fn}: {msg}")
         pre2 = pre.reshape(T, B, RN).contiguous()  # a view when pre is contiguous (the C side reads p[0] in place)
-        st = ForwardState(torch.empty(T, B, RN, dtype=_I32), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
-                          pre.new_empty(T, B, N), pre.new_empty(T, B, H), pre.new_empty(T + 1, B, H),
-                          pre.new_empty(T + 1, B, H))
-        st.cs[0].zero_()
-        st.hs[0].zero_()
+        st = _new_forward_state(pre, T, B, R, N, H)
         P = pre.new_empty(B, RN)
         # Raw addresses only of tensors checked above or allocated here, passed once in the struct; per
         # timestep only t and the GEMM's output cross into C.
@@ -471,8 +546,7 @@ class Kernel:
                 if rc == _BAD_ACC_IN:
                     raise ValueError(f"{fn}: acc_in{_at(t, w, (B, N))} = {float(acc_in[t].view(-1)[w])}, not an "
                                      f"integer in [-acc_in_max, acc_in_max] = [-{acc_in_max}, {acc_in_max}]")
-                raise ValueError(f"{fn}: dot product p{_at(t, w, (B, RN))} = {float(p.view(-1)[w])}, not an "
-                                 f"integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
+                raise _bad_p(fn, _at(t, w, (B, RN)), float(p.view(-1)[w]), pmax)
         return st
 
     def backward(self, dhs: torch.Tensor, wh: torch.Tensor, fwd: ForwardState, *, pmax: int,
@@ -526,29 +600,10 @@ class Kernel:
                                      dtanh_c=dtanh_c, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max,
                                      hseg=hseg)
         fn = "ckernel.backward"
-        if not isinstance(fwd, ForwardState):
-            raise TypeError(f"{fn}: fwd must be a ForwardState, not {type(fwd).__name__}")
-        T, B, H = _tensor(fn, "dhs", dhs, _F32, (None, None, None))
-        N = _tensor(fn, "fwd.acc", fwd.acc, _F32, (T, B, None))[2]
-        RN = _tensor(fn, "wh", wh, _F32, (H, None), contiguous=False)[1]
-        if hseg is not None:
-            if RN != N:
-                raise ValueError(f"{fn}: wh has {RN} columns, expected 4 x hidden = {N} (with hseg)")
-            # the number of row tiles comes from the forward's saved ADC indices (checked just below)
-            RN = fwd.kp.shape[2] if isinstance(fwd.kp, torch.Tensor) and fwd.kp.dim() == 3 else N
-        if N != 4 * H or RN % N:
-            raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
-                             f"multiple of it")
-        R = RN // N
-        _tensor(fn, "fwd.kp", fwd.kp, _I32, (T, B, RN))
-        _tensor(fn, "fwd.ka", fwd.ka, _I64, (T, B, N))
-        _tensor(fn, "fwd.gates", fwd.gates, _F32, (T, B, N))
-        _tensor(fn, "fwd.craw", fwd.craw, _F32, (T, B, H))
-        _tensor(fn, "fwd.cs", fwd.cs, _F32, (T + 1, B, H))
-        pmax = _int(fn, "pmax", pmax)
-        cell_max = _int(fn, "cell_max", cell_max)
-        frac_bits = _int(fn, "frac_bits", frac_bits)
-        dac_max = _int(fn, "dac_max", dac_max)
+        T, B, R, N, H = _backward_shapes(fn, dhs, wh, fwd, hseg)
+        RN = R * N
+        pmax, cell_max, frac_bits, dac_max = _ints(fn, pmax=pmax, cell_max=cell_max, frac_bits=frac_bits,
+                                                   dac_max=dac_max)
         n_am = _table(fn, "am_tab", am_tab, 2 * pmax + 1)
         n_fac = _table(fn, "fac_tab", fac_tab)
         _table(fn, "tanh_c", tanh_c, 2 * cell_max + 1)
@@ -570,15 +625,7 @@ class Kernel:
         for t in range(T - 1, -1, -1):
             rc = step(ref, t)
             if rc != _OK:
-                w = where.value
-                if rc == _BAD_CELL:
-                    msg = (f"fwd.cs{_at(t + 1, w, (B, H))} = {float(fwd.cs[t + 1].view(-1)[w])}, not an integer "
-                           f"in [-{cell_max}, {cell_max}]")
-                elif rc == _BAD_KA:
-                    msg = f"fwd.ka{_at(t, w, (B, N))} = {int(fwd.ka[t].view(-1)[w])}, outside fac_tab [0, {n_fac})"
-                else:
-                    msg = f"fwd.kp{_at(t, w, (B, RN))} = {int(fwd.kp[t].view(-1)[w])}, outside am_tab [0, {n_am})"
-                raise ValueError(f"{fn}: {msg}")
+                raise ValueError(f"{fn}: {_saved_index_error(rc, t, where.value, fwd, cell_max, n_fac, n_am)}")
             if t > 0:
                 if hseg is None:
                     torch.mm(DP[t], wh_t, out=dh)
@@ -623,8 +670,7 @@ class Kernel:
                                      kp.data_ptr(), ctypes.addressof(where))
         if rc != _OK:
             w = where.value
-            raise ValueError(f"{fn}: dot product p{_at(w // N, w % N, (N,))} = {float(p.view(-1)[w])}, not an "
-                             f"integer in [-pmax, pmax] = [-{pmax}, {pmax}]")
+            raise _bad_p(fn, _at(w // N, w % N, (N,)), float(p.view(-1)[w]), pmax)
         return kp
 
     def input_tile_backward(self, dacc: torch.Tensor, kp: torch.Tensor, dp: torch.Tensor, *, pmax: int,
