@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["write_bytes_atomic", "write_text_atomic", "atomic_output_dir", "sha256_bytes", "sha256_file",
            "json_sha256"]

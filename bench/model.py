@@ -10,9 +10,10 @@ are not modelled (docs/efficiency.md, "Assumptions").
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nvmlstm.golden.config import LstmConfig, check_int
 from nvmlstm.golden.textfile import read_json_file

@@ -9,12 +9,13 @@ give byte-identical JSON and Markdown.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from nvmlstm.golden.config import LstmConfig
 from nvmlstm.artifacts.files import atomic_output_dir
 from nvmlstm.artifacts.png import save_png
+from nvmlstm.golden.config import LstmConfig
 
 from .literature import load_literature, ratios
 from .model import Timing, evaluate

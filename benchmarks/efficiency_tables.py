@@ -16,10 +16,9 @@ import sys
 
 from nvmlstm.bench.literature import DIGITAL_KINDS, load_literature, ratios
 from nvmlstm.bench.model import evaluate
-from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 from nvmlstm.bench.technology import DEFAULT_TECH, load_technology, parse_technology
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, default_config
 from nvmlstm.timing import accelerator_timing
-from nvmlstm.golden.config import default_config
 
 if sys.version_info >= (3, 11):
     import tomllib

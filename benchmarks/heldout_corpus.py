@@ -24,11 +24,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from train_results import _check, _run  # the same run-or-reuse rule as docs/results.md
+
 from nvmlstm.artifacts.files import write_text_atomic
 from nvmlstm.artifacts.png import save_png
 from nvmlstm.tasks.loaders import DEFAULT_DATA, PTB_FILES
-
-from train_results import _check, _run  # the same run-or-reuse rule as docs/results.md
 
 ROOT = Path(__file__).resolve().parent.parent
 #: First character not in the development corpus (docs/training.md), and the sizes of the parts.

@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nvmlstm.sim.cases import REGRESSION_CASES
 from nvmlstm.sim import SIMULATORS, find_simulator, run_regression
+from nvmlstm.sim.cases import REGRESSION_CASES
 
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
 ROOT = Path(__file__).resolve().parent.parent

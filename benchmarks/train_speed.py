@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-from nvmlstm.golden.config import LstmConfig
 from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.golden.config import LstmConfig
+from nvmlstm.tasks import load_task
 from nvmlstm.train import ckernel
+from nvmlstm.train.loss import task_loss
 from nvmlstm.train.memory import keep_freed_memory
 from nvmlstm.train.model import QuantLSTM
-from nvmlstm.tasks import load_task
-from nvmlstm.train.loss import task_loss
 
 
 class PlainLSTM(torch.nn.Module):

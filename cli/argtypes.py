@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["nonneg_int", "pos_int", "any_int", "int_in", "nonneg_float", "pos_float", "number_in"]
 

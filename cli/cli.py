@@ -6,8 +6,8 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -17,7 +17,6 @@ from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 from .argtypes import any_int as _int
 from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import pos_int as _pos_int
-
 from .errors import CliError
 
 __all__ = ["main"]

@@ -29,6 +29,7 @@ from typing import Any
 
 from nvmlstm.artifacts.files import json_sha256, sha256_file, write_text_atomic
 from nvmlstm.artifacts.version import package_version
+
 from .train_cmd import TORCH_INSTALL_HINT  # the one install hint (the Makefile's TORCH_SPEC default)
 
 __all__ = ["FlowArgs", "FlowError", "run_flow", "REPORT_KEYS"]
@@ -467,7 +468,7 @@ def stage_train(paths: list[Path], *, a: FlowArgs, opts: dict, mode: str, init: 
     Parameters
     ----------
     paths : list of Path
-        ``[train_dir]``.
+        One element: the run directory `nvmlstm train` writes.
     a : FlowArgs
         Task, data, seed, epochs and progress.
     opts : dict
@@ -509,7 +510,7 @@ def stage_golden(paths: list[Path], *, model_path: Path, task, task_name: str, v
     Parameters
     ----------
     paths : list of Path
-        ``[golden_dir]``.
+        One element: the directory of the reference vectors.
     model_path : Path
         The exported integer model (``train/qat/model.npz``).
     task : Task
@@ -549,7 +550,7 @@ def stage_generate(paths: list[Path], *, model_path: Path, lanes: int | None, to
     Parameters
     ----------
     paths : list of Path
-        ``[rtl_dir]``.
+        One element: the RTL directory `nvmlstm generate` writes.
     model_path : Path
         The exported integer model.
     lanes : int or None
@@ -586,7 +587,7 @@ def stage_simulate(paths: list[Path], *, rtl_dir: Path, vec_dir: Path, sim: str,
     Parameters
     ----------
     paths : list of Path
-        ``[report_json]``.
+        One element: the simulation report (JSON).
     rtl_dir, vec_dir : Path
         The generate and golden stages' directories.
     sim : str
@@ -640,7 +641,7 @@ def stage_bench(paths: list[Path], *, rtl_dir: Path) -> dict:
     Parameters
     ----------
     paths : list of Path
-        ``[bench_dir]``.
+        One element: the directory of the efficiency report.
     rtl_dir : Path
         The generate stage's directory (its manifest gives the config, latencies, synthesis and signoff).
 
@@ -681,7 +682,7 @@ def stage_sweep(paths: list[Path], *, a: FlowArgs, qat_dir: Path, log: Callable[
     Parameters
     ----------
     paths : list of Path
-        ``[sweep_dir]``.
+        One element: the directory of the noise sweep.
     a : FlowArgs
         Task, data, seed, trials (``sweep_trials``), workers and progress.
     qat_dir : Path

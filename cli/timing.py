@@ -21,7 +21,7 @@ def accelerator_timing(macro_latency: int):
     from nvmlstm.bench.model import Timing
     from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 
-    @functools.lru_cache(maxsize=None)  # the sweeps ask again for the build's own point
+    @functools.cache  # the sweeps ask again for the build's own point
     def timing(cfg, lanes):
         # Built for its latency properties only and dropped unelaborated (elaborating costs seconds to
         # minutes at large hidden sizes), so Amaranth's UnusedElaboratable warning would be a false alarm

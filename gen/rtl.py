@@ -13,22 +13,23 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from nvmlstm.golden import config as _config
-from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig
 from nvmlstm.artifacts.files import atomic_output_dir, sha256_file, write_text_atomic
 from nvmlstm.artifacts.version import package_version
+from nvmlstm.golden import config as _config
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig
 from nvmlstm.golden.model import QuantizedModel
 
 from .errors import GenError
 from .hexfile import format_hex, tile_codes
+from .liberty import cell_models_text, find_pdk, liberty_text, pdk_version
 from .lint import TOP_FILE, TOP_WAIVERS, iverilog_compile, verilator_lint, waivers_vlt
 from .render import render_macro_model, render_macro_stub
-from .liberty import cell_models_text, find_pdk, liberty_text, pdk_version
 from .signoff import map_to_cells
 from .synth import synthesize
 from .tools import find_yosys

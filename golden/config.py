@@ -266,7 +266,7 @@ class LstmConfig:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "config") -> "LstmConfig":
+    def from_dict(cls, data: Any, *, where: str = "config") -> LstmConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a JSON object, not {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -285,7 +285,7 @@ class LstmConfig:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
-    def replace(self, **changes: Any) -> "LstmConfig":
+    def replace(self, **changes: Any) -> LstmConfig:
         return dataclasses.replace(self, **changes)
 
 

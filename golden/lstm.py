@@ -34,8 +34,8 @@ Trace keys (arrays are sequence-major, ``S`` sequences x ``T`` timesteps, int32)
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -146,7 +146,7 @@ class QuantizedModel:
         return out
 
     @classmethod
-    def from_arrays(cls, config: LstmConfig, arrays: Mapping[str, np.ndarray]) -> "QuantizedModel":
+    def from_arrays(cls, config: LstmConfig, arrays: Mapping[str, np.ndarray]) -> QuantizedModel:
         """Inverse of `arrays`; names any missing or unexpected array."""
         expected = [f"l{l}_{k}" for l in range(config.num_layers) for k in ("weights", "adc_step", "gate_scale")]
         expected += ["head_weights", "head_adc_step", "input_scale", "output_scale"]

@@ -6,14 +6,16 @@ set comes with `coverage`, and the CLI prints it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from nvmlstm.artifacts.files import atomic_output_dir
+
 from .config import LstmConfig
 from .io import save_model, save_vectors
-from nvmlstm.artifacts.files import atomic_output_dir
 from .lstm import golden_forward
 from .model import QuantizedModel
 

@@ -42,6 +42,7 @@ from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig, check_i
 from .array import MacroArray
 from .lanes import LaneBank, cell_shape
 from .macro import check_macro_model
+from .params import parameter
 from .progmap import ProgramMap
 from .registers import ConfigRegisters, ProgramSignature
 
@@ -153,50 +154,22 @@ class NvmLstmAccelerator(wiring.Component):
 
     # ---------------------------------------------------------------------------------------------
     # The build parameters and the parts (read-only: the design is built from them in the constructor).
-    @property
-    def cfg(self) -> LstmConfig:
-        return self._cfg
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
-
-    @property
-    def macro_latency(self) -> int:
-        return self._macro_latency
-
-    @property
-    def macro_model(self) -> str:
-        return self._macro_model
-
-    @property
-    def seq_len_bits(self) -> int:
-        return self._seq_len_bits
-
-    @property
-    def cycle_bits(self) -> int:
-        return self._cycle_bits
+    cfg: LstmConfig = parameter("cfg")
+    lanes: int = parameter("lanes")
+    macro_latency: int = parameter("macro_latency")
+    macro_model: str = parameter("macro_model")
+    seq_len_bits: int = parameter("seq_len_bits")
+    cycle_bits: int = parameter("cycle_bits")
 
     @property
     def groups(self) -> int:
         """Groups of ``lanes`` units per layer: ``ceil(hidden_size / lanes)``."""
         return math.ceil(self.cfg.hidden_size / self.lanes)
 
-    @property
-    def pmap(self) -> ProgramMap:
-        return self._pmap
-
-    @property
-    def regs(self) -> ConfigRegisters:
-        return self._regs
-
-    @property
-    def array(self) -> MacroArray:
-        return self._array
-
-    @property
-    def lane_bank(self) -> LaneBank:
-        return self._lane_bank
+    pmap: ProgramMap = parameter("pmap")
+    regs: ConfigRegisters = parameter("regs")
+    array: MacroArray = parameter("array")
+    lane_bank: LaneBank = parameter("lane_bank")
 
     @property
     def macros(self) -> list:
@@ -215,15 +188,8 @@ class NvmLstmAccelerator(wiring.Component):
     def out_bits(self) -> int:
         return self.array.out_bits
 
-    @property
-    def in_layout(self) -> data.ArrayLayout:
-        """Payload layout of ``inp``."""
-        return self._in_layout
-
-    @property
-    def out_layout(self) -> data.StructLayout:
-        """Payload layout of ``out``."""
-        return self._out_layout
+    in_layout: data.ArrayLayout = parameter("in_layout", "Payload layout of ``inp``.")
+    out_layout: data.StructLayout = parameter("out_layout", "Payload layout of ``out``.")
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -281,7 +247,7 @@ class NvmLstmAccelerator(wiring.Component):
         self._control(m, st)
         return m
 
-    def _state(self, m: Module) -> "_State":
+    def _state(self, m: Module) -> _State:
         """The state and the control signals every part shares; the outputs show the state."""
         cfg, L, H = self.cfg, self.cfg.num_layers, self.cfg.hidden_size
         st = _State(
@@ -301,7 +267,7 @@ class NvmLstmAccelerator(wiring.Component):
                 m.d.comb += self.out.payload.h[l][u].eq(st.h[l][u])
         return st
 
-    def _array_rows(self, m: Module, st: "_State") -> None:
+    def _array_rows(self, m: Module, st: _State) -> None:
         """Row vectors of every matrix: ``[x or h of layer l-1 | h of layer l | bias]``, head ``[h of the last
         layer | bias]``; the bias row carries the code dac_max."""
         cfg, L = self.cfg, self.cfg.num_layers
@@ -314,7 +280,7 @@ class NvmLstmAccelerator(wiring.Component):
         assert len(vec) == cfg.head_rows
         m.d.comb += [self.array.rows(None)[k].eq(v) for k, v in enumerate(vec)]
 
-    def _connect_lanes(self, m: Module, st: "_State") -> None:
+    def _connect_lanes(self, m: Module, st: _State) -> None:
         """Lane q takes units q, q + lanes, ...: the issued group's column sums and the layer's gate scales
         in, its c_prev from the c state, its c and h into the state at the tags the bank returns."""
         cfg, bank = self.cfg, self.lane_bank
@@ -342,7 +308,7 @@ class NvmLstmAccelerator(wiring.Component):
                     with m.If(bank.h_valid & (bank.h_tag == l * G + k)):
                         m.d.sync += st.h[l][u].eq(bank.h[q])
 
-    def _control(self, m: Module, st: "_State") -> None:
+    def _control(self, m: Module, st: _State) -> None:
         """The control FSM (docs/rtl.md section 3): one timestep is INPUT, per layer READ, WAIT, ISSUE, DRAIN,
         then HEAD_READ, HEAD_WAIT, OUTPUT. WAIT lasts the array's latency, DRAIN the lane bank's."""
         cfg, L, G = self.cfg, self.cfg.num_layers, self.groups

@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from nvmlstm.golden.config import check_int
 
 from .macro import NvmArrayMacro
+from .params import parameter
 from .progmap import ProgramMap
 from .registers import ProgramSignature, StepSignature
 
@@ -89,24 +90,10 @@ class MacroArray(wiring.Component):
         members["head_valid"] = Out(1)
         super().__init__(members)
 
-    @property
-    def pmap(self) -> ProgramMap:
-        return self._pmap
-
-    @property
-    def macros(self) -> list[NvmArrayMacro]:
-        """The macros, in `hdl.progmap.ProgramMap.tiles` order (built here: their latency is the array's)."""
-        return self._macros
-
-    @property
-    def layer_acc_bits(self) -> list[int]:
-        """Signed width of each layer's column sums."""
-        return self._layer_acc_bits
-
-    @property
-    def out_bits(self) -> int:
-        """Signed width of the head's column sums."""
-        return self._out_bits
+    pmap: ProgramMap = parameter("pmap")
+    macros: list[NvmArrayMacro] = parameter("macros", "The macros, in `hdl.progmap.ProgramMap.tiles` order (built here: their latency is the array's).")
+    layer_acc_bits: list[int] = parameter("layer_acc_bits", "Signed width of each layer's column sums.")
+    out_bits: int = parameter("out_bits", "Signed width of the head's column sums.")
 
     def _adc_bits(self, layer: int | None) -> int:
         cfg = self.pmap.cfg

@@ -21,6 +21,8 @@ from nvmlstm.golden import datapath as _datapath
 from nvmlstm.golden.config import LstmConfig, check_int
 from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
+from .params import parameter
+
 __all__ = ["GateLane", "CellLane", "HiddenLane", "LaneBank", "saturate", "rshift_round", "gate_shape",
            "cell_shape", "gate_layout"]
 
@@ -83,9 +85,7 @@ class _RegisteredStage(wiring.Component):
         self._cfg = cfg  # checked by the subclass before it builds the signature from it
         super().__init__(signature)
 
-    @property
-    def cfg(self) -> LstmConfig:
-        return self._cfg
+    cfg: LstmConfig = parameter("cfg")
 
     @property
     def latency_cyc(self) -> int:
@@ -126,9 +126,7 @@ class GateLane(_RegisteredStage):
             "gates": Out(gate_layout(gate_shape(cfg))),
         })
 
-    @property
-    def acc_width(self) -> int:
-        return self._acc_width
+    acc_width: int = parameter("acc_width")
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -273,33 +271,13 @@ class LaneBank(wiring.Component):
             "h": Out(data.ArrayLayout(signed(cfg.dac_bits), lanes)),
         })
 
-    @property
-    def cfg(self) -> LstmConfig:
-        return self._cfg
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
-
-    @property
-    def acc_width(self) -> int:
-        return self._acc_width
-
-    @property
-    def n_tags(self) -> int:
-        return self._n_tags
-
-    @property
-    def gate_lanes(self) -> list[GateLane]:
-        return self._gate_lanes
-
-    @property
-    def cell_lanes(self) -> list[CellLane]:
-        return self._cell_lanes
-
-    @property
-    def hidden_lanes(self) -> list[HiddenLane]:
-        return self._hidden_lanes
+    cfg: LstmConfig = parameter("cfg")
+    lanes: int = parameter("lanes")
+    acc_width: int = parameter("acc_width")
+    n_tags: int = parameter("n_tags")
+    gate_lanes: list[GateLane] = parameter("gate_lanes")
+    cell_lanes: list[CellLane] = parameter("cell_lanes")
+    hidden_lanes: list[HiddenLane] = parameter("hidden_lanes")
 
     @property
     def c_prev_cyc(self) -> int:

@@ -23,6 +23,8 @@ from amaranth.lib.wiring import Flow
 
 from nvmlstm.golden.config import check_int
 
+from .params import parameter
+
 __all__ = ["NvmArrayMacro", "check_macro_model", "MACRO_MODULE", "MACRO_PARAMETERS", "MACRO_CLOCK_PORTS",
            "MACRO_PORTS", "PortWidth", "MacroPort"]
 
@@ -203,37 +205,14 @@ class NvmArrayMacro(wiring.Component):
         self._model = model
         super().__init__(signature)
 
-    @property
-    def rows(self) -> int:
-        return self._rows
-
-    @property
-    def cols(self) -> int:
-        return self._cols
-
-    @property
-    def weight_bits(self) -> int:
-        return self._weight_bits
-
-    @property
-    def dac_bits(self) -> int:
-        return self._dac_bits
-
-    @property
-    def adc_bits(self) -> int:
-        return self._adc_bits
-
-    @property
-    def adc_step_bits(self) -> int:
-        return self._adc_step_bits
-
-    @property
-    def read_latency(self) -> int:
-        return self._read_latency
-
-    @property
-    def model(self) -> str:
-        return self._model
+    rows: int = parameter("rows")
+    cols: int = parameter("cols")
+    weight_bits: int = parameter("weight_bits")
+    dac_bits: int = parameter("dac_bits")
+    adc_bits: int = parameter("adc_bits")
+    adc_step_bits: int = parameter("adc_step_bits")
+    read_latency: int = parameter("read_latency")
+    model: str = parameter("model")
 
     @property
     def latency_cyc(self) -> int:

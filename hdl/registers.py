@@ -16,6 +16,7 @@ from nvmlstm.golden import config as _config
 from nvmlstm.golden.config import check_int
 
 from .lanes import gate_layout
+from .params import parameter
 from .progmap import ProgramMap
 
 __all__ = ["ProgramSignature", "StepSignature", "ConfigRegisters"]
@@ -46,13 +47,8 @@ class ProgramSignature(wiring.Signature):
         self._addr_bits, self._data_bits = addr_bits, data_bits
         super().__init__({"addr": Out(addr_bits), "data": Out(data_bits), "we": Out(1)})
 
-    @property
-    def addr_bits(self) -> int:
-        return self._addr_bits
-
-    @property
-    def data_bits(self) -> int:
-        return self._data_bits
+    addr_bits: int = parameter("addr_bits")
+    data_bits: int = parameter("data_bits")
 
     def __eq__(self, other):
         return type(self) is type(other) and (self.addr_bits, self.data_bits) == (other.addr_bits, other.data_bits)
@@ -89,13 +85,8 @@ class StepSignature(wiring.Signature):
             "head": Out(unsigned(step_bits), init=1),
         })
 
-    @property
-    def num_layers(self) -> int:
-        return self._num_layers
-
-    @property
-    def step_bits(self) -> int:
-        return self._step_bits
+    num_layers: int = parameter("num_layers")
+    step_bits: int = parameter("step_bits")
 
     def __eq__(self, other):
         return type(self) is type(other) and (self.num_layers, self.step_bits) == (other.num_layers,
@@ -134,9 +125,7 @@ class ConfigRegisters(wiring.Component):
             "scale": Out(data.ArrayLayout(gate_layout(unsigned(cfg.scale_bits)), cfg.num_layers)),
         })
 
-    @property
-    def pmap(self) -> ProgramMap:
-        return self._pmap
+    pmap: ProgramMap = parameter("pmap")
 
     @property
     def latency_cyc(self) -> int:

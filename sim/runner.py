@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import cocotb_adapter
 from .build import BuildInfo, build, log_tail
@@ -94,7 +95,7 @@ class Stress:
             "backpressure_prob": ("NVMLSTM_SIM_BACKPRESSURE_PROB", float),
             "idle_max": ("NVMLSTM_SIM_IDLE_MAX", int), "split_prob": ("NVMLSTM_SIM_SPLIT_PROB", float)}
 
-    def from_env(self) -> "Stress":
+    def from_env(self) -> Stress:
         """These settings with any ``NVMLSTM_SIM_*`` environment overrides applied."""
         changes = {}
         for name, (var, kind) in self._ENV.items():

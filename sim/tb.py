@@ -43,8 +43,9 @@ import json
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cocotb
 import numpy as np

@@ -18,10 +18,17 @@ import numpy as np
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import load_float_model, load_model
 from nvmlstm.golden.lstm import golden_forward
-from nvmlstm.golden.model import FloatModel, LayerParams, HeadParams, QuantizedModel
+from nvmlstm.golden.model import FloatModel, HeadParams, LayerParams, QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
-from nvmlstm.golden.ptq import (CALIB_SEQUENCES, DEFAULT_PERCENTILE, calibration_subset, calibrate_adc_step, matrix_inputs, quantize_model,
-                                tile_dot_products)
+from nvmlstm.golden.ptq import (
+    CALIB_SEQUENCES,
+    DEFAULT_PERCENTILE,
+    calibrate_adc_step,
+    calibration_subset,
+    matrix_inputs,
+    quantize_model,
+    tile_dot_products,
+)
 from nvmlstm.golden.quant import round_float
 from nvmlstm.golden.realio import golden_outputs, input_codes
 from nvmlstm.golden.reference import float_forward

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nvmlstm.artifacts.files import write_text_atomic
 

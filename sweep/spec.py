@@ -12,9 +12,10 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nvmlstm.artifacts.files import sha256_file
 from nvmlstm.golden.config import ConfigError, LstmConfig
@@ -207,7 +208,7 @@ def point_key(point: dict) -> str:
 
 def job_file(label: str, pkey: str) -> str:
     """File name of a (label, point) result under ``points/``: a hash of label and point (any characters)."""
-    return hashlib.sha256(f"{label}\n{pkey}".encode("utf-8")).hexdigest()[:24] + ".json"
+    return hashlib.sha256(f"{label}\n{pkey}".encode()).hexdigest()[:24] + ".json"
 
 
 def _check_arguments(task: str, models: Sequence[str], axes: Sequence[str], trials: int) -> None:

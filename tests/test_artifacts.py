@@ -71,7 +71,7 @@ def test_write_bytes_atomic_writes_an_ordinary_file(tmp_path):
     assert path.read_bytes() == b"new\x00bytes"
     assert (path.stat().st_mode & 0o777) == 0o644
     write_text_atomic(path, "grüße\n")
-    assert path.read_bytes() == "grüße\n".encode("utf-8")
+    assert path.read_bytes() == "grüße\n".encode()
     assert os.listdir(tmp_path) == ["out.bin"]
 
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run
+
 from nvmlstm import golden
 from nvmlstm.bench import counts as bcounts
 from nvmlstm.bench.counts import Counts, macs_per_timestep, stage_ops, timestep_counts

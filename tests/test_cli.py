@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_error, run
 
+from nvmlstm.cli import main
 from nvmlstm.golden.config import default_config
 from nvmlstm.golden.io import load_model, load_vectors
-from nvmlstm.cli import main
-from cli_helpers import assert_error, run
 
 FILES = ("vectors.npz", "vectors.json", "model.npz", "model.json")
 

@@ -11,8 +11,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run
+
 from nvmlstm.cli import build_parser
 
 EXE = Path(sys.executable).with_name("nvmlstm")

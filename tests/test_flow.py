@@ -18,8 +18,10 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from cli_helpers import assert_error, run  # noqa: E402
+
 from nvmlstm.flow import REPORT_KEYS  # noqa: E402
 from nvmlstm.sim.simulators import SimulatorMissing, simulator_or_skip  # noqa: E402
+
 
 def tiny(vectors: int = 4) -> list[str]:
     return ["--task", "digits", "--hidden", "4", "--epochs", "2", "--lanes", "2", "--vectors", str(vectors),

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
+from cli_helpers import assert_error, run
 
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
-
 from nvmlstm import hdl
+from nvmlstm.cli import main
 from nvmlstm.gen import GenError
 from nvmlstm.gen.hexfile import parse_hex
 from nvmlstm.gen.lint import TOP_WAIVERS, LintError, iverilog_compile, read_filelist, verilator_lint, waivers_vlt
@@ -39,8 +40,6 @@ from nvmlstm.golden.ptq import random_model
 from nvmlstm.golden.vectors import input_rng, random_inputs
 from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
-from nvmlstm.cli import main
-from cli_helpers import assert_error, run
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED_FILES = {"nvm_lstm_top.v", "nvm_array_macro.v", "nvm_array_macro_stub.v", "waivers.vlt", "filelist.f",

@@ -25,13 +25,11 @@ from amaranth.hdl import Fragment, Shape
 from amaranth.lib.wiring import Flow
 
 import nvmlstm.hdl.macro  # noqa: F401 - binds the submodule
-
 from nvmlstm import hdl
 from nvmlstm.gen.render import TEMPLATE_DIR, macro_ports, render_macro_stub
 from nvmlstm.gen.tools import run_tool
 from nvmlstm.golden.datapath import adc_convert
 from nvmlstm.hdl.macro import MACRO_PARAMETERS, MacroPort, NvmArrayMacro, PortWidth
-
 
 # --------------------------------------------------------------------------------------------------
 # The port list: one definition, elaborated on both sides

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import gc
 import itertools
-import warnings
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -28,12 +28,19 @@ from amaranth.hdl import ClockDomain, Fragment, Instance, Module, UnusedElaborat
 from amaranth.sim import Simulator
 
 import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
-
-from nvmlstm import hdl
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
+from nvmlstm import hdl
 from nvmlstm.golden import LstmConfig, QuantizedModel, default_config, golden_forward, random_model
 from nvmlstm.golden.config import GATES as GATE_ORDER
-from nvmlstm.golden.datapath import GATE_IS_TANH, activation, adc_convert, cell_update, gate_index, requant_h, tanh_cell_index
+from nvmlstm.golden.datapath import (
+    GATE_IS_TANH,
+    activation,
+    adc_convert,
+    cell_update,
+    gate_index,
+    requant_h,
+    tanh_cell_index,
+)
 from nvmlstm.golden.model import HeadParams, LayerParams
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 from nvmlstm.hdl.array import MacroArray

@@ -26,7 +26,6 @@ from amaranth.sim import Simulator
 import nvmlstm.golden.config  # noqa: F401 - binds the submodule
 import nvmlstm.golden.datapath  # noqa: F401 - binds the submodule
 import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
-
 from nvmlstm import golden, hdl
 from nvmlstm.gen.rtl import _program_map, top_ports
 from nvmlstm.golden import LstmConfig, golden_forward, random_model

@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
-
 from nvmlstm import hdl
 from nvmlstm.golden import LstmConfig, golden_forward, random_model
 from nvmlstm.golden.datapath import GATE_IS_TANH

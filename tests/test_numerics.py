@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import naive_forward
 
 from nvmlstm import golden
 from nvmlstm.golden import InputError, LstmConfig, ModelError, NonIdealities, QuantizedModel, golden_forward
@@ -28,7 +29,6 @@ from nvmlstm.golden.ptq import calibrate_adc_step, quantize_model, random_float_
 from nvmlstm.golden.quant import quantize
 from nvmlstm.golden.reference import float_forward
 from nvmlstm.golden.vectors import coverage, input_rng, random_inputs
-from naive import naive_forward
 
 PROPERTY = settings(
     max_examples=100,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import pytest
 
 from nvmlstm.golden import default_config, load_vectors
-from nvmlstm.sim.cases import REGRESSION_CASES, case_by_name, exercise_problems
 from nvmlstm.sim import SIMULATORS, run_regression, simulator_or_skip
+from nvmlstm.sim.cases import REGRESSION_CASES, case_by_name, exercise_problems
 
 CASES = REGRESSION_CASES
 IDS = [c.id for c in CASES]

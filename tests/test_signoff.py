@@ -17,6 +17,7 @@ from importlib import metadata, util
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
 from nvmlstm.gen import GenError, generate_rtl
 from nvmlstm.gen import liberty as lib
@@ -25,8 +26,6 @@ from nvmlstm.sim import SIMULATORS, InputMismatch, run_regression, simulator_or_
 from nvmlstm.sim.build import recipe
 from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim.simulators import SimTool
-
-from cli_helpers import run
 
 #: Small gate-level configurations: multi-tile, 2 layers, lanes < hidden_size, odd bit widths.
 GATE_CASES = ("multitile", "2layer", "lanes3of7", "bits235")

@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from nvmlstm.sim import cocotb_adapter
 from nvmlstm.sim.build import TIMESCALE, VERILATOR_ARGS
-from nvmlstm.sim.cocotb_adapter import (PRIVATE_API, SUPPORTED_COCOTB, AdapterError, check_cocotb, make_runner)
+from nvmlstm.sim.cocotb_adapter import PRIVATE_API, SUPPORTED_COCOTB, AdapterError, check_cocotb, make_runner
 from nvmlstm.sim.simulators import simulator_or_skip
 
 REPO = Path(__file__).resolve().parent.parent

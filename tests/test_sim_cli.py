@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 from nvmlstm.golden import load_model, load_vectors
 from nvmlstm.golden.io import save_vectors
-from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim import simulator_or_skip
-from cli_helpers import run
+from nvmlstm.sim.cases import case_by_name
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from naive import naive_forward
 
 import nvmlstm.golden.datapath  # noqa: F401 - binds the submodule
-
-from nvmlstm import golden
 import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
-from nvmlstm import hdl
+from nvmlstm import golden, hdl
 from nvmlstm.golden import load_model, load_vectors
 from nvmlstm.golden.io import save_vectors
 from nvmlstm.golden.tables import sigmoid_table
-from naive import naive_forward
-from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim import Stress, required_simulators, run_regression, simulator_or_skip
+from nvmlstm.sim.cases import case_by_name
 
 STRESS = Stress(seed=5, gap_prob=0.2, backpressure_prob=0.2, idle_max=2, split_prob=0.3)
 

@@ -13,14 +13,13 @@ import shutil
 
 import numpy as np
 import pytest
-
 from cli_helpers import assert_error, run
+
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import save_float_model, save_model
 from nvmlstm.golden.lstm import golden_forward
-from nvmlstm.golden.ptq import quantize_model, random_float_model
+from nvmlstm.golden.ptq import calibration_subset, quantize_model, random_float_model
 from nvmlstm.sweep import build_spec, local_cluster, run_sweep
-from nvmlstm.golden.ptq import calibration_subset
 from nvmlstm.sweep.evaluate import CALIB_SEED, evaluate_point, trial_seed
 from nvmlstm.sweep.spec import SweepError
 from nvmlstm.tasks import load_task

@@ -11,6 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")  # torch is optional: without it these tests are skipped
 
+from train_reference import reference_recurrence  # noqa: E402
+
 from nvmlstm.golden.config import default_config  # noqa: E402
 from nvmlstm.golden.lstm import golden_forward  # noqa: E402
 from nvmlstm.golden.ptq import random_model  # noqa: E402
@@ -19,7 +21,6 @@ from nvmlstm.train.exact import exact_forward, tile_matrix  # noqa: E402
 from nvmlstm.train.model import QuantLSTM, StateDictError  # noqa: E402
 from nvmlstm.train.ops import round_half_away, ste, tables  # noqa: E402
 from nvmlstm.train.recurrence import QuantRecurrence  # noqa: E402
-from train_reference import reference_recurrence  # noqa: E402
 
 # Configs that move every boundary of the contract: several row tiles, two layers, no shift rounding term
 # (scale_shift 0), tanh(c) indexed without a shift (lut_frac == frac_bits), other widths.
@@ -374,8 +375,7 @@ def test_distinct_input_rows_equal_computing_every_row(name, monkeypatch):
     # Character-like input (one code vector per symbol, 8 symbols): InputTiles computes each distinct row
     # once and gathers; the same output codes and loss as computing every row, gradients equal to float
     # rounding. Deeper layers' inputs carry gradient and are computed row by row.
-    from nvmlstm.train import ckernel
-    from nvmlstm.train import recurrence
+    from nvmlstm.train import ckernel, recurrence
 
     if ckernel.load() is None:
         pytest.skip("native kernel unavailable (no C compiler or NVMLSTM_NO_CKERNEL=1)")

@@ -13,13 +13,13 @@ import pytest
 
 torch = pytest.importorskip("torch")  # torch is optional: without it these tests are skipped
 
+from nvmlstm.cli import main  # noqa: E402
 from nvmlstm.golden.io import load_model  # noqa: E402
 from nvmlstm.golden.lstm import golden_forward  # noqa: E402
-from nvmlstm.cli import main  # noqa: E402
-from nvmlstm.train.exact import exact_forward  # noqa: E402
 from nvmlstm.golden.realio import input_codes as _codes  # noqa: E402  (the one definition)
-from nvmlstm.train.runner import TrainArgs, run_training  # noqa: E402
 from nvmlstm.tasks import SMALL_DATA, load_task  # noqa: E402
+from nvmlstm.train.exact import exact_forward  # noqa: E402
+from nvmlstm.train.runner import TrainArgs, run_training  # noqa: E402
 
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:

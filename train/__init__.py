@@ -14,8 +14,9 @@ import importlib
 if __name__ != "nvmlstm.train":  # one name per module: never a second, top-level `train` (README, Layout)
     raise ImportError(f"the train/ folder is the package nvmlstm.train; import nvmlstm.train, not {__name__}")
 
-from .args import TrainArgs, TrainError
 from nvmlstm.tasks import TASKS, TaskError, load_task
+
+from .args import TrainArgs, TrainError
 
 __all__ = ["QuantLSTM", "StateDictError", "exact_forward", "TrainArgs", "TrainError", "run_training", "TASKS",
            "TaskError", "load_task"]

@@ -81,7 +81,7 @@ class TrainArgs:
     #: loader's default, which sweeps and the flow read too.
     char_repeat: int | None = None
 
-    def resolved(self) -> "TrainArgs":
+    def resolved(self) -> TrainArgs:
         """The arguments with every ``None`` replaced by its task default (`TASK_DEFAULTS`).
 
         In ``qat`` mode ``epochs`` and ``lr`` are those of the quantized phase: ``qat_epochs`` and, when it

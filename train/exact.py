@@ -20,7 +20,7 @@ from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.model import QuantizedModel
 from nvmlstm.golden.nvm import row_tile_bounds
 
-from .ops import rshift_round, round_half_away, tables
+from .ops import round_half_away, rshift_round, tables
 
 __all__ = ["exact_forward", "tile_matrix", "tile_segments", "input_only_tiles", "tiled_inputs", "seg_addmm_",
            "seg_mm_t", "seg_grad", "distinct_rows"]

@@ -26,7 +26,7 @@ float weights plus the learned steps.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -26,30 +26,30 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from nvmlstm.artifacts.files import atomic_output_dir, write_bytes_atomic, write_text_atomic
+from nvmlstm.artifacts.png import save_png
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import save_model
-from nvmlstm.artifacts.png import save_png
-from nvmlstm.artifacts.files import atomic_output_dir, write_bytes_atomic, write_text_atomic
 from nvmlstm.golden.model import QuantizedModel
 from nvmlstm.golden.nvm import NonIdealities
 from nvmlstm.golden.ptq import calibration_subset
 from nvmlstm.golden.realio import golden_outputs, input_codes  # the one definition of both rules
-
-from .args import MODES, RESUME_KEYS, TASK_DEFAULTS, TrainArgs, TrainError, check_args
-from .exact import exact_forward
-from .model import QuantLSTM, StateDictError
 from nvmlstm.tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs
 from nvmlstm.tasks.config import task_config
 
+from .args import MODES, RESUME_KEYS, TASK_DEFAULTS, TrainArgs, TrainError, check_args
+from .exact import exact_forward
 from .loss import task_loss
 from .memory import keep_freed_memory
+from .model import QuantLSTM, StateDictError
 
 __all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", "load_float_state_file"]
 
