@@ -7,4 +7,6 @@ a figure is saved, `nvmlstm.artifacts.version` reads the installed distribution'
 """
 
 if __name__ != "nvmlstm.artifacts":  # one name per module (README, Layout)
-    raise ImportError(f"the artifacts/ folder is the package nvmlstm.artifacts; import nvmlstm.artifacts, not {__name__}")
+    raise ImportError(
+        f"the artifacts/ folder is the package nvmlstm.artifacts; import nvmlstm.artifacts, not {__name__}"
+    )

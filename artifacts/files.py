@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_bytes_atomic", "write_text_atomic", "atomic_output_dir", "sha256_bytes", "sha256_file",
-           "json_sha256"]
+__all__ = ["write_bytes_atomic", "write_text_atomic", "atomic_output_dir", "sha256_bytes", "sha256_file", "json_sha256"]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -13,8 +13,15 @@ from dataclasses import asdict, dataclass, fields
 from nvmlstm.golden.config import GATES, LstmConfig
 from nvmlstm.golden.nvm import tile_grid
 
-__all__ = ["Counts", "stage_ops", "matrix_counts", "layer_counts", "head_counts", "timestep_counts",
-           "macs_per_timestep"]
+__all__ = [
+    "Counts",
+    "stage_ops",
+    "matrix_counts",
+    "layer_counts",
+    "head_counts",
+    "timestep_counts",
+    "macs_per_timestep",
+]
 
 
 @dataclass(frozen=True)
@@ -66,19 +73,31 @@ def stage_ops(cfg: LstmConfig, acc_bits: int) -> dict[str, dict[str, list[int]]]
     prod_bits = acc_bits + cfg.scale_bits
     return {
         # acc * scale, one rounding add, then the table index per gate (docs/datapath.md, gate index)
-        "gate_index": {"adds": [prod_bits] * n_gates, "mults": [acc_bits * cfg.scale_bits] * n_gates,
-                       "table_reads": [], "registers": []},
+        "gate_index": {
+            "adds": [prod_bits] * n_gates,
+            "mults": [acc_bits * cfg.scale_bits] * n_gates,
+            "table_reads": [],
+            "registers": [],
+        },
         # the sigmoid / tanh table read per gate; its output is registered (GateLane)
         "activation": {"adds": [], "mults": [], "table_reads": [1] * n_gates, "registers": [gb] * n_gates},
         # f*c + i*g, one sum and one rounding add; c is registered in the lane and written to the state
-        "cell_update": {"adds": [2 * gb + cfg.cell_bits] * 2, "mults": [gb * cfg.cell_bits, gb * gb],
-                        "table_reads": [], "registers": [cfg.cell_bits] * 2},
+        "cell_update": {
+            "adds": [2 * gb + cfg.cell_bits] * 2,
+            "mults": [gb * cfg.cell_bits, gb * gb],
+            "table_reads": [],
+            "registers": [cfg.cell_bits] * 2,
+        },
         # the rounding shift of c_t to the tanh index, then the tanh(c) table read
         "tanh_cell_index": {"adds": [cfg.cell_bits], "mults": [], "table_reads": [1], "registers": []},
         # o * tanh(c) * dac_max (two multiplies, the second by a constant), one rounding add; h registered
         # in the lane and written to the state
-        "requant_h": {"adds": [2 * gb + cfg.dac_bits], "mults": [gb * gb, 2 * gb * cfg.dac_bits],
-                      "table_reads": [], "registers": [cfg.dac_bits] * 2},
+        "requant_h": {
+            "adds": [2 * gb + cfg.dac_bits],
+            "mults": [gb * gb, 2 * gb * cfg.dac_bits],
+            "table_reads": [],
+            "registers": [cfg.dac_bits] * 2,
+        },
     }
 
 
@@ -111,9 +130,15 @@ def layer_counts(cfg: LstmConfig, layer: int) -> Counts:
     acc = cfg.acc_bits(rows, cfg.adc_bits)
     unit = Counts()
     for ops in stage_ops(cfg, acc).values():
-        unit = unit + Counts(adds=len(ops["adds"]), add_bits=sum(ops["adds"]), mults=len(ops["mults"]),
-                             mult_bits2=sum(ops["mults"]), table_reads=sum(ops["table_reads"]),
-                             register_writes=len(ops["registers"]), register_bits=sum(ops["registers"]))
+        unit = unit + Counts(
+            adds=len(ops["adds"]),
+            add_bits=sum(ops["adds"]),
+            mults=len(ops["mults"]),
+            mult_bits2=sum(ops["mults"]),
+            table_reads=sum(ops["table_reads"]),
+            register_writes=len(ops["registers"]),
+            register_bits=sum(ops["registers"]),
+        )
     H = cfg.hidden_size
     return c + Counts(**{k: v * H for k, v in unit.to_dict().items()})
 
@@ -143,4 +168,3 @@ def macs_per_timestep(cfg: LstmConfig) -> int:
     """Multiply-accumulates of the dense network per timestep: every weight of [W_x | W_h | b] of each
     layer and of the head (bias included, as the arrays compute it). Operations = 2 * MACs."""
     return sum(cfg.layer_rows(l) * cfg.layer_cols for l in range(cfg.num_layers)) + cfg.head_rows * cfg.output_size
-

@@ -16,8 +16,20 @@ __all__ = ["KINDS", "DIGITAL_KINDS", "load_literature", "best_by_kind", "ratios"
 
 KINDS = ("gpu", "fpga", "asic", "nvm")
 DIGITAL_KINDS = ("gpu", "fpga", "asic")
-_COLUMNS = ("kind", "design", "citation", "node_nm", "precision", "gops", "power_w", "area_mm2", "density",
-            "ops_convention", "verified", "note")
+_COLUMNS = (
+    "kind",
+    "design",
+    "citation",
+    "node_nm",
+    "precision",
+    "gops",
+    "power_w",
+    "area_mm2",
+    "density",
+    "ops_convention",
+    "verified",
+    "note",
+)
 
 
 def _number(text: str, where: str) -> float | None:
@@ -51,9 +63,13 @@ def load_literature(text: str | None = None) -> list[dict[str, Any]]:
             raise ValueError(f"{where}: no citation")
         gops, power, area = (_number(r[k], f"{where}: {k}") for k in ("gops", "power_w", "area_mm2"))
         row: dict[str, Any] = dict(r)
-        row.update(gops=gops, power_w=power, area_mm2=area,
-                   tops_per_w=None if gops is None or power is None else gops / 1e3 / power,
-                   tops_per_mm2=None if gops is None or area is None else gops / 1e3 / area)
+        row.update(
+            gops=gops,
+            power_w=power,
+            area_mm2=area,
+            tops_per_w=None if gops is None or power is None else gops / 1e3 / power,
+            tops_per_mm2=None if gops is None or area is None else gops / 1e3 / area,
+        )
         rows.append(row)
     return rows
 
@@ -74,6 +90,8 @@ def ratios(ours: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[s
     """``ours[metric] / best[metric]`` for ``tops_per_w`` and ``tops_per_mm2``, per kind and ``digital``."""
     out: dict[str, dict[str, Any]] = {}
     for metric in ("tops_per_w", "tops_per_mm2"):
-        out[metric] = {kind: {"design": r["design"], "value": r[metric], "ratio": ours[metric] / r[metric]}
-                       for kind, r in best_by_kind(rows, metric).items()}
+        out[metric] = {
+            kind: {"design": r["design"], "value": r[metric], "ratio": ours[metric] / r[metric]}
+            for kind, r in best_by_kind(rows, metric).items()
+        }
     return out

@@ -21,8 +21,7 @@ from nvmlstm.golden.textfile import read_json_file
 from .counts import Counts, macs_per_timestep, matrix_counts, stage_ops, timestep_counts
 from .technology import Technology
 
-__all__ = ["Timing", "timing_from_manifest", "read_rtl_manifest", "yosys_gate_equivalents", "CELL_GE",
-           "evaluate"]
+__all__ = ["Timing", "timing_from_manifest", "read_rtl_manifest", "yosys_gate_equivalents", "CELL_GE", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,10 @@ class Timing:
         for name in ("timestep_cyc", "layer_step_cyc", "head_cyc", "lanes", "macro_latency"):
             check_int(name, getattr(self, name), 1)
         if self.head_cyc + self.layer_step_cyc > self.timestep_cyc:
-            raise ValueError(f"timestep_cyc must be at least layer_step_cyc + head_cyc "
-                             f"({self.layer_step_cyc + self.head_cyc}), not {self.timestep_cyc}")
+            raise ValueError(
+                f"timestep_cyc must be at least layer_step_cyc + head_cyc "
+                f"({self.layer_step_cyc + self.head_cyc}), not {self.timestep_cyc}"
+            )
 
 
 def read_rtl_manifest(rtl_dir: str | Path) -> dict:
@@ -68,18 +69,38 @@ def timing_from_manifest(doc: Mapping[str, Any]) -> Timing:
     """The `Timing` recorded in a manifest (its ``latency`` values, ``lanes`` and ``macro_latency``)."""
     lat = doc["latency"]
     try:
-        return Timing(timestep_cyc=lat["timestep_cyc"]["value"], layer_step_cyc=lat["layer_step_cyc"]["value"],
-                      head_cyc=lat["head_cyc"]["value"], lanes=doc["lanes"], macro_latency=doc["macro_latency"])
+        return Timing(
+            timestep_cyc=lat["timestep_cyc"]["value"],
+            layer_step_cyc=lat["layer_step_cyc"]["value"],
+            head_cyc=lat["head_cyc"]["value"],
+            lanes=doc["lanes"],
+            macro_latency=doc["macro_latency"],
+        )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"manifest latency entry incomplete ({exc})") from None
 
 
 #: NAND2 equivalents of Yosys's internal gate cells (after ``synth``): typical standard-cell area ratios to
 #: a NAND2 (an estimate; the sign-off replaces it). Flip-flop variants with reset / enable cost more.
-CELL_GE = {"$_NOT_": 0.67, "$_BUF_": 1.0, "$_NAND_": 1.0, "$_NOR_": 1.0, "$_AND_": 1.33, "$_OR_": 1.33,
-           "$_ANDNOT_": 1.33, "$_ORNOT_": 1.33, "$_XOR_": 2.33, "$_XNOR_": 2.33, "$_MUX_": 2.33,
-           "$_AOI3_": 1.33, "$_OAI3_": 1.33, "$_AOI4_": 1.67, "$_OAI4_": 1.67, "$_NMUX_": 2.33}
-_FF_GE = 4.5       # a plain D flip-flop
+CELL_GE = {
+    "$_NOT_": 0.67,
+    "$_BUF_": 1.0,
+    "$_NAND_": 1.0,
+    "$_NOR_": 1.0,
+    "$_AND_": 1.33,
+    "$_OR_": 1.33,
+    "$_ANDNOT_": 1.33,
+    "$_ORNOT_": 1.33,
+    "$_XOR_": 2.33,
+    "$_XNOR_": 2.33,
+    "$_MUX_": 2.33,
+    "$_AOI3_": 1.33,
+    "$_OAI3_": 1.33,
+    "$_AOI4_": 1.67,
+    "$_OAI4_": 1.67,
+    "$_NMUX_": 2.33,
+}
+_FF_GE = 4.5  # a plain D flip-flop
 _FF_EXTRA_GE = 1.0  # per extra control (synchronous reset, enable) of a flip-flop variant
 
 
@@ -112,18 +133,32 @@ def _analytic_digital_area(cfg: LstmConfig, lanes: int, tech: Technology) -> dic
     lane_rom_bits = sum(n for s in ops.values() for n in s["table_reads"]) * cfg.lut_size * (cfg.frac_bits + 2)
     lane_reg_bits = sum(r for s in ops.values() for r in s["registers"])
     out_bits = cfg.acc_bits(cfg.head_rows, cfg.head_adc_bits_eff)
-    state_bits = (cfg.num_layers * cfg.hidden_size * (cfg.cell_bits + cfg.dac_bits) + cfg.input_size * cfg.dac_bits
-                  + cfg.output_size * out_bits
-                  + (cfg.num_layers + 1) * cfg.adc_step_bits + 4 * cfg.num_layers * cfg.scale_bits)
+    state_bits = (
+        cfg.num_layers * cfg.hidden_size * (cfg.cell_bits + cfg.dac_bits)
+        + cfg.input_size * cfg.dac_bits
+        + cfg.output_size * out_bits
+        + (cfg.num_layers + 1) * cfg.adc_step_bits
+        + 4 * cfg.num_layers * cfg.scale_bits
+    )
     matrices = [matrix_counts(cfg.layer_rows(l), cfg.layer_cols, cfg, cfg.adc_bits) for l in range(cfg.num_layers)]
     matrices.append(matrix_counts(cfg.head_rows, cfg.output_size, cfg, cfg.head_adc_bits_eff))
     column_adders = sum(tech.add_area_um2(m.add_bits) for m in matrices)
-    return {"lanes_um2": lanes * (lane + lane_rom_bits * rom_um2 + lane_reg_bits * reg_um2),
-            "state_registers_um2": state_bits * reg_um2, "column_adders_um2": column_adders}
+    return {
+        "lanes_um2": lanes * (lane + lane_rom_bits * rom_um2 + lane_reg_bits * reg_um2),
+        "state_registers_um2": state_bits * reg_um2,
+        "column_adders_um2": column_adders,
+    }
 
 
-def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: float,
-             synthesis: Mapping[str, Any] | None = None, signoff: Mapping[str, Any] | None = None) -> dict:
+def evaluate(
+    cfg: LstmConfig,
+    tech: Technology,
+    timing: Timing,
+    *,
+    clock_mhz: float,
+    synthesis: Mapping[str, Any] | None = None,
+    signoff: Mapping[str, Any] | None = None,
+) -> dict:
     """The efficiency of one build at ``clock_mhz``.
 
     Parameters
@@ -149,8 +184,12 @@ def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: fl
         JSON-ready: ``gops``, ``tops_per_w``, ``tops_per_mm2``, ``latency_ns_per_step``,
         ``array_utilization``, ``energy_pj`` and ``area_um2`` by component, ``counts`` by part, ...
     """
-    if not isinstance(clock_mhz, (int, float)) or isinstance(clock_mhz, bool) or not math.isfinite(clock_mhz) \
-            or clock_mhz <= 0:
+    if (
+        not isinstance(clock_mhz, (int, float))
+        or isinstance(clock_mhz, bool)
+        or not math.isfinite(clock_mhz)
+        or clock_mhz <= 0
+    ):
         raise ValueError(f"clock_mhz must be a finite number > 0, not {clock_mhz!r}")
     parts = timestep_counts(cfg)
     layers = Counts()
@@ -175,16 +214,21 @@ def evaluate(cfg: LstmConfig, tech: Technology, timing: Timing, *, clock_mhz: fl
     signoff_um2 = tech.signoff_area_um2(None if signoff is None else float(signoff["area_um2"]))
     if signoff_um2 is not None:
         digital = signoff_um2
-        digital_source = ("sign-off area of the technology file" if tech["digital.signoff_area"]
-                          else "standard-cell sign-off of the RTL directory, scaled (F / signoff_node)^2")
+        digital_source = (
+            "sign-off area of the technology file"
+            if tech["digital.signoff_area"]
+            else "standard-cell sign-off of the RTL directory, scaled (F / signoff_node)^2"
+        )
     elif ge is not None:
         digital, digital_source = ge * tech.nand2_area_um2(), "Yosys cells x NAND2 equivalents"
     else:
         digital, digital_source = sum(digital_est.values()), "component estimate"
     area = {
         "nvm_arrays": total.physical_cells * tech.cell_area_um2(),
-        "adc": (n_layer_tiles * cfg.array_cols * tech.adc_area_um2(cfg.adc_bits)
-                + n_head_tiles * cfg.array_cols * tech.adc_area_um2(cfg.head_adc_bits_eff)),
+        "adc": (
+            n_layer_tiles * cfg.array_cols * tech.adc_area_um2(cfg.adc_bits)
+            + n_head_tiles * cfg.array_cols * tech.adc_area_um2(cfg.head_adc_bits_eff)
+        ),
         "dac": (n_layer_tiles + n_head_tiles) * cfg.array_rows * tech.dac_area_um2(cfg.dac_bits),
         "digital": digital,
     }

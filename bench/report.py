@@ -43,10 +43,12 @@ def _point(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, lanes: int | 
     return {k: r[k] for k in _METRICS}
 
 
-def sensitivity(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes: int | None,
-                clock_mhz: float) -> dict[str, list[dict]]:
+def sensitivity(
+    cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes: int | None, clock_mhz: float
+) -> dict[str, list[dict]]:
     """TOPS/W, TOPS/mm^2, utilization and GOPS as one parameter varies (the others as built). ``lanes``
     stays as built (clipped to the hidden size; ``None``: one lane per unit) except in the lanes sweep."""
+
     def lanes_for(c: LstmConfig) -> int | None:
         return None if lanes is None else min(lanes, c.hidden_size)
 
@@ -56,8 +58,9 @@ def sensitivity(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes
         out["adc_bits"].append({"adc_bits": b, **_point(c, tech, timing_fn, lanes_for(c), clock_mhz)})
     for rows, cols in _SWEEPS["array_size"]:
         c = cfg.replace(array_rows=rows, array_cols=cols)
-        out["array_size"].append({"array_rows": rows, "array_cols": cols,
-                                  **_point(c, tech, timing_fn, lanes_for(c), clock_mhz)})
+        out["array_size"].append(
+            {"array_rows": rows, "array_cols": cols, **_point(c, tech, timing_fn, lanes_for(c), clock_mhz)}
+        )
     for h in sorted({max(1, round(f * cfg.hidden_size)) for f in _HIDDEN_FACTORS}):
         c = cfg.replace(hidden_size=h)
         out["hidden_size"].append({"hidden_size": h, **_point(c, tech, timing_fn, lanes_for(c), clock_mhz)})
@@ -67,17 +70,35 @@ def sensitivity(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes
     return out
 
 
-def bench_report(cfg: LstmConfig, tech: Technology, timing_fn: TimingFn, *, lanes: int | None, clock_mhz: float,
-                 synthesis: Mapping[str, Any] | None = None, signoff: Mapping[str, Any] | None = None,
-                 source: Mapping[str, Any] | None = None,
-                 sweeps: bool = True) -> dict:
+def bench_report(
+    cfg: LstmConfig,
+    tech: Technology,
+    timing_fn: TimingFn,
+    *,
+    lanes: int | None,
+    clock_mhz: float,
+    synthesis: Mapping[str, Any] | None = None,
+    signoff: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
+    sweeps: bool = True,
+) -> dict:
     """The whole bench.json document of one build (see docs/efficiency.md for every key)."""
     res = evaluate(cfg, tech, timing_fn(cfg, lanes), clock_mhz=clock_mhz, synthesis=synthesis, signoff=signoff)
     lit = load_literature()
-    doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "source": dict(source or {}), **res,
-           "ratios": ratios(res, lit),
-           "literature": [{k: r[k] for k in ("kind", "design", "citation", "density", "verified", "gops",
-                                              "tops_per_w", "tops_per_mm2")} for r in lit]}
+    doc = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "source": dict(source or {}),
+        **res,
+        "ratios": ratios(res, lit),
+        "literature": [
+            {
+                k: r[k]
+                for k in ("kind", "design", "citation", "density", "verified", "gops", "tops_per_w", "tops_per_mm2")
+            }
+            for r in lit
+        ],
+    }
     if sweeps:
         doc["sensitivity"] = sensitivity(cfg, tech, timing_fn, lanes=lanes, clock_mhz=clock_mhz)
     return doc
@@ -114,7 +135,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         "",
         "Energy per timestep (pJ): " + ", ".join(f"{k} {v:.4g}" for k, v in doc["energy_breakdown_pj"].items()),
         "",
-        "Area (um^2): " + ", ".join(f"{k} {v:.4g}" for k, v in doc["area_breakdown_um2"].items())
+        "Area (um^2): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in doc["area_breakdown_um2"].items())
         + f" (digital: {doc['digital_area_source']})",
         "",
         "## Against the literature",
@@ -125,8 +147,10 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     for r in doc["literature"]:
         rw = None if r["tops_per_w"] is None else doc["tops_per_w"] / r["tops_per_w"]
         ra = None if r["tops_per_mm2"] is None else doc["tops_per_mm2"] / r["tops_per_mm2"]
-        lines.append(f"| {r['kind']} | {r['design']} | {r['density']} | {_g(r['tops_per_w'])} | "
-                     f"{_g(r['tops_per_mm2'])} | {_g(rw)} | {_g(ra)} |")
+        lines.append(
+            f"| {r['kind']} | {r['design']} | {r['density']} | {_g(r['tops_per_w'])} | "
+            f"{_g(r['tops_per_mm2'])} | {_g(rw)} | {_g(ra)} |"
+        )
     lines += ["", "Ratios to the best entry of each kind:", ""]
     for metric, by_kind in doc["ratios"].items():
         for kind, b in by_kind.items():
@@ -146,8 +170,12 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in doc["literature"]:
         if r["tops_per_w"] is not None and r["tops_per_mm2"] is not None:
-            ax.scatter(r["tops_per_w"], r["tops_per_mm2"], color=colors[r["kind"]],
-                       marker="o" if r["density"] == "dense" else "^")
+            ax.scatter(
+                r["tops_per_w"],
+                r["tops_per_mm2"],
+                color=colors[r["kind"]],
+                marker="o" if r["density"] == "dense" else "^",
+            )
             ax.annotate(r["design"], (r["tops_per_w"], r["tops_per_mm2"]), fontsize=7)
     ax.scatter(doc["tops_per_w"], doc["tops_per_mm2"], color="red", marker="*", s=200)
     ax.annotate("this build", (doc["tops_per_w"], doc["tops_per_mm2"]), fontsize=8, color="red")
@@ -176,8 +204,15 @@ def _charts(doc: Mapping[str, Any], out: Path) -> list[str]:
     if "sensitivity" in doc:
         s = doc["sensitivity"]
         fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-        for ax, (key, xkey) in zip(axes, [("adc_bits", "adc_bits"), ("array_size", "array_rows"),
-                                          ("hidden_size", "hidden_size"), ("lanes", "lanes")]):
+        for ax, (key, xkey) in zip(
+            axes,
+            [
+                ("adc_bits", "adc_bits"),
+                ("array_size", "array_rows"),
+                ("hidden_size", "hidden_size"),
+                ("lanes", "lanes"),
+            ],
+        ):
             xs = [p[xkey] for p in s[key]]
             ax.plot(xs, [p["tops_per_w"] for p in s[key]], "o-", label="TOPS/W")
             ax.plot(xs, [p["tops_per_mm2"] for p in s[key]], "s-", label="TOPS/mm^2")

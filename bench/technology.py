@@ -19,8 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover (Python 3.10)
     import tomli as tomllib
 
-__all__ = ["TechError", "Technology", "DEFAULT_TECH", "SCHEMA", "FORMAT_VERSION", "load_technology",
-           "parse_technology"]
+__all__ = ["TechError", "Technology", "DEFAULT_TECH", "SCHEMA", "FORMAT_VERSION", "load_technology", "parse_technology"]
 
 FORMAT_VERSION = 1
 
@@ -32,14 +31,28 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
     "node": {"feature_nm": ("nm", "pos"), "vdd": ("V", "pos")},
     "adc": {"walden_fom": ("fJ/step", "pos"), "area_ref": ("um^2", "pos"), "ref_bits": ("bits", "bits")},
     "dac": {"energy_ref": ("pJ", "pos"), "area_ref": ("um^2", "pos"), "ref_bits": ("bits", "bits")},
-    "nvm": {"read_voltage": ("V", "pos"), "g_max": ("uS", "pos"), "g_min": ("uS", "nonneg"),
-            "pulse": ("ns", "pos"), "cell_area": ("F^2", "pos")},
-    "digital": {"ref_node": ("nm", "pos"), "add8_energy": ("pJ", "nonneg"), "mul8_energy": ("pJ", "nonneg"),
-                "add8_area": ("um^2", "nonneg"), "mul8_area": ("um^2", "nonneg"),
-                "register_bit_energy": ("pJ", "nonneg"), "table_read_energy": ("pJ", "nonneg"),
-                "register_bit_ge": ("GE", "nonneg"), "rom_bit_ge": ("GE", "nonneg"),
-                "nand2_area": ("um^2", "pos"), "nand2_node": ("nm", "pos"),
-                "signoff_area": ("um^2", "nonneg"), "signoff_node": ("nm", "pos")},
+    "nvm": {
+        "read_voltage": ("V", "pos"),
+        "g_max": ("uS", "pos"),
+        "g_min": ("uS", "nonneg"),
+        "pulse": ("ns", "pos"),
+        "cell_area": ("F^2", "pos"),
+    },
+    "digital": {
+        "ref_node": ("nm", "pos"),
+        "add8_energy": ("pJ", "nonneg"),
+        "mul8_energy": ("pJ", "nonneg"),
+        "add8_area": ("um^2", "nonneg"),
+        "mul8_area": ("um^2", "nonneg"),
+        "register_bit_energy": ("pJ", "nonneg"),
+        "table_read_energy": ("pJ", "nonneg"),
+        "register_bit_ge": ("GE", "nonneg"),
+        "rom_bit_ge": ("GE", "nonneg"),
+        "nand2_area": ("um^2", "pos"),
+        "nand2_node": ("nm", "pos"),
+        "signoff_area": ("um^2", "nonneg"),
+        "signoff_node": ("nm", "pos"),
+    },
 }
 
 
@@ -72,7 +85,7 @@ class Technology:
 
     def adc_energy_pj(self, bits: int) -> float:
         """Walden: FoM_W * 2^bits per conversion (fJ -> pJ)."""
-        return self["adc.walden_fom"] * 2.0 ** bits * 1e-3
+        return self["adc.walden_fom"] * 2.0**bits * 1e-3
 
     def adc_area_um2(self, bits: int) -> float:
         return self["adc.area_ref"] * 2.0 ** (bits - self["adc.ref_bits"])
@@ -139,8 +152,9 @@ def parse_technology(doc: Any, where: str) -> Technology:
             raise TechError(f"{where}: missing section [{section}]")
         extra = sorted(set(table) - set(keys))
         if extra:
-            raise TechError(f"{where}: unknown key {section}.{extra[0]}; valid keys are "
-                            f"{', '.join(f'{section}.{k}' for k in keys)}")
+            raise TechError(
+                f"{where}: unknown key {section}.{extra[0]}; valid keys are {', '.join(f'{section}.{k}' for k in keys)}"
+            )
         values[section] = {}
         for key, (unit, rule) in keys.items():
             name = f"{section}.{key}"
@@ -162,8 +176,10 @@ def parse_technology(doc: Any, where: str) -> Technology:
                 raise TechError(f"{where}: {name}: value must be >= 0, not {v!r}")
             values[section][key] = v
     if values["nvm"]["g_min"] >= values["nvm"]["g_max"]:
-        raise TechError(f"{where}: nvm.g_min: value must be below nvm.g_max ({values['nvm']['g_max']!r}), "
-                        f"not {values['nvm']['g_min']!r}")
+        raise TechError(
+            f"{where}: nvm.g_min: value must be below nvm.g_max ({values['nvm']['g_max']!r}), "
+            f"not {values['nvm']['g_min']!r}"
+        )
     return Technology(values, where)
 
 

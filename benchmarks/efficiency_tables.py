@@ -46,21 +46,29 @@ def run(cfg, lanes=None, tech=None, macro_latency=DEFAULT_MACRO_LATENCY_CYC):
 
 def main() -> int:
     lit = load_literature()
-    builds = {"default (I=8, H=32, L=1, O=10), lanes 32": run(default_config()),
-              "default, lanes 1": run(default_config(), 1),
-              "LM (I=650, H=650, L=2, O=10000), lanes 650": run(LM),
-              "LM, lanes 65": run(LM, 65)}
-    print("| build | GOPS | latency/step (ns) | TOPS/W | TOPS/mm^2 | area (mm^2) | array utilization | "
-          "x best digital TOPS/W | x best digital TOPS/mm^2 |")
+    builds = {
+        "default (I=8, H=32, L=1, O=10), lanes 32": run(default_config()),
+        "default, lanes 1": run(default_config(), 1),
+        "LM (I=650, H=650, L=2, O=10000), lanes 650": run(LM),
+        "LM, lanes 65": run(LM, 65),
+    }
+    print(
+        "| build | GOPS | latency/step (ns) | TOPS/W | TOPS/mm^2 | area (mm^2) | array utilization | "
+        "x best digital TOPS/W | x best digital TOPS/mm^2 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in builds.items():
         rr = ratios(r, lit)
-        print(f"| {name} | {r['gops']:.4g} | {r['latency_ns_per_step']:.4g} | {r['tops_per_w']:.3g} | "
-              f"{r['tops_per_mm2']:.3g} | {r['area_mm2']:.3g} | {100 * r['array_utilization']:.1f}% | "
-              f"{rr['tops_per_w']['digital']['ratio']:.3g} | {rr['tops_per_mm2']['digital']['ratio']:.3g} |")
+        print(
+            f"| {name} | {r['gops']:.4g} | {r['latency_ns_per_step']:.4g} | {r['tops_per_w']:.3g} | "
+            f"{r['tops_per_mm2']:.3g} | {r['area_mm2']:.3g} | {100 * r['array_utilization']:.1f}% | "
+            f"{rr['tops_per_w']['digital']['ratio']:.3g} | {rr['tops_per_mm2']['digital']['ratio']:.3g} |"
+        )
     print()
-    print("| build | energy/step (pJ): adc, dac, cells, add, mult, tables, registers "
-          "| area (um^2): arrays, adc, dac, digital |")
+    print(
+        "| build | energy/step (pJ): adc, dac, cells, add, mult, tables, registers "
+        "| area (um^2): arrays, adc, dac, digital |"
+    )
     print("|---|---|---|")
     for name, r in builds.items():
         e, a = r["energy_breakdown_pj"], r["area_breakdown_um2"]
@@ -73,15 +81,29 @@ def main() -> int:
         "8-bit DACs": run(d.replace(dac_bits=8)),
         # the 1-bit figure times 15 levels instead of times 4 bits
         "DAC energy x 3.75 (scaling with levels, 2^4 - 1, not bits)": run(
-            d, tech=tech_with(dac__energy_ref=0.39 * 15 / 4)),
+            d, tech=tech_with(dac__energy_ref=0.39 * 15 / 4)
+        ),
         "cell read energy x 10 (100 ns pulse)": run(d, tech=tech_with(nvm__pulse=100.0)),
         "1T1R cells (40 F^2)": run(d, tech=tech_with(nvm__cell_area=40.0)),
         "ADC FoM x 10 (61 fJ/step)": run(d, tech=tech_with(adc__walden_fom=61.0)),
-        "digital energies x 3 (adds, multiplies, tables, registers)": run(d, tech=tech_with(
-            digital__add8_energy=0.09, digital__mul8_energy=0.6, digital__table_read_energy=0.6,
-            digital__register_bit_energy=0.015)),
-        "digital area x 3 (component estimate x 3)": run(d, tech=tech_with(digital__add8_area=108.0,
-            digital__mul8_area=846.0, digital__register_bit_ge=13.5, digital__rom_bit_ge=1.5)),
+        "digital energies x 3 (adds, multiplies, tables, registers)": run(
+            d,
+            tech=tech_with(
+                digital__add8_energy=0.09,
+                digital__mul8_energy=0.6,
+                digital__table_read_energy=0.6,
+                digital__register_bit_energy=0.015,
+            ),
+        ),
+        "digital area x 3 (component estimate x 3)": run(
+            d,
+            tech=tech_with(
+                digital__add8_area=108.0,
+                digital__mul8_area=846.0,
+                digital__register_bit_ge=13.5,
+                digital__rom_bit_ge=1.5,
+            ),
+        ),
         "lanes 1": run(d, 1),
         "macro latency 10 cycles": run(d, macro_latency=10),
     }
@@ -90,13 +112,17 @@ def main() -> int:
     # Node normalization of the best digital design (65 nm) to our 32 nm: energy ~ F, area ~ F^2 (the
     # technology file's own digital scaling rule).
     k = 65 / 32
-    print(f"| assumption | TOPS/W | TOPS/mm^2 | x {best_w['design']} TOPS/W (>= 2.4?) | x {best_a['design']} TOPS/mm^2 "
-          f"(>= 40?) | same, digital scaled 65 -> 32 nm (x{k:.2f} TOPS/W, x{k * k:.2f} TOPS/mm^2) |")
+    print(
+        f"| assumption | TOPS/W | TOPS/mm^2 | x {best_w['design']} TOPS/W (>= 2.4?) | x {best_a['design']} TOPS/mm^2 "
+        f"(>= 40?) | same, digital scaled 65 -> 32 nm (x{k:.2f} TOPS/W, x{k * k:.2f} TOPS/mm^2) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in cases.items():
         w, a = r["tops_per_w"] / best_w["tops_per_w"], r["tops_per_mm2"] / best_a["tops_per_mm2"]
-        print(f"| {name} | {r['tops_per_w']:.3g} | {r['tops_per_mm2']:.3g} | {w:.3g} {'yes' if w >= 2.4 else 'NO'} | "
-              f"{a:.3g} {'yes' if a >= 40 else 'NO'} | {w / k:.3g} / {a / k / k:.3g} |")
+        print(
+            f"| {name} | {r['tops_per_w']:.3g} | {r['tops_per_mm2']:.3g} | {w:.3g} {'yes' if w >= 2.4 else 'NO'} | "
+            f"{a:.3g} {'yes' if a >= 40 else 'NO'} | {w / k:.3g} / {a / k / k:.3g} |"
+        )
     return 0
 
 

@@ -72,8 +72,17 @@ def torch_lstm_like(fm, I: int, H: int) -> torch.nn.LSTM:
 
 
 def measure_shape(I: int, H: int, args: argparse.Namespace) -> dict:
-    cfg = LstmConfig(input_size=I, hidden_size=H, num_layers=1, output_size=10, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=args.array_rows, array_cols=args.array_cols)
+    cfg = LstmConfig(
+        input_size=I,
+        hidden_size=H,
+        num_layers=1,
+        output_size=10,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=args.array_rows,
+        array_cols=args.array_cols,
+    )
     rng = np.random.default_rng(args.seed)
     codes = rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(args.batch, args.steps, I), dtype=np.int64)
     model, fm = random_model(cfg, args.seed, codes)
@@ -143,16 +152,20 @@ def environment() -> dict:
 
 
 def print_table(results: list[dict], target: float) -> None:
-    head = (f"{'shape (I, H)':>13} {'tiles':>5}  {'golden ms':>9}  {'trace ms':>9}  {'torch ms':>9}  "
-            f"{'golden/torch':>12}  {'trace/torch':>11}  target {target:g}x")
+    head = (
+        f"{'shape (I, H)':>13} {'tiles':>5}  {'golden ms':>9}  {'trace ms':>9}  {'torch ms':>9}  "
+        f"{'golden/torch':>12}  {'trace/torch':>11}  target {target:g}x"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         b = r["best_ms"]
         verdict = "met" if r["target_met"] else "missed"
-        print(f"{'(%d, %d)' % (r['input_size'], r['hidden_size']):>13} {r['row_tiles']:>5}  {b['golden']:9.2f}  "
-              f"{b['golden_trace']:9.2f}  {b['torch']:9.2f}  {r['ratio_golden_to_torch']:11.2f}x  "
-              f"{r['ratio_golden_trace_to_torch']:10.2f}x  {verdict}")
+        print(
+            f"{'({}, {})'.format(r['input_size'], r['hidden_size']):>13} {r['row_tiles']:>5}  {b['golden']:9.2f}  "
+            f"{b['golden_trace']:9.2f}  {b['torch']:9.2f}  {r['ratio_golden_to_torch']:11.2f}x  "
+            f"{r['ratio_golden_trace_to_torch']:10.2f}x  {verdict}"
+        )
 
 
 def plot(results: list[dict], target: float, path: Path) -> None:
@@ -172,13 +185,17 @@ def plot(results: list[dict], target: float, path: Path) -> None:
         for bar, v in zip(bars, vals):
             ax.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(VARIANTS)), [LABELS[k].replace(" (", "\n(") for k in VARIANTS], fontsize=8)
-        ax.set_title(f"I={r['input_size']}, H={r['hidden_size']}: golden/torch {r['ratio_golden_to_torch']:.2f}x",
-                     fontsize=10)
+        ax.set_title(
+            f"I={r['input_size']}, H={r['hidden_size']}: golden/torch {r['ratio_golden_to_torch']:.2f}x", fontsize=10
+        )
         ax.set_ylabel("ms per batch (best call)")
         ax.legend(fontsize=8, loc="upper right")
     b = results[0]["config"]
-    fig.suptitle(f"golden_forward vs torch.nn.LSTM, batch {results[0]['batch']} x {results[0]['steps']} steps, "
-                 f"{b['weight_bits']}/{b['dac_bits']}/{b['adc_bits']} bits", fontsize=10)
+    fig.suptitle(
+        f"golden_forward vs torch.nn.LSTM, batch {results[0]['batch']} x {results[0]['steps']} steps, "
+        f"{b['weight_bits']}/{b['dac_bits']}/{b['adc_bits']} bits",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path, dpi=120)
@@ -186,8 +203,13 @@ def plot(results: list[dict], target: float, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", type=parse_shape, nargs="+", default=[(8, 32), (64, 128)],
-                    help="IxH shapes to measure (default: 8x32 64x128)")
+    ap.add_argument(
+        "--shapes",
+        type=parse_shape,
+        nargs="+",
+        default=[(8, 32), (64, 128)],
+        help="IxH shapes to measure (default: 8x32 64x128)",
+    )
     ap.add_argument("--batch", type=int, default=1024, help="sequences per batch")
     ap.add_argument("--steps", type=int, default=16, help="timesteps per sequence")
     ap.add_argument("--array-rows", type=int, default=128, help="tile rows (inputs per row tile)")
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "target_ratio": args.target,
         "statistic": "best (minimum) of blocks x repeats timed calls; each variant timed in its own blocks of "
-                     "calls (warm-up call(s) first), blocks of the variants cycled",
+        "calls (warm-up call(s) first), blocks of the variants cycled",
         "environment": environment(),
         "results": results,
     }

@@ -79,21 +79,36 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         m = _run(args.runs, f"charlm-qat-s{seed}", task="charlm", mode="qat", seed=seed, data=str(corpus))
-        rows.append({"seed": seed, "fp": float(m["float_run"]["test_metric"]), "qat": _check(m),
-                     "fp_seconds": m["float_run"]["train_seconds"], "qat_seconds": m["train_seconds"]})
+        rows.append(
+            {
+                "seed": seed,
+                "fp": float(m["float_run"]["test_metric"]),
+                "qat": _check(m),
+                "fp_seconds": m["float_run"]["train_seconds"],
+                "qat_seconds": m["train_seconds"],
+            }
+        )
     ratios = [r["qat"] / r["fp"] for r in rows]
-    res = {"corpus": {"source": "data/tinyshakespeare.txt", "first_char": START, "files": files},
-           "command": "nvmlstm train --task charlm --mode qat --data DIR --seed S", "runs": rows,
-           "fp_mean": statistics.fmean(r["fp"] for r in rows), "qat_mean": statistics.fmean(r["qat"] for r in rows),
-           "ratio_per_seed": ratios, "ratio_worst": max(ratios), "target": f"qat bpc <= {TARGET} x fp",
-           "target_met": max(ratios) <= TARGET}
+    res = {
+        "corpus": {"source": "data/tinyshakespeare.txt", "first_char": START, "files": files},
+        "command": "nvmlstm train --task charlm --mode qat --data DIR --seed S",
+        "runs": rows,
+        "fp_mean": statistics.fmean(r["fp"] for r in rows),
+        "qat_mean": statistics.fmean(r["qat"] for r in rows),
+        "ratio_per_seed": ratios,
+        "ratio_worst": max(ratios),
+        "target": f"qat bpc <= {TARGET} x fp",
+        "target_met": max(ratios) <= TARGET,
+    }
     res["ratio_of_means"] = res["qat_mean"] / res["fp_mean"]
     write_text_atomic(args.docs / "heldout.json", json.dumps(res, indent=2, sort_keys=True) + "\n")
     _plot(rows, args.docs / "heldout.png")
     for r, q in zip(rows, ratios):
         print(f"seed {r['seed']}: fp {r['fp']:.3f}, qat {r['qat']:.3f} bpc = {q:.3f}x")
-    print(f"worst {max(ratios):.3f}x (target {TARGET}x: {'met' if res['target_met'] else 'missed'}); "
-          f"wrote {args.docs / 'heldout.json'}, heldout.png")
+    print(
+        f"worst {max(ratios):.3f}x (target {TARGET}x: {'met' if res['target_met'] else 'missed'}); "
+        f"wrote {args.docs / 'heldout.json'}, heldout.png"
+    )
     return 0
 
 

@@ -56,28 +56,45 @@ def measure_cases(work: Path, sims: list[str]) -> list[dict]:
             cold_s, cold = runs["cold"]
             warm_s, warm = runs["warm"]
             cyc = warm["cycles"]["simulated"]
-            rows.append({
-                "case": case.id, "simulator": sim, "bit_exact": cold["bit_exact"] and warm["bit_exact"],
-                "vectors_s": round(t_vec, 2), "generate_s": round(t_gen, 2),
-                "build_s": cold["build"]["seconds"], "cold_run_s": round(cold_s, 2), "warm_run_s": round(warm_s, 2),
-                "sim_s": warm["sim_seconds"], "tb_s": warm["sim_wall_seconds"], "cycles": cyc,
-                "programming_writes": warm["cycles"]["programming_writes"],
-                "values_compared": warm["values_compared"],
-                "cycles_per_s_in_sim": round(cyc / warm["sim_wall_seconds"]),
-                "cycles_per_s_run": round(cyc / warm["sim_seconds"]),
-            })
+            rows.append(
+                {
+                    "case": case.id,
+                    "simulator": sim,
+                    "bit_exact": cold["bit_exact"] and warm["bit_exact"],
+                    "vectors_s": round(t_vec, 2),
+                    "generate_s": round(t_gen, 2),
+                    "build_s": cold["build"]["seconds"],
+                    "cold_run_s": round(cold_s, 2),
+                    "warm_run_s": round(warm_s, 2),
+                    "sim_s": warm["sim_seconds"],
+                    "tb_s": warm["sim_wall_seconds"],
+                    "cycles": cyc,
+                    "programming_writes": warm["cycles"]["programming_writes"],
+                    "values_compared": warm["values_compared"],
+                    "cycles_per_s_in_sim": round(cyc / warm["sim_wall_seconds"]),
+                    "cycles_per_s_run": round(cyc / warm["sim_seconds"]),
+                }
+            )
             r = rows[-1]
-            print(f"{case.name:10s} {sim:9s} build {r['build_s']:6.1f} s  sim {r['sim_s']:5.2f} s  "
-                  f"{cyc:6d} cycles  {r['cycles_per_s_in_sim']:7d} cyc/s in sim  "
-                  f"{'bit exact' if r['bit_exact'] else 'MISMATCH'}", flush=True)
+            print(
+                f"{case.name:10s} {sim:9s} build {r['build_s']:6.1f} s  sim {r['sim_s']:5.2f} s  "
+                f"{cyc:6d} cycles  {r['cycles_per_s_in_sim']:7d} cyc/s in sim  "
+                f"{'bit exact' if r['bit_exact'] else 'MISMATCH'}",
+                flush=True,
+            )
     return rows
 
 
 def time_pytest(cache: Path) -> tuple[float, int, str]:
     env = dict(os.environ, NVMLSTM_SIM_CACHE=str(cache), NVMLSTM_REQUIRE_SIMS="icarus,verilator")
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_regression.py"],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_regression.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     last = (p.stdout.strip().splitlines() or [""])[-1]
     return time.monotonic() - t0, p.returncode, last
 
@@ -92,8 +109,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nvmlstm-bench-") as tmp:
         work = Path(tmp)
         rows = measure_cases(work, sims)
-        result = {"cases": rows, "simulators": versions, "cpus": os.cpu_count(),
-                  "machine": platform.machine(), "python": platform.python_version()}
+        result = {
+            "cases": rows,
+            "simulators": versions,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        }
         for sim in sims:
             mine = [r for r in rows if r["simulator"] == sim]
             cyc = sum(r["cycles"] for r in mine)
@@ -104,19 +126,28 @@ def main() -> int:
                 "cycles_per_s_in_sim": round(cyc / sum(r["tb_s"] for r in mine)),
                 "cycles_per_s_run": round(cyc / sum(r["sim_s"] for r in mine)),
             }
-        result["generate_s"] = round(sum(r["generate_s"] + r["vectors_s"] for r in rows if r["simulator"] == sims[0]), 1)
+        result["generate_s"] = round(
+            sum(r["generate_s"] + r["vectors_s"] for r in rows if r["simulator"] == sims[0]), 1
+        )
         if not args.no_pytest:
             cold, rc_c, last_c = time_pytest(work / "pytest-cache")
             warm, rc_w, last_w = time_pytest(work / "pytest-cache")
-            result["pytest"] = {"cold_s": round(cold, 1), "warm_s": round(warm, 1), "cold_result": last_c,
-                                "warm_result": last_w, "ok": rc_c == 0 and rc_w == 0}
+            result["pytest"] = {
+                "cold_s": round(cold, 1),
+                "warm_s": round(warm, 1),
+                "cold_result": last_c,
+                "warm_result": last_w,
+                "ok": rc_c == 0 and rc_w == 0,
+            }
             print(f"pytest tests/test_regression.py: cold cache {cold:.0f} s ({last_c}), warm {warm:.0f} s ({last_w})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for sim in sims:
         t = result[f"{sim}_total"]
-        print(f"{sim}: builds {t['build_s']} s, simulations {t['sim_s']} s, {t['cycles']} cycles, "
-              f"{t['cycles_per_s_in_sim']} cycles/s in sim, {t['cycles_per_s_run']} cycles/s per run")
+        print(
+            f"{sim}: builds {t['build_s']} s, simulations {t['sim_s']} s, {t['cycles']} cycles, "
+            f"{t['cycles_per_s_in_sim']} cycles/s in sim, {t['cycles_per_s_run']} cycles/s per run"
+        )
     print(f"wrote {args.out}")
     ok = all(r["bit_exact"] for r in rows) and result.get("pytest", {}).get("ok", True)
     return 0 if ok else 1

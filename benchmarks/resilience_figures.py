@@ -8,8 +8,9 @@ Usage::
 
 Digits (trained here unless the run directories exist; PyTorch needed only for that): per seed a float model
 (``fp``), its post-training quantization (``ptq``), quantization-aware fine-tuning (``qat``) and noise-aware
-QAT (``qat-noise``: the first of `CANDIDATES` that meets the target, see `explore`), all at 4/4/4 bits; plus ``qat`` models trained at every other width of
-the bits sweep (one axis at a time, the others at 4). Two sweeps per task:
+QAT (``qat-noise``: the first of `CANDIDATES` that meets the target, see `explore`), all at 4/4/4 bits;
+plus ``qat`` models trained at every other width of the bits sweep (one axis at a time, the others at 4).
+Two sweeps per task:
 
 (a) bits: ``weight_bits``, ``dac_bits``, ``adc_bits`` from 2 to 8 (one axis at a time, the others at 4):
     ``ptq`` (the float weights re-quantized by golden PTQ at each width) and ``qat`` (trained at each width),
@@ -81,32 +82,46 @@ def explore(runs: Path, seeds: list[int], trials: int, workers: int, client) -> 
     for i, c in enumerate(CANDIDATES):
         for s in seeds:
             fp = _fp_run(runs, s, c.get("hidden", 32))
-            d = _train(runs, f"digits-{_cand_name(c)}-s{s}", task="digits", mode="qat", seed=s, init_from=str(fp),
-                       **c)
+            d = _train(runs, f"digits-{_cand_name(c)}-s{s}", task="digits", mode="qat", seed=s, init_from=str(fp), **c)
             ms.append(f"c{i}-s{s}={d}")
     out = runs / "sweep-digits-candidates"
-    _sweep(out, "digits", ms, [f"weight_noise=0,{TARGET_POINT[0]}", f"adc_noise=0,{TARGET_POINT[1]}"], trials,
-           workers, client, seed=EXPLORE_SEED)
+    _sweep(
+        out,
+        "digits",
+        ms,
+        [f"weight_noise=0,{TARGET_POINT[0]}", f"adc_noise=0,{TARGET_POINT[1]}"],
+        trials,
+        workers,
+        client,
+        seed=EXPLORE_SEED,
+    )
     pooled, _ = _pool([out], _group)
     k0 = (("weight_noise", 0.0), ("adc_noise", 0.0))
     k1 = (("weight_noise", TARGET_POINT[0]), ("adc_noise", TARGET_POINT[1]))
     res = []
-    for i, c in enumerate(CANDIDATES):
+    for i in range(len(CANDIDATES)):
         a, b = float(np.mean(pooled[(f"c{i}", k0)])), float(np.mean(pooled[(f"c{i}", k1)]))
         res.append((a, b, a - b))
     ok = [i for i, r in enumerate(res) if r[2] <= TARGET_LOSS]
     chosen = ok[0] if ok else int(np.argmin([r[2] for r in res]))
-    lines = ["### Finding the noise-aware setting", "",
-             "Noise-aware QAT settings (options of `nvmlstm train`, fine-tuned from a float run of the same hidden "
-             "size and seed), in order of preference; accuracy without noise and at weight noise 0.05 + ADC noise "
-             f"0.5 LSB, mean over {trials} trials x {len(seeds)} seeds, drawn with sweep seed {EXPLORE_SEED} "
-             "(the figures above use seed 0: an independent set of chips). The figures use the first setting that "
-             "loses at most 1 point.", "",
-             "| # | setting | no noise | 0.05 + 0.5 LSB | loss (points) |", "|---|---|---|---|---|"]
+    lines = [
+        "### Finding the noise-aware setting",
+        "",
+        "Noise-aware QAT settings (options of `nvmlstm train`, fine-tuned from a float run of the same hidden "
+        "size and seed), in order of preference; accuracy without noise and at weight noise 0.05 + ADC noise "
+        f"0.5 LSB, mean over {trials} trials x {len(seeds)} seeds, drawn with sweep seed {EXPLORE_SEED} "
+        "(the figures above use seed 0: an independent set of chips). The figures use the first setting that "
+        "loses at most 1 point.",
+        "",
+        "| # | setting | no noise | 0.05 + 0.5 LSB | loss (points) |",
+        "|---|---|---|---|---|",
+    ]
     for i, (c, (a, b, l)) in enumerate(zip(CANDIDATES, res)):
         setting = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in c.items())
-        lines.append(f"| {i} | {setting}{' **(chosen)**' if i == chosen else ''} | {_fmt('accuracy', a)} | "
-                     f"{_fmt('accuracy', b)} | {100 * l:.2f} |")
+        lines.append(
+            f"| {i} | {setting}{' **(chosen)**' if i == chosen else ''} | {_fmt('accuracy', a)} | "
+            f"{_fmt('accuracy', b)} | {100 * l:.2f} |"
+        )
     return lines + [""], CANDIDATES[chosen]
 
 
@@ -120,8 +135,7 @@ def _train(runs: Path, name: str, **kw) -> Path:
         kw["resume"] = (out / "checkpoint.pt").is_file()
     t0 = time.perf_counter()
     m = run_training(TrainArgs(out=str(out), progress=False, **kw), log=lambda s: None)
-    print(f"  trained {name}: {m['metric_name']} {m['test_metric']:.4f} ({time.perf_counter() - t0:.1f} s)",
-          flush=True)
+    print(f"  trained {name}: {m['metric_name']} {m['test_metric']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return out
 
 
@@ -133,23 +147,37 @@ def train_digits(runs: Path, seeds: list[int], noise_aware: dict) -> dict[str, l
         fp_na = _fp_run(runs, s, noise_aware.get("hidden", 32))
         ptq = _train(runs, f"digits-ptq-s{s}", task="digits", mode="ptq", seed=s, init_from=str(fp))
         qat = _train(runs, f"digits-qat-s{s}", task="digits", mode="qat", seed=s, init_from=str(fp), **QAT)
-        na = _train(runs, f"digits-{_cand_name(noise_aware)}-s{s}", task="digits", mode="qat", seed=s,
-                    init_from=str(fp_na), **noise_aware)
+        na = _train(
+            runs,
+            f"digits-{_cand_name(noise_aware)}-s{s}",
+            task="digits",
+            mode="qat",
+            seed=s,
+            init_from=str(fp_na),
+            **noise_aware,
+        )
         models["ptq"].append((s, [f"ptq-s{s}={ptq}"]))
         qat_widths = [f"qat-s{s}={qat}"]
         for axis in BIT_AXES:
             for b in BITS:
                 if b != 4:
-                    d = _train(runs, f"digits-qat-{axis.split('_')[0]}{b}-s{s}", task="digits", mode="qat", seed=s,
-                               init_from=str(fp), **{axis: b}, **QAT)
+                    d = _train(
+                        runs,
+                        f"digits-qat-{axis.split('_')[0]}{b}-s{s}",
+                        task="digits",
+                        mode="qat",
+                        seed=s,
+                        init_from=str(fp),
+                        **{axis: b},
+                        **QAT,
+                    )
                     qat_widths.append(f"qat-s{s}={d}")
         models["qat"].append((s, qat_widths))
         models["qat-noise"].append((s, [f"qat-noise-s{s}={na}"]))
     return models
 
 
-def _sweep(out: Path, task: str, models: list[str], axes: list[str], trials: int, workers: int, client,
-           **kw) -> dict:
+def _sweep(out: Path, task: str, models: list[str], axes: list[str], trials: int, workers: int, client, **kw) -> dict:
     if (out / "summary.json").is_file() and (out / "sweep.json").is_file():
         spec = build_spec(task=task, models=models, axes=axes, trials=trials, **kw)
         if json.loads((out / "sweep.json").read_text()) == json.loads(json.dumps(spec.doc)):
@@ -203,15 +231,28 @@ def _reach_lines(metric: str, bits: dict, base: dict) -> list[str]:
         for g, pts in per_group.items():
             if g not in base:
                 continue
-            ok = [b for b, (m, _) in sorted(pts.items())
-                  if (m >= base[g] - 0.01 if metric == "accuracy" else m <= 1.05 * base[g])]
+            ok = [
+                b
+                for b, (m, _) in sorted(pts.items())
+                if (m >= base[g] - 0.01 if metric == "accuracy" else m <= 1.05 * base[g])
+            ]
             at4 = pts.get(4)
-            gap = "" if at4 is None else (f" (at 4 bits {100 * (base[g] - at4[0]):.2f} points below float)"
-                                          if metric == "accuracy" else f" (at 4 bits {at4[0] / base[g]:.3f} x float)")
+            gap = (
+                ""
+                if at4 is None
+                else (
+                    f" (at 4 bits {100 * (base[g] - at4[0]):.2f} points below float)"
+                    if metric == "accuracy"
+                    else f" (at 4 bits {at4[0] / base[g]:.3f} x float)"
+                )
+            )
             parts.append(f"{g} from {ok[0]} bits{gap}" if ok else f"{g} never{gap}")
         if parts:
-            out.append(f"* {axis}: within {'1 point' if metric == 'accuracy' else '5%'} of the float baseline: "
-                       + "; ".join(parts) + ".")
+            out.append(
+                f"* {axis}: within {'1 point' if metric == 'accuracy' else '5%'} of the float baseline: "
+                + "; ".join(parts)
+                + "."
+            )
     return out + [""] if out else []
 
 
@@ -221,8 +262,9 @@ def _fmt(metric: str, m: float, s: float | None = None) -> str:
     return f"{m:.3f}" + ("" if s is None else f" ± {s:.3f}")
 
 
-def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str, Path], noise_dir: Path,
-                 docs: Path, tag: str) -> tuple[list[str], dict]:
+def task_figures(
+    task: str, metric: str, groups: list[str], bits_dirs: dict[str, Path], noise_dir: Path, docs: Path, tag: str
+) -> tuple[list[str], dict]:
     """The bits and noise figures and tables of one task; returns (markdown lines, numbers)."""
     import matplotlib
 
@@ -236,13 +278,18 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
     lines: list[str] = []
     numbers: dict = {"float_baseline": base, "bits": {}, "noise": {}}
     # (a) bits
-    fig, axs2 = plt.subplots(2, len(bits_dirs), figsize=(4.2 * len(bits_dirs), 6.0), sharey="row",
-                             gridspec_kw={"height_ratios": [3, 2]})
-    lines += [f"### {task}: {metric} against bit width (one axis at a time, the others at 4)", "",
-              f"Mean ± std over seeds (noise-free: each point is deterministic). Float baselines (dashed: the "
-              f"float weights of each group's runs, `float_forward`): "
-              f"{', '.join(f'{g} {_fmt(metric, v)}' for g, v in base.items())}. The lower row zooms in on the "
-              f"baselines.", ""]
+    fig, axs2 = plt.subplots(
+        2, len(bits_dirs), figsize=(4.2 * len(bits_dirs), 6.0), sharey="row", gridspec_kw={"height_ratios": [3, 2]}
+    )
+    lines += [
+        f"### {task}: {metric} against bit width (one axis at a time, the others at 4)",
+        "",
+        f"Mean ± std over seeds (noise-free: each point is deterministic). Float baselines (dashed: the "
+        f"float weights of each group's runs, `float_forward`): "
+        f"{', '.join(f'{g} {_fmt(metric, v)}' for g, v in base.items())}. The lower row zooms in on the "
+        f"baselines.",
+        "",
+    ]
     for col, (axis, d) in enumerate(bits_dirs.items()):
         _, per_seed = _pool([d], _group)
         present = [g for g in groups if any(k[0] == g for k in per_seed)]
@@ -256,11 +303,17 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
             s = [float(np.std(per_seed[(g, ((axis, float(b)),))])) for b in xs]
             numbers["bits"][axis][g] = dict(zip(xs, zip(m, s)))
             for ax in axs2[:, col]:
-                ax.errorbar(xs, [scale * v for v in m], yerr=[scale * v for v in s], marker="o", capsize=3,
-                            color=f"C{i}", label=g)
+                ax.errorbar(
+                    xs,
+                    [scale * v for v in m],
+                    yerr=[scale * v for v in s],
+                    marker="o",
+                    capsize=3,
+                    color=f"C{i}",
+                    label=g,
+                )
                 if g in base:
-                    ax.axhline(scale * base[g], color=f"C{i}", linestyle="--", linewidth=1,
-                               label=f"float ({g} runs)")
+                    ax.axhline(scale * base[g], color=f"C{i}", linestyle="--", linewidth=1, label=f"float ({g} runs)")
         for b in BITS:
             cells = []
             for g in present:
@@ -287,18 +340,30 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
     # (b) noise
     pooled, per_seed = _pool([noise_dir], _group)
     fig, axs = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
-    for ax, (axis, vals, other) in zip(axs, (("weight_noise", WEIGHT_NOISE, "adc_noise"),
-                                             ("adc_noise", ADC_NOISE, "weight_noise"))):
+    for ax, (axis, vals, other) in zip(
+        axs, (("weight_noise", WEIGHT_NOISE, "adc_noise"), ("adc_noise", ADC_NOISE, "weight_noise"))
+    ):
         for i, g in enumerate(groups):
-            keys = [(("weight_noise", v), ("adc_noise", 0.0)) if axis == "weight_noise"
-                    else (("weight_noise", 0.0), ("adc_noise", v)) for v in vals]
+            keys = [
+                (("weight_noise", v), ("adc_noise", 0.0))
+                if axis == "weight_noise"
+                else (("weight_noise", 0.0), ("adc_noise", v))
+                for v in vals
+            ]
             if not all((g, k) in pooled for k in keys):
                 continue
-            ax.errorbar(vals, [scale * np.mean(pooled[(g, k)]) for k in keys],
-                        yerr=[scale * np.std(pooled[(g, k)]) for k in keys], marker="o", capsize=3, color=f"C{i}",
-                        label=g)
-        ax.set_xlabel(axis + (" (fraction of conductance range)" if axis == "weight_noise" else " (LSB)")
-                      + f", {other} = 0")
+            ax.errorbar(
+                vals,
+                [scale * np.mean(pooled[(g, k)]) for k in keys],
+                yerr=[scale * np.std(pooled[(g, k)]) for k in keys],
+                marker="o",
+                capsize=3,
+                color=f"C{i}",
+                label=g,
+            )
+        ax.set_xlabel(
+            axis + (" (fraction of conductance range)" if axis == "weight_noise" else " (LSB)") + f", {other} = 0"
+        )
         ax.grid(alpha=0.3)
     axs[0].set_ylabel(ylab)
     axs[0].legend(fontsize=7)
@@ -306,41 +371,70 @@ def task_figures(task: str, metric: str, groups: list[str], bits_dirs: dict[str,
     fig.tight_layout()
     fn = f"resilience_noise_{tag}.png"
     save_png(fig, docs / fn)
-    lines += [f"### {task}: {metric} under weight (programming) noise and ADC noise", "",
-              "Mean ± std over every trial of every seed (pooled; a noise-free point is one deterministic trial per "
-              "seed, so its ± is over seeds only).", "",
-              "| weight noise | ADC noise (LSB) | " + " | ".join(groups) + " |", "|---|---|" + "---|" * len(groups)]
+    lines += [
+        f"### {task}: {metric} under weight (programming) noise and ADC noise",
+        "",
+        "Mean ± std over every trial of every seed (pooled; a noise-free point is one deterministic trial per "
+        "seed, so its ± is over seeds only).",
+        "",
+        "| weight noise | ADC noise (LSB) | " + " | ".join(groups) + " |",
+        "|---|---|" + "---|" * len(groups),
+    ]
     rows = sorted({k for (_, k) in pooled})
     for k in rows:
         d = dict(k)
         on_axis = d["weight_noise"] == 0 or d["adc_noise"] == 0 or (d["weight_noise"], d["adc_noise"]) == TARGET_POINT
         if not on_axis:
             continue
-        cells = [_fmt(metric, float(np.mean(pooled[(g, k)])), float(np.std(pooled[(g, k)])))
-                 if (g, k) in pooled else "-" for g in groups]
+        cells = [
+            _fmt(metric, float(np.mean(pooled[(g, k)])), float(np.std(pooled[(g, k)]))) if (g, k) in pooled else "-"
+            for g in groups
+        ]
         mark = "**" if (d["weight_noise"], d["adc_noise"]) == TARGET_POINT else ""
         lines.append(f"| {mark}{d['weight_noise']}{mark} | {mark}{d['adc_noise']}{mark} | " + " | ".join(cells) + " |")
         numbers["noise"][f"{d['weight_noise']},{d['adc_noise']}"] = {
             g: [float(np.mean(pooled[(g, k)])), float(np.std(pooled[(g, k)])), len(pooled[(g, k)])]
-            for g in groups if (g, k) in pooled}
+            for g in groups
+            if (g, k) in pooled
+        }
     lines += ["", f"![{fn}]({fn})", ""]
     # heat maps of the full grid (mean over trials and seeds), one panel per group
     fig, axs = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6))
-    grids = {g: np.array([[scale * np.mean(pooled.get((g, (("weight_noise", w), ("adc_noise", a))), [np.nan]))
-                           for a in ADC_NOISE] for w in WEIGHT_NOISE]) for g in groups}
+    grids = {
+        g: np.array(
+            [
+                [scale * np.mean(pooled.get((g, (("weight_noise", w), ("adc_noise", a))), [np.nan])) for a in ADC_NOISE]
+                for w in WEIGHT_NOISE
+            ]
+        )
+        for g in groups
+    }
     vmin = np.nanmin([np.nanmin(v) for v in grids.values()])
     vmax = np.nanmax([np.nanmax(v) for v in grids.values()])
     for ax, g in zip(np.atleast_1d(axs), groups):
         grid = grids[g]
-        ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis" if metric == "accuracy" else "viridis_r",
-                  vmin=vmin, vmax=vmax)
+        ax.imshow(
+            grid,
+            origin="lower",
+            aspect="auto",
+            cmap="viridis" if metric == "accuracy" else "viridis_r",
+            vmin=vmin,
+            vmax=vmax,
+        )
         ax.set_xticks(range(len(ADC_NOISE)), [str(a) for a in ADC_NOISE])
         ax.set_yticks(range(len(WEIGHT_NOISE)), [str(w) for w in WEIGHT_NOISE])
         ax.set_xlabel("adc_noise (LSB)")
         ax.set_ylabel("weight_noise")
         for (r, c), v in np.ndenumerate(grid):
-            ax.text(c, r, f"{v:.0f}" if metric == "accuracy" else f"{v:.2f}", ha="center", va="center", fontsize=6,
-                    color="white")
+            ax.text(
+                c,
+                r,
+                f"{v:.0f}" if metric == "accuracy" else f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white",
+            )
         ax.set_title(g)
     fig.tight_layout()
     fh = f"resilience_grid_{tag}.png"
@@ -364,11 +458,18 @@ def main() -> int:
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     noise_axes = ["weight_noise=" + ",".join(map(str, WEIGHT_NOISE)), "adc_noise=" + ",".join(map(str, ADC_NOISE))]
-    md = ["# Resilience: task metric against bit widths and analog noise", "",
-          "Generated by `benchmarks/resilience_figures.py` with `nvmlstm sweep` (golden integer model, Monte Carlo "
-          "on dask.distributed; docs/sweep.md). Reproduce:", "", "```",
-          f".venv/bin/python benchmarks/resilience_figures.py --seeds {' '.join(map(str, args.seeds))} "
-          f"--trials {args.trials} --workers {args.workers}", "```", ""]
+    md = [
+        "# Resilience: task metric against bit widths and analog noise",
+        "",
+        "Generated by `benchmarks/resilience_figures.py` with `nvmlstm sweep` (golden integer model, Monte Carlo "
+        "on dask.distributed; docs/sweep.md). Reproduce:",
+        "",
+        "```",
+        f".venv/bin/python benchmarks/resilience_figures.py --seeds {' '.join(map(str, args.seeds))} "
+        f"--trials {args.trials} --workers {args.workers}",
+        "```",
+        "",
+    ]
     numbers: dict = {}
     with local_cluster(args.workers) as client:
         if not args.skip_digits:
@@ -385,8 +486,9 @@ def main() -> int:
             ms = [m for g in ("ptq", "qat", "qat-noise") for _, lst in models[g] for m in lst[:1]]
             nd = args.runs / "sweep-digits-noise"
             _sweep(nd, "digits", ms, noise_axes, args.trials, args.workers, client)
-            lines, numbers["digits"] = task_figures("digits", "accuracy", ["ptq", "qat", "qat-noise"], bits_dirs, nd,
-                                                    args.docs, "digits")
+            lines, numbers["digits"] = task_figures(
+                "digits", "accuracy", ["ptq", "qat", "qat-noise"], bits_dirs, nd, args.docs, "digits"
+            )
             md += ["## Digits (sklearn 8x8 digits, 4/4/4 bits, 32 x 64 arrays)", "", *lines]
             md += _target_lines(numbers["digits"], noise_aware)
             md += explore_lines
@@ -397,9 +499,12 @@ def main() -> int:
                 g = meta["mode"] + ("-noise" if meta.get("weight_noise") or meta.get("adc_noise") else "")
                 labels.append(f"{g}-s{meta['seed']}={d}")
             # fp runs have float weights only: their label is golden PTQ of them at every point
-            groups = sorted({_group(l.split('=')[0]) for l in labels}, key=["fp", "ptq", "qat", "qat-noise"].index)
-            kw = {"data": None if args.charlm_data is None else str(args.charlm_data),
-                  "test_sequences": args.charlm_test_sequences, "seq_len": args.charlm_seq_len}
+            groups = sorted({_group(l.split("=")[0]) for l in labels}, key=["fp", "ptq", "qat", "qat-noise"].index)
+            kw = {
+                "data": None if args.charlm_data is None else str(args.charlm_data),
+                "test_sequences": args.charlm_test_sequences,
+                "seq_len": args.charlm_seq_len,
+            }
             bits_dirs = {}
             for axis in BIT_AXES:
                 out = args.runs / f"sweep-charlm-{axis}"
@@ -410,11 +515,18 @@ def main() -> int:
             lines, numbers["charlm"] = task_figures("charlm", "bpc", groups, bits_dirs, nd, args.docs, "charlm")
             md += ["## Character-level language modelling", "", *lines]
     if not args.charlm_models and not args.skip_digits:
-        md += ["## Character-level language modelling", "",
-               "Not measured yet: it needs trained charlm runs (fp, ptq, qat, noise-aware qat; seeds pooled). With "
-               "them, this section is made by", "", "```",
-               ".venv/bin/python benchmarks/resilience_figures.py --skip-digits --charlm-models RUN_DIR ... "
-               "--charlm-data data/tinyshakespeare.txt [--charlm-seq-len N] [--charlm-test-sequences N]", "```", ""]
+        md += [
+            "## Character-level language modelling",
+            "",
+            "Not measured yet: it needs trained charlm runs (fp, ptq, qat, noise-aware qat; seeds pooled). With "
+            "them, this section is made by",
+            "",
+            "```",
+            ".venv/bin/python benchmarks/resilience_figures.py --skip-digits --charlm-models RUN_DIR ... "
+            "--charlm-data data/tinyshakespeare.txt [--charlm-seq-len N] [--charlm-test-sequences N]",
+            "```",
+            "",
+        ]
     write_text_atomic(args.runs / "resilience.json", json.dumps(numbers, indent=2, sort_keys=True, default=str) + "\n")
     out = args.docs / "resilience.md"
     text = "\n".join(md)
@@ -422,8 +534,9 @@ def main() -> int:
         old = out.read_text(encoding="utf-8")
         cut = "## Character-level language modelling" if "## Character-level language modelling" in old else "## Notes"
         new_charlm = text.split("## Character-level language modelling", 1)
-        text = old.split(cut, 1)[0] + ("## Character-level language modelling" + new_charlm[1] if len(new_charlm) > 1
-                                       else "")
+        text = old.split(cut, 1)[0] + (
+            "## Character-level language modelling" + new_charlm[1] if len(new_charlm) > 1 else ""
+        )
     write_text_atomic(out, text.rstrip("\n") + "\n\n" + "\n".join(NOTES) + "\n")
     print(f"wrote {out}")
     return 0
@@ -436,11 +549,15 @@ def _target_lines(n: dict, noise_aware: dict) -> list[str]:
     if not clean or not noisy:
         return []
     loss = 100 * (clean[0] - noisy[0])
-    return ["### Target: noise-aware 4/4/4 model at weight noise 0.05 + ADC noise 0.5 LSB", "",
-            f"Noise-aware QAT ({', '.join(f'--{k.replace(chr(95), chr(45))} {v:g}' for k, v in noise_aware.items())}): "
-            f"{_fmt('accuracy', clean[0])} without noise, {_fmt('accuracy', noisy[0])} at (0.05, 0.5) over "
-            f"{noisy[2]} trials x seeds: **loses {loss:.2f} points** (target: at most 1 point; "
-            f"{'met' if loss <= 1.0 else 'missed'}).", ""]
+    return [
+        "### Target: noise-aware 4/4/4 model at weight noise 0.05 + ADC noise 0.5 LSB",
+        "",
+        f"Noise-aware QAT ({', '.join(f'--{k.replace(chr(95), chr(45))} {v:g}' for k, v in noise_aware.items())}): "
+        f"{_fmt('accuracy', clean[0])} without noise, {_fmt('accuracy', noisy[0])} at (0.05, 0.5) over "
+        f"{noisy[2]} trials x seeds: **loses {loss:.2f} points** (target: at most 1 point; "
+        f"{'met' if loss <= 1.0 else 'missed'}).",
+        "",
+    ]
 
 
 NOTES = [

@@ -54,8 +54,17 @@ def lane_counts(H: int) -> list[int]:
 
 
 def measure(H: int, L: int, lanes: int, macro_latency: int, args) -> dict:
-    cfg = LstmConfig(input_size=args.input_size, hidden_size=H, num_layers=L, output_size=args.output_size,
-                     weight_bits=4, dac_bits=4, adc_bits=4, array_rows=args.array_rows, array_cols=args.array_cols)
+    cfg = LstmConfig(
+        input_size=args.input_size,
+        hidden_size=H,
+        num_layers=L,
+        output_size=args.output_size,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=args.array_rows,
+        array_cols=args.array_cols,
+    )
     seed = args.seed + 10000 * macro_latency + 1000 * H + 100 * L + lanes
     rng = np.random.default_rng(seed)
     x = rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(1, args.steps, cfg.input_size))
@@ -65,19 +74,31 @@ def measure(H: int, L: int, lanes: int, macro_latency: int, args) -> dict:
     run = run_accelerator(top, model, x, seed=seed)
     sim_s = time.perf_counter() - t0
     trace = golden_forward(model, x)
-    bit_exact = bool(np.array_equal(run.outputs, trace["outputs"])
-                     and all(np.array_equal(run.h[:, :, l], trace[f"l{l}_h"]) for l in range(L)))
+    bit_exact = bool(
+        np.array_equal(run.outputs, trace["outputs"])
+        and all(np.array_equal(run.h[:, :, l], trace[f"l{l}_h"]) for l in range(L))
+    )
     cycles = run.cycles[0]
     per_step = cycles / args.steps
     formula = formula_timestep(H, L, lanes, macro_latency)
     return {
-        "hidden_size": H, "num_layers": L, "lanes": lanes, "groups": top.groups,
-        "macro_latency": macro_latency, "macros": len(top.macros), "steps": args.steps, "seed": seed,
-        "cycles": cycles, "cycles_per_timestep": per_step,
-        "formula_timestep_cyc": formula, "property_timestep_cyc": top.timestep_cyc,
-        "layer_step_cyc": top.layer_step_cyc, "head_cyc": top.head_cyc,
+        "hidden_size": H,
+        "num_layers": L,
+        "lanes": lanes,
+        "groups": top.groups,
+        "macro_latency": macro_latency,
+        "macros": len(top.macros),
+        "steps": args.steps,
+        "seed": seed,
+        "cycles": cycles,
+        "cycles_per_timestep": per_step,
+        "formula_timestep_cyc": formula,
+        "property_timestep_cyc": top.timestep_cyc,
+        "layer_step_cyc": top.layer_step_cyc,
+        "head_cyc": top.head_cyc,
         "matches_formula": per_step == formula == top.timestep_cyc and cycles == top.sequence_cyc(args.steps),
-        "bit_exact": bit_exact, "sim_seconds": round(sim_s, 3),
+        "bit_exact": bit_exact,
+        "sim_seconds": round(sim_s, 3),
     }
 
 
@@ -92,21 +113,27 @@ def add_measured_layer_steps(rows: list[dict]) -> None:
             r["measured_layer_step_cyc"] = two["cycles_per_timestep"] - one["cycles_per_timestep"]
         if r["lanes"] == r["hidden_size"]:
             step = r.get("measured_layer_step_cyc", r["layer_step_cyc"])
-            r["target_ok"] = step <= macro_latency + TARGET_SLACK and r["layer_step_cyc"] <= macro_latency + TARGET_SLACK
+            r["target_ok"] = (
+                step <= macro_latency + TARGET_SLACK and r["layer_step_cyc"] <= macro_latency + TARGET_SLACK
+            )
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| macro latency | H | L | lanes | groups | macros | layer_step_cyc | measured layer step | timestep_cyc (formula) "
-            "| measured cycles/timestep | equal | bit-exact | target (lanes = H) |")
+    head = (
+        "| macro latency | H | L | lanes | groups | macros | layer_step_cyc | measured layer step "
+        "| timestep_cyc (formula) | measured cycles/timestep | equal | bit-exact | target (lanes = H) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         mls = r.get("measured_layer_step_cyc")
         lines.append(
-            f"| {r['macro_latency']} | {r['hidden_size']} | {r['num_layers']} | {r['lanes']} | {r['groups']} | {r['macros']} "
+            f"| {r['macro_latency']} | {r['hidden_size']} | {r['num_layers']} | {r['lanes']} | {r['groups']} "
+            f"| {r['macros']} "
             f"| {r['layer_step_cyc']} | {'' if mls is None else f'{mls:g}'} | {r['formula_timestep_cyc']} "
             f"| {r['cycles_per_timestep']:g} | {'yes' if r['matches_formula'] else 'NO'} "
             f"| {'yes' if r['bit_exact'] else 'NO'} "
-            f"| {'' if 'target_ok' not in r else ('met' if r['target_ok'] else 'MISSED')} |")
+            f"| {'' if 'target_ok' not in r else ('met' if r['target_ok'] else 'MISSED')} |"
+        )
     return "\n".join(lines)
 
 
@@ -118,12 +145,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     latencies = sorted({r["macro_latency"] for r in rows})
-    for (lm, H, L) in sorted({(r["macro_latency"], r["hidden_size"], r["num_layers"]) for r in rows}):
-        pts = sorted((r["lanes"], r["cycles_per_timestep"]) for r in rows
-                     if (r["macro_latency"], r["hidden_size"], r["num_layers"]) == (lm, H, L))
+    for lm, H, L in sorted({(r["macro_latency"], r["hidden_size"], r["num_layers"]) for r in rows}):
+        pts = sorted(
+            (r["lanes"], r["cycles_per_timestep"])
+            for r in rows
+            if (r["macro_latency"], r["hidden_size"], r["num_layers"]) == (lm, H, L)
+        )
         label = f"H={H}, L={L}" + (f", Lm={lm}" if len(latencies) > 1 else "")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="-" if L == 1 else "--",
-                label=label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="-" if L == 1 else "--", label=label)
     ax.set_xscale("log", base=2)
     lanes = sorted({r["lanes"] for r in rows})
     ax.set_xticks(lanes, [str(v) for v in lanes])
@@ -154,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", type=Path, default=None, help="plot of cycles/timestep against lanes")
     args = ap.parse_args(argv)
 
-    jobs = [(H, L, lanes, lm) for lm in args.macro_latency for H in args.sizes for L in args.layers
-            for lanes in lane_counts(H)]
+    jobs = [
+        (H, L, lanes, lm)
+        for lm in args.macro_latency
+        for H in args.sizes
+        for L in args.layers
+        for lanes in lane_counts(H)
+    ]
     rows = [measure(*job, args) for job in tqdm(jobs, desc="rtl_cycles", unit="config")]
     add_measured_layer_steps(rows)
     print(table(rows))

@@ -49,10 +49,19 @@ def measure(name: str) -> dict:
         res = generate_rtl(Path(tmp) / "rtl", cfg, lanes=lanes, synth=False, pdk="sky130")
         wall = time.monotonic() - t0
     so = res.manifest["signoff"]
-    return {"point": name, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers, "lanes": lanes,
-            "macros": len(res.manifest["macros"]), "cells": so["cells"], "flip_flops": so["flip_flops"],
-            "area_um2": so["area_um2"], "area_by_block": so["area_by_block"],
-            "mapping_seconds": round(res.seconds["signoff"], 1), "wall_seconds": round(wall, 1)}
+    return {
+        "point": name,
+        "hidden_size": cfg.hidden_size,
+        "num_layers": cfg.num_layers,
+        "lanes": lanes,
+        "macros": len(res.manifest["macros"]),
+        "cells": so["cells"],
+        "flip_flops": so["flip_flops"],
+        "area_um2": so["area_um2"],
+        "area_by_block": so["area_by_block"],
+        "mapping_seconds": round(res.seconds["signoff"], 1),
+        "wall_seconds": round(wall, 1),
+    }
 
 
 def table(rows: list[dict]) -> str:
@@ -60,9 +69,17 @@ def table(rows: list[dict]) -> str:
     head = ["point", "H", "L", "lanes", "cells", "flip-flops", *blocks, "total um^2", "mapping s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["point"], r["hidden_size"], r["num_layers"], r["lanes"], r["cells"], r["flip_flops"],
-                 *[f"{r['area_by_block'].get(b, 0.0):,.0f}" for b in blocks], f"{r['area_um2']:,.0f}",
-                 f"{r['mapping_seconds']:.0f}"]
+        cells = [
+            r["point"],
+            r["hidden_size"],
+            r["num_layers"],
+            r["lanes"],
+            r["cells"],
+            r["flip_flops"],
+            *[f"{r['area_by_block'].get(b, 0.0):,.0f}" for b in blocks],
+            f"{r['area_um2']:,.0f}",
+            f"{r['mapping_seconds']:.0f}",
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -77,8 +94,14 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     lanes = [by[p] for p in ("default-l1", "default-l8", "default-l32") if p in by]
     axes[0].plot([r["lanes"] for r in lanes], [r["area_um2"] / 1e6 for r in lanes], "o-")
-    axes[0].set(xlabel="lanes (H = 32, 1 layer)", ylabel="standard-cell area (mm^2)", xscale="log", xticks=[1, 8, 32],
-                xticklabels=["1", "8", "32"], title="area vs lanes")
+    axes[0].set(
+        xlabel="lanes (H = 32, 1 layer)",
+        ylabel="standard-cell area (mm^2)",
+        xscale="log",
+        xticks=[1, 8, 32],
+        xticklabels=["1", "8", "32"],
+        title="area vs lanes",
+    )
     hid = sorted((r for r in rows if r["lanes"] == 8 and r["num_layers"] == 1), key=lambda r: r["hidden_size"])
     axes[1].plot([r["hidden_size"] for r in hid], [r["area_um2"] / 1e6 for r in hid], "o-", label="1 layer")
     two = [r for r in rows if r["lanes"] == 8 and r["num_layers"] == 2]
@@ -100,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.points:
         print(f"mapping {name} ...", flush=True)
         rows.append(measure(name))
-        print(f"  {rows[-1]['area_um2']:,.0f} um^2, {rows[-1]['flip_flops']} flip-flops, "
-              f"{rows[-1]['mapping_seconds']:.0f} s", flush=True)
+        print(
+            f"  {rows[-1]['area_um2']:,.0f} um^2, {rows[-1]['flip_flops']} flip-flops, "
+            f"{rows[-1]['mapping_seconds']:.0f} s",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
-           "rows": rows}
+    doc = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()}, "rows": rows}
     (args.out / "signoff_area.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     plot(rows, args.out / "signoff_area.png")
     print(table(rows))

@@ -40,8 +40,17 @@ AXES = ["weight_noise=0.05,0.1", "adc_noise=0.25,0.5,0.75,1.0"]
 
 def _model_dir(root: Path, hidden: int) -> Path:
     td = load_task("digits")
-    cfg = LstmConfig(input_size=8, hidden_size=hidden, num_layers=1, output_size=10, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=32, array_cols=64)
+    cfg = LstmConfig(
+        input_size=8,
+        hidden_size=hidden,
+        num_layers=1,
+        output_size=10,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=32,
+        array_cols=64,
+    )
     fm = random_float_model(cfg, np.random.default_rng(0), gain=1.5)
     xtr = td.train[0][:256].astype(np.float64)
     qm = quantize_model(fm, cfg, xtr, input_scale=1 / cfg.dac_max)
@@ -86,8 +95,13 @@ def main() -> int:
             ev.golden_forward = real
             if dt < best_serial:
                 best_serial, best_golden = dt, spent[0]
-        res = {"trials": n_trials, "serial_s": best_serial, "golden_s": best_golden,
-               "golden_share": best_golden / best_serial, "workers": {}}
+        res = {
+            "trials": n_trials,
+            "serial_s": best_serial,
+            "golden_s": best_golden,
+            "golden_share": best_golden / best_serial,
+            "workers": {},
+        }
         # (b) Dask, 1 and 2 workers; the reports (CSV, JSON, plots) are timed apart
         real_reports = sweep_run.write_reports
         report_s = [0.0]
@@ -116,27 +130,39 @@ def main() -> int:
                     csv = text
                     if r > 0:
                         best = min(best, dt)
-            res["workers"][w] = {"startup_s": startup, "sweep_s": best, "trials_per_s": n_trials / best,
-                                 "reports_s": report_s[0]}
-        res["identical_csv_1_vs_2"] = (root / "w1-1" / "sweep.csv").read_bytes() == (root / "w2-1" / "sweep.csv").read_bytes()
+            res["workers"][w] = {
+                "startup_s": startup,
+                "sweep_s": best,
+                "trials_per_s": n_trials / best,
+                "reports_s": report_s[0],
+            }
+        res["identical_csv_1_vs_2"] = (root / "w1-1" / "sweep.csv").read_bytes() == (
+            root / "w2-1" / "sweep.csv"
+        ).read_bytes()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(res, indent=2))
     print()
-    print(f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
-          f"{len(spec.jobs)} points x {args.trials} trials = {n_trials} trials, H = {args.hidden}.")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+        f"{len(spec.jobs)} points x {args.trials} trials = {n_trials} trials, H = {args.hidden}."
+    )
     print()
     print("| run | time (s) | trials / s |")
     print("|---|---|---|")
     print(f"| serial in process (no Dask) | {res['serial_s']:.2f} | {n_trials / res['serial_s']:.1f} |")
     for w, r in res["workers"].items():
-        print(f"| Dask, {w} worker{'s' if w > 1 else ''} (start-up {r['startup_s']:.1f} s, reports "
-              f"{r['reports_s']:.1f} s excluded) | "
-              f"{r['sweep_s']:.2f} | {r['trials_per_s']:.1f} |")
+        print(
+            f"| Dask, {w} worker{'s' if w > 1 else ''} (start-up {r['startup_s']:.1f} s, reports "
+            f"{r['reports_s']:.1f} s excluded) | "
+            f"{r['sweep_s']:.2f} | {r['trials_per_s']:.1f} |"
+        )
     print()
-    print(f"golden_forward: {res['golden_s']:.2f} s of {res['serial_s']:.2f} s serial = "
-          f"{100 * res['golden_share']:.0f}% of the time; 1 vs 2 workers byte-identical sweep.csv: "
-          f"{res['identical_csv_1_vs_2']}")
+    print(
+        f"golden_forward: {res['golden_s']:.2f} s of {res['serial_s']:.2f} s serial = "
+        f"{100 * res['golden_share']:.0f}% of the time; 1 vs 2 workers byte-identical sweep.csv: "
+        f"{res['identical_csv_1_vs_2']}"
+    )
     return 0
 
 

@@ -36,8 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TASKS = ("digits", "charlm", "timeseries")
 #: Targets (docs/results.md): qat vs fp.
-TARGETS = {"digits": "qat accuracy >= fp - 0.01", "charlm": "qat bpc <= 1.05 x fp",
-           "timeseries": "qat rmse <= 1.10 x fp"}
+TARGETS = {
+    "digits": "qat accuracy >= fp - 0.01",
+    "charlm": "qat bpc <= 1.05 x fp",
+    "timeseries": "qat rmse <= 1.10 x fp",
+}
 TABLE_HIDDEN = (64, 128, 256)
 TABLE_BITS = (3, 4, 5)
 
@@ -73,9 +76,16 @@ def _recipe_and_ptq(runs: Path, task: str, seed: int, tag: str = "", **kw) -> di
     qat = _run(runs, f"{task}-qat{tag}-s{seed}", task=task, mode="qat", seed=seed, **kw)
     fdir = runs / f"{task}-qat{tag}-s{seed}" / "float"
     ptq = _run(runs, f"{task}-ptq{tag}-s{seed}", task=task, mode="ptq", seed=seed, init_from=str(fdir), **kw)
-    return {"fp": float(qat["float_run"]["test_metric"]), "ptq": _check(ptq), "qat": _check(qat),
-            "fp_seconds": qat["float_run"]["train_seconds"], "qat_seconds": qat["train_seconds"],
-            "qat_best_epoch": qat["best_epoch"], "adc_steps": qat["adc_steps"], "metric": qat["metric_name"]}
+    return {
+        "fp": float(qat["float_run"]["test_metric"]),
+        "ptq": _check(ptq),
+        "qat": _check(qat),
+        "fp_seconds": qat["float_run"]["train_seconds"],
+        "qat_seconds": qat["train_seconds"],
+        "qat_best_epoch": qat["best_epoch"],
+        "adc_steps": qat["adc_steps"],
+        "metric": qat["metric_name"],
+    }
 
 
 def _bits_run(runs: Path, seed: int, bits: int) -> dict:
@@ -104,15 +114,41 @@ def main() -> int:
     ap.add_argument("--table-bits", type=int, nargs="*", default=list(TABLE_BITS), choices=TABLE_BITS)
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
-    recipe = {t: {k: TASK_DEFAULTS[t][k] for k in ("hidden", "fp_epochs", "lr", "qat_epochs", "qat_lr", "batch_size",
-                                                   "seq_len", "learn_weight_scales")} for t in TASKS}
-    results: dict = {"bits": "4/4/4 (weight/DAC/ADC; head ADC 4)", "array": [32, 64], "recipe": recipe,
-                     "tasks": {}, "python": platform.python_version()}
+    recipe = {
+        t: {
+            k: TASK_DEFAULTS[t][k]
+            for k in (
+                "hidden",
+                "fp_epochs",
+                "lr",
+                "qat_epochs",
+                "qat_lr",
+                "batch_size",
+                "seq_len",
+                "learn_weight_scales",
+            )
+        }
+        for t in TASKS
+    }
+    results: dict = {
+        "bits": "4/4/4 (weight/DAC/ADC; head ADC 4)",
+        "array": [32, 64],
+        "recipe": recipe,
+        "tasks": {},
+        "python": platform.python_version(),
+    }
     for task in args.tasks:
         print(f"{task}:", flush=True)
         seeds = args.charlm_seeds if task == "charlm" else args.seeds
-        rows: dict = {"seeds": seeds, "fp": [], "ptq": [], "qat": [], "fp_seconds": [], "qat_seconds": [],
-                      "qat_best_epoch": []}
+        rows: dict = {
+            "seeds": seeds,
+            "fp": [],
+            "ptq": [],
+            "qat": [],
+            "fp_seconds": [],
+            "qat_seconds": [],
+            "qat_best_epoch": [],
+        }
         for seed in seeds:
             r = _recipe_and_ptq(args.runs, task, seed)
             for k in ("fp", "ptq", "qat", "fp_seconds", "qat_seconds", "qat_best_epoch"):
@@ -129,16 +165,24 @@ def main() -> int:
         print(f"charlm table (seed {seed}):", flush=True)
         hidden = {}
         for H in args.table_hidden:
-            hidden[H] = (_recipe_and_ptq(args.runs, "charlm", seed) if H == TASK_DEFAULTS["charlm"]["hidden"]
-                         else _recipe_and_ptq(args.runs, "charlm", seed, tag=f"-h{H}", hidden=H))
+            hidden[H] = (
+                _recipe_and_ptq(args.runs, "charlm", seed)
+                if H == TASK_DEFAULTS["charlm"]["hidden"]
+                else _recipe_and_ptq(args.runs, "charlm", seed, tag=f"-h{H}", hidden=H)
+            )
         bits = {b: _bits_run(args.runs, seed, b) for b in args.table_bits}
-        results["charlm_table"] = {"seed": seed,
-                                   "hidden": {str(k): _table_row(v) for k, v in hidden.items()},
-                                   "bits": {str(k): _table_row(v) for k, v in bits.items()}}
+        results["charlm_table"] = {
+            "seed": seed,
+            "hidden": {str(k): _table_row(v) for k, v in hidden.items()},
+            "bits": {str(k): _table_row(v) for k, v in bits.items()},
+        }
 
     # What the full plan (3 seeds per task, every table cell) has and this invocation did not run.
-    missing = [f"{t}: {len(results['tasks'][t]['seeds'])} seed(s) of 3" for t in results["tasks"]
-               if len(results["tasks"][t]["seeds"]) < 3]
+    missing = [
+        f"{t}: {len(results['tasks'][t]['seeds'])} seed(s) of 3"
+        for t in results["tasks"]
+        if len(results["tasks"][t]["seeds"]) < 3
+    ]
     missing += [f"{t}: not run" for t in TASKS if t not in results["tasks"]]
     if "charlm" in args.tasks:
         ct = results.get("charlm_table", {"hidden": {}, "bits": {}})
@@ -154,8 +198,13 @@ def main() -> int:
 
 
 def _table_row(r: dict) -> dict:
-    return {"fp": r["fp"], "ptq": r["ptq"], "qat": r["qat"], "qat_over_fp": r["qat"] / r["fp"],
-            "ptq_over_fp": r["ptq"] / r["fp"]}
+    return {
+        "fp": r["fp"],
+        "ptq": r["ptq"],
+        "qat": r["qat"],
+        "qat_over_fp": r["qat"] / r["fp"],
+        "ptq_over_fp": r["ptq"] / r["fp"],
+    }
 
 
 def _fmt(metric: str, v: float) -> str:
@@ -191,26 +240,46 @@ def render_markdown(r: dict) -> str:
     ]
     for task, t in r["tasks"].items():
         m = t["metric"]
-        cell = lambda k: f"{_fmt(m, t['mean'][k])} ± {_fmt(m, t['std'][k])}"  # noqa: E731
-        lines.append(f"| {task} | {m} | {rc[task]['hidden']} | {len(t['seeds'])} | {cell('fp')} | {cell('ptq')} | "
-                     f"{cell('qat')} | {_ratio(task, t, 'ptq')} | {_ratio(task, t, 'qat')} | {t['target']} | "
-                     f"{'yes' if t['target_met'] else '**no**'} |")
+        cell = lambda k, m=m, t=t: f"{_fmt(m, t['mean'][k])} ± {_fmt(m, t['std'][k])}"  # noqa: E731
+        lines.append(
+            f"| {task} | {m} | {rc[task]['hidden']} | {len(t['seeds'])} | {cell('fp')} | {cell('ptq')} | "
+            f"{cell('qat')} | {_ratio(task, t, 'ptq')} | {_ratio(task, t, 'qat')} | {t['target']} | "
+            f"{'yes' if t['target_met'] else '**no**'} |"
+        )
     if r.get("not_run"):
-        lines += ["", "**Not run** (compute: one shared CPU core within the time available; the script runs them "
-                  "when invoked with the defaults): " + "; ".join(r["not_run"]) + "."]
+        lines += [
+            "",
+            "**Not run** (compute: one shared CPU core within the time available; the script runs them "
+            "when invoked with the defaults): " + "; ".join(r["not_run"]) + ".",
+        ]
     lines += ["", "Per seed (fp / ptq / qat):", ""]
     for task, t in r["tasks"].items():
         m = t["metric"]
-        per = "; ".join(f"seed {s}: {_fmt(m, a)} / {_fmt(m, b)} / {_fmt(m, c)}"
-                        for s, a, b, c in zip(t["seeds"], t["fp"], t["ptq"], t["qat"]))
+        per = "; ".join(
+            f"seed {s}: {_fmt(m, a)} / {_fmt(m, b)} / {_fmt(m, c)}"
+            for s, a, b, c in zip(t["seeds"], t["fp"], t["ptq"], t["qat"])
+        )
         lines.append(f"* {task}: {per}")
-    lines += ["", "Recipe per task (`TASK_DEFAULTS`): " + "; ".join(
-        f"{task} hidden {c['hidden']}, float {c['fp_epochs']} epochs at lr {c['lr']:g}, qat {c['qat_epochs']} "
-        f"epochs at lr {c['qat_lr']:g}, batch {c['batch_size']}"
-        + (", learned weight scales" if c["learn_weight_scales"] else "") for task, c in rc.items()) + "."]
-    lines += ["", "Training time per run (s, mean; 1 CPU thread, shared machine): " + ", ".join(
-        f"{task} fp {np.mean(t['fp_seconds']):.0f} / qat {np.mean(t['qat_seconds']):.0f}"
-        for task, t in r["tasks"].items()) + "."]
+    lines += [
+        "",
+        "Recipe per task (`TASK_DEFAULTS`): "
+        + "; ".join(
+            f"{task} hidden {c['hidden']}, float {c['fp_epochs']} epochs at lr {c['lr']:g}, qat {c['qat_epochs']} "
+            f"epochs at lr {c['qat_lr']:g}, batch {c['batch_size']}"
+            + (", learned weight scales" if c["learn_weight_scales"] else "")
+            for task, c in rc.items()
+        )
+        + ".",
+    ]
+    lines += [
+        "",
+        "Training time per run (s, mean; 1 CPU thread, shared machine): "
+        + ", ".join(
+            f"{task} fp {np.mean(t['fp_seconds']):.0f} / qat {np.mean(t['qat_seconds']):.0f}"
+            for task, t in r["tasks"].items()
+        )
+        + ".",
+    ]
     if "charlm_table" in r:
         ct = r["charlm_table"]
         lines += [
@@ -223,8 +292,10 @@ def render_markdown(r: dict) -> str:
             "|---|---|---|---|---|---|",
         ]
         for k, v in ct["hidden"].items():
-            lines.append(f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
-                         f"{v['qat_over_fp']:.3f} |")
+            lines.append(
+                f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
+                f"{v['qat_over_fp']:.3f} |"
+            )
         lines += [
             "",
             "Weight and ADC bits (DAC 4 bits, head ADC = ADC bits), hidden 128, all from the same float model:",
@@ -233,8 +304,10 @@ def render_markdown(r: dict) -> str:
             "|---|---|---|---|---|---|",
         ]
         for k, v in ct["bits"].items():
-            lines.append(f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
-                         f"{v['qat_over_fp']:.3f} |")
+            lines.append(
+                f"| {k} | {v['fp']:.3f} | {v['ptq']:.3f} | {v['qat']:.3f} | {v['ptq_over_fp']:.3f} | "
+                f"{v['qat_over_fp']:.3f} |"
+            )
     lines += ["", NOTES, ""]
     return "\n".join(lines)
 
@@ -271,8 +344,12 @@ def _plot(r: dict, path: Path) -> None:
         t = r["tasks"][task]
         k = ["fp", "ptq", "qat"]
         scale = 100 if t["metric"] == "accuracy" else 1
-        ax.bar(k, [scale * t["mean"][x] for x in k], yerr=[scale * t["std"][x] for x in k],
-               color=["#777", "#d62728", "#1f77b4"])
+        ax.bar(
+            k,
+            [scale * t["mean"][x] for x in k],
+            yerr=[scale * t["std"][x] for x in k],
+            color=["#777", "#d62728", "#1f77b4"],
+        )
         ax.set_title(f"{task} ({'accuracy %' if scale == 100 else t['metric']})")
         lo = min(scale * t["mean"][x] for x in k)
         hi = max(scale * t["mean"][x] for x in k)
@@ -283,8 +360,9 @@ def _plot(r: dict, path: Path) -> None:
         for key, label, marker in (("hidden", "hidden (4/4/4)", "o"), ("bits", "weight/ADC bits (H=128)", "s")):
             xs = list(ct[key])
             ax.plot(range(len(xs)), [ct[key][x]["qat_over_fp"] for x in xs], marker=marker, label=f"qat, {label}")
-            ax.plot(range(len(xs)), [ct[key][x]["ptq_over_fp"] for x in xs], marker=marker, ls=":",
-                    label=f"ptq, {label}")
+            ax.plot(
+                range(len(xs)), [ct[key][x]["ptq_over_fp"] for x in xs], marker=marker, ls=":", label=f"ptq, {label}"
+            )
         ax.axhline(1.05, color="k", lw=0.7, ls="--")
         ax.set_xticks(range(3), ["64 / 3", "128 / 4", "256 / 5"])
         ax.set_xlabel("hidden / bits")

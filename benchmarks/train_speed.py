@@ -76,8 +76,17 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
     H, batch, n = SETUP[task_name]
     H = hidden or H
     x, y = (torch.from_numpy(a[:n]) for a in task.train)
-    cfg = LstmConfig(input_size=task.input_size, hidden_size=H, num_layers=1, output_size=task.output_size,
-                     weight_bits=4, dac_bits=4, adc_bits=4, array_rows=32, array_cols=64)
+    cfg = LstmConfig(
+        input_size=task.input_size,
+        hidden_size=H,
+        num_layers=1,
+        output_size=task.output_size,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=32,
+        array_cols=64,
+    )
     torch.manual_seed(0)
 
     def qat_model(**attrs) -> QuantLSTM:
@@ -96,9 +105,15 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
     qat_loop = qat_model(split_input_tiles=False)  # every row tile converted inside the recurrence
     fp = QuantLSTM(cfg, 1.0 / cfg.dac_max)
     plain = PlainLSTM(task.input_size, H, task.output_size)
-    variants = {"plain nn.LSTM": plain, "fp mode": fp, "qat": qat, "qat, every input row": qat_rows,
-                "qat, all tiles in the loop": qat_loop,
-                "qat, tiled GEMM": qat_tiled, "qat + noise": qat_noise}
+    variants = {
+        "plain nn.LSTM": plain,
+        "fp mode": fp,
+        "qat": qat,
+        "qat, every input row": qat_rows,
+        "qat, all tiles in the loop": qat_loop,
+        "qat, tiled GEMM": qat_tiled,
+        "qat + noise": qat_noise,
+    }
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in variants.items()}
     gen = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -110,9 +125,17 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
             epoch(m, opts[k], task, x, y, batch, gen)
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"threads": threads, "task": task_name, "hidden": H, "batch": batch, "sequences": len(x),
-            "steps": x.shape[1], "median_s": med, "all_s": times,
-            "ratio_to_plain": {k: med[k] / med["plain nn.LSTM"] for k in med}}
+    return {
+        "threads": threads,
+        "task": task_name,
+        "hidden": H,
+        "batch": batch,
+        "sequences": len(x),
+        "steps": x.shape[1],
+        "median_s": med,
+        "all_s": times,
+        "ratio_to_plain": {k: med[k] / med["plain nn.LSTM"] for k in med},
+    }
 
 
 def main() -> int:
@@ -122,24 +145,37 @@ def main() -> int:
     ap.add_argument("--char-repeat", type=int, help="charlm: input rows per character (default: the loader's, 4)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="leave the C library's allocator settings alone (nvmlstm train changes them)")
+    ap.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave the C library's allocator settings alone (nvmlstm train changes them)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     malloc = "default (--default-malloc)" if args.default_malloc else keep_freed_memory()
     # QAT uses the native kernel when it loads (else one stderr line says why): recorded with the results.
     native = ckernel.load() is not None
-    res = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "native_kernel": native, "freed_memory_kept": malloc, "runs": []}
+    res = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "native_kernel": native,
+        "freed_memory_kept": malloc,
+        "runs": [],
+    }
     print(f"native kernel: {'yes' if native else 'no (torch loop)'}; freed memory kept for reuse: {malloc}")
     for th in args.threads:
         r = measure(args.task, args.hidden, th, args.repeats, args.char_repeat)
         res["runs"].append(r)
-        print(f"{args.task}, hidden {r['hidden']}, {r['sequences']} sequences x {r['steps']} steps, batch "
-              f"{r['batch']}, threads {th}:")
+        print(
+            f"{args.task}, hidden {r['hidden']}, {r['sequences']} sequences x {r['steps']} steps, batch "
+            f"{r['batch']}, threads {th}:"
+        )
         for k, v in r["median_s"].items():
-            print(f"  {k:27s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
-                  f"{v / r['median_s']['fp mode']:5.2f}x fp mode")
+            print(
+                f"  {k:27s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
+                f"{v / r['median_s']['fp mode']:5.2f}x fp mode"
+            )
     if args.json:
         write_text_atomic(args.json, json.dumps(res, indent=2) + "\n")
     return 0

@@ -26,20 +26,28 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="config JSON")
     src.add_argument("--model", type=Path, help="quantized model MODEL.npz (its config)")
-    src.add_argument("--rtl", type=Path, help="RTL directory (`nvmlstm generate` output): its manifest's "
-                                              "config, lanes, latencies and synthesis cell counts")
+    src.add_argument(
+        "--rtl",
+        type=Path,
+        help="RTL directory (`nvmlstm generate` output): its manifest's "
+        "config, lanes, latencies and synthesis cell counts",
+    )
     b.add_argument("--tech", type=Path, help="technology TOML (default: the packaged one, docs/efficiency.md)")
     b.add_argument("--clock-mhz", type=_pos_float, default=200.0, help="clock frequency in MHz (default 200)")
-    b.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size; "
-                                              "not with --rtl, whose manifest has them)")
-    b.add_argument("--macro-latency", type=_int,
-                   help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC}; not with --rtl)")
+    b.add_argument(
+        "--lanes",
+        type=_int,
+        help="hidden-unit lanes, 1 to hidden_size (default hidden_size; not with --rtl, whose manifest has them)",
+    )
+    b.add_argument(
+        "--macro-latency",
+        type=_int,
+        help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC}; not with --rtl)",
+    )
     b.add_argument("--no-charts", action="store_true", help="write bench.json and bench.md only")
     b.add_argument("--out", type=Path, required=True, help="output directory")
     b.set_defaults(func=cmd_bench)
     return b
-
-
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -57,16 +65,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     synthesis = signoff = None
     if args.rtl is not None:
         if args.lanes is not None or args.macro_latency is not None:
-            raise CliError("--lanes and --macro-latency come from the RTL directory's manifest; "
-                           "do not combine them with --rtl")
+            raise CliError(
+                "--lanes and --macro-latency come from the RTL directory's manifest; do not combine them with --rtl"
+            )
         man = read_rtl_manifest(args.rtl)
         cfg = LstmConfig.from_dict(man["config"], where=f"{args.rtl}/manifest.json config")
         built = timing_from_manifest(man)
         # The manifest's cycles are the build's; the sweeps rebuild the formula with its macro latency.
         formula = accelerator_timing(built.macro_latency)
         if formula(cfg, built.lanes) != built:
-            raise CliError(f"{args.rtl}/manifest.json: latencies {built} differ from the cycle formula of this "
-                           f"version; regenerate the RTL directory")
+            raise CliError(
+                f"{args.rtl}/manifest.json: latencies {built} differ from the cycle formula of this "
+                f"version; regenerate the RTL directory"
+            )
         lanes, synthesis, signoff = built.lanes, man.get("synthesis"), man.get("signoff")
         source = {"kind": "rtl", "dir": args.rtl.name}
     else:
@@ -78,14 +89,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lanes = NvmLstmAccelerator.check_parameters(cfg, lanes=args.lanes, macro_latency=macro_latency)
         lanes = None if args.lanes is None else lanes
         formula = accelerator_timing(macro_latency)
-    doc = bench_report(cfg, tech, formula, lanes=lanes, clock_mhz=args.clock_mhz, synthesis=synthesis,
-                       signoff=signoff, source=source)
+    doc = bench_report(
+        cfg, tech, formula, lanes=lanes, clock_mhz=args.clock_mhz, synthesis=synthesis, signoff=signoff, source=source
+    )
     names = write_bench_dir(args.out, doc, charts=not args.no_charts)
     best = doc["ratios"]
     rw, ra = best["tops_per_w"].get("digital"), best["tops_per_mm2"].get("digital")
     print(f"wrote {args.out}: {', '.join(names)}")
-    print(f"[bench] {doc['gops']:.4g} GOPS, {doc['tops_per_w']:.4g} TOPS/W, {doc['tops_per_mm2']:.4g} TOPS/mm^2, "
-          f"{doc['latency_ns_per_step']:.4g} ns per step, arrays occupied {100 * doc['array_utilization']:.1f}% "
-          f"of cycles" + (f"; vs best digital: {rw['ratio']:.3g}x TOPS/W" if rw else "")
-          + (f", {ra['ratio']:.3g}x TOPS/mm^2" if ra else ""))
+    print(
+        f"[bench] {doc['gops']:.4g} GOPS, {doc['tops_per_w']:.4g} TOPS/W, {doc['tops_per_mm2']:.4g} TOPS/mm^2, "
+        f"{doc['latency_ns_per_step']:.4g} ns per step, arrays occupied {100 * doc['array_utilization']:.1f}% "
+        f"of cycles"
+        + (f"; vs best digital: {rw['ratio']:.3g}x TOPS/W" if rw else "")
+        + (f", {ra['ratio']:.3g}x TOPS/mm^2" if ra else "")
+    )
     return 0

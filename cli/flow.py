@@ -35,9 +35,25 @@ from .train_cmd import TORCH_INSTALL_HINT  # the one install hint (the Makefile'
 __all__ = ["FlowArgs", "FlowError", "run_flow", "REPORT_KEYS"]
 
 #: Keys every report.json has (tests/test_flow.py checks them).
-REPORT_KEYS = ("task", "metric_name", "fp_metric", "qat_metric", "golden_metric", "rtl_bit_exact",
-               "values_compared", "simulators", "gate_level_bit_exact", "cycles_per_timestep", "tops_per_w",
-               "tops_per_mm2", "verilog_files", "skipped", "seconds", "reused", "stages")
+REPORT_KEYS = (
+    "task",
+    "metric_name",
+    "fp_metric",
+    "qat_metric",
+    "golden_metric",
+    "rtl_bit_exact",
+    "values_compared",
+    "simulators",
+    "gate_level_bit_exact",
+    "cycles_per_timestep",
+    "tops_per_w",
+    "tops_per_mm2",
+    "verilog_files",
+    "skipped",
+    "seconds",
+    "reused",
+    "stages",
+)
 STATE_FILE = "flow_state.json"
 FORMAT = "nvmlstm-flow-1"
 
@@ -180,12 +196,16 @@ class _Flow:
             raise FlowError(f"{out}: exists and is not a directory")
         if out.is_dir() and any(out.iterdir()):
             if not self.state_path.is_file():
-                raise FlowError(f"{out}: directory is not empty and not an earlier `nvmlstm flow` output (no "
-                                f"{STATE_FILE}); give a new or empty directory")
+                raise FlowError(
+                    f"{out}: directory is not empty and not an earlier `nvmlstm flow` output (no "
+                    f"{STATE_FILE}); give a new or empty directory"
+                )
             doc = read_json_file(self.state_path, FlowError, "flow state file")
             if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("stages"), dict):
-                raise FlowError(f"{self.state_path}: not a flow state file of this version (format {FORMAT}); "
-                                f"give a new or empty directory")
+                raise FlowError(
+                    f"{self.state_path}: not a flow state file of this version (format {FORMAT}); "
+                    f"give a new or empty directory"
+                )
             self.state = doc
         out.mkdir(parents=True, exist_ok=True)
 
@@ -291,8 +311,12 @@ class _Flow:
             return None
         with self._lock:
             self.seconds[name] = round(time.perf_counter() - t0, 3)
-            self.state["stages"][name] = {"key": self._stage_key(name, job.inputs), "status": "done",
-                                          "result": result, "outputs": _tree_hash(paths, self.out)}
+            self.state["stages"][name] = {
+                "key": self._stage_key(name, job.inputs),
+                "status": "done",
+                "result": result,
+                "outputs": _tree_hash(paths, self.out),
+            }
             self.save_state()
             self.results[name] = result
             self.log(f"{name}: done in {self.seconds[name]:.1f} s")
@@ -308,8 +332,13 @@ class _Flow:
         key = self._stage_key(name, inputs)
         rec = self.state["stages"].get(name)
         t0 = time.perf_counter()
-        if (rec is not None and rec.get("key") == key and rec.get("status") == "done"
-                and all(p.exists() for p in paths) and rec.get("outputs") == _tree_hash(paths, self.out)):
+        if (
+            rec is not None
+            and rec.get("key") == key
+            and rec.get("status") == "done"
+            and all(p.exists() for p in paths)
+            and rec.get("outputs") == _tree_hash(paths, self.out)
+        ):
             self.log(f"{name}: reused (inputs and outputs unchanged since the earlier run)")
             self.reused.append(name)
             self.results[name] = rec["result"]
@@ -335,8 +364,11 @@ def _check_args(a: FlowArgs) -> None:
         raise FlowError(f"unknown task {a.task!r}; choose from {', '.join(TASKS)}")
     bad = [s for s in a.simulators if s not in SIMULATORS]
     if bad or not a.simulators:
-        raise FlowError(f"--simulators: unknown simulator {bad[0]!r}; choose from {', '.join(SIMULATORS)}"
-                        if bad else f"--simulators: name at least one of {', '.join(SIMULATORS)}")
+        raise FlowError(
+            f"--simulators: unknown simulator {bad[0]!r}; choose from {', '.join(SIMULATORS)}"
+            if bad
+            else f"--simulators: name at least one of {', '.join(SIMULATORS)}"
+        )
     if a.pdk not in ("auto", "sky130", "none"):
         raise FlowError(f"--pdk must be auto, sky130 or none, not {a.pdk!r}")
 
@@ -355,8 +387,10 @@ def _train_config(a: FlowArgs, task) -> tuple[dict, Any]:
     if cfg.num_layers != 1:
         raise FlowError(f"{a.config}: num_layers is {cfg.num_layers}; the flow trains one LSTM layer")
     if (cfg.input_size, cfg.output_size) != (task.input_size, task.output_size):
-        raise FlowError(f"{a.config}: input_size/output_size are {cfg.input_size}/{cfg.output_size}, but task "
-                        f"{task.name} has {task.input_size}/{task.output_size}")
+        raise FlowError(
+            f"{a.config}: input_size/output_size are {cfg.input_size}/{cfg.output_size}, but task "
+            f"{task.name} has {task.input_size}/{task.output_size}"
+        )
     fields = {k: getattr(cfg, k) for k in TRAINED_FIELDS}
     opts.update({"hidden" if k == "hidden_size" else k: v for k, v in fields.items()})  # TrainArgs' names
     # Training sets these fields and leaves the rest at their defaults: a config that changes the rest (table
@@ -364,9 +398,11 @@ def _train_config(a: FlowArgs, task) -> tuple[dict, Any]:
     trained = task_config(task, **fields)
     diff = [k for k, v in cfg.to_dict().items() if trained.to_dict().get(k) != v]
     if diff:
-        raise FlowError(f"{a.config}: {diff[0]} is {cfg.to_dict()[diff[0]]!r}; training builds it as "
-                        f"{trained.to_dict()[diff[0]]!r} (the flow can train only for the fields "
-                        f"{', '.join(TRAINED_FIELDS)})")
+        raise FlowError(
+            f"{a.config}: {diff[0]} is {cfg.to_dict()[diff[0]]!r}; training builds it as "
+            f"{trained.to_dict()[diff[0]]!r} (the flow can train only for the fields "
+            f"{', '.join(TRAINED_FIELDS)})"
+        )
     return opts, cfg
 
 
@@ -442,8 +478,11 @@ def _probe_tools(a: FlowArgs) -> _Tools:
     use_pdk = a.pdk != "none" and not isinstance(pdk_found, Exception) and not isinstance(yosys, Exception)
     if a.pdk == "sky130" and not use_pdk:
         raise FlowError(f"--pdk sky130: {yosys if isinstance(yosys, Exception) else pdk_found}")
-    why = None if use_pdk else ("--pdk none" if a.pdk == "none" else str(yosys) if isinstance(yosys, Exception)
-                                else str(pdk_found))
+    why = (
+        None
+        if use_pdk
+        else ("--pdk none" if a.pdk == "none" else str(yosys) if isinstance(yosys, Exception) else str(pdk_found))
+    )
     return _Tools(yosys=yosys, use_pdk=use_pdk, mapping_missing=why)
 
 
@@ -461,8 +500,9 @@ def _gate_simulator(requested: tuple[str, ...]) -> str:
 
 
 # ---- the stages ---------------------------------------------------------------------------------------------
-def stage_train(paths: list[Path], *, a: FlowArgs, opts: dict, mode: str, init: Path | None,
-                log: Callable[[str], None]) -> dict:
+def stage_train(
+    paths: list[Path], *, a: FlowArgs, opts: dict, mode: str, init: Path | None, log: Callable[[str], None]
+) -> dict:
     """Train the task's model (``train_fp`` / ``train_qat``) into ``paths[0]``.
 
     Parameters
@@ -496,11 +536,30 @@ def stage_train(paths: list[Path], *, a: FlowArgs, opts: dict, mode: str, init: 
         raise _Skip(f"PyTorch is not installed: {TORCH_INSTALL_HINT}")
     from nvmlstm.train.runner import TrainArgs, run_training
 
-    m = run_training(TrainArgs(task=a.task, mode=mode, out=str(paths[0]), data=a.data, seed=a.seed,
-                               epochs=a.epochs, init_from=None if init is None else str(init),
-                               progress=a.progress, **opts), log=log)
-    keep = ("test_metric", "golden_test_metric", "float_test_metric", "metric_name", "train_seconds",
-            "golden_matches_torch_eval", "model_sha256", "best_epoch")
+    m = run_training(
+        TrainArgs(
+            task=a.task,
+            mode=mode,
+            out=str(paths[0]),
+            data=a.data,
+            seed=a.seed,
+            epochs=a.epochs,
+            init_from=None if init is None else str(init),
+            progress=a.progress,
+            **opts,
+        ),
+        log=log,
+    )
+    keep = (
+        "test_metric",
+        "golden_test_metric",
+        "float_test_metric",
+        "metric_name",
+        "train_seconds",
+        "golden_matches_torch_eval",
+        "model_sha256",
+        "best_epoch",
+    )
     return {k: m[k] for k in keep if k in m}
 
 
@@ -536,15 +595,22 @@ def stage_golden(paths: list[Path], *, model_path: Path, task, task_name: str, v
     codes = input_codes(qm, xte)
     golden_metric = metric_from_outputs(task, golden_outputs(qm, xte), yte)
     n = min(vectors, len(codes))
-    write_golden_dir(paths[0], qm, codes[:n], metadata={
-        "generator": "nvmlstm flow", "model": {"kind": "file", "file": "train/qat/model.npz"},
-        "inputs": {"kind": "task-test-split", "task": task_name, "first_sequences": n}})
-    return {"golden_metric": golden_metric, "sequences": n, "steps": int(codes.shape[1]),
-            "model_sha256": qm.digest()}
+    write_golden_dir(
+        paths[0],
+        qm,
+        codes[:n],
+        metadata={
+            "generator": "nvmlstm flow",
+            "model": {"kind": "file", "file": "train/qat/model.npz"},
+            "inputs": {"kind": "task-test-split", "task": task_name, "first_sequences": n},
+        },
+    )
+    return {"golden_metric": golden_metric, "sequences": n, "steps": int(codes.shape[1]), "model_sha256": qm.digest()}
 
 
-def stage_generate(paths: list[Path], *, model_path: Path, lanes: int | None, tools: _Tools,
-                   log: Callable[[str], None]) -> dict:
+def stage_generate(
+    paths: list[Path], *, model_path: Path, lanes: int | None, tools: _Tools, log: Callable[[str], None]
+) -> dict:
     """The accelerator's Verilog for the trained model, synthesized or mapped to sky130 when the tools allow.
 
     Parameters
@@ -572,16 +638,29 @@ def stage_generate(paths: list[Path], *, model_path: Path, lanes: int | None, to
     qm = load_model(model_path)
     # With the PDK the sky130 mapping is the synthesis (its cell counts go into the manifest); the generic
     # Yosys synthesis would synthesize the same design a second time.
-    res = generate_rtl(paths[0], qm.config, model=qm, model_name="model.npz", lanes=lanes,
-                       synth=tools.synth and not tools.use_pdk, pdk="sky130" if tools.use_pdk else None, log=log)
+    res = generate_rtl(
+        paths[0],
+        qm.config,
+        model=qm,
+        model_name="model.npz",
+        lanes=lanes,
+        synth=tools.synth and not tools.use_pdk,
+        pdk="sky130" if tools.use_pdk else None,
+        log=log,
+    )
     man = res.manifest
-    return {"timestep_cyc": man["latency"]["timestep_cyc"]["value"], "lanes": man["lanes"],
-            "files": sorted(f for f in man["files"]), "synthesis": man.get("synthesis"),
-            "signoff": man.get("signoff")}
+    return {
+        "timestep_cyc": man["latency"]["timestep_cyc"]["value"],
+        "lanes": man["lanes"],
+        "files": sorted(f for f in man["files"]),
+        "synthesis": man.get("synthesis"),
+        "signoff": man.get("signoff"),
+    }
 
 
-def stage_simulate(paths: list[Path], *, rtl_dir: Path, vec_dir: Path, sim: str, gate_level: bool,
-                   log: Callable[[str], None]) -> dict:
+def stage_simulate(
+    paths: list[Path], *, rtl_dir: Path, vec_dir: Path, sim: str, gate_level: bool, log: Callable[[str], None]
+) -> dict:
     """The cocotb comparison of the RTL (or the sky130 netlist) against the golden vectors on simulator ``sim``.
 
     Parameters
@@ -621,18 +700,24 @@ def stage_simulate(paths: list[Path], *, rtl_dir: Path, vec_dir: Path, sim: str,
         rep = run_regression(rtl_dir, vec_dir, sim, report=paths[0], gate_level=gate_level, log=log)
     except SimError as exc:
         raise FlowError(f"sim {sim}: {exc}") from None
-    return {k: rep[k] for k in ("passed", "values_compared", "mismatches", "first_mismatch_text",
-                                "sim_seconds") if k in rep} | {"cycles": rep["cycles"]["done_sum"]}
+    return {
+        k: rep[k] for k in ("passed", "values_compared", "mismatches", "first_mismatch_text", "sim_seconds") if k in rep
+    } | {"cycles": rep["cycles"]["done_sum"]}
 
 
-def _simulation_job(*, out: Path, inputs: dict, sim: str | Callable[[], str], gate_level: bool,
-                    log: Callable[[str], None]) -> _Job:
+def _simulation_job(
+    *, out: Path, inputs: dict, sim: str | Callable[[], str], gate_level: bool, log: Callable[[str], None]
+) -> _Job:
     """The job of a simulation stage; ``sim`` is the simulator or the function choosing it (for gate level,
     asked only when the stage runs, since it looks for Verilator)."""
     sim = sim() if callable(sim) else sim
-    return _Job(inputs, [f"sim/{'gate_level_' if gate_level else ''}{sim}.json"],
-                functools.partial(stage_simulate, rtl_dir=out / "rtl", vec_dir=out / "golden", sim=sim,
-                                  gate_level=gate_level, log=log))
+    return _Job(
+        inputs,
+        [f"sim/{'gate_level_' if gate_level else ''}{sim}.json"],
+        functools.partial(
+            stage_simulate, rtl_dir=out / "rtl", vec_dir=out / "golden", sim=sim, gate_level=gate_level, log=log
+        ),
+    )
 
 
 def stage_bench(paths: list[Path], *, rtl_dir: Path) -> dict:
@@ -661,14 +746,24 @@ def stage_bench(paths: list[Path], *, rtl_dir: Path) -> dict:
     man = read_rtl_manifest(rtl_dir)
     cfg = LstmConfig.from_dict(man["config"], where="rtl/manifest.json config")
     built = timing_from_manifest(man)
-    doc = bench_report(cfg, load_technology(None), accelerator_timing(built.macro_latency), lanes=built.lanes,
-                       clock_mhz=200.0, synthesis=man.get("synthesis"), signoff=man.get("signoff"),
-                       source={"kind": "rtl", "dir": "rtl"})
+    doc = bench_report(
+        cfg,
+        load_technology(None),
+        accelerator_timing(built.macro_latency),
+        lanes=built.lanes,
+        clock_mhz=200.0,
+        synthesis=man.get("synthesis"),
+        signoff=man.get("signoff"),
+        source={"kind": "rtl", "dir": "rtl"},
+    )
     write_bench_dir(paths[0], doc, charts=True)
     best = doc["ratios"]
-    return {"tops_per_w": doc["tops_per_w"], "tops_per_mm2": doc["tops_per_mm2"],
-            "vs_digital_tops_per_w": (best["tops_per_w"].get("digital") or {}).get("ratio"),
-            "vs_digital_tops_per_mm2": (best["tops_per_mm2"].get("digital") or {}).get("ratio")}
+    return {
+        "tops_per_w": doc["tops_per_w"],
+        "tops_per_mm2": doc["tops_per_mm2"],
+        "vs_digital_tops_per_w": (best["tops_per_w"].get("digital") or {}).get("ratio"),
+        "vs_digital_tops_per_mm2": (best["tops_per_mm2"].get("digital") or {}).get("ratio"),
+    }
 
 
 #: The flow's short noise sweep: programming noise (fraction of the conductance range) x ADC noise (LSB), the
@@ -708,14 +803,24 @@ def stage_sweep(paths: list[Path], *, a: FlowArgs, qat_dir: Path, log: Callable[
     from nvmlstm.sweep.run import run_sweep
     from nvmlstm.sweep.spec import build_spec
 
-    spec = build_spec(task=a.task, models=[f"qat={qat_dir}"], axes=list(FLOW_SWEEP_AXES),
-                      trials=a.sweep_trials, seed=a.seed, data=a.data)
+    spec = build_spec(
+        task=a.task,
+        models=[f"qat={qat_dir}"],
+        axes=list(FLOW_SWEEP_AXES),
+        trials=a.sweep_trials,
+        seed=a.seed,
+        data=a.data,
+    )
     summary = run_sweep(spec, paths[0], workers=a.workers, progress=a.progress, log=log)
     grid = {(p["point"]["weight_noise"], p["point"]["adc_noise"]): p for p in summary["points"]}
     ideal, paper = grid[(0.0, 0.0)], grid[(0.05, 0.5)]
-    return {"axes": list(FLOW_SWEEP_AXES), "trials": a.sweep_trials, "ideal_mean": ideal["mean"],
-            "weight_noise_0.05_adc_noise_0.5": {k: paper[k] for k in ("mean", "std", "min", "max")},
-            "plots": [f"sweep/{p}" for p in summary["plots"]]}
+    return {
+        "axes": list(FLOW_SWEEP_AXES),
+        "trials": a.sweep_trials,
+        "ideal_mean": ideal["mean"],
+        "weight_noise_0.05_adc_noise_0.5": {k: paper[k] for k in ("mean", "std", "min", "max")},
+        "plots": [f"sweep/{p}" for p in summary["plots"]],
+    }
 
 
 # ---- the flow --------------------------------------------------------------------------------------------------
@@ -756,21 +861,45 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
     # The stage table, in the order the stages run. Each row's inputs dict is its reuse key: the parameters and
     # the content hashes of the files it reads (so a changed stage reruns everything downstream of it).
     fl.stage(_Stage("train_fp", (), lambda: _Job(common, ["train/fp"], partial(train, mode="fp", init=None))))
-    fl.stage(_Stage("train_qat", ("train_fp",), lambda: _Job(
-        {**common, "init": _tree_hash([out / "train/fp/float_model.pt"], out)}, ["train/qat"],
-        partial(train, mode="qat", init=out / "train/fp"))))
+    fl.stage(
+        _Stage(
+            "train_qat",
+            ("train_fp",),
+            lambda: _Job(
+                {**common, "init": _tree_hash([out / "train/fp/float_model.pt"], out)},
+                ["train/qat"],
+                partial(train, mode="qat", init=out / "train/fp"),
+            ),
+        )
+    )
     if user_cfg is not None and "train_qat" in fl.results:
         _check_trained_config(a.config, model, user_cfg)
-    fl.stage(_Stage("golden", ("train_qat",), lambda: _Job(
-        {"model": sha256_file(model), "vectors": a.vectors}, ["golden"],
-        partial(stage_golden, model_path=model, task=task, task_name=a.task, vectors=a.vectors))))
+    fl.stage(
+        _Stage(
+            "golden",
+            ("train_qat",),
+            lambda: _Job(
+                {"model": sha256_file(model), "vectors": a.vectors},
+                ["golden"],
+                partial(stage_golden, model_path=model, task=task, task_name=a.task, vectors=a.vectors),
+            ),
+        )
+    )
 
     tools = _probe_tools(a)
     fl.prerequisite("sky130 mapping", tools.mapping_missing)
-    fl.stage(_Stage("generate", ("golden",), lambda: _Job(
-        {"model": sha256_file(model), "lanes": a.lanes, "pdk": tools.use_pdk, "synth": tools.synth}, ["rtl"],
-        partial(stage_generate, model_path=model, lanes=a.lanes, tools=tools, log=sub),
-        goes_without={} if tools.synth else {"synthesis": str(tools.yosys)})))
+    fl.stage(
+        _Stage(
+            "generate",
+            ("golden",),
+            lambda: _Job(
+                {"model": sha256_file(model), "lanes": a.lanes, "pdk": tools.use_pdk, "synth": tools.synth},
+                ["rtl"],
+                partial(stage_generate, model_path=model, lanes=a.lanes, tools=tools, log=sub),
+                goes_without={} if tools.synth else {"synthesis": str(tools.yosys)},
+            ),
+        )
+    )
 
     # Hashed once, before the simulations: they and bench read these files.
     rtl_hash = _tree_hash([out / "rtl"], out) if "generate" in fl.results else None
@@ -782,14 +911,28 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
     # the netlist in about a third of the time Icarus takes to simulate it (docs/performance.md, "Flow").
     fl.stages_in_parallel(
         [_Stage("gate_level", ("generate", "sky130 mapping"), partial(sim_job, sim=gate_sim, gate_level=True))]
-        + [_Stage(f"sim_{sim}", ("generate",), partial(sim_job, sim=sim, gate_level=False))
-           for sim in a.simulators], workers=2)
+        + [_Stage(f"sim_{sim}", ("generate",), partial(sim_job, sim=sim, gate_level=False)) for sim in a.simulators],
+        workers=2,
+    )
 
-    fl.stage(_Stage("bench", ("generate",), lambda: _Job(
-        {"rtl": rtl_hash}, ["bench"], partial(stage_bench, rtl_dir=out / "rtl"))))
-    fl.stage(_Stage("sweep", ("train_qat",), lambda: _Job(
-        {"model": sha256_file(model), "trials": a.sweep_trials, "task": a.task, "data": data_hash}, ["sweep"],
-        partial(stage_sweep, a=a, qat_dir=out / "train" / "qat", log=sub))))
+    fl.stage(
+        _Stage(
+            "bench",
+            ("generate",),
+            lambda: _Job({"rtl": rtl_hash}, ["bench"], partial(stage_bench, rtl_dir=out / "rtl")),
+        )
+    )
+    fl.stage(
+        _Stage(
+            "sweep",
+            ("train_qat",),
+            lambda: _Job(
+                {"model": sha256_file(model), "trials": a.sweep_trials, "task": a.task, "data": data_hash},
+                ["sweep"],
+                partial(stage_sweep, a=a, qat_dir=out / "train" / "qat", log=sub),
+            ),
+        )
+    )
 
     fl.seconds["total"] = round(time.perf_counter() - t_all, 3)
     results = dict(fl.results)
@@ -837,7 +980,8 @@ def _report(a: FlowArgs, task, results: dict[str, dict], flow: _Flow) -> dict:
     ran = [s for s in sims.values()]
     rtl_bit_exact = bool(ran) and all(s["passed"] for s in ran)
     rep: dict[str, Any] = {
-        "task": a.task, "metric_name": task.metric,
+        "task": a.task,
+        "metric_name": task.metric,
         "fp_metric": None if fp is None else fp["test_metric"],
         "qat_metric": None if qat is None else qat["test_metric"],
         "golden_metric": None if gold is None else gold["golden_metric"],
@@ -854,37 +998,54 @@ def _report(a: FlowArgs, task, results: dict[str, dict], flow: _Flow) -> dict:
         "seconds": flow.seconds,
         "reused": flow.reused,
         "stages": {k: v for k, v in flow.results.items()},
-        "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()
-                 if k not in ("out", "progress")},
+        "args": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items() if k not in ("out", "progress")
+        },
     }
     if sweep is not None:
         rep["noise_sweep"] = sweep
     m = task.metric
-    lines = [f"# nvmlstm flow: {a.task}", "",
-             f"| | {m} |", "|---|---|",
-             f"| float (fp) | {fmt_metric(rep['fp_metric'], m)} |",
-             f"| 4-bit QAT (PyTorch eval) | {fmt_metric(rep['qat_metric'], m)} |",
-             f"| golden integer model | {fmt_metric(rep['golden_metric'], m)} |", "",
-             f"* RTL bit exact against the golden model: **{rtl_bit_exact}** "
-             f"({rep['values_compared']} values on {', '.join(rep['simulators']) or 'no simulator'})",
-             f"* gate-level (sky130 netlist) bit exact: **{rep['gate_level_bit_exact']}**"
-             + (f" ({gate['values_compared']} values on {gate['simulator']})" if gate else ""),
-             f"* cycles per timestep: {rep['cycles_per_timestep']}",
-             f"* efficiency: {fmt_metric(rep['tops_per_w'])} TOPS/W, {fmt_metric(rep['tops_per_mm2'])} TOPS/mm^2 "
-             f"(bench/bench.md)", ""]
+    lines = [
+        f"# nvmlstm flow: {a.task}",
+        "",
+        f"| | {m} |",
+        "|---|---|",
+        f"| float (fp) | {fmt_metric(rep['fp_metric'], m)} |",
+        f"| 4-bit QAT (PyTorch eval) | {fmt_metric(rep['qat_metric'], m)} |",
+        f"| golden integer model | {fmt_metric(rep['golden_metric'], m)} |",
+        "",
+        f"* RTL bit exact against the golden model: **{rtl_bit_exact}** "
+        f"({rep['values_compared']} values on {', '.join(rep['simulators']) or 'no simulator'})",
+        f"* gate-level (sky130 netlist) bit exact: **{rep['gate_level_bit_exact']}**"
+        + (f" ({gate['values_compared']} values on {gate['simulator']})" if gate else ""),
+        f"* cycles per timestep: {rep['cycles_per_timestep']}",
+        f"* efficiency: {fmt_metric(rep['tops_per_w'])} TOPS/W, {fmt_metric(rep['tops_per_mm2'])} TOPS/mm^2 "
+        f"(bench/bench.md)",
+        "",
+    ]
     if sweep is not None:
         pt = sweep["weight_noise_0.05_adc_noise_0.5"]
-        lines += ["## Noise (golden model, Monte Carlo)", "",
-                  f"{m} without noise {fmt_metric(sweep['ideal_mean'], m)}; with programming noise 5% of the "
-                  f"conductance range and ADC noise 0.5 LSB {fmt_metric(pt['mean'], m)} ± {fmt_metric(pt['std'], m)} "
-                  f"over {sweep['trials']} trials (`sweep/summary.md`).", ""]
+        lines += [
+            "## Noise (golden model, Monte Carlo)",
+            "",
+            f"{m} without noise {fmt_metric(sweep['ideal_mean'], m)}; with programming noise 5% of the "
+            f"conductance range and ADC noise 0.5 LSB {fmt_metric(pt['mean'], m)} ± {fmt_metric(pt['std'], m)} "
+            f"over {sweep['trials']} trials (`sweep/summary.md`).",
+            "",
+        ]
         lines += [f"![{p}]({p})" for p in sweep["plots"]] + [""]
     if skipped:
         lines += ["## Skipped", ""] + [f"* {k}: {v}" for k, v in skipped.items()] + [""]
     lines += ["## Seconds per stage", "", "| stage | s |", "|---|---|"]
     lines += [f"| {k}{' (reused)' if k in flow.reused else ''} | {v:.1f} |" for k, v in flow.seconds.items()]
-    lines += ["", "## Files", "", "* Verilog: " + ", ".join(f"`{f}`" for f in rep["verilog_files"]),
-              "* training curves: `train/fp/curve.png`, `train/qat/curve.png`", ""]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "* Verilog: " + ", ".join(f"`{f}`" for f in rep["verilog_files"]),
+        "* training curves: `train/fp/curve.png`, `train/qat/curve.png`",
+        "",
+    ]
     write_text_atomic(flow.out / "report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n")
     write_text_atomic(flow.out / "report.md", "\n".join(lines))
     return rep

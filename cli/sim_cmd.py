@@ -23,26 +23,56 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand to the subparsers action ``sub``."""
     s = sub.add_parser("sim", help="simulate generated Verilog against golden vectors, bit for bit (cocotb)")
     s.add_argument("--rtl", type=Path, required=True, help="RTL directory (`nvmlstm generate` output)")
-    s.add_argument("--vectors", type=Path, required=True,
-                   help="vector directory (`nvmlstm golden` output: vectors and model)")
+    s.add_argument(
+        "--vectors", type=Path, required=True, help="vector directory (`nvmlstm golden` output: vectors and model)"
+    )
     s.add_argument("--simulator", required=True, choices=("icarus", "verilator"), help="icarus | verilator")
-    s.add_argument("--waves", action="store_true",
-                   help="always record waveforms (VCD on Icarus, FST on Verilator); by default only a failing "
-                        "run is re-run with them")
+    s.add_argument(
+        "--waves",
+        action="store_true",
+        help="always record waveforms (VCD on Icarus, FST on Verilator); by default only a failing "
+        "run is re-run with them",
+    )
     s.add_argument("--report", type=Path, help="write the JSON report here")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="seed of every random stall and split (default 0)")
-    s.add_argument("--gap-prob", type=_number_in(0, 0.95), default=0.0, metavar="P",
-                   help="probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)")
-    s.add_argument("--backpressure-prob", type=_number_in(0, 0.95), default=0.0, metavar="P",
-                   help="probability per cycle that out.ready is low (0 to 0.95, default 0)")
-    s.add_argument("--idle-max", type=_nonneg_int, default=0, metavar="N",
-                   help="up to N idle cycles between sequences (default 0: back to back)")
-    s.add_argument("--split-prob", type=_number_in(0, 1), default=0.0, metavar="P",
-                   help="probability that a sequence runs as two chunks, the second without clear (default 0)")
-    s.add_argument("--work-dir", type=Path, help="keep the run's files here (default: a temporary directory, "
-                                                 "kept only on failure or with --waves)")
-    s.add_argument("--gate-level", action="store_true",
-                   help="simulate the sky130 gate-level netlist (`nvmlstm generate --pdk sky130`)")
+    s.add_argument(
+        "--gap-prob",
+        type=_number_in(0, 0.95),
+        default=0.0,
+        metavar="P",
+        help="probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)",
+    )
+    s.add_argument(
+        "--backpressure-prob",
+        type=_number_in(0, 0.95),
+        default=0.0,
+        metavar="P",
+        help="probability per cycle that out.ready is low (0 to 0.95, default 0)",
+    )
+    s.add_argument(
+        "--idle-max",
+        type=_nonneg_int,
+        default=0,
+        metavar="N",
+        help="up to N idle cycles between sequences (default 0: back to back)",
+    )
+    s.add_argument(
+        "--split-prob",
+        type=_number_in(0, 1),
+        default=0.0,
+        metavar="P",
+        help="probability that a sequence runs as two chunks, the second without clear (default 0)",
+    )
+    s.add_argument(
+        "--work-dir",
+        type=Path,
+        help="keep the run's files here (default: a temporary directory, kept only on failure or with --waves)",
+    )
+    s.add_argument(
+        "--gate-level",
+        action="store_true",
+        help="simulate the sky130 gate-level netlist (`nvmlstm generate --pdk sky130`)",
+    )
     s.add_argument("--cache", type=Path, help="build cache (default $NVMLSTM_SIM_CACHE or ~/.cache/nvmlstm/sim)")
     s.set_defaults(func=cmd_sim)
     return s
@@ -52,21 +82,40 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from nvmlstm.sim import SimError, Stress, run_regression
 
     try:
-        stress = Stress(seed=args.seed, gap_prob=args.gap_prob, backpressure_prob=args.backpressure_prob,
-                        idle_max=args.idle_max, split_prob=args.split_prob)
-        rep = run_regression(args.rtl, args.vectors, args.simulator, stress=stress,
-                             waves=True if args.waves else "on-failure", report=args.report,
-                             work_dir=args.work_dir, cache=args.cache, gate_level=args.gate_level, log=lambda m: print(f"[sim] {m}"))
+        stress = Stress(
+            seed=args.seed,
+            gap_prob=args.gap_prob,
+            backpressure_prob=args.backpressure_prob,
+            idle_max=args.idle_max,
+            split_prob=args.split_prob,
+        )
+        rep = run_regression(
+            args.rtl,
+            args.vectors,
+            args.simulator,
+            stress=stress,
+            waves=True if args.waves else "on-failure",
+            report=args.report,
+            work_dir=args.work_dir,
+            cache=args.cache,
+            gate_level=args.gate_level,
+            log=lambda m: print(f"[sim] {m}"),
+        )
     except SimError as exc:
         print(f"nvmlstm sim: error: {exc}", file=sys.stderr)
         return 2
     b, c = rep["beats"], rep["cycles"]
-    print(f"[sim] {rep['simulator']}{' gate-level' if rep.get('gate_level') else ''}: {rep['values_compared']} values compared ({b['received']} of {b['expected']} "
-          f"beats, {rep['sequences']} sequences x {rep['steps']} steps); cycles at done {c['done_sum']}, "
-          f"{c['simulated']} simulated, {rep['sim_seconds']:.1f} s")
+    print(
+        f"[sim] {rep['simulator']}{' gate-level' if rep.get('gate_level') else ''}: {rep['values_compared']} "
+        f"values compared ({b['received']} of {b['expected']} "
+        f"beats, {rep['sequences']} sequences x {rep['steps']} steps); cycles at done {c['done_sum']}, "
+        f"{c['simulated']} simulated, {rep['sim_seconds']:.1f} s"
+    )
     if rep["first_mismatch"] is not None:
-        print(f"[sim] MISMATCH: {rep['mismatches']} of {rep['values_compared']} values differ; first at "
-              f"{rep['first_mismatch_text']}")
+        print(
+            f"[sim] MISMATCH: {rep['mismatches']} of {rep['values_compared']} values differ; first at "
+            f"{rep['first_mismatch_text']}"
+        )
     if b["missing"] or b["extra"] or b["duplicate"]:
         print(f"[sim] beats: {b['missing']} missing, {b['extra']} extra, {b['duplicate']} twice")
     for err in rep["protocol_errors"][:3]:

@@ -20,14 +20,24 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     from nvmlstm.tasks import TASKS
 
     s = sub.add_parser("sweep", help="metric against bit widths and non-idealities, Monte Carlo on Dask")
-    s.add_argument("--model", action="append", required=True, metavar="[LABEL=]PATH",
-                   help="run directory or model .npz (repeatable; same label + other bit widths: trained models)")
+    s.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[LABEL=]PATH",
+        help="run directory or model .npz (repeatable; same label + other bit widths: trained models)",
+    )
     s.add_argument("--task", required=True, choices=TASKS, help="the models' task: " + " | ".join(TASKS))
     s.add_argument("--data", help="task data path (default: the shipped file)")
     s.add_argument("--seq-len", type=_pos_int, help="sequence length (default: the task's)")
-    s.add_argument("--axis", action="append", required=True, metavar="AXIS=V1,V2,...",
-                   help="weight_bits, dac_bits, adc_bits, weight_noise, read_noise, adc_noise, stuck_rate, "
-                        "array_rows (repeatable: a grid)")
+    s.add_argument(
+        "--axis",
+        action="append",
+        required=True,
+        metavar="AXIS=V1,V2,...",
+        help="weight_bits, dac_bits, adc_bits, weight_noise, read_noise, adc_noise, stuck_rate, "
+        "array_rows (repeatable: a grid)",
+    )
     s.add_argument("--trials", type=_pos_int, default=10, help="Monte Carlo trials per noisy point (default 10)")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="base seed of every trial's draws (default 0)")
     s.add_argument("--test-sequences", type=_pos_int, help="only the first N test sequences (default all)")
@@ -43,11 +53,21 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from nvmlstm.sweep import SweepInterrupted, build_spec, run_sweep
 
-    spec = build_spec(task=args.task, models=args.model, axes=args.axis, trials=args.trials, seed=args.seed,
-                      data=args.data, seq_len=args.seq_len, test_sequences=args.test_sequences)
+    spec = build_spec(
+        task=args.task,
+        models=args.model,
+        axes=args.axis,
+        trials=args.trials,
+        seed=args.seed,
+        data=args.data,
+        seq_len=args.seq_len,
+        test_sequences=args.test_sequences,
+    )
     n = len(spec.jobs)
-    print(f"sweep: {len(spec.labels)} label(s) x {len(spec.points)} point(s) = {n} jobs, {args.trials} trials per "
-          f"noisy point -> {args.out}")
+    print(
+        f"sweep: {len(spec.labels)} label(s) x {len(spec.points)} point(s) = {n} jobs, {args.trials} trials per "
+        f"noisy point -> {args.out}"
+    )
     try:
         s = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress)
     except SweepInterrupted as exc:

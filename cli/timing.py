@@ -30,8 +30,13 @@ def accelerator_timing(macro_latency: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnusedElaboratable)
             top = NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency)
-            t = Timing(timestep_cyc=top.timestep_cyc, layer_step_cyc=top.layer_step_cyc, head_cyc=top.head_cyc,
-                       lanes=top.lanes, macro_latency=top.macro_latency)
+            t = Timing(
+                timestep_cyc=top.timestep_cyc,
+                layer_step_cyc=top.layer_step_cyc,
+                head_cyc=top.head_cyc,
+                lanes=top.lanes,
+                macro_latency=top.macro_latency,
+            )
             del top
             gc.collect()
         return t

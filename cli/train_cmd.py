@@ -36,47 +36,96 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train fp / ptq / qat (noise-aware) models and export the quantized model")
     from nvmlstm.tasks import TASKS  # numpy only: no torch while the parser is built
 
-    t.add_argument("--task", required=True, choices=TASKS, help=" | ".join(TASKS) + " (classify, regress: your "
-                   "own sequences in --data FILE.npz, README \"Bring your own model and data\")")
-    t.add_argument("--data", type=Path,
-                   help="charlm: text file or directory with ptb.{train,valid,test}.txt; timeseries: CSV "
-                        "(last column); default: the file shipped in data/; classify/regress: an .npz with X "
-                        "(sequences, steps, inputs) and y (sequences,)")
-    t.add_argument("--mode", required=True, choices=MODES,
-                   help="fp: float; ptq: post-training quantization; qat: quantization-aware training")
-    t.add_argument("--weight-bits", type=bits, default=_DEFAULT["weight_bits"],
-                   help="NVM weight bits (default %(default)s)")
+    t.add_argument(
+        "--task",
+        required=True,
+        choices=TASKS,
+        help=" | ".join(TASKS) + " (classify, regress: your "
+        'own sequences in --data FILE.npz, README "Bring your own model and data")',
+    )
+    t.add_argument(
+        "--data",
+        type=Path,
+        help="charlm: text file or directory with ptb.{train,valid,test}.txt; timeseries: CSV "
+        "(last column); default: the file shipped in data/; classify/regress: an .npz with X "
+        "(sequences, steps, inputs) and y (sequences,)",
+    )
+    t.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="fp: float; ptq: post-training quantization; qat: quantization-aware training",
+    )
+    t.add_argument(
+        "--weight-bits", type=bits, default=_DEFAULT["weight_bits"], help="NVM weight bits (default %(default)s)"
+    )
     t.add_argument("--dac-bits", type=bits, default=_DEFAULT["dac_bits"], help="input DAC bits (default %(default)s)")
     t.add_argument("--adc-bits", type=bits, default=_DEFAULT["adc_bits"], help="column ADC bits (default %(default)s)")
     t.add_argument("--head-adc-bits", type=bits, help="ADC bits of the dense head (default: --adc-bits)")
-    t.add_argument("--array-rows", type=_int_in(2, 65536), default=_DEFAULT["array_rows"],
-                   help="crossbar tile rows (default %(default)s)")
-    t.add_argument("--array-cols", type=_int_in(2, 65536), default=_DEFAULT["array_cols"],
-                   help="crossbar tile columns (default %(default)s)")
-    t.add_argument("--weight-noise", type=_nonneg_float, default=_DEFAULT["weight_noise"], metavar="S",
-                   help="qat: programming noise, std as a fraction of the conductance range")
-    t.add_argument("--adc-noise", type=_nonneg_float, default=_DEFAULT["adc_noise"], metavar="S",
-                   help="qat: ADC noise std in LSB")
-    t.add_argument("--epochs", type=_int_in(0, 1_000_000),
-                   help="training epochs (qat: of the quantized phase; default: per task, docs/training.md)")
-    t.add_argument("--fp-epochs", type=_int_in(0, 1_000_000),
-                   help="qat without --init-from: float pre-training epochs first (0: QAT from scratch; default: "
-                        "per task)")
-    t.add_argument("--no-learn-weight-scales", dest="learn_weight_scales", action="store_false", default=None,
-                   help="qat: max-abs per-gate weight scales instead of learned (LSQ-style) ones")
-    t.add_argument("--char-repeat", type=_int_in(1, 64),
-                   help="charlm: input rows per character, its one-hot repeated (default 4, docs/training.md)")
-    t.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=_DEFAULT["seed"],
-                   help="seed of the initialization, shuffling and noise (default %(default)s)")
+    t.add_argument(
+        "--array-rows",
+        type=_int_in(2, 65536),
+        default=_DEFAULT["array_rows"],
+        help="crossbar tile rows (default %(default)s)",
+    )
+    t.add_argument(
+        "--array-cols",
+        type=_int_in(2, 65536),
+        default=_DEFAULT["array_cols"],
+        help="crossbar tile columns (default %(default)s)",
+    )
+    t.add_argument(
+        "--weight-noise",
+        type=_nonneg_float,
+        default=_DEFAULT["weight_noise"],
+        metavar="S",
+        help="qat: programming noise, std as a fraction of the conductance range",
+    )
+    t.add_argument(
+        "--adc-noise", type=_nonneg_float, default=_DEFAULT["adc_noise"], metavar="S", help="qat: ADC noise std in LSB"
+    )
+    t.add_argument(
+        "--epochs",
+        type=_int_in(0, 1_000_000),
+        help="training epochs (qat: of the quantized phase; default: per task, docs/training.md)",
+    )
+    t.add_argument(
+        "--fp-epochs",
+        type=_int_in(0, 1_000_000),
+        help="qat without --init-from: float pre-training epochs first (0: QAT from scratch; default: per task)",
+    )
+    t.add_argument(
+        "--no-learn-weight-scales",
+        dest="learn_weight_scales",
+        action="store_false",
+        default=None,
+        help="qat: max-abs per-gate weight scales instead of learned (LSQ-style) ones",
+    )
+    t.add_argument(
+        "--char-repeat",
+        type=_int_in(1, 64),
+        help="charlm: input rows per character, its one-hot repeated (default 4, docs/training.md)",
+    )
+    t.add_argument(
+        "--seed",
+        type=_int_in(0, 2**31 - 1),
+        default=_DEFAULT["seed"],
+        help="seed of the initialization, shuffling and noise (default %(default)s)",
+    )
     t.add_argument("--hidden", type=_int_in(1, 4096), help="hidden units (default: per task)")
     t.add_argument("--batch-size", type=_int_in(1, 1_000_000), help="default: per task")
     t.add_argument("--lr", type=_pos_float, help="Adam learning rate (default: per task)")
     t.add_argument("--seq-len", type=_int_in(1, 100_000), help="charlm/timeseries sequence length")
-    t.add_argument("--init-from",
-                   help="float run directory (its float_model.pt) or an nn.LSTM+nn.Linear state dict .pt")
+    t.add_argument(
+        "--init-from", help="float run directory (its float_model.pt) or an nn.LSTM+nn.Linear state dict .pt"
+    )
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    t.add_argument("--threads", type=_int_in(0, 1024), default=_DEFAULT["threads"],
-                   help="torch CPU threads (default %(default)s: fastest for these small models; 0 = torch's default)")
+    t.add_argument(
+        "--threads",
+        type=_int_in(0, 1024),
+        default=_DEFAULT["threads"],
+        help="torch CPU threads (default %(default)s: fastest for these small models; 0 = torch's default)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     t.add_argument("--out", type=Path, required=True, help="run directory")
     t.set_defaults(func=cmd_train)
@@ -96,10 +145,18 @@ def train_args(args: argparse.Namespace) -> TrainArgs:
     TrainArgs
     """
     # The options whose value is not the field's as parsed: paths as strings, the negated flag, 0 threads.
-    converted = {"out": str(args.out), "data": None if args.data is None else str(args.data),
-                 "progress": not args.no_progress, "threads": args.threads or None}
-    return TrainArgs(**{f.name: converted[f.name] if f.name in converted else getattr(args, f.name)
-                        for f in dataclasses.fields(TrainArgs)})
+    converted = {
+        "out": str(args.out),
+        "data": None if args.data is None else str(args.data),
+        "progress": not args.no_progress,
+        "threads": args.threads or None,
+    }
+    return TrainArgs(
+        **{
+            f.name: converted[f.name] if f.name in converted else getattr(args, f.name)
+            for f in dataclasses.fields(TrainArgs)
+        }
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -127,8 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "torch":
             raise
-        raise CliError(f"PyTorch is not installed; install the CPU build it is tested with: {TORCH_INSTALL_HINT}"
-                       ) from None
+        raise CliError(
+            f"PyTorch is not installed; install the CPU build it is tested with: {TORCH_INSTALL_HINT}"
+        ) from None
     from nvmlstm.train.ckernel import KernelUnavailable
     from nvmlstm.train.runner import run_training
 

@@ -21,7 +21,7 @@ def make(seed: int = SEED, months: int = MONTHS) -> np.ndarray:
         period = int(rng.integers(120, 151))
         amp = rng.uniform(60.0, 200.0)
         u = np.arange(period) / period
-        shape.extend(amp * np.sin(np.pi * u ** 0.6) ** 2)
+        shape.extend(amp * np.sin(np.pi * u**0.6) ** 2)
     shape = np.asarray(shape[:months])
     value = shape + rng.normal(0.0, 1.0, months) * (4.0 + 0.15 * shape)
     return np.round(np.clip(value, 0.0, None), 1)

@@ -20,8 +20,8 @@ def tile_codes(weights: np.ndarray, tile: Tile, rows: int, cols: int) -> np.ndar
     `golden.model`); cell (r, c) holds ``weights[col_start + c, row_start + r]``, 0 beyond the matrix edge."""
     w = np.asarray(weights, dtype=np.int64)
     out = np.zeros((rows, cols), dtype=np.int64)
-    block = w[tile.col_start:tile.col_stop, tile.row_start:tile.row_stop].T
-    out[:block.shape[0], :block.shape[1]] = block
+    block = w[tile.col_start : tile.col_stop, tile.row_start : tile.row_stop].T
+    out[: block.shape[0], : block.shape[1]] = block
     return out
 
 

@@ -21,8 +21,22 @@ from pathlib import Path
 from .errors import GenError
 from .tools import INSTALL_HINTS, Tool, ToolNotFound, find_iverilog, run_tool
 
-__all__ = ["PDK_ENV", "PDK_INSTALL", "LIBRARY", "PdkNotFound", "Cell", "CELLS", "find_pdk", "pdk_version",
-           "cell_area", "liberty_text", "cell_models_text", "eval_function", "prove_cells", "require_pdk_env"]
+__all__ = [
+    "PDK_ENV",
+    "PDK_INSTALL",
+    "LIBRARY",
+    "PdkNotFound",
+    "Cell",
+    "CELLS",
+    "find_pdk",
+    "pdk_version",
+    "cell_area",
+    "liberty_text",
+    "cell_models_text",
+    "eval_function",
+    "prove_cells",
+    "require_pdk_env",
+]
 
 #: Set to ``sky130`` (the lead's CI does) to make tests that need the PDK fail instead of skip without it.
 PDK_ENV = "NVMLSTM_REQUIRE_PDK"
@@ -166,27 +180,27 @@ def liberty_text(pdk: Path, cells: tuple[Cell, ...] = CELLS) -> str:
         "/* every function is proven against the cell's functional Verilog model (tests/test_signoff.py). */",
         f"library ({LIBRARY}_nvmlstm) {{",
         "  delay_model : table_lookup;",
-        "  time_unit : \"1ns\";",
-        "  voltage_unit : \"1V\";",
-        "  current_unit : \"1mA\";",
+        '  time_unit : "1ns";',
+        '  voltage_unit : "1V";',
+        '  current_unit : "1mA";',
         "  capacitive_load_unit (1, pf);",
-        "  pulling_resistance_unit : \"1kohm\";",
-        "  leakage_power_unit : \"1nW\";",
+        '  pulling_resistance_unit : "1kohm";',
+        '  leakage_power_unit : "1nW";',
     ]
     for cell in cells:
         lines.append(f"  cell ({cell.verilog_name}) {{")
         lines.append(f"    area : {cell_area(pdk, cell):.4f};")
         if cell.sequential:
             clk, *data = cell.inputs
-            lines.append(f"    ff (IQ, IQN) {{ clocked_on : \"{clk}\"; next_state : \"{cell.function}\"; }}")
+            lines.append(f'    ff (IQ, IQN) {{ clocked_on : "{clk}"; next_state : "{cell.function}"; }}')
             lines.append(f"    pin ({clk}) {{ direction : input; clock : true; }}")
             for pin in data:
                 lines.append(f"    pin ({pin}) {{ direction : input; }}")
-            lines.append(f"    pin ({cell.output}) {{ direction : output; function : \"IQ\"; }}")
+            lines.append(f'    pin ({cell.output}) {{ direction : output; function : "IQ"; }}')
         else:
             for pin in cell.inputs:
                 lines.append(f"    pin ({pin}) {{ direction : input; }}")
-            lines.append(f"    pin ({cell.output}) {{ direction : output; function : \"{cell.function}\"; }}")
+            lines.append(f'    pin ({cell.output}) {{ direction : output; function : "{cell.function}"; }}')
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -213,9 +227,13 @@ def cell_models_text(pdk: Path, cells: tuple[Cell, ...] = CELLS) -> str:
     headers kept) in one self-contained file: their UDP ``include``s inlined (so no PDK path is needed to
     compile it) and ``UNIT_DELAY`` defined empty unless already set (zero-delay functional simulation)."""
     seen: set[Path] = set()
-    parts = [f"// {LIBRARY} functional cell models for gate-level simulation, copied from the sky130 PDK",
-             "// (Apache-2.0) by nvmlstm.gen.liberty with their UDP includes inlined.",
-             "`ifndef UNIT_DELAY", "`define UNIT_DELAY", "`endif"]
+    parts = [
+        f"// {LIBRARY} functional cell models for gate-level simulation, copied from the sky130 PDK",
+        "// (Apache-2.0) by nvmlstm.gen.liberty with their UDP includes inlined.",
+        "`ifndef UNIT_DELAY",
+        "`define UNIT_DELAY",
+        "`endif",
+    ]
     for cell in cells:
         path = _cell_file(pdk, cell, ".functional.v")
         parts.append(f"// ==== {path.name}")
@@ -299,13 +317,17 @@ def _proof_bench(cells: tuple[Cell, ...]) -> str:
             body.append(f"    in{k} = 0; #1;")
             for step in range(2 ** (n - 1) * 4):
                 data = (step * 5 + 3) % (2 ** (n - 1))
-                body.append(f"    in{k}[{n - 1}:1] = {data}; #1; in{k}[0] = 1; #1; "
-                            f"$display(\"{cell.name} {step}r %b\", out{k}); in{k}[{n - 1}:1] = ~{data}; #1; "
-                            f"$display(\"{cell.name} {step}h %b\", out{k}); in{k}[0] = 0; #1; "
-                            f"$display(\"{cell.name} {step}f %b\", out{k});")
+                body.append(
+                    f"    in{k}[{n - 1}:1] = {data}; #1; in{k}[0] = 1; #1; "
+                    f'$display("{cell.name} {step}r %b", out{k}); in{k}[{n - 1}:1] = ~{data}; #1; '
+                    f'$display("{cell.name} {step}h %b", out{k}); in{k}[0] = 0; #1; '
+                    f'$display("{cell.name} {step}f %b", out{k});'
+                )
         else:
-            body.append(f"    for (i = 0; i < {2 ** n}; i = i + 1) begin in{k} = i; #1; "
-                        f"$display(\"{cell.name} %0d %b\", i, out{k}); end")
+            body.append(
+                f"    for (i = 0; i < {2**n}; i = i + 1) begin in{k} = i; #1; "
+                f'$display("{cell.name} %0d %b", i, out{k}); end'
+            )
     lines.append("  integer i;")
     lines += body
     lines += ["    $finish;", "  end", "endmodule"]
@@ -324,7 +346,7 @@ def _expected(cells: tuple[Cell, ...]) -> list[str]:
                 q = eval_function(cell.function, vals)  # sampled on the rising edge
                 out += [f"{cell.name} {step}r {q}", f"{cell.name} {step}h {q}", f"{cell.name} {step}f {q}"]
         else:
-            for i in range(2 ** n):
+            for i in range(2**n):
                 vals = {p: (i >> j) & 1 for j, p in enumerate(cell.inputs)}
                 out.append(f"{cell.name} {i} {eval_function(cell.function, vals)}")
     return out
@@ -343,8 +365,9 @@ def prove_cells(pdk: Path, cells: tuple[Cell, ...] = CELLS, *, iverilog: Tool | 
         w = Path(work)
         (w / "cells.v").write_text(cell_models_text(pdk, cells), encoding="utf-8")
         (w / "tb.v").write_text(_proof_bench(cells), encoding="utf-8")
-        proc = run_tool(iverilog, ["-g2012", "-o", "proof.vvp", "-s", "nvmlstm_cell_proof", "cells.v", "tb.v"],
-                        cwd=w, timeout=300)
+        proc = run_tool(
+            iverilog, ["-g2012", "-o", "proof.vvp", "-s", "nvmlstm_cell_proof", "cells.v", "tb.v"], cwd=w, timeout=300
+        )
         if proc.returncode != 0:
             raise GenError(f"iverilog cannot compile the cell models: {(proc.stderr or proc.stdout).strip()[:400]}")
         proc = run_tool(vvp, ["-n", "proof.vvp"], cwd=w, timeout=300)

@@ -15,8 +15,15 @@ from pathlib import Path
 from .errors import GenError
 from .tools import Tool, find_iverilog, find_verilator, run_tool
 
-__all__ = ["LintError", "LintResult", "TOP_WAIVERS", "waivers_vlt", "verilator_lint", "iverilog_compile",
-           "read_filelist"]
+__all__ = [
+    "LintError",
+    "LintResult",
+    "TOP_WAIVERS",
+    "waivers_vlt",
+    "verilator_lint",
+    "iverilog_compile",
+    "read_filelist",
+]
 
 
 class LintError(GenError):
@@ -27,25 +34,25 @@ class LintError(GenError):
 #: generator rather than a design problem. Waived for the generated top file only.
 TOP_WAIVERS: dict[str, str] = {
     "CASEINCOMPLETE": "Amaranth writes each next-value computation as `x = hold value;` followed by a `casez` "
-                      "on the FSM state (or a Switch value) that lists only the cases which change x, with no "
-                      "`default`; unlisted values keep the value assigned before the case, so there is no "
-                      "latch and no X.",
+    "on the FSM state (or a Switch value) that lists only the cases which change x, with no "
+    "`default`; unlisted values keep the value assigned before the case, so there is no "
+    "latch and no X.",
     "DECLFILENAME": "Amaranth emits every submodule (lanes, ROMs, macro wrappers) into the one file "
-                    "nvm_lstm_top.v, named `nvm_lstm_top.<path>`; Verilator wants one module per file named "
-                    "after it.",
+    "nvm_lstm_top.v, named `nvm_lstm_top.<path>`; Verilator wants one module per file named "
+    "after it.",
     "PROCASSINIT": "Amaranth gives every register its reset value as a declaration initializer "
-                   "(`reg x = 0;`) and also assigns it in `always @(posedge clk)`; the initializer only "
-                   "sets the simulation start value and equals the synchronous reset value.",
+    "(`reg x = 0;`) and also assigns it in `always @(posedge clk)`; the initializer only "
+    "sets the simulation start value and equals the synchronous reset value.",
     "UNUSEDSIGNAL": "Amaranth keeps a wire for every named signal even where the logic reads an equal "
-                    "anonymous `$N` wire (tidx, idx_i, c_next, ...), declares intermediate wires wider than "
-                    "the bits it reads (the carry of a truncated sum), and connects instance outputs nobody "
-                    "reads: `valid` of all but the first macro of a layer (the macros of a layer run in "
-                    "lockstep) and the `y` bits of array columns beyond the matrix edge.",
+    "anonymous `$N` wire (tidx, idx_i, c_next, ...), declares intermediate wires wider than "
+    "the bits it reads (the carry of a truncated sum), and connects instance outputs nobody "
+    "reads: `valid` of all but the first macro of a layer (the macros of a layer run in "
+    "lockstep) and the `y` bits of array columns beyond the matrix edge.",
     "WIDTHEXPAND": "Amaranth writes constants and operands at their minimal width and relies on Verilog's "
-                   "context-determined extension (e.g. `x == 1'h1` against a 3-bit x, `$signed(c) + "
-                   "$signed(4'h4)`); the extension is exactly Amaranth's semantics.",
+    "context-determined extension (e.g. `x == 1'h1` against a 3-bit x, `$signed(c) + "
+    "$signed(4'h4)`); the extension is exactly Amaranth's semantics.",
     "WIDTHTRUNC": "Amaranth writes a multi-bit zero test as `!x` (logical not), which Verilator reports as "
-                  "truncating x to one bit; `!x` is `x == 0`, as intended.",
+    "truncating x to one bit; `!x` is `x == 0`, as intended.",
 }
 
 #: The generated top file the waivers apply to.
@@ -99,13 +106,13 @@ class LintResult:
 _DIAG = re.compile(r"^%(Warning|Error)", re.MULTILINE)
 
 
-def verilator_lint(rtl_dir: str | Path, filelist: str = "filelist.f", *, verilator: Tool | None = None,
-                   timeout: float = 1800.0) -> LintResult:
+def verilator_lint(
+    rtl_dir: str | Path, filelist: str = "filelist.f", *, verilator: Tool | None = None, timeout: float = 1800.0
+) -> LintResult:
     """``verilator --lint-only -Wall -f FILELIST`` inside ``rtl_dir``; raises `LintError` quoting the first
     diagnostics on any warning or error. Verilator writes nothing in lint-only mode."""
     verilator = verilator or find_verilator()
-    proc = run_tool(verilator, ["--lint-only", "-Wall", "--quiet-exit", "-f", filelist], cwd=rtl_dir,
-                    timeout=timeout)
+    proc = run_tool(verilator, ["--lint-only", "-Wall", "--quiet-exit", "-f", filelist], cwd=rtl_dir, timeout=timeout)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or _DIAG.search(out):
         diags = [ln.strip() for ln in out.splitlines() if ln.startswith("%")]
@@ -115,9 +122,15 @@ def verilator_lint(rtl_dir: str | Path, filelist: str = "filelist.f", *, verilat
     return LintResult(verilator.version, out)
 
 
-def iverilog_compile(rtl_dir: str | Path, filelist: str = "filelist.f", *, iverilog: Tool | None = None,
-                     extra: list[str] | None = None, output: str | Path | None = None,
-                     timeout: float = 1800.0) -> LintResult:
+def iverilog_compile(
+    rtl_dir: str | Path,
+    filelist: str = "filelist.f",
+    *,
+    iverilog: Tool | None = None,
+    extra: list[str] | None = None,
+    output: str | Path | None = None,
+    timeout: float = 1800.0,
+) -> LintResult:
     """Compile the Verilog files of ``filelist`` (skipping ``.vlt`` files) with ``iverilog -g2012`` inside
     ``rtl_dir``; raises `LintError` on any error or warning. ``extra`` files (e.g. a testbench) are
     appended; ``output`` is the compiled ``vvp`` image (default: discarded)."""
@@ -125,11 +138,13 @@ def iverilog_compile(rtl_dir: str | Path, filelist: str = "filelist.f", *, iveri
     files = [f for f in read_filelist(Path(rtl_dir) / filelist) if not f.endswith(".vlt")]
     with tempfile.TemporaryDirectory(prefix="nvmlstm-iverilog-") as work:
         out = str(output) if output is not None else str(Path(work) / "a.vvp")
-        proc = run_tool(iverilog, ["-g2012", "-Wall", "-o", out, *files, *(extra or [])], cwd=rtl_dir,
-                        timeout=timeout)
+        proc = run_tool(iverilog, ["-g2012", "-Wall", "-o", out, *files, *(extra or [])], cwd=rtl_dir, timeout=timeout)
     text = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0 or text:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        raise LintError(f"iverilog -g2012 of {Path(rtl_dir).name}/{filelist} failed: "
-                        + " | ".join(lines[:5]) + (f" (and {len(lines) - 5} more)" if len(lines) > 5 else ""))
+        raise LintError(
+            f"iverilog -g2012 of {Path(rtl_dir).name}/{filelist} failed: "
+            + " | ".join(lines[:5])
+            + (f" (and {len(lines) - 5} more)" if len(lines) > 5 else "")
+        )
     return LintResult(iverilog.version, text)

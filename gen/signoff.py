@@ -57,11 +57,19 @@ class SignoffResult:
     seconds: float
 
     def manifest_entry(self, script: list[str], liberty_file: str, pdk: str) -> dict:
-        return {"pdk": pdk, "library": liberty_file, "tool": self.yosys, "script": script,
-                "timing": "not modelled (the Liberty file has area and function only)",
-                "cells": sum(self.cells_by_type.values()), "cells_by_type": self.cells_by_type,
-                "flip_flops": self.flip_flops, "area_um2": self.area_um2, "area_by_block": self.area_by_block,
-                "blackboxes": self.blackboxes}
+        return {
+            "pdk": pdk,
+            "library": liberty_file,
+            "tool": self.yosys,
+            "script": script,
+            "timing": "not modelled (the Liberty file has area and function only)",
+            "cells": sum(self.cells_by_type.values()),
+            "cells_by_type": self.cells_by_type,
+            "flip_flops": self.flip_flops,
+            "area_um2": self.area_um2,
+            "area_by_block": self.area_by_block,
+            "blackboxes": self.blackboxes,
+        }
 
 
 class SignoffError(GenError):
@@ -91,8 +99,10 @@ def signoff_script(files: list[str], top: str, liberty: str, netlist: str, stat_
 
 
 _MODULE = re.compile(r"^module\s+(\S+)\s*\(.*?^endmodule", re.MULTILINE | re.DOTALL)
-_INSTANCE = re.compile(r"^\s*(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s+(?:#\(.*?\)\s*)?(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*\(",
-                       re.MULTILINE | re.DOTALL)
+_INSTANCE = re.compile(
+    r"^\s*(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s+(?:#\(.*?\)\s*)?(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*\(",
+    re.MULTILINE | re.DOTALL,
+)
 _KEYWORDS = {"module", "input", "output", "inout", "wire", "reg", "assign", "endmodule", "parameter", "localparam"}
 
 
@@ -106,7 +116,7 @@ def block_of(module: str, top: str) -> str:
     ``nvm_lstm_top.array.macro_l0_t1`` -> ``array.macro``); the top's own logic is ``top``."""
     if module == top:
         return "top"
-    parts = module[len(top) + 1:].split(".")[:2] if module.startswith(top + ".") else [module]
+    parts = module[len(top) + 1 :].split(".")[:2] if module.startswith(top + ".") else [module]
     parts = [re.sub(r"_(?:l\d+_)?(?:t\d+|head_t\d+|\d+)$", "", p) for p in parts]
     return ".".join(parts)
 
@@ -142,16 +152,29 @@ def netlist_stats(netlist: str, top: str, areas: dict[str, float]) -> tuple[dict
                 boxes[t] = boxes.get(t, 0) + 1
 
     walk(top, 0)
-    return (dict(sorted(by_type.items())), {k: round(v, 4) for k, v in sorted(blocks.items())},
-            dict(sorted(boxes.items())))
+    return (
+        dict(sorted(by_type.items())),
+        {k: round(v, 4) for k, v in sorted(blocks.items())},
+        dict(sorted(boxes.items())),
+    )
 
 
 _CHIP_AREA = re.compile(r"Chip area for (?:top )?module '\\?([^']+)':\s*([0-9.]+)")
 
 
-def map_to_cells(rtl_dir: str | Path, files: list[str], liberty: str, pdk: Path, *, top: str = "nvm_lstm_top",
-                 blackbox_module: str, netlist_name: str, cells: tuple[Cell, ...] = CELLS,
-                 yosys: Tool | None = None, timeout: float = 7200.0) -> tuple[SignoffResult, list[str]]:
+def map_to_cells(
+    rtl_dir: str | Path,
+    files: list[str],
+    liberty: str,
+    pdk: Path,
+    *,
+    top: str = "nvm_lstm_top",
+    blackbox_module: str,
+    netlist_name: str,
+    cells: tuple[Cell, ...] = CELLS,
+    yosys: Tool | None = None,
+    timeout: float = 7200.0,
+) -> tuple[SignoffResult, list[str]]:
     """Map ``files`` (relative to ``rtl_dir``, which also holds the Liberty file ``liberty``) to the cells.
 
     Returns the result (with the netlist text) and the script as recorded (relative names). Writes nothing
@@ -167,8 +190,9 @@ def map_to_cells(rtl_dir: str | Path, files: list[str], liberty: str, pdk: Path,
         run_script = signoff_script(files, top, liberty, str(w / "netlist.v"), str(w / "stat.txt"))
         (w / "map.ys").write_text("\n".join(run_script) + "\n", encoding="utf-8")
         t0 = time.monotonic()
-        proc = run_tool(yosys, ["-q", "-l", str(w / "yosys.log"), "-s", str(w / "map.ys")], cwd=rtl_dir,
-                        timeout=timeout)
+        proc = run_tool(
+            yosys, ["-q", "-l", str(w / "yosys.log"), "-s", str(w / "map.ys")], cwd=rtl_dir, timeout=timeout
+        )
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
@@ -190,4 +214,3 @@ def map_to_cells(rtl_dir: str | Path, files: list[str], liberty: str, pdk: Path,
         raise SignoffError(f"expected only {blackbox_module} black boxes in the mapped netlist, found {boxes}")
     flops = sum(n for t, n in by_type.items() if t in flop_names)
     return SignoffResult(netlist, by_type, total, flops, by_block, boxes, yosys.version, seconds), script
-

@@ -52,8 +52,15 @@ class SynthResult:
     seconds: float
 
     def manifest_entry(self, script: list[str]) -> dict:
-        return {"tool": self.yosys, "script": script, "cells": self.cells, "cells_by_type": self.cells_by_type,
-                "flip_flops": self.flip_flops, "latches": 0, "blackboxes": self.blackboxes}
+        return {
+            "tool": self.yosys,
+            "script": script,
+            "cells": self.cells,
+            "cells_by_type": self.cells_by_type,
+            "flip_flops": self.flip_flops,
+            "latches": 0,
+            "blackboxes": self.blackboxes,
+        }
 
 
 def synth_script(files: list[str], top: str, stat_path: str) -> list[str]:
@@ -84,15 +91,24 @@ def _parse_stats(path: Path, top: str, log_tail: str) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SynthError(f"yosys statistics are not valid JSON ({exc}){log_tail}") from None
     design = doc.get("design") if isinstance(doc, dict) else None
-    if not isinstance(design, dict) or not isinstance(design.get("num_cells"), int) \
-            or not isinstance(design.get("num_cells_by_type"), dict):
-        raise SynthError(f"yosys statistics have no design totals (num_cells, num_cells_by_type) for {top}"
-                         f"{log_tail}")
+    if (
+        not isinstance(design, dict)
+        or not isinstance(design.get("num_cells"), int)
+        or not isinstance(design.get("num_cells_by_type"), dict)
+    ):
+        raise SynthError(f"yosys statistics have no design totals (num_cells, num_cells_by_type) for {top}{log_tail}")
     return design
 
 
-def synthesize(rtl_dir: str | Path, files: list[str], *, top: str = "nvm_lstm_top", blackbox_module: str,
-               yosys: Tool | None = None, timeout: float = 3600.0) -> tuple[SynthResult, list[str]]:
+def synthesize(
+    rtl_dir: str | Path,
+    files: list[str],
+    *,
+    top: str = "nvm_lstm_top",
+    blackbox_module: str,
+    yosys: Tool | None = None,
+    timeout: float = 3600.0,
+) -> tuple[SynthResult, list[str]]:
     """Synthesize ``files`` (relative to ``rtl_dir``, read in order) with ``top`` as the top module.
 
     Returns the statistics and the script (file names relative, so the script is the same everywhere).

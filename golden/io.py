@@ -104,8 +104,9 @@ def _array_entries(arrays: Mapping[str, np.ndarray], descriptions: Mapping[str, 
 
 def _manifest_header(path: Path, fmt: str) -> dict:
     """A manifest's JSON object, checked for its format name and schema version (every file kind)."""
-    doc = read_json_file(path, FileFormatError, "manifest",
-                         missing_hint=f" (a {fmt} file is an .npz plus its .json manifest)")
+    doc = read_json_file(
+        path, FileFormatError, "manifest", missing_hint=f" (a {fmt} file is an .npz plus its .json manifest)"
+    )
     if not isinstance(doc, dict):
         raise FileFormatError(f"{path}: manifest must be a JSON object")
     if doc.get("format") != fmt:
@@ -129,12 +130,15 @@ def _read_manifest(path: Path, fmt: str) -> dict:
 def _check_arrays(npz_path: Path, arrays: Mapping[str, np.ndarray], listed: Mapping[str, Any]) -> None:
     missing = sorted(set(listed) - set(arrays))
     if missing:
-        raise FileFormatError(f"{npz_path}: array{'s' if len(missing) > 1 else ''} {', '.join(missing)} listed in "
-                              f"the manifest but missing")
+        raise FileFormatError(
+            f"{npz_path}: array{'s' if len(missing) > 1 else ''} {', '.join(missing)} listed in "
+            f"the manifest but missing"
+        )
     extra = sorted(set(arrays) - set(listed))
     if extra:
-        raise FileFormatError(f"{npz_path}: array{'s' if len(extra) > 1 else ''} {', '.join(extra)} not listed in "
-                              f"the manifest")
+        raise FileFormatError(
+            f"{npz_path}: array{'s' if len(extra) > 1 else ''} {', '.join(extra)} not listed in the manifest"
+        )
     for k in sorted(listed):
         entry = listed[k]
         if not isinstance(entry, dict) or "sha256" not in entry:
@@ -228,8 +232,12 @@ def save_float_model(fm: FloatModel, path: str | Path, *, metadata: Mapping[str,
     doc = {
         "format": FLOAT_MODEL_FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "shape": {"input_size": fm.input_size, "hidden_size": fm.hidden_size, "num_layers": len(fm.layers),
-                  "output_size": fm.output_size},
+        "shape": {
+            "input_size": fm.input_size,
+            "hidden_size": fm.hidden_size,
+            "num_layers": len(fm.layers),
+            "output_size": fm.output_size,
+        },
         "arrays": _array_entries(arrays),
         "float_model_sha256": _float_digest(arrays),
         "metadata": dict(metadata or {}),
@@ -251,8 +259,9 @@ def load_float_model(path: str | Path, *, with_metadata: bool = False) -> FloatM
     doc = _manifest_header(mpath, FLOAT_MODEL_FORMAT)
     shape = doc.get("shape")
     keys = ("input_size", "hidden_size", "num_layers", "output_size")
-    if not isinstance(shape, dict) or not all(isinstance(shape.get(k), int) and not isinstance(shape.get(k), bool)
-                                              and shape[k] >= 1 for k in keys):
+    if not isinstance(shape, dict) or not all(
+        isinstance(shape.get(k), int) and not isinstance(shape.get(k), bool) and shape[k] >= 1 for k in keys
+    ):
         raise FileFormatError(f"{mpath}: manifest key 'shape' must hold positive integers {', '.join(keys)}")
     if not isinstance(doc.get("arrays"), dict):
         raise FileFormatError(f"{mpath}: manifest key 'arrays' is missing or not an object")
@@ -269,12 +278,14 @@ def load_float_model(path: str | Path, *, with_metadata: bool = False) -> FloatM
         if arrays[k].dtype != np.float64:
             raise FileFormatError(f"{path}: array {k} has dtype {arrays[k].dtype}, expected float64")
     try:
-        fm = FloatModel(tuple(FloatLayer(arrays[f"l{l}_w_ih"], arrays[f"l{l}_w_hh"], arrays[f"l{l}_bias"])
-                              for l in range(L)), arrays["head_w"], arrays["head_b"])
+        fm = FloatModel(
+            tuple(FloatLayer(arrays[f"l{l}_w_ih"], arrays[f"l{l}_w_hh"], arrays[f"l{l}_bias"]) for l in range(L)),
+            arrays["head_w"],
+            arrays["head_b"],
+        )
     except ModelError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
-    got = {"input_size": fm.input_size, "hidden_size": fm.hidden_size, "num_layers": L,
-           "output_size": fm.output_size}
+    got = {"input_size": fm.input_size, "hidden_size": fm.hidden_size, "num_layers": L, "output_size": fm.output_size}
     if got != {k: shape[k] for k in keys}:
         raise FileFormatError(f"{path}: arrays have shape {got}, the manifest says {shape}")
     if doc.get("float_model_sha256") != _float_digest(arrays):
@@ -306,8 +317,13 @@ def vector_descriptions(cfg: LstmConfig) -> dict[str, str]:
     return d
 
 
-def save_vectors(out_dir: str | Path, model: QuantizedModel, trace: Mapping[str, np.ndarray],
-                 *, metadata: Mapping[str, Any] | None = None) -> None:
+def save_vectors(
+    out_dir: str | Path,
+    model: QuantizedModel,
+    trace: Mapping[str, np.ndarray],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """Write ``vectors.npz`` and ``vectors.json`` into the existing directory ``out_dir``."""
     out_dir = Path(out_dir)
     cfg = model.config
@@ -341,7 +357,8 @@ def load_vectors(vec_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     _check_arrays(vec_dir / "vectors.npz", arrays, doc["arrays"])
     missing = sorted(set(vector_descriptions(cfg)) - set(arrays))
     if missing:
-        raise FileFormatError(f"{vec_dir / 'vectors.npz'}: missing array{'s' if len(missing) > 1 else ''} "
-                              f"{', '.join(missing)}")
+        raise FileFormatError(
+            f"{vec_dir / 'vectors.npz'}: missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
     doc["config"] = cfg
     return doc, arrays

@@ -181,8 +181,9 @@ def _h_table(cfg: LstmConfig) -> np.ndarray | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _composed_table(cfg: LstmConfig, p_bounds: tuple[int, ...], step: int, gate_scale: tuple[int, ...],
-                    o_stride: int | None) -> np.ndarray:
+def _composed_table(
+    cfg: LstmConfig, p_bounds: tuple[int, ...], step: int, gate_scale: tuple[int, ...], o_stride: int | None
+) -> np.ndarray:
     """Gate value of (gate, partial accumulator, last tile's p): the ADC of the last tile, the sum with the
     other tiles' ADC codes, gate_index and activation in one table, shape (4, n_part * span_last).
 
@@ -219,8 +220,9 @@ class _Tiles:
     input (S, rows + 1) gives (gates, S, columns / gates), every gate a contiguous block.
     """
 
-    def __init__(self, weights: np.ndarray, cfg: LstmConfig, offsets: list[np.ndarray] | None, ideal: bool,
-                 gates: int = 1):
+    def __init__(
+        self, weights: np.ndarray, cfg: LstmConfig, offsets: list[np.ndarray] | None, ideal: bool, gates: int = 1
+    ):
         n_cols, n_rows = weights.shape
         dac_max = cfg.dac_max
         self.bias_row = n_rows - 1
@@ -280,8 +282,7 @@ class _LayerPlan:
         ``acc``, and one lookup of ``activation(gate_index(acc))``. The trace records these codes.
     """
 
-    def __init__(self, cfg: LstmConfig, lp: LayerParams, nin: int, programmed: ProgrammedArray | None, *,
-                 trace: bool):
+    def __init__(self, cfg: LstmConfig, lp: LayerParams, nin: int, programmed: ProgrammedArray | None, *, trace: bool):
         H = cfg.hidden_size
         self.cfg, self.H = cfg, H
         self.ideal = programmed is None
@@ -307,8 +308,9 @@ class _LayerPlan:
             self.gate_state_tab = _composed_table(cfg, tuple(p_bound), self.step, scales, o_stride).ravel()
             # Tile r < R-1: index p + p_bound_r into part_tab[r] = adc code x span_last, added to the last
             # tile's index, whose offset places each gate's and the partial sum's origin.
-            self.part_tabs = [_readonly((t.astype(np.int64) * span_last).astype(np.float32))
-                              for t in self.adc_tabs[:-1]]
+            self.part_tabs = [
+                _readonly((t.astype(np.int64) * span_last).astype(np.float32)) for t in self.adc_tabs[:-1]
+            ]
             offsets = [np.full(4 * H, pb, dtype=np.int64) for pb in p_bound[:-1]]
             offsets.append(gate_col * (n_part * span_last) + (R - 1) * amax * span_last + p_bound[-1])
         else:
@@ -340,12 +342,19 @@ class _LayerPlan:
     def noisy(self, p: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
         """Noisy reads of dot products ``p`` (R, 4, S, H); ``sumsq`` (R, S, 1): see `_add_noise`."""
         R, _, S, H = p.shape
-        return _add_noise(self.programmed, p, sumsq, self.step, (R, S, 4 * H),
-                          lambda a: a.reshape(R, S, 4, H).transpose(0, 2, 1, 3))
+        return _add_noise(
+            self.programmed, p, sumsq, self.step, (R, S, 4 * H), lambda a: a.reshape(R, S, 4, H).transpose(0, 2, 1, 3)
+        )
 
 
-def _add_noise(pa: ProgrammedArray, p: np.ndarray, sumsq: np.ndarray, step: int, draw_shape: tuple[int, ...],
-               to_p: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _add_noise(
+    pa: ProgrammedArray,
+    p: np.ndarray,
+    sumsq: np.ndarray,
+    step: int,
+    draw_shape: tuple[int, ...],
+    to_p: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
     """Read noise and ADC noise added to dot products ``p``, returned as the ADC input (LSBs x step).
 
     The draws are made in the shape ``draw_shape`` (the order a seed has always drawn them in), in which
@@ -427,8 +436,9 @@ def _run_layer(plan: _LayerPlan, x_seq: np.ndarray, hs: np.ndarray, tr: _Trace |
                 if programmed is None:
                     ct = adc_convert(p, plan.step, cfg.adc_bits)
                 else:
-                    sq = np.stack([np.sum(np.square(v[:, :-1], dtype=np.float64), axis=1, keepdims=True)
-                                   for v in tile_in])
+                    sq = np.stack(
+                        [np.sum(np.square(v[:, :-1], dtype=np.float64), axis=1, keepdims=True) for v in tile_in]
+                    )
                     ct = adc_convert(plan.noisy(p, sq + bias_sq), plan.step, cfg.adc_bits)
             if tr is not None:
                 tr.adc[:, t] = ct.transpose(2, 0, 1, 3)
@@ -480,8 +490,9 @@ def _layer_trace(plan: _LayerPlan, layer: int, tr: _Trace, hs: np.ndarray, trace
     trace[f"l{layer}_h"] = hs
 
 
-def _head(cfg: LstmConfig, model: QuantizedModel, h_seq: np.ndarray, trace: dict | None,
-          programmed: ProgrammedArray | None) -> np.ndarray:
+def _head(
+    cfg: LstmConfig, model: QuantizedModel, h_seq: np.ndarray, trace: dict | None, programmed: ProgrammedArray | None
+) -> np.ndarray:
     """Dense head on every timestep's last-layer h codes (S, T, H) int32; returns output codes (S, T, O)."""
     S, T, H = h_seq.shape
     O = cfg.output_size
@@ -515,13 +526,18 @@ def _head(cfg: LstmConfig, model: QuantizedModel, h_seq: np.ndarray, trace: dict
             _take(_adc_table(pb, step, bits), idx, codes[r])
     else:
         if not ideal:
-            ssq = np.stack([np.sum(np.square(x[:, a : a + n], dtype=np.float64), axis=-1, keepdims=True)
-                            for (a, _), n in zip(tiles.bounds, tiles.n_in)])
+            ssq = np.stack(
+                [
+                    np.sum(np.square(x[:, a : a + n], dtype=np.float64), axis=-1, keepdims=True)
+                    for (a, _), n in zip(tiles.bounds, tiles.n_in)
+                ]
+            )
             ssq += np.array([float(cfg.dac_max) ** 2 if hb else 0.0 for hb in tiles.has_bias])[:, None, None]
             # Drawn time-major, (R, T, S, O), as the head has always drawn them.
             ssq_tm = ssq.reshape(R, S, T, 1).transpose(0, 2, 1, 3)
-            p = _add_noise(programmed, p.reshape(R, S, T, O), ssq_tm, step, (R, T, S, O),
-                           lambda a: a.transpose(0, 2, 1, 3))
+            p = _add_noise(
+                programmed, p.reshape(R, S, T, O), ssq_tm, step, (R, T, S, O), lambda a: a.transpose(0, 2, 1, 3)
+            )
         codes = adc_convert(p, step, bits)
     codes = codes.reshape(R, S, T, O)
     out = codes[0].astype(np.int32) if R == 1 else codes.sum(axis=0, dtype=np.int32)
@@ -540,8 +556,9 @@ def _chunks(S: int, plan: _LayerPlan) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def golden_forward(model: QuantizedModel, inputs: np.ndarray, *, trace: bool = True,
-                   nonideal: NonIdealities | None = None) -> dict[str, np.ndarray]:
+def golden_forward(
+    model: QuantizedModel, inputs: np.ndarray, *, trace: bool = True, nonideal: NonIdealities | None = None
+) -> dict[str, np.ndarray]:
     """Run the integer network on input DAC codes.
 
     Parameters
@@ -567,7 +584,9 @@ def golden_forward(model: QuantizedModel, inputs: np.ndarray, *, trace: bool = T
     if nonideal is not None:
         seqs = np.random.SeedSequence(nonideal.seed).spawn(cfg.num_layers + 1)
         mats = [lp.weights for lp in model.layers] + [model.head.weights]
-        programmed = [ProgrammedArray(m, cfg.weight_max, nonideal, np.random.default_rng(s)) for m, s in zip(mats, seqs)]
+        programmed = [
+            ProgrammedArray(m, cfg.weight_max, nonideal, np.random.default_rng(s)) for m, s in zip(mats, seqs)
+        ]
     S, T, _ = x.shape
     H = cfg.hidden_size
     result: dict[str, np.ndarray] = {"inputs": x.astype(np.int32)}

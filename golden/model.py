@@ -48,9 +48,7 @@ def _int_array(name: str, a: object, shape: tuple[int, ...], lo: int, hi: int, d
         if amin < lo or amax > hi:
             bad = amin if amin < lo else amax
             where = np.argwhere((a < lo) | (a > hi))[0]
-            raise ModelError(
-                f"{name}: value {bad} at index {tuple(int(i) for i in where)} is outside [{lo}, {hi}]"
-            )
+            raise ModelError(f"{name}: value {bad} at index {tuple(int(i) for i in where)} is outside [{lo}, {hi}]")
     out = a.astype(dtype)
     out.setflags(write=False)
     return out
@@ -123,7 +121,12 @@ class QuantizedModel:
             scale = _int_array(f"layer {l} gate_scale", lp.gate_scale, (4,), 0, cfg.scale_max, np.int64)
             layers.append(LayerParams(w, int(step), scale))
         hw = _int_array(
-            "head weights", self.head.weights, (cfg.output_size, cfg.head_rows), -cfg.weight_max, cfg.weight_max, np.int16
+            "head weights",
+            self.head.weights,
+            (cfg.output_size, cfg.head_rows),
+            -cfg.weight_max,
+            cfg.weight_max,
+            np.int16,
         )
         hstep = _int_array("head adc_step", self.head.adc_step, (), 1, cfg.adc_step_max, np.int64)
         object.__setattr__(self, "layers", tuple(layers))
@@ -215,8 +218,10 @@ class FloatModel:
                 if not np.all(np.isfinite(a)):
                     raise ModelError(f"float layer {l} {name}: contains NaN or infinity")
             prev = h
-        for name, a, shape in (("head_w", self.head_w, (np.asarray(self.head_w).shape[0], h)),
-                               ("head_b", self.head_b, (np.asarray(self.head_w).shape[0],))):
+        for name, a, shape in (
+            ("head_w", self.head_w, (np.asarray(self.head_w).shape[0], h)),
+            ("head_b", self.head_b, (np.asarray(self.head_w).shape[0],)),
+        ):
             a = np.asarray(a)
             if a.shape != shape:
                 raise ModelError(f"float {name}: shape {a.shape}, expected {shape}")

@@ -105,7 +105,9 @@ class NonIdealities:
 
     @property
     def ideal(self) -> bool:
-        return not (self.prog_noise or self.read_noise or self.adc_noise or self.stuck_gmin_rate or self.stuck_gmax_rate)
+        return not (
+            self.prog_noise or self.read_noise or self.adc_noise or self.stuck_gmin_rate or self.stuck_gmax_rate
+        )
 
 
 class ProgrammedArray:

@@ -31,8 +31,17 @@ from .nvm import row_tile_bounds
 from .quant import quantize, round_float
 from .reference import float_forward
 
-__all__ = ["quantize_model", "calibration_subset", "CALIB_SEQUENCES", "calibrate_adc_step", "tile_dot_products", "matrix_inputs", "random_float_model",
-           "random_model", "DEFAULT_PERCENTILE"]
+__all__ = [
+    "quantize_model",
+    "calibration_subset",
+    "CALIB_SEQUENCES",
+    "calibrate_adc_step",
+    "tile_dot_products",
+    "matrix_inputs",
+    "random_float_model",
+    "random_model",
+    "DEFAULT_PERCENTILE",
+]
 
 DEFAULT_PERCENTILE = 99.5
 #: ADC steps are calibrated on at most this many training sequences (the percentile is stable well below).
@@ -95,15 +104,20 @@ def _check_shapes(fm: FloatModel, cfg: LstmConfig) -> None:
         )
 
 
-def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, input_scale: float,
-                   percentile: float = DEFAULT_PERCENTILE) -> QuantizedModel:
+def quantize_model(
+    fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, input_scale: float, percentile: float = DEFAULT_PERCENTILE
+) -> QuantizedModel:
     """Quantize float model ``fm`` to ``cfg`` and calibrate its ADC steps on real inputs ``calib_x``.
 
     ``input_scale`` is the real value of one input DAC code; inputs are quantized with it (ties to even).
     """
     _check_shapes(fm, cfg)
-    if (isinstance(input_scale, (bool, np.bool_)) or not isinstance(input_scale, numbers.Real)
-            or not math.isfinite(input_scale) or input_scale <= 0):
+    if (
+        isinstance(input_scale, (bool, np.bool_))
+        or not isinstance(input_scale, numbers.Real)
+        or not math.isfinite(input_scale)
+        or input_scale <= 0
+    ):
         raise ModelError(f"input_scale must be positive and finite, not {input_scale!r}")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], not {percentile!r}")
@@ -136,8 +150,9 @@ def quantize_model(fm: FloatModel, cfg: LstmConfig, calib_x: np.ndarray, *, inpu
     )
 
 
-def random_float_model(cfg: LstmConfig, rng: np.random.Generator, *, gain: float = 4.0,
-                       forget_bias: float = 4.0, bias_spread: float = 2.0) -> FloatModel:
+def random_float_model(
+    cfg: LstmConfig, rng: np.random.Generator, *, gain: float = 4.0, forget_bias: float = 4.0, bias_spread: float = 2.0
+) -> FloatModel:
     """Random float weights U(-gain/sqrt(H), gain/sqrt(H)) (PyTorch's init times ``gain``).
 
     ``gain`` > 1 drives pre-activations into the tables' saturated ends, ``forget_bias`` keeps f near 1 so

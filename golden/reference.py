@@ -43,7 +43,12 @@ def float_forward(model: FloatModel, x: np.ndarray, *, trace: bool = False) -> d
             pres, gates_tr, cs = (np.empty((S, T, 4 * H)), np.empty((S, T, 4 * H)), np.empty((S, T, H)))
         for t in range(T):
             z = pre_x[:, t] + h @ w_hh.T
-            i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H : 2 * H]), np.tanh(z[:, 2 * H : 3 * H]), sigmoid(z[:, 3 * H :])
+            i, f, g, o = (
+                sigmoid(z[:, :H]),
+                sigmoid(z[:, H : 2 * H]),
+                np.tanh(z[:, 2 * H : 3 * H]),
+                sigmoid(z[:, 3 * H :]),
+            )
             c = f * c + i * g
             h = o * np.tanh(c)
             hs[:, t] = h

@@ -81,12 +81,15 @@ def check_golden_out_dir(out_dir: str | Path) -> None:
     foreign = [n for n in names if n not in GOLDEN_DIR_FILES]
     if foreign:
         what = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise FileExistsError(f"{out}: directory is not empty and not an earlier `nvmlstm golden` output "
-                              f"(found {what}); give a new or empty directory")
+        raise FileExistsError(
+            f"{out}: directory is not empty and not an earlier `nvmlstm golden` output "
+            f"(found {what}); give a new or empty directory"
+        )
 
 
-def write_golden_dir(out_dir: str | Path, model: QuantizedModel, inputs: np.ndarray, *,
-                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_golden_dir(
+    out_dir: str | Path, model: QuantizedModel, inputs: np.ndarray, *, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Run the golden model on ``inputs`` and write ``vectors.npz/json`` and ``model.npz/json`` into
     ``out_dir`` atomically (all four files or none). Returns the coverage statistics."""
     check_golden_out_dir(out_dir)

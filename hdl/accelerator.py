@@ -98,8 +98,15 @@ class NvmLstmAccelerator(wiring.Component):
     ARRAY_NAME = "array"
 
     @staticmethod
-    def check_parameters(cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
-                         macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32) -> int:
+    def check_parameters(
+        cfg: LstmConfig,
+        *,
+        lanes: int | None = None,
+        macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
+        macro_model: str = "instance",
+        seq_len_bits: int = 16,
+        cycle_bits: int = 32,
+    ) -> int:
         """The one validation of the constructor's arguments, callable before building anything.
 
         Returns ``lanes`` (``None`` means ``hidden_size``). Raises ``TypeError`` / ``ValueError`` with one line
@@ -119,10 +126,24 @@ class NvmLstmAccelerator(wiring.Component):
         check_int("cycle_bits", cycle_bits, 8, 64)
         return lanes
 
-    def __init__(self, cfg: LstmConfig, *, lanes: int | None = None, macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
-                 macro_model: str = "instance", seq_len_bits: int = 16, cycle_bits: int = 32):
-        lanes = self.check_parameters(cfg, lanes=lanes, macro_latency=macro_latency, macro_model=macro_model,
-                                      seq_len_bits=seq_len_bits, cycle_bits=cycle_bits)
+    def __init__(
+        self,
+        cfg: LstmConfig,
+        *,
+        lanes: int | None = None,
+        macro_latency: int = DEFAULT_MACRO_LATENCY_CYC,
+        macro_model: str = "instance",
+        seq_len_bits: int = 16,
+        cycle_bits: int = 32,
+    ):
+        lanes = self.check_parameters(
+            cfg,
+            lanes=lanes,
+            macro_latency=macro_latency,
+            macro_model=macro_model,
+            seq_len_bits=seq_len_bits,
+            cycle_bits=cycle_bits,
+        )
         self._cfg = cfg
         self._lanes = lanes
         self._macro_latency = macro_latency
@@ -134,23 +155,27 @@ class NvmLstmAccelerator(wiring.Component):
         self._array = MacroArray(self.pmap, macro_latency=macro_latency, macro_model=macro_model)
         self._lane_bank = LaneBank(cfg, lanes=lanes, acc_width=self.acc_width, n_tags=cfg.num_layers * self.groups)
         self._in_layout = data.ArrayLayout(signed(cfg.dac_bits), cfg.input_size)
-        self._out_layout = data.StructLayout({
-            "outputs": data.ArrayLayout(signed(self.out_bits), cfg.output_size),
-            "h": data.ArrayLayout(data.ArrayLayout(signed(cfg.dac_bits), cfg.hidden_size), cfg.num_layers),
-        })
-        super().__init__({
-            "inp": In(stream.Signature(self.in_layout)),
-            "out": Out(stream.Signature(self.out_layout)),
-            "start": In(1),
-            "seq_len": In(unsigned(seq_len_bits)),
-            "clear": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(unsigned(cycle_bits)),
-            "prog_addr": In(unsigned(self.pmap.addr_bits)),
-            "prog_data": In(unsigned(self.pmap.data_bits)),
-            "prog_we": In(1),
-        })
+        self._out_layout = data.StructLayout(
+            {
+                "outputs": data.ArrayLayout(signed(self.out_bits), cfg.output_size),
+                "h": data.ArrayLayout(data.ArrayLayout(signed(cfg.dac_bits), cfg.hidden_size), cfg.num_layers),
+            }
+        )
+        super().__init__(
+            {
+                "inp": In(stream.Signature(self.in_layout)),
+                "out": Out(stream.Signature(self.out_layout)),
+                "start": In(1),
+                "seq_len": In(unsigned(seq_len_bits)),
+                "clear": In(1),
+                "busy": Out(1),
+                "done": Out(1),
+                "cycles": Out(unsigned(cycle_bits)),
+                "prog_addr": In(unsigned(self.pmap.addr_bits)),
+                "prog_data": In(unsigned(self.pmap.data_bits)),
+                "prog_we": In(1),
+            }
+        )
 
     # ---------------------------------------------------------------------------------------------
     # The build parameters and the parts (read-only: the design is built from them in the constructor).
@@ -236,10 +261,8 @@ class NvmLstmAccelerator(wiring.Component):
         m.submodules.lane_bank = self.lane_bank
         st = self._state(m)
         # One programming interface for both programmed blocks; writes take effect only while idle.
-        prog = ProgramSignature(addr_bits=self.pmap.addr_bits, data_bits=self.pmap.data_bits).create(
-            path=("prog",))
-        m.d.comb += [prog.addr.eq(self.prog_addr), prog.data.eq(self.prog_data),
-                     prog.we.eq(self.prog_we & st.idle)]
+        prog = ProgramSignature(addr_bits=self.pmap.addr_bits, data_bits=self.pmap.data_bits).create(path=("prog",))
+        m.d.comb += [prog.addr.eq(self.prog_addr), prog.data.eq(self.prog_data), prog.we.eq(self.prog_we & st.idle)]
         wiring.connect(m, prog, self.regs.prog, self.array.prog)
         wiring.connect(m, self.regs.steps, self.array.steps)
         self._array_rows(m, st)
@@ -390,11 +413,11 @@ class NvmLstmAccelerator(wiring.Component):
 class _State:
     """Registers and control signals shared by the parts of `NvmLstmAccelerator.elaborate`."""
 
-    x: list          # x_t codes, latched in INPUT
-    h: list          # h[l][u], the h state of every layer and unit
-    c: list          # c[l][u], the cell state
-    out: list        # the output register
-    idle: Signal     # the FSM is in IDLE (comb)
-    layer: Signal    # the layer being computed
-    issue: Signal    # a group enters the lane bank this cycle (comb)
-    group: Signal    # which group (comb)
+    x: list  # x_t codes, latched in INPUT
+    h: list  # h[l][u], the h state of every layer and unit
+    c: list  # c[l][u], the cell state
+    out: list  # the output register
+    idle: Signal  # the FSM is in IDLE (comb)
+    layer: Signal  # the layer being computed
+    issue: Signal  # a group enters the lane bank this cycle (comb)
+    group: Signal  # which group (comb)

@@ -67,10 +67,18 @@ class MacroArray(wiring.Component):
         cfg = pmap.cfg
         self._pmap = pmap
         self._macros = [
-            NvmArrayMacro(rows=cfg.array_rows, cols=cfg.array_cols, weight_bits=cfg.weight_bits,
-                          dac_bits=cfg.dac_bits, adc_bits=self._adc_bits(ref.layer),
-                          adc_step_bits=cfg.adc_step_bits, read_latency=macro_latency, model=macro_model)
-            for ref in pmap.tiles]
+            NvmArrayMacro(
+                rows=cfg.array_rows,
+                cols=cfg.array_cols,
+                weight_bits=cfg.weight_bits,
+                dac_bits=cfg.dac_bits,
+                adc_bits=self._adc_bits(ref.layer),
+                adc_step_bits=cfg.adc_step_bits,
+                read_latency=macro_latency,
+                model=macro_model,
+            )
+            for ref in pmap.tiles
+        ]
         self._layer_acc_bits = [cfg.acc_bits(cfg.layer_rows(l), cfg.adc_bits) for l in range(cfg.num_layers)]
         self._out_bits = cfg.acc_bits(cfg.head_rows, cfg.head_adc_bits_eff)
         L, code = cfg.num_layers, signed(cfg.dac_bits)
@@ -91,7 +99,9 @@ class MacroArray(wiring.Component):
         super().__init__(members)
 
     pmap: ProgramMap = parameter("pmap")
-    macros: list[NvmArrayMacro] = parameter("macros", "The macros, in `hdl.progmap.ProgramMap.tiles` order (built here: their latency is the array's).")
+    macros: list[NvmArrayMacro] = parameter(
+        "macros", "The macros, in `hdl.progmap.ProgramMap.tiles` order (built here: their latency is the array's)."
+    )
     layer_acc_bits: list[int] = parameter("layer_acc_bits", "Signed width of each layer's column sums.")
     out_bits: int = parameter("out_bits", "Signed width of the head's column sums.")
 
@@ -122,7 +132,7 @@ class MacroArray(wiring.Component):
         m = Module()
         tile_lsb = pm.row_bits + pm.col_bits
         is_weight = ~self.prog.addr[pm.addr_bits - 1]
-        prog_tile = self.prog.addr[tile_lsb: tile_lsb + pm.tile_bits]
+        prog_tile = self.prog.addr[tile_lsb : tile_lsb + pm.tile_bits]
         zero = Const(0, signed(cfg.dac_bits))
         for ref, mac in zip(pm.tiles, self.macros):
             m.submodules[self.macro_path(ref)[0]] = mac
@@ -133,7 +143,7 @@ class MacroArray(wiring.Component):
                 mac.x.eq(Cat(*rows)),
                 mac.adc_step.eq(self.steps.head if ref.layer is None else self.steps.layer[ref.layer]),
                 mac.read.eq(self.head_read if ref.layer is None else self.read[ref.layer]),
-                mac.prog_row.eq(self.prog.addr[pm.col_bits: pm.col_bits + pm.row_bits]),
+                mac.prog_row.eq(self.prog.addr[pm.col_bits : pm.col_bits + pm.row_bits]),
                 mac.prog_col.eq(self.prog.addr[: pm.col_bits]),
                 mac.prog_code.eq(self.prog.data[: cfg.weight_bits]),
                 mac.prog_we.eq(self.prog.we & is_weight & (prog_tile == ref.global_index)),
@@ -156,7 +166,10 @@ class MacroArray(wiring.Component):
         owner = "head" if layer is None else f"l{layer}"
         for n in range(cfg.output_size if layer is None else cfg.layer_cols):
             c_tile, j = divmod(n, cfg.array_cols)
-            terms = [self.macros[r.global_index].y[j * bits: (j + 1) * bits].as_signed()
-                     for r in refs if r.tile.col_tile == c_tile]
+            terms = [
+                self.macros[r.global_index].y[j * bits : (j + 1) * bits].as_signed()
+                for r in refs
+                if r.tile.col_tile == c_tile
+            ]
             s = Signal(signed(width), name=f"acc_{owner}_{n}")
             m.d.comb += [s.eq(sum(terms[1:], terms[0])), out[n].eq(s)]

@@ -23,8 +23,17 @@ from nvmlstm.golden.tables import sigmoid_table, tanh_table
 
 from .params import parameter
 
-__all__ = ["GateLane", "CellLane", "HiddenLane", "LaneBank", "saturate", "rshift_round", "gate_shape",
-           "cell_shape", "gate_layout"]
+__all__ = [
+    "GateLane",
+    "CellLane",
+    "HiddenLane",
+    "LaneBank",
+    "saturate",
+    "rshift_round",
+    "gate_shape",
+    "cell_shape",
+    "gate_layout",
+]
 
 
 def _check_cfg(cfg) -> None:
@@ -120,11 +129,14 @@ class GateLane(_RegisteredStage):
         _check_cfg(cfg)
         check_int("acc_width", acc_width, 2, 64)
         self._acc_width = acc_width
-        super().__init__(cfg, {
-            "acc": In(gate_layout(signed(acc_width))),
-            "scale": In(gate_layout(unsigned(cfg.scale_bits))),
-            "gates": Out(gate_layout(gate_shape(cfg))),
-        })
+        super().__init__(
+            cfg,
+            {
+                "acc": In(gate_layout(signed(acc_width))),
+                "scale": In(gate_layout(unsigned(cfg.scale_bits))),
+                "gates": Out(gate_layout(gate_shape(cfg))),
+            },
+        )
 
     acc_width: int = parameter("acc_width")
 
@@ -138,8 +150,9 @@ class GateLane(_RegisteredStage):
         for k, name in enumerate(_config.GATES):
             port = next(tanh_ports) if is_tanh[k] else next(sig_ports)
             prod = self.acc[k] * self.scale[k]
-            idx = saturate(m, rshift_round(prod, cfg.scale_shift), cfg.lut_min, cfg.lut_max,
-                           signed(cfg.lut_bits), f"idx_{name}")
+            idx = saturate(
+                m, rshift_round(prod, cfg.scale_shift), cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), f"idx_{name}"
+            )
             m.d.comb += port.addr.eq(_lut_addr(idx))
             m.d.sync += self.gates[k].eq(port.data)
         return m
@@ -163,12 +176,15 @@ class CellLane(_RegisteredStage):
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
-        super().__init__(cfg, {
-            "gates": In(gate_layout(gate_shape(cfg))),
-            "c_prev": In(cell_shape(cfg)),
-            "c": Out(cell_shape(cfg)),
-            "o": Out(gate_shape(cfg)),
-        })
+        super().__init__(
+            cfg,
+            {
+                "gates": In(gate_layout(gate_shape(cfg))),
+                "c_prev": In(cell_shape(cfg)),
+                "c": Out(cell_shape(cfg)),
+                "o": Out(gate_shape(cfg)),
+            },
+        )
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -189,21 +205,32 @@ class HiddenLane(_RegisteredStage):
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
-        super().__init__(cfg, {
-            "c": In(cell_shape(cfg)),
-            "o": In(gate_shape(cfg)),
-            "h": Out(signed(cfg.dac_bits)),
-        })
+        super().__init__(
+            cfg,
+            {
+                "c": In(cell_shape(cfg)),
+                "o": In(gate_shape(cfg)),
+                "h": Out(signed(cfg.dac_bits)),
+            },
+        )
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
         (port,) = _rom(m, "tanh_rom", tanh_table(cfg), gate_shape(cfg), 1)
-        tidx = saturate(m, rshift_round(self.c, cfg.frac_bits - cfg.lut_frac), cfg.lut_min, cfg.lut_max,
-                        signed(cfg.lut_bits), "tidx")
+        tidx = saturate(
+            m,
+            rshift_round(self.c, cfg.frac_bits - cfg.lut_frac),
+            cfg.lut_min,
+            cfg.lut_max,
+            signed(cfg.lut_bits),
+            "tidx",
+        )
         m.d.comb += port.addr.eq(_lut_addr(tidx))
         prod = self.o * port.data * cfg.dac_max
-        h = saturate(m, rshift_round(prod, 2 * cfg.frac_bits), -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next")
+        h = saturate(
+            m, rshift_round(prod, 2 * cfg.frac_bits), -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next"
+        )
         m.d.sync += self.h.eq(h)
         return m
 
@@ -256,20 +283,22 @@ class LaneBank(wiring.Component):
         self._hidden_lanes = [HiddenLane(cfg) for _ in range(lanes)]
         tag = range(max(n_tags, 2))
         cell = cell_shape(cfg)
-        super().__init__({
-            "issue": In(1),
-            "tag": In(tag),
-            "acc": In(data.ArrayLayout(gate_layout(signed(acc_width)), lanes)),
-            "scale": In(gate_layout(unsigned(cfg.scale_bits))),
-            "c_prev_tag": Out(tag),
-            "c_prev": In(data.ArrayLayout(cell, lanes)),
-            "c_valid": Out(1),
-            "c_tag": Out(tag),
-            "c": Out(data.ArrayLayout(cell, lanes)),
-            "h_valid": Out(1),
-            "h_tag": Out(tag),
-            "h": Out(data.ArrayLayout(signed(cfg.dac_bits), lanes)),
-        })
+        super().__init__(
+            {
+                "issue": In(1),
+                "tag": In(tag),
+                "acc": In(data.ArrayLayout(gate_layout(signed(acc_width)), lanes)),
+                "scale": In(gate_layout(unsigned(cfg.scale_bits))),
+                "c_prev_tag": Out(tag),
+                "c_prev": In(data.ArrayLayout(cell, lanes)),
+                "c_valid": Out(1),
+                "c_tag": Out(tag),
+                "c": Out(data.ArrayLayout(cell, lanes)),
+                "h_valid": Out(1),
+                "h_tag": Out(tag),
+                "h": Out(data.ArrayLayout(signed(cfg.dac_bits), lanes)),
+            }
+        )
 
     cfg: LstmConfig = parameter("cfg")
     lanes: int = parameter("lanes")
@@ -305,8 +334,10 @@ class LaneBank(wiring.Component):
             tag.append(t)
         m.d.comb += [
             self.c_prev_tag.eq(tag[self.c_prev_cyc]),
-            self.c_valid.eq(valid[self.c_cyc]), self.c_tag.eq(tag[self.c_cyc]),
-            self.h_valid.eq(valid[self.latency_cyc]), self.h_tag.eq(tag[self.latency_cyc]),
+            self.c_valid.eq(valid[self.c_cyc]),
+            self.c_tag.eq(tag[self.c_cyc]),
+            self.h_valid.eq(valid[self.latency_cyc]),
+            self.h_tag.eq(tag[self.latency_cyc]),
         ]
         for q, (gl, cl, hl) in enumerate(zip(self.gate_lanes, self.cell_lanes, self.hidden_lanes)):
             m.submodules[f"gate_lane_{q}"] = gl

@@ -25,8 +25,16 @@ from nvmlstm.golden.config import check_int
 
 from .params import parameter
 
-__all__ = ["NvmArrayMacro", "check_macro_model", "MACRO_MODULE", "MACRO_PARAMETERS", "MACRO_CLOCK_PORTS",
-           "MACRO_PORTS", "PortWidth", "MacroPort"]
+__all__ = [
+    "NvmArrayMacro",
+    "check_macro_model",
+    "MACRO_MODULE",
+    "MACRO_PARAMETERS",
+    "MACRO_CLOCK_PORTS",
+    "MACRO_PORTS",
+    "PortWidth",
+    "MacroPort",
+]
 
 #: Verilog module name of the macro (behavioral model and black-box stub).
 MACRO_MODULE = "nvm_array_macro"
@@ -95,12 +103,14 @@ MACRO_PORTS: tuple[MacroPort, ...] = (
     MacroPort("prog_col", Flow.In, PortWidth(("COLS",), clog2=True), False, "programming: cell column"),
     MacroPort("prog_code", Flow.In, PortWidth(("WEIGHT_BITS",)), True, "programming: weight code, two's complement"),
     MacroPort("prog_we", Flow.In, PortWidth(), False, "programming: write enable"),
-    MacroPort("x", Flow.In, PortWidth(("ROWS", "DAC_BITS")), False,
-              "row k's DAC code in bits [k*DAC_BITS +: DAC_BITS]"),
+    MacroPort(
+        "x", Flow.In, PortWidth(("ROWS", "DAC_BITS")), False, "row k's DAC code in bits [k*DAC_BITS +: DAC_BITS]"
+    ),
     MacroPort("adc_step", Flow.In, PortWidth(("STEP_BITS",)), False, "ADC step (0 acts as 1)"),
     MacroPort("read", Flow.In, PortWidth(), False, "read strobe: sample x and adc_step"),
-    MacroPort("y", Flow.Out, PortWidth(("COLS", "ADC_BITS")), False,
-              "column j's ADC code in bits [j*ADC_BITS +: ADC_BITS]"),
+    MacroPort(
+        "y", Flow.Out, PortWidth(("COLS", "ADC_BITS")), False, "column j's ADC code in bits [j*ADC_BITS +: ADC_BITS]"
+    ),
     MacroPort("valid", Flow.Out, PortWidth(), False, "high for one cycle when y is new"),
 )
 
@@ -160,16 +170,21 @@ class NvmArrayMacro(wiring.Component):
             Widths from `MACRO_PORTS` (e.g. ``x``: ``rows * dac_bits``).
         """
 
-        def __init__(self, *, rows: int, cols: int, weight_bits: int, dac_bits: int, adc_bits: int,
-                     adc_step_bits: int):
+        def __init__(self, *, rows: int, cols: int, weight_bits: int, dac_bits: int, adc_bits: int, adc_step_bits: int):
             check_int("rows", rows, 2, 65536)
             check_int("cols", cols, 2, 65536)
             check_int("weight_bits", weight_bits, 2, 16)
             check_int("dac_bits", dac_bits, 2, 16)
             check_int("adc_bits", adc_bits, 2, 16)
             check_int("adc_step_bits", adc_step_bits, 1, 24)
-            self._shape_params = {"ROWS": rows, "COLS": cols, "WEIGHT_BITS": weight_bits, "DAC_BITS": dac_bits,
-                                  "ADC_BITS": adc_bits, "STEP_BITS": adc_step_bits}
+            self._shape_params = {
+                "ROWS": rows,
+                "COLS": cols,
+                "WEIGHT_BITS": weight_bits,
+                "DAC_BITS": dac_bits,
+                "ADC_BITS": adc_bits,
+                "STEP_BITS": adc_step_bits,
+            }
             members = {}
             for port in MACRO_PORTS:
                 width = port.width.value(self._shape_params)
@@ -185,17 +200,34 @@ class NvmArrayMacro(wiring.Component):
             return type(self) is type(other) and self._shape_params == other._shape_params
 
         def __repr__(self):
-            args = ", ".join(f"{arg}={self._shape_params[name]}" for name, arg, _ in MACRO_PARAMETERS
-                             if name in self._shape_params)
+            args = ", ".join(
+                f"{arg}={self._shape_params[name]}" for name, arg, _ in MACRO_PARAMETERS if name in self._shape_params
+            )
             return f"NvmArrayMacro.Signature({args})"
 
     #: Name of the ``nvm_array_macro`` instance inside this component's module.
     INSTANCE_NAME = "macro"
 
-    def __init__(self, *, rows: int, cols: int, weight_bits: int, dac_bits: int, adc_bits: int,
-                 adc_step_bits: int, read_latency: int, model: str = "instance"):
-        signature = self.Signature(rows=rows, cols=cols, weight_bits=weight_bits, dac_bits=dac_bits,
-                                   adc_bits=adc_bits, adc_step_bits=adc_step_bits)
+    def __init__(
+        self,
+        *,
+        rows: int,
+        cols: int,
+        weight_bits: int,
+        dac_bits: int,
+        adc_bits: int,
+        adc_step_bits: int,
+        read_latency: int,
+        model: str = "instance",
+    ):
+        signature = self.Signature(
+            rows=rows,
+            cols=cols,
+            weight_bits=weight_bits,
+            dac_bits=dac_bits,
+            adc_bits=adc_bits,
+            adc_step_bits=adc_step_bits,
+        )
         check_int("read_latency", read_latency, 1, 64)
         check_macro_model(model)
         self._rows, self._cols = rows, cols
@@ -230,8 +262,10 @@ class NvmArrayMacro(wiring.Component):
             # Outputs are driven by hdl.sim.add_macro_models (the golden array model).
             return m
         # Port connections from the signature: i_<name> for the macro's inputs, o_<name> for its outputs.
-        ports = {f"{'i' if member.flow == Flow.In else 'o'}_{name}": getattr(self, name)
-                 for name, member in self.signature.members.items()}
+        ports = {
+            f"{'i' if member.flow == Flow.In else 'o'}_{name}": getattr(self, name)
+            for name, member in self.signature.members.items()
+        }
         m.submodules[self.INSTANCE_NAME] = Instance(
             MACRO_MODULE,
             **{f"p_{k}": v for k, v in self.verilog_parameters().items()},

@@ -80,17 +80,18 @@ class StepSignature(wiring.Signature):
         check_int("num_layers", num_layers, 1)
         check_int("step_bits", step_bits, 1, 24)
         self._num_layers, self._step_bits = num_layers, step_bits
-        super().__init__({
-            "layer": Out(data.ArrayLayout(unsigned(step_bits), num_layers), init=[1] * num_layers),
-            "head": Out(unsigned(step_bits), init=1),
-        })
+        super().__init__(
+            {
+                "layer": Out(data.ArrayLayout(unsigned(step_bits), num_layers), init=[1] * num_layers),
+                "head": Out(unsigned(step_bits), init=1),
+            }
+        )
 
     num_layers: int = parameter("num_layers")
     step_bits: int = parameter("step_bits")
 
     def __eq__(self, other):
-        return type(self) is type(other) and (self.num_layers, self.step_bits) == (other.num_layers,
-                                                                                     other.step_bits)
+        return type(self) is type(other) and (self.num_layers, self.step_bits) == (other.num_layers, other.step_bits)
 
     def __repr__(self):
         return f"StepSignature(num_layers={self.num_layers}, step_bits={self.step_bits})"
@@ -119,11 +120,13 @@ class ConfigRegisters(wiring.Component):
             raise TypeError(f"pmap must be a ProgramMap, not {type(pmap).__name__}")
         cfg = pmap.cfg
         self._pmap = pmap
-        super().__init__({
-            "prog": In(ProgramSignature(addr_bits=pmap.addr_bits, data_bits=pmap.data_bits)),
-            "steps": Out(StepSignature(num_layers=cfg.num_layers, step_bits=cfg.adc_step_bits)),
-            "scale": Out(data.ArrayLayout(gate_layout(unsigned(cfg.scale_bits)), cfg.num_layers)),
-        })
+        super().__init__(
+            {
+                "prog": In(ProgramSignature(addr_bits=pmap.addr_bits, data_bits=pmap.data_bits)),
+                "steps": Out(StepSignature(num_layers=cfg.num_layers, step_bits=cfg.adc_step_bits)),
+                "scale": Out(data.ArrayLayout(gate_layout(unsigned(cfg.scale_bits)), cfg.num_layers)),
+            }
+        )
 
     pmap: ProgramMap = parameter("pmap")
 

@@ -45,7 +45,8 @@ def _macro_process(mac: NvmArrayMacro):
         edge = 0
         was_valid = False
         async for _, rst, we, row, col, code, read, xbits, step in ctx.tick().sample(
-                mac.prog_we, mac.prog_row, mac.prog_col, mac.prog_code, mac.read, mac.x, mac.adc_step):
+            mac.prog_we, mac.prog_row, mac.prog_col, mac.prog_code, mac.read, mac.x, mac.adc_step
+        ):
             edge += 1
             if rst:
                 w[:] = 0
@@ -89,9 +90,16 @@ class AcceleratorRun:
     cycles: list[int] = field(default_factory=list)
 
 
-def run_accelerator(top: NvmLstmAccelerator, model: QuantizedModel, inputs: np.ndarray, *, seed: int = 0,
-                    input_gap_prob: float = 0.0, backpressure_prob: float = 0.0,
-                    vcd: str | None = None) -> AcceleratorRun:
+def run_accelerator(
+    top: NvmLstmAccelerator,
+    model: QuantizedModel,
+    inputs: np.ndarray,
+    *,
+    seed: int = 0,
+    input_gap_prob: float = 0.0,
+    backpressure_prob: float = 0.0,
+    vcd: str | None = None,
+) -> AcceleratorRun:
     """Program ``model``, then for each sequence: clear, start, stream its timesteps, collect the beats.
 
     ``input_gap_prob`` / ``backpressure_prob`` randomly withhold ``inp.valid`` / ``out.ready`` (seeded).
@@ -138,7 +146,8 @@ def run_accelerator(top: NvmLstmAccelerator, model: QuantizedModel, inputs: np.n
                 take = rng.random() >= backpressure_prob
                 ctx.set(top.out.ready, int(take))
                 _, _, in_ready, out_valid, payload, done, cycles = await ctx.tick().sample(
-                    top.inp.ready, top.out.valid, top.out.payload, top.done, top.cycles)
+                    top.inp.ready, top.out.valid, top.out.payload, top.done, top.cycles
+                )
                 if give and in_ready:
                     t_in += 1
                 if out_valid and take:

@@ -17,6 +17,20 @@ from .protocol import ManifestError, PayloadLayout, load_manifest, program_write
 from .runner import Stress, check_inputs, run_regression
 from .simulators import SIMULATORS, SimulatorMissing, find_simulator, required_simulators, simulator_or_skip
 
-__all__ = ["SIMULATORS", "BuildError", "InputMismatch", "ManifestError", "PayloadLayout", "SimError",
-           "SimulatorMissing", "Stress", "check_inputs", "find_simulator", "load_manifest", "program_writes",
-           "required_simulators", "run_regression", "simulator_or_skip"]
+__all__ = [
+    "SIMULATORS",
+    "BuildError",
+    "InputMismatch",
+    "ManifestError",
+    "PayloadLayout",
+    "SimError",
+    "SimulatorMissing",
+    "Stress",
+    "check_inputs",
+    "find_simulator",
+    "load_manifest",
+    "program_writes",
+    "required_simulators",
+    "run_regression",
+    "simulator_or_skip",
+]

@@ -32,8 +32,19 @@ from .errors import BuildError
 from .protocol import TOP_MODULE, simulation_files
 from .simulators import SimTool
 
-__all__ = ["CACHE_ENV", "CACHE_ENTRIES", "TIMESCALE", "BuildInfo", "Recipe", "recipe", "build", "cache_root",
-           "icarus_time0_kick", "verilator_make_fixes", "log_tail"]
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_ENTRIES",
+    "TIMESCALE",
+    "BuildInfo",
+    "Recipe",
+    "recipe",
+    "build",
+    "cache_root",
+    "icarus_time0_kick",
+    "verilator_make_fixes",
+    "log_tail",
+]
 
 CACHE_ENV = "NVMLSTM_SIM_CACHE"
 #: Builds kept in the cache; the least recently used beyond this are deleted before a new build.
@@ -87,8 +98,10 @@ def icarus_time0_kick(text: str) -> tuple[str, int]:
 
     def kick(m: re.Match) -> str:
         ind, name = m.group(1), m.group(2)
-        return (f"{m.group(0)}\n{ind}initial begin #0; {name} = 1'b1; #0; {name} = 1'b0; end"
-                f"  // nvmlstm sim: time-0 evaluation of always @* under Icarus")
+        return (
+            f"{m.group(0)}\n{ind}initial begin #0; {name} = 1'b1; #0; {name} = 1'b0; end"
+            f"  // nvmlstm sim: time-0 evaluation of always @* under Icarus"
+        )
 
     return _YOSYS_DUMMY.subn(kick, text)
 
@@ -121,16 +134,20 @@ def verilator_make_fixes(tool: SimTool) -> list[str]:
     root = tool.env.get("VERILATOR_ROOT")
     if not root:
         try:
-            root = subprocess.run([tool.path, "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True,
-                                  timeout=60).stdout.strip()
+            root = subprocess.run(
+                [tool.path, "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True, timeout=60
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             root = ""
     try:
         text = (Path(root) / "include" / "verilated.mk").read_text(encoding="utf-8") if root else ""
     except OSError:
         text = ""
-    defaults = {"CFG_CXXFLAGS_PCH_I": "-include", "CFG_LDLIBS_THREADS": "-pthread -lpthread -latomic",
-                "CFG_CXXFLAGS_STD": "-std=gnu++17"}
+    defaults = {
+        "CFG_CXXFLAGS_PCH_I": "-include",
+        "CFG_LDLIBS_THREADS": "-pthread -lpthread -latomic",
+        "CFG_CXXFLAGS_STD": "-std=gnu++17",
+    }
     fixes = []
     for var, value in defaults.items():
         m = re.search(rf"^{var}\s*=(.*)$", text, re.MULTILINE)
@@ -171,12 +188,20 @@ def recipe(tool: SimTool, trace: bool, gate_level: bool = False) -> Recipe:
     """The `Recipe` of ``tool``; ``trace``: Verilator with FST tracing compiled in; ``gate_level``: the
     gate-level netlist (`GATE_LEVEL_ARGS` for Icarus, `VERILATOR_GATE_ARGS` for Verilator)."""
     if tool.name == "icarus":
-        return Recipe(("-s", "nvmlstm_waves") + (GATE_LEVEL_ARGS if gate_level else ()),
-                      files={"nvmlstm_waves.v": ICARUS_WAVES}, kick=True, gate_level=gate_level)
+        return Recipe(
+            ("-s", "nvmlstm_waves") + (GATE_LEVEL_ARGS if gate_level else ()),
+            files={"nvmlstm_waves.v": ICARUS_WAVES},
+            kick=True,
+            gate_level=gate_level,
+        )
     # cocotb's trace build adds --trace (VCD); --trace-fst after it makes the format FST.
-    return Recipe(VERILATOR_ARGS + (("--trace-fst",) if trace else ()) + (VERILATOR_GATE_ARGS if gate_level else ()), waves=trace, gate_level=gate_level,
-                  files={"nvmlstm_public.vlt": VERILATOR_PUBLIC},
-                  make_vars=VERILATOR_OPT + tuple(verilator_make_fixes(tool)))
+    return Recipe(
+        VERILATOR_ARGS + (("--trace-fst",) if trace else ()) + (VERILATOR_GATE_ARGS if gate_level else ()),
+        waves=trace,
+        gate_level=gate_level,
+        files={"nvmlstm_public.vlt": VERILATOR_PUBLIC},
+        make_vars=VERILATOR_OPT + tuple(verilator_make_fixes(tool)),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,21 +219,38 @@ class BuildInfo:
 
 def _build_key(tool: SimTool, files: list[Path], rec: Recipe, trace: bool) -> str:
     h = hashlib.sha256()
-    meta = {"recipe": BUILD_RECIPE, "simulator": tool.name, "version": tool.version_text, "trace": trace,
-            "cocotb": cocotb_adapter.cocotb_version(), "python": sys.executable, "timescale": TIMESCALE,
-            "build_args": rec.build_args, "waves": rec.waves, "files": dict(rec.files),
-            "make_vars": rec.make_vars, "kick": rec.kick,
-            # only when set: the keys (and cached builds) of RTL builds stay what they were
-            **({"gate_level": True} if rec.gate_level else {})}
+    meta = {
+        "recipe": BUILD_RECIPE,
+        "simulator": tool.name,
+        "version": tool.version_text,
+        "trace": trace,
+        "cocotb": cocotb_adapter.cocotb_version(),
+        "python": sys.executable,
+        "timescale": TIMESCALE,
+        "build_args": rec.build_args,
+        "waves": rec.waves,
+        "files": dict(rec.files),
+        "make_vars": rec.make_vars,
+        "kick": rec.kick,
+        # only when set: the keys (and cached builds) of RTL builds stay what they were
+        **({"gate_level": True} if rec.gate_level else {}),
+    }
     h.update(json.dumps(meta, sort_keys=True).encode())
     for f in files:
         h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
 
-def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, trace: bool = False,
-          gate_level: bool = False, cache: str | Path | None = None, log: Callable[[str], None] | None = None
-          ) -> BuildInfo:
+def build(
+    rtl_dir: str | Path,
+    manifest: Mapping[str, Any],
+    tool: SimTool,
+    *,
+    trace: bool = False,
+    gate_level: bool = False,
+    cache: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BuildInfo:
     """Build the simulation model of ``rtl_dir`` with ``tool``, or reuse the cached build.
 
     An interrupted or concurrent build never leaves a half-built entry: the build is made in a temporary
@@ -265,30 +307,57 @@ def build(rtl_dir: str | Path, manifest: Mapping[str, Any], tool: SimTool, *, tr
         for name, text in rec.files.items():
             (tmp / name).write_text(text, encoding="utf-8")
             sources.append(str(tmp / name))
-        runner = cocotb_adapter.make_runner(tool.name, env=tool.env, path_first=[tool.bin_dir],
-                                            append={"make": rec.make_vars} if rec.make_vars else None,
-                                            executable=tool.path if tool.name == "verilator" else None)
-        say(f"building {tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model "
-            f"of {Path(rtl_dir).name} ...")
+        runner = cocotb_adapter.make_runner(
+            tool.name,
+            env=tool.env,
+            path_first=[tool.bin_dir],
+            append={"make": rec.make_vars} if rec.make_vars else None,
+            executable=tool.path if tool.name == "verilator" else None,
+        )
+        say(
+            f"building {tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model "
+            f"of {Path(rtl_dir).name} ..."
+        )
         try:
-            runner.build(sources=sources, hdl_toplevel=TOP_MODULE, build_args=list(rec.build_args), build_dir=tmp,
-                         always=True, timescale=TIMESCALE, waves=rec.waves, log_file=tmp / "build.log")
+            runner.build(
+                sources=sources,
+                hdl_toplevel=TOP_MODULE,
+                build_args=list(rec.build_args),
+                build_dir=tmp,
+                always=True,
+                timescale=TIMESCALE,
+                waves=rec.waves,
+                log_file=tmp / "build.log",
+            )
         except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
             kept = root / f"failed-{final.name}"
             shutil.rmtree(kept, ignore_errors=True)
             os.rename(tmp, kept)
             tail = log_tail(kept / "build.log", 3)
             if trace and "lz4.h" in tail:
-                raise BuildError("Verilator FST tracing needs the lz4 headers: install them with "
-                                 "`apt-get update && apt-get install -y liblz4-dev`") from None
-            raise BuildError(f"{tool.name} build of {rtl_dir} failed ({exc}); log {kept / 'build.log'}: "
-                             f"{tail}") from None
+                raise BuildError(
+                    "Verilator FST tracing needs the lz4 headers: install them with "
+                    "`apt-get update && apt-get install -y liblz4-dev`"
+                ) from None
+            raise BuildError(
+                f"{tool.name} build of {rtl_dir} failed ({exc}); log {kept / 'build.log'}: {tail}"
+            ) from None
         seconds = time.monotonic() - t0
         _prune(tmp, keep={TOP_MODULE, "sim.vvp", "build.log"})
-        (tmp / "build.json").write_text(json.dumps({"key": key, "simulator": tool.version_text,
-                                                    "rtl_files": [f.name for f in files], "trace": trace,
-                                                    "commands": runner.commands,
-                                                    "seconds": round(seconds, 2)}, indent=2) + "\n")
+        (tmp / "build.json").write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "simulator": tool.version_text,
+                    "rtl_files": [f.name for f in files],
+                    "trace": trace,
+                    "commands": runner.commands,
+                    "seconds": round(seconds, 2),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         try:
             os.rename(tmp, final)
         except OSError:  # a concurrent build of the same key won; use it

@@ -68,18 +68,28 @@ def check_cocotb() -> None:
     text = cocotb_version()
     m = re.match(r"(\d+)\.(\d+)", text)
     if m is None or not SUPPORTED_RANGE[0] <= (int(m.group(1)), int(m.group(2))) < SUPPORTED_RANGE[1]:
-        raise AdapterError(f"cocotb {text} is not supported (sim/cocotb_adapter.py was checked against "
-                           f"cocotb{SUPPORTED_COCOTB}): install it with `.venv/bin/pip install "
-                           f"'cocotb{SUPPORTED_COCOTB}'`")
+        raise AdapterError(
+            f"cocotb {text} is not supported (sim/cocotb_adapter.py was checked against "
+            f"cocotb{SUPPORTED_COCOTB}): install it with `.venv/bin/pip install "
+            f"'cocotb{SUPPORTED_COCOTB}'`"
+        )
     bad = [v for v in OVERRIDING_ENV if os.environ.get(v)]
     if bad:
-        raise AdapterError(f"the environment sets {', '.join(bad)}, which would override the waveform settings of "
-                           f"every cocotb build and run: unset it (`nvmlstm sim --waves` records waveforms)")
+        raise AdapterError(
+            f"the environment sets {', '.join(bad)}, which would override the waveform settings of "
+            f"every cocotb build and run: unset it (`nvmlstm sim --waves` records waveforms)"
+        )
 
 
-def make_runner(simulator: str, *, env: Mapping[str, str] | None = None, path_first: Sequence[str] = (),
-                append: Mapping[str, Sequence[str]] | None = None, executable: str | None = None,
-                execute: bool = True) -> Any:
+def make_runner(
+    simulator: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    path_first: Sequence[str] = (),
+    append: Mapping[str, Sequence[str]] | None = None,
+    executable: str | None = None,
+    execute: bool = True,
+) -> Any:
     """cocotb's runner for ``simulator`` (``"icarus"`` or ``"verilator"``) with the additions the public API
     lacks; use its public ``build``/``test``.
 
@@ -149,8 +159,10 @@ class _Additions:
         for prog, args in self.adapter_append.items():
             hits = [c for c in cmds if any(os.path.basename(a) == prog for a in c)]
             if len(hits) != 1:
-                raise AdapterError(f"cocotb {cocotb_version()} ran {len(hits)} `{prog}` commands where "
-                                   f"sim/cocotb_adapter.py expects one (commands: {[c[:3] for c in cmds]})")
+                raise AdapterError(
+                    f"cocotb {cocotb_version()} ran {len(hits)} `{prog}` commands where "
+                    f"sim/cocotb_adapter.py expects one (commands: {[c[:3] for c in cmds]})"
+                )
             hits[0].extend(args)
         self.env.update(self.adapter_env)
         if self.adapter_path:

@@ -20,17 +20,42 @@ import numpy as np
 import nvmlstm.golden.config as golden_config
 from nvmlstm.artifacts.files import sha256_file
 
-__all__ = ["RTL_FORMAT", "RTL_SCHEMA", "TOP_MODULE", "ManifestError", "Field", "PayloadLayout", "load_manifest",
-           "simulation_files", "program_writes"]
+__all__ = [
+    "RTL_FORMAT",
+    "RTL_SCHEMA",
+    "TOP_MODULE",
+    "ManifestError",
+    "Field",
+    "PayloadLayout",
+    "load_manifest",
+    "simulation_files",
+    "program_writes",
+]
 
 RTL_FORMAT = "nvm-lstm-rtl"
 RTL_SCHEMA = 1
 TOP_MODULE = "nvm_lstm_top"
 
 #: Top-level ports the testbench drives or samples (docs/rtl.md section 2).
-REQUIRED_PORTS = ("clk", "rst", "inp__valid", "inp__ready", "inp__payload", "out__valid", "out__ready",
-                  "out__payload", "start", "seq_len", "clear", "busy", "done", "cycles", "prog_addr", "prog_data",
-                  "prog_we")
+REQUIRED_PORTS = (
+    "clk",
+    "rst",
+    "inp__valid",
+    "inp__ready",
+    "inp__payload",
+    "out__valid",
+    "out__ready",
+    "out__payload",
+    "start",
+    "seq_len",
+    "clear",
+    "busy",
+    "done",
+    "cycles",
+    "prog_addr",
+    "prog_data",
+    "prog_we",
+)
 
 
 class ManifestError(ValueError):
@@ -90,9 +115,11 @@ class PayloadLayout:
                 self.h[int(m.group(1))][int(m.group(2))] = fld
             else:
                 raise ManifestError(f"out__payload: unexpected field {f['field']!r}")
-        missing = ([f"x[{k}]" for k, f in enumerate(self.x) if f is None]
-                   + [f"outputs[{o}]" for o, f in enumerate(self.outputs) if f is None]
-                   + [f"h[{l}][{u}]" for l in range(L) for u, f in enumerate(self.h[l]) if f is None])
+        missing = (
+            [f"x[{k}]" for k, f in enumerate(self.x) if f is None]
+            + [f"outputs[{o}]" for o, f in enumerate(self.outputs) if f is None]
+            + [f"h[{l}][{u}]" for l in range(L) for u, f in enumerate(self.h[l]) if f is None]
+        )
         if missing:
             raise ManifestError(f"payload layouts lack {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         self.inp_width = lays["inp__payload"]["width"]
@@ -107,8 +134,7 @@ class PayloadLayout:
 
     def unpack_out(self, value: int) -> tuple[list[int], list[list[int]]]:
         """``(outputs, h)`` codes of one ``out.payload`` value; ``h[l][u]``."""
-        return ([f.extract(value) for f in self.outputs],
-                [[f.extract(value) for f in row] for row in self.h])
+        return ([f.extract(value) for f in self.outputs], [[f.extract(value) for f in row] for row in self.h])
 
 
 def load_manifest(rtl_dir: str | Path, *, verify: bool = True) -> dict:
@@ -131,11 +157,13 @@ def load_manifest(rtl_dir: str | Path, *, verify: bool = True) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path}: unreadable ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != RTL_FORMAT:
-        raise ManifestError(f"{path}: format is {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                            f"expected {RTL_FORMAT!r}")
+        raise ManifestError(
+            f"{path}: format is {doc.get('format') if isinstance(doc, dict) else None!r}, expected {RTL_FORMAT!r}"
+        )
     if doc.get("schema_version") != RTL_SCHEMA:
-        raise ManifestError(f"{path}: schema_version {doc.get('schema_version')!r} is not supported "
-                            f"(this testbench reads {RTL_SCHEMA})")
+        raise ManifestError(
+            f"{path}: schema_version {doc.get('schema_version')!r} is not supported (this testbench reads {RTL_SCHEMA})"
+        )
     for key in ("config", "ports", "payload_layouts", "program_map", "macros", "latency", "filelists", "files"):
         if key not in doc:
             raise ManifestError(f"{path}: key {key!r} is missing")

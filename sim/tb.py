@@ -119,8 +119,16 @@ class InputDriver:
         Called with the signal's name when ``inp__ready`` holds X or Z (treated as low).
     """
 
-    def __init__(self, dut, rng: np.random.Generator, gap_prob: float, early_prob: float, *,
-                 on_accept: Callable[[], None], on_x: Callable[[str], None]):
+    def __init__(
+        self,
+        dut,
+        rng: np.random.Generator,
+        gap_prob: float,
+        early_prob: float,
+        *,
+        on_accept: Callable[[], None],
+        on_x: Callable[[str], None],
+    ):
         self.dut, self.rng = dut, rng
         self.gap_prob, self.early_prob = gap_prob, early_prob
         self.on_accept, self.on_x = on_accept, on_x
@@ -193,8 +201,15 @@ class OutputMonitor:
         Called with the signal's name when ``out__valid`` holds X or Z (treated as low).
     """
 
-    def __init__(self, dut, rng: np.random.Generator, backpressure_prob: float, *,
-                 on_beat: Callable[[Any], None], on_x: Callable[[str], None]):
+    def __init__(
+        self,
+        dut,
+        rng: np.random.Generator,
+        backpressure_prob: float,
+        *,
+        on_beat: Callable[[Any], None],
+        on_x: Callable[[str], None],
+    ):
         self.dut, self.rng = dut, rng
         self.backpressure_prob = backpressure_prob
         self.on_beat, self.on_x = on_beat, on_x
@@ -237,8 +252,16 @@ class Scoreboard:
         Where the first mismatch is logged.
     """
 
-    def __init__(self, layout: PayloadLayout, outputs: np.ndarray, h: list[np.ndarray], *,
-                 error: Callable[[str], None], now_ns: Callable[[], float], log: logging.Logger | None = None):
+    def __init__(
+        self,
+        layout: PayloadLayout,
+        outputs: np.ndarray,
+        h: list[np.ndarray],
+        *,
+        error: Callable[[str], None],
+        now_ns: Callable[[], float],
+        log: logging.Logger | None = None,
+    ):
         self.error, self.now_ns = error, now_ns
         self.log = log or logging.getLogger(__name__)
         self.layout = layout
@@ -271,7 +294,7 @@ class Scoreboard:
         n = len(bits)
 
         def field(f):
-            s = bits[n - f.lsb - f.width: n - f.lsb]
+            s = bits[n - f.lsb - f.width : n - f.lsb]
             return f.extract(int(s, 2) << f.lsb) if set(s) <= {"0", "1"} else "X"
 
         return ([field(f) for f in self.layout.outputs], [[field(f) for f in row] for row in self.layout.h])
@@ -295,16 +318,27 @@ class Scoreboard:
                 if self.first_mismatch is None:
                     i = bad[0]
                     self.first_mismatch = {
-                        "sequence": s, "timestep": t, "layer": layer, "signal": signal, "index": i,
-                        "expected": want[i], "actual": got[i], "cycle": cycle,
+                        "sequence": s,
+                        "timestep": t,
+                        "layer": layer,
+                        "signal": signal,
+                        "index": i,
+                        "expected": want[i],
+                        "actual": got[i],
+                        "cycle": cycle,
                         "time_ns": self.now_ns(),
                     }
                     self.log.error("first mismatch: %s", describe_mismatch(self.first_mismatch))
 
     def summary(self) -> dict[str, int]:
         dup = sum(n - 1 for n in self.received.values() if n > 1)
-        return {"expected": self.expected_beats, "received": sum(self.received.values()) + self.extra,
-                "missing": self.expected_beats - len(self.received), "extra": self.extra, "duplicate": dup}
+        return {
+            "expected": self.expected_beats,
+            "received": sum(self.received.values()) + self.extra,
+            "missing": self.expected_beats - len(self.received),
+            "extra": self.extra,
+            "duplicate": dup,
+        }
 
 
 def describe_mismatch(m: dict) -> str:
@@ -351,12 +385,29 @@ class TB:
         self.last_out_cycle: int | None = None
         self.errors: list[str] = []
         self.error_count = 0
-        self.scoreboard = Scoreboard(self.layout, arrays["outputs"], [arrays[f"l{l}_h"] for l in range(self.L)],
-                                     error=self.error, now_ns=self.time_ns, log=self.log)
-        self.inp = InputDriver(dut, np.random.default_rng([seed, 1]), float(st["gap_prob"]),
-                               float(st.get("early_prob", 0.25)), on_accept=self._on_in_beat, on_x=self._on_x)
-        self.out = OutputMonitor(dut, np.random.default_rng([seed, 2]), float(st["backpressure_prob"]),
-                                 on_beat=self._on_out_beat, on_x=self._on_x)
+        self.scoreboard = Scoreboard(
+            self.layout,
+            arrays["outputs"],
+            [arrays[f"l{l}_h"] for l in range(self.L)],
+            error=self.error,
+            now_ns=self.time_ns,
+            log=self.log,
+        )
+        self.inp = InputDriver(
+            dut,
+            np.random.default_rng([seed, 1]),
+            float(st["gap_prob"]),
+            float(st.get("early_prob", 0.25)),
+            on_accept=self._on_in_beat,
+            on_x=self._on_x,
+        )
+        self.out = OutputMonitor(
+            dut,
+            np.random.default_rng([seed, 2]),
+            float(st["backpressure_prob"]),
+            on_beat=self._on_out_beat,
+            on_x=self._on_x,
+        )
         self.prog = ProgramDriver(dut)
         self.runs = 0
         self.done_sum = 0
@@ -396,8 +447,17 @@ class TB:
     # --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
         dut = self.dut
-        for name in ("inp__valid", "inp__payload", "out__ready", "start", "seq_len", "clear", "prog_addr",
-                     "prog_data", "prog_we"):
+        for name in (
+            "inp__valid",
+            "inp__payload",
+            "out__ready",
+            "start",
+            "seq_len",
+            "clear",
+            "prog_addr",
+            "prog_data",
+            "prog_we",
+        ):
             getattr(dut, name).value = 0
         dut.rst.value = 1
         Clock(dut.clk, self.clock_ns, unit="ns").start()
@@ -437,8 +497,10 @@ class TB:
             idle += 1
             if idle > limit:
                 self.hung = True
-                self.error(f"sequence {s}: no progress for {limit} cycles at cycle {self.cycle.now()} "
-                           f"({self.scoreboard.summary()['received']} beats so far): the design hangs")
+                self.error(
+                    f"sequence {s}: no progress for {limit} cycles at cycle {self.cycle.now()} "
+                    f"({self.scoreboard.summary()['received']} beats so far): the design hangs"
+                )
                 return
             await fe
         now = self.cycle.now()
@@ -450,13 +512,17 @@ class TB:
         if missing:
             self.error(f"sequence {s}: done at cycle {now} with {missing} of {n} beats missing")
         elif self.last_out_cycle != now - 1:
-            self.error(f"sequence {s}: done at cycle {now}, not one cycle after the last beat was accepted "
-                       f"(cycle {self.last_out_cycle})")
+            self.error(
+                f"sequence {s}: done at cycle {now}, not one cycle after the last beat was accepted "
+                f"(cycle {self.last_out_cycle})"
+            )
         if busy != 0:
             self.error(f"sequence {s}: busy is {busy} together with done at cycle {now}")
         if cycles != expected:
-            self.error(f"sequence {s}, steps {t0}-{t1 - 1}: cycles = {cycles} at done, expected {expected} "
-                       f"({n} x timestep_cyc {self.timestep_cyc} + stall cycles)")
+            self.error(
+                f"sequence {s}, steps {t0}-{t1 - 1}: cycles = {cycles} at done, expected {expected} "
+                f"({n} x timestep_cyc {self.timestep_cyc} + stall cycles)"
+            )
         if self.inp.pending:
             self.error(f"sequence {s}: done with {self.inp.pending} input beats not taken")
             self.inp.flush()
@@ -492,8 +558,13 @@ class TB:
         sb = self.scoreboard
         beats = sb.summary()
         values_expected = sb.expected_beats * sb.values_per_beat
-        bit_exact = (sb.mismatches == 0 and sb.values_compared == values_expected and beats["missing"] == 0
-                     and beats["extra"] == 0 and beats["duplicate"] == 0)
+        bit_exact = (
+            sb.mismatches == 0
+            and sb.values_compared == values_expected
+            and beats["missing"] == 0
+            and beats["extra"] == 0
+            and beats["duplicate"] == 0
+        )
         simulated = self.cycle.now()
         wall = time.monotonic() - self.t_wall
         return {
@@ -532,8 +603,10 @@ def load_settings() -> dict[str, Any]:
     """The settings the runner wrote, from the file the plusarg names."""
     path = cocotb.plusargs.get(SETTINGS_PLUSARG)
     if not isinstance(path, str) or not path:
-        raise RuntimeError(f"plusarg +{SETTINGS_PLUSARG}=FILE is not set: run this testbench through "
-                           f"nvmlstm.sim.run_regression / `nvmlstm sim`")
+        raise RuntimeError(
+            f"plusarg +{SETTINGS_PLUSARG}=FILE is not set: run this testbench through "
+            f"nvmlstm.sim.run_regression / `nvmlstm sim`"
+        )
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -555,7 +628,8 @@ async def regression(dut):
     assert beats["missing"] == 0, f"{beats['missing']} of {beats['expected']} expected beats never arrived"
     assert beats["extra"] == 0, f"{beats['extra']} extra output beats"
     assert beats["duplicate"] == 0, f"{beats['duplicate']} beats arrived twice"
-    assert rep["first_mismatch"] is None, (f"{rep['mismatches']} of {rep['values_compared']} values differ; first: "
-                                           f"{rep['first_mismatch_text']}")
+    assert rep["first_mismatch"] is None, (
+        f"{rep['mismatches']} of {rep['values_compared']} values differ; first: {rep['first_mismatch_text']}"
+    )
     assert rep["bit_exact"]
     assert tb.error_count == 0, f"{tb.error_count} protocol errors; first: {tb.errors[0]}"

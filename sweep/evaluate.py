@@ -34,9 +34,21 @@ from nvmlstm.golden.realio import golden_outputs, input_codes
 from nvmlstm.golden.reference import float_forward
 from nvmlstm.tasks import TaskData, load_task, metric_from_outputs
 
-__all__ = ["input_codes", "golden_outputs", "float_outputs", "trial_seed", "nonidealities", "retile",
-           "point_model", "evaluate_point", "evaluate_baseline", "CALIB_SEQUENCES", "CALIB_SEED",
-           "STOCHASTIC_AXES", "BIT_AXES"]
+__all__ = [
+    "input_codes",
+    "golden_outputs",
+    "float_outputs",
+    "trial_seed",
+    "nonidealities",
+    "retile",
+    "point_model",
+    "evaluate_point",
+    "evaluate_baseline",
+    "CALIB_SEQUENCES",
+    "CALIB_SEED",
+    "STOCHASTIC_AXES",
+    "BIT_AXES",
+]
 
 #: Re-quantization and re-tiling calibrate ADC steps on `golden.ptq.calibration_subset` (CALIB_SEQUENCES
 #: training sequences) drawn with this seed: fixed, so the subset is the same for every model, label and point.
@@ -72,16 +84,21 @@ def trial_seed(base_seed: int, noise_key: str, trial: int) -> int:
 def nonidealities(point: dict[str, Any], seed: int) -> NonIdealities:
     """`NonIdealities` of a point's noise axes (absent axes: 0); ``stuck_rate`` r is split r/2 Gmin, r/2 Gmax."""
     r = float(point.get("stuck_rate", 0.0))
-    return NonIdealities(prog_noise=float(point.get("weight_noise", 0.0)),
-                         read_noise=float(point.get("read_noise", 0.0)),
-                         adc_noise=float(point.get("adc_noise", 0.0)),
-                         stuck_gmin_rate=r / 2.0, stuck_gmax_rate=r / 2.0, seed=seed)
+    return NonIdealities(
+        prog_noise=float(point.get("weight_noise", 0.0)),
+        read_noise=float(point.get("read_noise", 0.0)),
+        adc_noise=float(point.get("adc_noise", 0.0)),
+        stuck_gmin_rate=r / 2.0,
+        stuck_gmax_rate=r / 2.0,
+        seed=seed,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Models of a point
-def retile(qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray,
-           percentile: float = DEFAULT_PERCENTILE) -> QuantizedModel:
+def retile(
+    qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray, percentile: float = DEFAULT_PERCENTILE
+) -> QuantizedModel:
     """The same weight codes on arrays of ``array_rows`` rows, ADC steps re-calibrated for the new tiles.
 
     A chip is calibrated for its arrays: larger arrays give larger partial sums per ADC, so each layer's
@@ -97,15 +114,28 @@ def retile(qm: QuantizedModel, array_rows: int, calib_codes: np.ndarray,
     layers = []
     for l, lp in enumerate(qm.layers):
         h = tr[f"l{l}_h"].astype(np.int64)
-        step = calibrate_adc_step(tile_dot_products(matrix_inputs(layer_in, dmax, h), lp.weights, array_rows),
-                                  cfg.adc_max, cfg.adc_step_max, percentile)
+        step = calibrate_adc_step(
+            tile_dot_products(matrix_inputs(layer_in, dmax, h), lp.weights, array_rows),
+            cfg.adc_max,
+            cfg.adc_step_max,
+            percentile,
+        )
         gs = round_float(lp.gate_scale.astype(np.float64) * (step / lp.adc_step), "half_even")
         layers.append(LayerParams(lp.weights, step, np.clip(gs, 1, cfg.scale_max).astype(np.int64)))
         layer_in = h
-    hstep = calibrate_adc_step(tile_dot_products(matrix_inputs(layer_in, dmax), qm.head.weights, array_rows),
-                               cfg.head_adc_max, cfg.adc_step_max, percentile)
-    return QuantizedModel(cfg, tuple(layers), HeadParams(qm.head.weights, hstep), qm.input_scale,
-                          qm.output_scale * hstep / qm.head.adc_step)
+    hstep = calibrate_adc_step(
+        tile_dot_products(matrix_inputs(layer_in, dmax), qm.head.weights, array_rows),
+        cfg.head_adc_max,
+        cfg.adc_step_max,
+        percentile,
+    )
+    return QuantizedModel(
+        cfg,
+        tuple(layers),
+        HeadParams(qm.head.weights, hstep),
+        qm.input_scale,
+        qm.output_scale * hstep / qm.head.adc_step,
+    )
 
 
 def target_config(base: LstmConfig, point: dict[str, Any]) -> LstmConfig:
@@ -156,10 +186,10 @@ def point_model(job: dict[str, Any]) -> tuple[QuantizedModel, str]:
     def make():
         for path, sha, mcfg in members:
             if mcfg == cfg:
-                return _cached(("model", sha), lambda: load_model(path)), "trained"
+                return _cached(("model", sha), lambda path=path: load_model(path)), "trained"
         for path, sha, mcfg in members:
             if mcfg.replace(array_rows=cfg.array_rows) == cfg:
-                qm = _cached(("model", sha), lambda: load_model(path))
+                qm = _cached(("model", sha), lambda path=path: load_model(path))
                 return retile(qm, cfg.array_rows, input_codes(qm, _calib_x(td))), "retiled"
         fpath = job["float_path"]
         if fpath is None:  # the spec is checked before any job runs; this is a guard
@@ -169,8 +199,15 @@ def point_model(job: dict[str, Any]) -> tuple[QuantizedModel, str]:
 
     # Keyed by content (file hashes), not by label: a worker serves several sweeps, whose labels may name
     # other files.
-    key = ("point_model", job["task"], job["data"], job["seq_len"], tuple(m[1] for m in members),
-           job["float_sha256"], cfg.to_json())
+    key = (
+        "point_model",
+        job["task"],
+        job["data"],
+        job["seq_len"],
+        tuple(m[1] for m in members),
+        job["float_sha256"],
+        cfg.to_json(),
+    )
     return _cached(key, make)
 
 
@@ -191,9 +228,15 @@ def evaluate_point(job: dict[str, Any]) -> dict[str, Any]:
         seed = trial_seed(job["seed"], job["noise_key"], t) if stochastic else None
         ni = nonidealities(point, seed) if stochastic else None
         trials.append({"trial": t, "seed": seed, "metric": metric_from_outputs(td, golden_outputs(qm, x, ni), y)})
-    return {"key": job["key"], "label": job["label"], "point": point, "source": source,
-            "model_sha256": qm.digest(), "adc_steps": [lp.adc_step for lp in qm.layers] + [qm.head.adc_step],
-            "trials": trials}
+    return {
+        "key": job["key"],
+        "label": job["label"],
+        "point": point,
+        "source": source,
+        "model_sha256": qm.digest(),
+        "adc_steps": [lp.adc_step for lp in qm.layers] + [qm.head.adc_step],
+        "trials": trials,
+    }
 
 
 def evaluate_baseline(job: dict[str, Any]) -> dict[str, Any]:
@@ -201,8 +244,11 @@ def evaluate_baseline(job: dict[str, Any]) -> dict[str, Any]:
     td = _task(job["task"], job["data"], job["seq_len"])
     x, y = _test(td, job["test_sequences"])
     fm = _cached(("float", job["float_sha256"]), lambda: load_float_model(job["float_path"]))
-    return {"key": job["key"], "label": job["label"],
-            "float_metric": metric_from_outputs(td, float_outputs(fm, x.astype(np.float64)), y)}
+    return {
+        "key": job["key"],
+        "label": job["label"],
+        "float_metric": metric_from_outputs(td, float_outputs(fm, x.astype(np.float64)), y),
+    }
 
 
 def canonical_json(doc: Any) -> str:

@@ -32,8 +32,13 @@ def _fmt(v: Any) -> str:
 def summarize(trials: list[float]) -> dict[str, Any]:
     """n, mean, std (population, ddof 0: a deterministic point has 0), min and max of trial metrics."""
     a = np.asarray(trials, dtype=np.float64)
-    return {"trials": int(a.size), "mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)),
-            "max": float(np.max(a))}
+    return {
+        "trials": int(a.size),
+        "mean": float(np.mean(a)),
+        "std": float(np.std(a)),
+        "min": float(np.min(a)),
+        "max": float(np.max(a)),
+    }
 
 
 def _pretty(metric: str, v: float | None) -> str:
@@ -57,22 +62,64 @@ def write_reports(spec: SweepSpec, out: Path, results: dict[str, dict]) -> dict:
         rec = results[f"points/{job['key']}"]
         vals = [_fmt(job["point"][n]) for n in axis_names]
         for t in rec["trials"]:
-            rows.append(",".join([job["label"], rec["source"], *vals, str(t["trial"]), _fmt(t["seed"]),
-                                  _fmt(t["metric"]), rec["model_sha256"]]))
+            rows.append(
+                ",".join(
+                    [
+                        job["label"],
+                        rec["source"],
+                        *vals,
+                        str(t["trial"]),
+                        _fmt(t["seed"]),
+                        _fmt(t["metric"]),
+                        rec["model_sha256"],
+                    ]
+                )
+            )
         s = summarize([t["metric"] for t in rec["trials"]])
-        srows.append(",".join([job["label"], rec["source"], *vals, str(s["trials"]), _fmt(s["mean"]), _fmt(s["std"]),
-                               _fmt(s["min"]), _fmt(s["max"]), _fmt(baselines[job["label"]])]))
-        points.append({"label": job["label"], "point": job["point"], "source": rec["source"],
-                       "model_sha256": rec["model_sha256"], "adc_steps": rec["adc_steps"], **s})
+        srows.append(
+            ",".join(
+                [
+                    job["label"],
+                    rec["source"],
+                    *vals,
+                    str(s["trials"]),
+                    _fmt(s["mean"]),
+                    _fmt(s["std"]),
+                    _fmt(s["min"]),
+                    _fmt(s["max"]),
+                    _fmt(baselines[job["label"]]),
+                ]
+            )
+        )
+        points.append(
+            {
+                "label": job["label"],
+                "point": job["point"],
+                "source": rec["source"],
+                "model_sha256": rec["model_sha256"],
+                "adc_steps": rec["adc_steps"],
+                **s,
+            }
+        )
     pngs = _plots(spec, out, points, baselines)
     summary = {
-        "task": spec.doc["task"], "metric": metric, "higher_is_better": spec.doc["higher_is_better"],
-        "axes": spec.doc["axes"], "trials": spec.doc["trials"], "seed": spec.doc["seed"],
+        "task": spec.doc["task"],
+        "metric": metric,
+        "higher_is_better": spec.doc["higher_is_better"],
+        "axes": spec.doc["axes"],
+        "trials": spec.doc["trials"],
+        "seed": spec.doc["seed"],
         "test_sequences": spec.doc["test_sequences"],
-        "labels": [{"label": lab.name, "float_metric": baselines[lab.name],
-                    "own": {k: getattr(lab.base_config, k) for k in (*BIT_AXES, "array_rows")}}
-                   for lab in spec.labels],
-        "points": points, "plots": pngs,
+        "labels": [
+            {
+                "label": lab.name,
+                "float_metric": baselines[lab.name],
+                "own": {k: getattr(lab.base_config, k) for k in (*BIT_AXES, "array_rows")},
+            }
+            for lab in spec.labels
+        ],
+        "points": points,
+        "plots": pngs,
     }
     write_text_atomic(out / "sweep.csv", "\n".join(rows) + "\n")
     write_text_atomic(out / "summary.csv", "\n".join(srows) + "\n")
@@ -85,21 +132,34 @@ def write_reports(spec: SweepSpec, out: Path, results: dict[str, dict]) -> dict:
 def _markdown(spec: SweepSpec, s: dict) -> str:
     m = s["metric"]
     axes = [n for n, _ in spec.axes]
-    lines = [f"# Sweep: {s['task']} {m} against {', '.join(axes)}", "",
-             f"{s['trials']} Monte Carlo trials per noisy point (a noise-free point is deterministic: 1 trial), "
-             f"seed {s['seed']}; test sequences: {s['test_sequences'] or 'all'}. Mean ± std over trials; "
-             f"{'higher' if s['higher_is_better'] else 'lower'} is better.", "",
-             "| label | files | own bits (w/dac/adc), array rows | float baseline |", "|---|---|---|---|"]
+    lines = [
+        f"# Sweep: {s['task']} {m} against {', '.join(axes)}",
+        "",
+        f"{s['trials']} Monte Carlo trials per noisy point (a noise-free point is deterministic: 1 trial), "
+        f"seed {s['seed']}; test sequences: {s['test_sequences'] or 'all'}. Mean ± std over trials; "
+        f"{'higher' if s['higher_is_better'] else 'lower'} is better.",
+        "",
+        "| label | files | own bits (w/dac/adc), array rows | float baseline |",
+        "|---|---|---|---|",
+    ]
     for lab, info in zip(spec.labels, s["labels"]):
         o = info["own"]
-        lines.append(f"| {lab.name} | {', '.join(f['file'] for f in lab.files)} | {o['weight_bits']}/{o['dac_bits']}/"
-                     f"{o['adc_bits']}, {o['array_rows']} | {_pretty(m, info['float_metric'])} |")
-    lines += ["", f"| label | source | {' | '.join(axes)} | trials | {m} mean ± std | min | max |",
-              "|---|---|" + "---|" * len(axes) + "---|---|---|---|"]
+        lines.append(
+            f"| {lab.name} | {', '.join(f['file'] for f in lab.files)} | {o['weight_bits']}/{o['dac_bits']}/"
+            f"{o['adc_bits']}, {o['array_rows']} | {_pretty(m, info['float_metric'])} |"
+        )
+    lines += [
+        "",
+        f"| label | source | {' | '.join(axes)} | trials | {m} mean ± std | min | max |",
+        "|---|---|" + "---|" * len(axes) + "---|---|---|---|",
+    ]
     for p in s["points"]:
-        lines.append(f"| {p['label']} | {p['source']} | " + " | ".join(_fmt(p["point"][a]) for a in axes)
-                     + f" | {p['trials']} | {_pretty(m, p['mean'])} ± {_pretty(m, p['std'])} | {_pretty(m, p['min'])} "
-                       f"| {_pretty(m, p['max'])} |")
+        lines.append(
+            f"| {p['label']} | {p['source']} | "
+            + " | ".join(_fmt(p["point"][a]) for a in axes)
+            + f" | {p['trials']} | {_pretty(m, p['mean'])} ± {_pretty(m, p['std'])} | {_pretty(m, p['min'])} "
+            f"| {_pretty(m, p['max'])} |"
+        )
     lines.append("")
     for png in s["plots"]:
         lines += [f"![{png}]({png})", ""]
@@ -125,11 +185,19 @@ def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> l
         for i, lab in enumerate(spec.labels):
             ps = [by[(lab.name, point_key({**first, name: v}))] for v in vals]
             color = f"C{i % 10}"
-            ax.errorbar(list(vals), [scale * p["mean"] for p in ps], yerr=[scale * p["std"] for p in ps],
-                        marker="o", capsize=3, color=color, label=lab.name)
+            ax.errorbar(
+                list(vals),
+                [scale * p["mean"] for p in ps],
+                yerr=[scale * p["std"] for p in ps],
+                marker="o",
+                capsize=3,
+                color=color,
+                label=lab.name,
+            )
             if name in BIT_AXES and baselines.get(lab.name) is not None:
-                ax.axhline(scale * baselines[lab.name], color=color, linestyle="--", linewidth=1,
-                           label=f"{lab.name} float")
+                ax.axhline(
+                    scale * baselines[lab.name], color=color, linestyle="--", linewidth=1, label=f"{lab.name} float"
+                )
         others = [f"{k}={first[k]}" for k in first if k != name]
         ax.set_xlabel(name + (f"  ({', '.join(others)})" if others else ""))
         ax.set_ylabel(ylab)
@@ -145,15 +213,23 @@ def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> l
         for lab in spec.labels:
             grid = np.array([[scale * by[(lab.name, point_key({n0: a, n1: b}))]["mean"] for b in v1] for a in v0])
             fig, ax = plt.subplots(figsize=(5.2, 4.0))
-            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis" if spec.doc["higher_is_better"]
-                           else "viridis_r")
+            im = ax.imshow(
+                grid, origin="lower", aspect="auto", cmap="viridis" if spec.doc["higher_is_better"] else "viridis_r"
+            )
             ax.set_xticks(range(len(v1)), [str(b) for b in v1])
             ax.set_yticks(range(len(v0)), [str(a) for a in v0])
             ax.set_xlabel(n1)
             ax.set_ylabel(n0)
             for (r, c), val in np.ndenumerate(grid):
-                ax.text(c, r, f"{val:.1f}" if m == "accuracy" else f"{val:.3f}", ha="center", va="center",
-                        fontsize=7, color="white")
+                ax.text(
+                    c,
+                    r,
+                    f"{val:.1f}" if m == "accuracy" else f"{val:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                )
             fig.colorbar(im, ax=ax, label=ylab)
             ax.set_title(f"{lab.name}: {m} (mean over trials)")
             fig.tight_layout()

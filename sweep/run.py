@@ -54,8 +54,14 @@ def local_cluster(workers: int):
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         # No dashboard; the scheduler's small HTTP server (always started) on a free port, not 8787, so
         # several sweeps (or a user's own cluster) can run side by side.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},
+            silence_logs=logging.ERROR,
+        )
     try:
         client = Client(cluster)
         try:
@@ -83,8 +89,10 @@ def _check_dir(out: Path, spec: SweepSpec) -> dict[str, dict]:
                 raise SweepError(f"{sj}: not valid JSON; give a new --out") from None
             if old != json.loads(spec_text):
                 diff = next((k for k in sorted(set(old) | set(spec.doc)) if old.get(k) != spec.doc.get(k)), "?")
-                raise SweepError(f"{out}: holds a sweep with a different spec ({diff} differs); give a new --out "
-                                 f"or the same arguments to resume")
+                raise SweepError(
+                    f"{out}: holds a sweep with a different spec ({diff} differs); give a new --out "
+                    f"or the same arguments to resume"
+                )
             for sub in ("points", "baselines"):
                 for f in sorted((out / sub).glob("*.json")) if (out / sub).is_dir() else []:
                     try:
@@ -103,8 +111,16 @@ def _create_dir(out: Path, spec: SweepSpec) -> None:
     write_text_atomic(out / "sweep.json", canonical_json(spec.doc))
 
 
-def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
-              client: Any = None, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Run every (label, point) of ``spec`` not already in ``out`` and write the reports; returns summary.json.
 
     Exactly one of ``client`` (an existing `distributed.Client`), ``scheduler`` (an address) or ``workers``
@@ -112,8 +128,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, s
     """
     out = Path(out)
     done = _check_dir(out, spec)
-    tasks = [("points", j, evaluate_point) for j in spec.jobs] + [("baselines", j, evaluate_baseline)
-                                                                     for j in spec.baseline_jobs]
+    tasks = [("points", j, evaluate_point) for j in spec.jobs] + [
+        ("baselines", j, evaluate_baseline) for j in spec.baseline_jobs
+    ]
     todo = [(sub, j, fn) for sub, j, fn in tasks if f"{sub}/{j['key']}" not in done]
     n_done = len(tasks) - len(todo)
     if n_done:
@@ -162,6 +179,8 @@ def _compute(client: Any, todo: list, out: Path, done: dict, progress: bool) -> 
     except KeyboardInterrupt:
         for f in futures:
             f.cancel()
-        raise SweepInterrupted(f"interrupted: {len(done)} results kept in {out}; rerun the same command to resume")
+        raise SweepInterrupted(
+            f"interrupted: {len(done)} results kept in {out}; rerun the same command to resume"
+        ) from None
     finally:
         bar.close()

@@ -25,8 +25,17 @@ from nvmlstm.tasks import HIGHER_IS_BETTER, METRICS, TASKS, TaskData, load_task
 
 from .evaluate import BIT_AXES, CALIB_SEED, CALIB_SEQUENCES, STOCHASTIC_AXES, target_config
 
-__all__ = ["SweepError", "AXES", "parse_axis", "parse_model_arg", "build_spec", "SweepSpec", "Label",
-           "choose_source", "SWEEP_FORMAT"]
+__all__ = [
+    "SweepError",
+    "AXES",
+    "parse_axis",
+    "parse_model_arg",
+    "build_spec",
+    "SweepSpec",
+    "Label",
+    "choose_source",
+    "SWEEP_FORMAT",
+]
 
 SWEEP_FORMAT = "nvm-lstm-sweep"
 SCHEMA_VERSION = 1
@@ -34,9 +43,14 @@ SCHEMA_VERSION = 1
 #: Axis name -> value kind: ``int`` (checked by the config's own rules) or ``noise`` (finite, >= 0) or
 #: ``rate`` (in [0, 1]).
 AXES: dict[str, str] = {
-    "weight_bits": "int", "dac_bits": "int", "adc_bits": "int",
-    "weight_noise": "noise", "read_noise": "noise", "adc_noise": "noise",
-    "stuck_rate": "rate", "array_rows": "int",
+    "weight_bits": "int",
+    "dac_bits": "int",
+    "adc_bits": "int",
+    "weight_noise": "noise",
+    "read_noise": "noise",
+    "adc_noise": "noise",
+    "stuck_rate": "rate",
+    "array_rows": "int",
 }
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -94,9 +108,9 @@ def parse_model_arg(text: str) -> tuple[str | None, Path]:
 
 @dataclass
 class _ModelFile:
-    path: Path                 # the file that identifies the model (model.npz, or float_model.npz alone)
-    qpath: Path | None         # the quantized model.npz; None for a float-only (fp) run
-    fpath: Path | None         # the float weights (float_model.npz), if any
+    path: Path  # the file that identifies the model (model.npz, or float_model.npz alone)
+    qpath: Path | None  # the quantized model.npz; None for a float-only (fp) run
+    fpath: Path | None  # the float weights (float_model.npz), if any
     config: LstmConfig
     meta: dict
     default_label: str
@@ -146,7 +160,11 @@ def _resolve_model(path: Path, task: str) -> _ModelFile:
         run_dir = path.parent
     else:
         raise SweepError(f"{path}: expected a run directory or a model .npz file")
-    fpath = (run_dir / "float_model.npz") if qpath is not None else (path if path.is_file() else run_dir / "float_model.npz")
+    fpath = (
+        (run_dir / "float_model.npz")
+        if qpath is not None
+        else (path if path.is_file() else run_dir / "float_model.npz")
+    )
     if qpath is not None and not fpath.is_file():
         fpath = None
     if qpath is not None:
@@ -159,8 +177,9 @@ def _resolve_model(path: Path, task: str) -> _ModelFile:
         try:
             cfg = LstmConfig.from_dict(meta.get("config"), where=f"{fpath}: metadata config")
         except ConfigError as exc:
-            raise SweepError(f"{exc} (a float model needs its hardware config in its metadata to be quantized)") \
-                from None
+            raise SweepError(
+                f"{exc} (a float model needs its hardware config in its metadata to be quantized)"
+            ) from None
     if fpath is not None and qpath is not None:
         load_float_model(fpath)  # validated now: a corrupt file is one line before anything runs
     mtask = meta.get("task")
@@ -274,8 +293,10 @@ def _model_files(models: Sequence[str], task: str, td: TaskData) -> list[tuple[s
         mf = _resolve_model(path, task)
         c = mf.config
         if (c.input_size, c.output_size) != (td.input_size, td.output_size):
-            raise SweepError(f"{mf.path}: a model with {c.input_size} inputs and {c.output_size} outputs, but "
-                             f"{task} has {td.input_size} and {td.output_size}")
+            raise SweepError(
+                f"{mf.path}: a model with {c.input_size} inputs and {c.output_size} outputs, but "
+                f"{task} has {td.input_size} and {td.output_size}"
+            )
         files.append((label, mf, arg))
     return files
 
@@ -327,8 +348,9 @@ def _check_axis_values(parsed: list[tuple[str, tuple]], labels: dict[str, Label]
                     raise SweepError(f"--axis {name}={','.join(map(str, vals))}: {exc}") from None
 
 
-def _expand_jobs(labels: dict[str, Label], points: list[dict], common: dict, seed: int,
-                 trials: int) -> tuple[list[dict], list[dict]]:
+def _expand_jobs(
+    labels: dict[str, Label], points: list[dict], common: dict, seed: int, trials: int
+) -> tuple[list[dict], list[dict]]:
     """One job per (label, point) and one float-baseline job per label with float weights.
 
     Parameters
@@ -368,19 +390,38 @@ def _expand_jobs(labels: dict[str, Label], points: list[dict], common: dict, see
             how, _ = choose_source(member_cfgs, cfg, lab.float_path is not None)
             if how == "missing":
                 diff = {k: getattr(cfg, k) for k in (*BIT_AXES, "array_rows")}
-                raise SweepError(f"label {lab.name}: no model trained at {json.dumps(diff, sort_keys=True)} and no "
-                                 f"float_model.npz beside {lab.files[0]['file']} to re-quantize")
+                raise SweepError(
+                    f"label {lab.name}: no model trained at {json.dumps(diff, sort_keys=True)} and no "
+                    f"float_model.npz beside {lab.files[0]['file']} to re-quantize"
+                )
             pkey = point_key(point)
-            jobs.append({**common, "key": job_file(lab.name, pkey), "label": lab.name, "point": point,
-                         "noise_key": pkey, "seed": seed, "trials": trials,
-                         "base_config": lab.base_config.to_dict(),
-                         "models": [{"path": str(p.resolve()), "config": c.to_dict(), "sha256": sha(p)}
-                                    for p, c in lab.models],
-                         "float_path": None if lab.float_path is None else str(lab.float_path.resolve()),
-                         "float_sha256": None if lab.float_path is None else sha(lab.float_path)})
+            jobs.append(
+                {
+                    **common,
+                    "key": job_file(lab.name, pkey),
+                    "label": lab.name,
+                    "point": point,
+                    "noise_key": pkey,
+                    "seed": seed,
+                    "trials": trials,
+                    "base_config": lab.base_config.to_dict(),
+                    "models": [
+                        {"path": str(p.resolve()), "config": c.to_dict(), "sha256": sha(p)} for p, c in lab.models
+                    ],
+                    "float_path": None if lab.float_path is None else str(lab.float_path.resolve()),
+                    "float_sha256": None if lab.float_path is None else sha(lab.float_path),
+                }
+            )
         if lab.float_path is not None:
-            baseline_jobs.append({**common, "key": job_file(lab.name, "float-baseline"), "label": lab.name,
-                                  "float_path": str(lab.float_path.resolve()), "float_sha256": sha(lab.float_path)})
+            baseline_jobs.append(
+                {
+                    **common,
+                    "key": job_file(lab.name, "float-baseline"),
+                    "label": lab.name,
+                    "float_path": str(lab.float_path.resolve()),
+                    "float_sha256": sha(lab.float_path),
+                }
+            )
     return jobs, baseline_jobs
 
 
@@ -393,25 +434,55 @@ def _data_entry(data: str | None) -> dict | None:
     return {"name": dp.name, "sha256": {f.name: sha256_file(f) for f in fs if f.is_file()}}
 
 
-def _sweep_doc(task: str, data: str | None, seq_len: int | None, test_sequences: int | None,
-               parsed: list[tuple[str, tuple]], trials: int, seed: int, labels: dict[str, Label]) -> dict:
+def _sweep_doc(
+    task: str,
+    data: str | None,
+    seq_len: int | None,
+    test_sequences: int | None,
+    parsed: list[tuple[str, tuple]],
+    trials: int,
+    seed: int,
+    labels: dict[str, Label],
+) -> dict:
     """The canonical document of the sweep (``sweep.json``)."""
     return {
-        "format": SWEEP_FORMAT, "schema_version": SCHEMA_VERSION,
-        "task": task, "metric": METRICS[task], "higher_is_better": HIGHER_IS_BETTER[METRICS[task]],
-        "data": _data_entry(data), "seq_len": seq_len, "test_sequences": test_sequences,
-        "axes": [[n, list(v)] for n, v in parsed], "trials": trials, "seed": seed,
+        "format": SWEEP_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "task": task,
+        "metric": METRICS[task],
+        "higher_is_better": HIGHER_IS_BETTER[METRICS[task]],
+        "data": _data_entry(data),
+        "seq_len": seq_len,
+        "test_sequences": test_sequences,
+        "axes": [[n, list(v)] for n, v in parsed],
+        "trials": trials,
+        "seed": seed,
         "calibration": {"sequences": CALIB_SEQUENCES, "seed": CALIB_SEED},
         "stochastic_axes": list(STOCHASTIC_AXES),
-        "labels": [{"label": lab.name, "config": lab.base_config.to_dict(), "files": lab.files,
-                    "trained_configs": [c.to_dict() for _, c in lab.models],
-                    "float_weights": lab.float_path is not None} for lab in labels.values()],
+        "labels": [
+            {
+                "label": lab.name,
+                "config": lab.base_config.to_dict(),
+                "files": lab.files,
+                "trained_configs": [c.to_dict() for _, c in lab.models],
+                "float_weights": lab.float_path is not None,
+            }
+            for lab in labels.values()
+        ],
     }
 
 
-def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials: int, seed: int = 0,
-               data: str | None = None, seq_len: int | None = None,
-               test_sequences: int | None = None) -> SweepSpec:
+def build_spec(
+    *,
+    task: str,
+    models: Sequence[str],
+    axes: Sequence[str],
+    trials: int,
+    seed: int = 0,
+    data: str | None = None,
+    seq_len: int | None = None,
+    test_sequences: int | None = None,
+) -> SweepSpec:
     """Check every input and expand the sweep; raises `SweepError` (one line) on the first problem.
 
     Parameters
@@ -449,8 +520,12 @@ def build_spec(*, task: str, models: Sequence[str], axes: Sequence[str], trials:
     labels = _build_labels(_model_files(models, task, td))
     _check_axis_values(parsed, labels)
     points = [dict(zip([n for n, _ in parsed], combo)) for combo in itertools.product(*[v for _, v in parsed])]
-    common = {"task": task, "data": None if data is None else str(Path(data).resolve()), "seq_len": seq_len,
-              "test_sequences": test_sequences}
+    common = {
+        "task": task,
+        "data": None if data is None else str(Path(data).resolve()),
+        "seq_len": seq_len,
+        "test_sequences": test_sequences,
+    }
     jobs, baseline_jobs = _expand_jobs(labels, points, common, seed, trials)
     doc = _sweep_doc(task, data, seq_len, test_sequences, parsed, trials, seed, labels)
     return SweepSpec(doc, list(labels.values()), parsed, points, jobs, baseline_jobs)

@@ -21,6 +21,17 @@ from .loaders import (
     metric_from_outputs,
 )
 
-__all__ = ["CHAR_REPEAT", "DEFAULT_DATA", "SMALL_DATA", "TEXT_SPLIT", "DIGITS_SPLIT_SEED", "HIGHER_IS_BETTER", "METRICS",
-           "TASKS", "TaskData", "TaskError",
-           "load_task", "metric_from_outputs"]
+__all__ = [
+    "CHAR_REPEAT",
+    "DEFAULT_DATA",
+    "SMALL_DATA",
+    "TEXT_SPLIT",
+    "DIGITS_SPLIT_SEED",
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "TASKS",
+    "TaskData",
+    "TaskError",
+    "load_task",
+    "metric_from_outputs",
+]

@@ -35,7 +35,7 @@ def chance_metric(task: TaskData) -> float:
         p = counts / counts.sum()
         return float(-np.mean(np.log(p[yva.reshape(-1)]))) / math.log(2.0)
     err = (yva.astype(np.float64) - float(np.mean(ytr))) * task.y_scale
-    return float(np.sqrt(np.mean(err ** 2)))
+    return float(np.sqrt(np.mean(err**2)))
 
 
 def near_chance(task: TaskData, metric: float) -> bool:

@@ -12,12 +12,30 @@ __all__ = ["TRAINED_FIELDS", "task_config"]
 TRAINED_FIELDS = ("hidden_size", "weight_bits", "dac_bits", "adc_bits", "head_adc_bits", "array_rows", "array_cols")
 
 
-def task_config(task: TaskData, *, hidden_size: int, weight_bits: int, dac_bits: int, adc_bits: int,
-                head_adc_bits: int | None, array_rows: int, array_cols: int) -> LstmConfig:
+def task_config(
+    task: TaskData,
+    *,
+    hidden_size: int,
+    weight_bits: int,
+    dac_bits: int,
+    adc_bits: int,
+    head_adc_bits: int | None,
+    array_rows: int,
+    array_cols: int,
+) -> LstmConfig:
     """One LSTM layer with the task's input and output sizes and the `TRAINED_FIELDS` given.
 
     Raises `nvmlstm.golden.config.ConfigError` for values the config does not accept.
     """
-    return LstmConfig(input_size=task.input_size, hidden_size=hidden_size, num_layers=1,
-                      output_size=task.output_size, weight_bits=weight_bits, dac_bits=dac_bits, adc_bits=adc_bits,
-                      array_rows=array_rows, array_cols=array_cols, head_adc_bits=head_adc_bits)
+    return LstmConfig(
+        input_size=task.input_size,
+        hidden_size=hidden_size,
+        num_layers=1,
+        output_size=task.output_size,
+        weight_bits=weight_bits,
+        dac_bits=dac_bits,
+        adc_bits=adc_bits,
+        array_rows=array_rows,
+        array_cols=array_cols,
+        head_adc_bits=head_adc_bits,
+    )

@@ -37,8 +37,9 @@ def _read(path: Path, error: type[Exception]) -> dict[str, np.ndarray]:
         raise error(f"{path}: not a readable .npz file with arrays X and y ({type(exc).__name__})") from None
 
 
-def _check(path: Path, xname: str, X: np.ndarray, yname: str, y: np.ndarray, metric: str, steps_inputs,
-           error: type[Exception]) -> None:
+def _check(
+    path: Path, xname: str, X: np.ndarray, yname: str, y: np.ndarray, metric: str, steps_inputs, error: type[Exception]
+) -> None:
     """One array pair against the task's rules; ``steps_inputs``: the shape the other splits have, or None."""
     if X.ndim != 3 or 0 in X.shape:
         raise error(f"{path}: {xname} has shape {X.shape}; expected (sequences, steps, inputs), none of them 0")
@@ -62,16 +63,20 @@ def _splits(path: Path, arrays: dict[str, np.ndarray], metric: str, error: type[
     if given:
         need = [f"{a}_{s}" for s in _SPLITS for a in ("X", "y") if f"{a}_{s}" not in arrays]
         if need:
-            raise error(f"{path}: has some of the split arrays but not {', '.join(need)} (give X and y, or "
-                        f"X_train, y_train, X_valid, y_valid, X_test, y_test)")
+            raise error(
+                f"{path}: has some of the split arrays but not {', '.join(need)} (give X and y, or "
+                f"X_train, y_train, X_valid, y_valid, X_test, y_test)"
+            )
         shape = None
         for s in _SPLITS:
             _check(path, f"X_{s}", arrays[f"X_{s}"], f"y_{s}", arrays[f"y_{s}"], metric, shape, error)
             shape = arrays["X_train"].shape[1:]
         return {s: (arrays[f"X_{s}"], arrays[f"y_{s}"]) for s in _SPLITS}
     if "X" not in arrays or "y" not in arrays:
-        raise error(f"{path}: needs arrays X (sequences, steps, inputs) and y (sequences,); found "
-                    f"{', '.join(sorted(arrays)) or 'no arrays'}")
+        raise error(
+            f"{path}: needs arrays X (sequences, steps, inputs) and y (sequences,); found "
+            f"{', '.join(sorted(arrays)) or 'no arrays'}"
+        )
     X, y = arrays["X"], arrays["y"]
     _check(path, "X", X, "y", y, metric, None, error)
     n = len(X)
@@ -79,7 +84,7 @@ def _splits(path: Path, arrays: dict[str, np.ndarray], metric: str, error: type[
         raise error(f"{path}: X has {n} sequences; the 70/10/20 split needs at least 3")
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     n_test, n_valid = max(1, int(round(0.2 * n))), max(1, int(round(0.1 * n)))
-    te, va, tr = perm[:n_test], perm[n_test:n_test + n_valid], perm[n_test + n_valid:]
+    te, va, tr = perm[:n_test], perm[n_test : n_test + n_valid], perm[n_test + n_valid :]
     return {"train": (X[tr], y[tr]), "valid": (X[va], y[va]), "test": (X[te], y[te])}
 
 
@@ -96,21 +101,48 @@ def load_generic(task: str, path: str | Path, task_data: type, error: type[Excep
     Xtr = checked["train"][0]
     peak = float(np.max(np.abs(Xtr)))
     divisor = peak if peak > 1.0 else 1.0
-    info = {"source": path.name, "format": "npz", "input_divisor": divisor, "split_seed": SPLIT_SEED,
-            "sizes": [len(checked[s][0]) for s in _SPLITS]}
+    info = {
+        "source": path.name,
+        "format": "npz",
+        "input_divisor": divisor,
+        "split_seed": SPLIT_SEED,
+        "sizes": [len(checked[s][0]) for s in _SPLITS],
+    }
     if metric == "accuracy":
         classes = int(max(int(checked[s][1].max()) for s in _SPLITS)) + 1
         if classes < 2:
             raise error(f"{path}: classify needs at least 2 classes in y")
         out = {s: ((X / divisor).astype(np.float32), y.astype(np.int64)) for s, (X, y) in checked.items()}
-        return task_data(task, metric, shape[1], classes, False, out["train"], out["valid"], out["test"],
-                         info=info | {"classes": classes})
+        return task_data(
+            task,
+            metric,
+            shape[1],
+            classes,
+            False,
+            out["train"],
+            out["valid"],
+            out["test"],
+            info=info | {"classes": classes},
+        )
     ytr = checked["train"][1].astype(np.float64)
     lo, hi = float(ytr.min()), float(ytr.max())
     if hi <= lo:
         raise error(f"{path}: the training targets are constant; regress needs varying y")
     offset, scale = (hi + lo) / 2.0, (hi - lo) / 2.0
-    out = {s: ((X / divisor).astype(np.float32), ((y.astype(np.float64) - offset) / scale).astype(np.float32))
-           for s, (X, y) in checked.items()}
-    return task_data(task, metric, shape[1], 1, False, out["train"], out["valid"], out["test"],
-                     y_scale=scale, y_offset=offset, info=info)
+    out = {
+        s: ((X / divisor).astype(np.float32), ((y.astype(np.float64) - offset) / scale).astype(np.float32))
+        for s, (X, y) in checked.items()
+    }
+    return task_data(
+        task,
+        metric,
+        shape[1],
+        1,
+        False,
+        out["train"],
+        out["valid"],
+        out["test"],
+        y_scale=scale,
+        y_offset=offset,
+        info=info,
+    )

@@ -22,8 +22,20 @@ from nvmlstm.golden.textfile import read_text_file
 from .. import data as _data_package
 from .generic import GENERIC_TASKS, load_generic
 
-__all__ = ["TaskError", "TaskData", "TASKS", "METRICS", "HIGHER_IS_BETTER", "load_task", "metric_from_outputs",
-           "DEFAULT_DATA", "SMALL_DATA", "TEXT_SPLIT", "CHAR_REPEAT", "DIGITS_SPLIT_SEED"]
+__all__ = [
+    "TaskError",
+    "TaskData",
+    "TASKS",
+    "METRICS",
+    "HIGHER_IS_BETTER",
+    "load_task",
+    "metric_from_outputs",
+    "DEFAULT_DATA",
+    "SMALL_DATA",
+    "TEXT_SPLIT",
+    "CHAR_REPEAT",
+    "DIGITS_SPLIT_SEED",
+]
 
 #: Task name -> name of its metric.
 METRICS = {"digits": "accuracy", "charlm": "bpc", "timeseries": "rmse", **GENERIC_TASKS}
@@ -84,9 +96,17 @@ def _digits(seed: int = DIGITS_SPLIT_SEED) -> TaskData:
     n_test = int(round(0.2 * len(y)))
     n_valid = int(round(0.1 * len(y)))
     te, va, tr = perm[:n_test], perm[n_test : n_test + n_valid], perm[n_test + n_valid :]
-    return TaskData("digits", "accuracy", 8, 10, False, (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te]),
-                    info={"source": "sklearn.datasets.load_digits", "split_seed": seed,
-                          "sizes": [len(tr), len(va), len(te)]})
+    return TaskData(
+        "digits",
+        "accuracy",
+        8,
+        10,
+        False,
+        (x[tr], y[tr]),
+        (x[va], y[va]),
+        (x[te], y[te]),
+        info={"source": "sklearn.datasets.load_digits", "split_seed": seed, "sizes": [len(tr), len(va), len(te)]},
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -107,8 +127,9 @@ def _charlm(path: Path, seq_len: int, repeat: int = 1) -> TaskData:
     if path.is_dir():
         missing = [f for f in PTB_FILES if not (path / f).is_file()]
         if missing:
-            raise TaskError(f"{path}: a charlm data directory needs {', '.join(PTB_FILES)}; missing "
-                            f"{', '.join(missing)}")
+            raise TaskError(
+                f"{path}: a charlm data directory needs {', '.join(PTB_FILES)}; missing {', '.join(missing)}"
+            )
         parts = [_read_text(path / f) for f in PTB_FILES]
         layout = "ptb"
     else:
@@ -136,9 +157,24 @@ def _charlm(path: Path, seq_len: int, repeat: int = 1) -> TaskData:
     train = _char_windows(ids[0], seq_len, seq_len, V, repeat)
     valid = _char_windows(ids[1], seq_len, seq_len, V, repeat)
     test = _char_windows(ids[2], seq_len, seq_len, V, repeat)
-    return TaskData("charlm", "bpc", V * repeat, V, True, train, valid, test,
-                    info={"source": str(path), "layout": layout, "vocab": vocab, "seq_len": seq_len,
-                          "chars": [len(p) for p in parts], "char_repeat": repeat})
+    return TaskData(
+        "charlm",
+        "bpc",
+        V * repeat,
+        V,
+        True,
+        train,
+        valid,
+        test,
+        info={
+            "source": str(path),
+            "layout": layout,
+            "vocab": vocab,
+            "seq_len": seq_len,
+            "chars": [len(p) for p in parts],
+            "char_repeat": repeat,
+        },
+    )
 
 
 def _timeseries(path: Path, seq_len: int) -> TaskData:
@@ -152,7 +188,7 @@ def _timeseries(path: Path, seq_len: int) -> TaskData:
         except ValueError:
             if n == 0:
                 continue  # a header line
-            raise TaskError(f"{path}: line {n + 1}: {cell!r} is not a number (the last column is the series)")
+            raise TaskError(f"{path}: line {n + 1}: {cell!r} is not a number (the last column is the series)") from None
     v = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(v)):
         raise TaskError(f"{path}: the series contains NaN or infinity")
@@ -162,8 +198,10 @@ def _timeseries(path: Path, seq_len: int) -> TaskData:
     need = seq_len + 1
     for name, lo, hi in (("train", 0, a), ("valid", a, b), ("test", b, n)):
         if hi - lo < need:
-            raise TaskError(f"{path}: the {name} split has {hi - lo} values, fewer than the sequence length + 1 "
-                            f"({need}); give a longer series or a shorter --seq-len")
+            raise TaskError(
+                f"{path}: the {name} split has {hi - lo} values, fewer than the sequence length + 1 "
+                f"({need}); give a longer series or a shorter --seq-len"
+            )
     lo_v, hi_v = float(v[:a].min()), float(v[:a].max())
     if hi_v <= lo_v:
         raise TaskError(f"{path}: the training part of the series is constant")
@@ -178,13 +216,24 @@ def _timeseries(path: Path, seq_len: int) -> TaskData:
         idx = starts[:, None] + np.arange(seq_len)[None, :]
         return z[idx][..., None], z[starts + seq_len]
 
-    return TaskData("timeseries", "rmse", 1, 1, False, windows(0, a), windows(a, b), windows(b, n),
-                    y_scale=scale, y_offset=offset,
-                    info={"source": str(path), "values": n, "seq_len": seq_len, "split": [a, b - a, n - b]})
+    return TaskData(
+        "timeseries",
+        "rmse",
+        1,
+        1,
+        False,
+        windows(0, a),
+        windows(a, b),
+        windows(b, n),
+        y_scale=scale,
+        y_offset=offset,
+        info={"source": str(path), "values": n, "seq_len": seq_len, "split": [a, b - a, n - b]},
+    )
 
 
-def load_task(name: str, data: str | Path | None = None, *, seq_len: int | None = None,
-              char_repeat: int | None = None) -> TaskData:
+def load_task(
+    name: str, data: str | Path | None = None, *, seq_len: int | None = None, char_repeat: int | None = None
+) -> TaskData:
     """Load task ``name`` (`TASKS`) from ``data`` (default: the shipped file) with sequences of ``seq_len``.
 
     ``char_repeat`` (charlm; default `CHAR_REPEAT`): every character drives that many input rows (its one-hot
@@ -200,8 +249,10 @@ def load_task(name: str, data: str | Path | None = None, *, seq_len: int | None 
         raise TaskError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
     if name in GENERIC_TASKS:  # the user's own sequences (tasks/generic.py)
         if data is None:
-            raise TaskError(f"{name} reads your own sequences: give --data FILE.npz with arrays X (sequences, "
-                            f"steps, inputs) and y (sequences,)")
+            raise TaskError(
+                f"{name} reads your own sequences: give --data FILE.npz with arrays X (sequences, "
+                f"steps, inputs) and y (sequences,)"
+            )
         return load_generic(name, data, TaskData, TaskError)
     path = Path(data) if data is not None else DEFAULT_DATA[name]
     if not path.exists():
@@ -237,4 +288,4 @@ def metric_from_outputs(task: TaskData, out: np.ndarray, y: np.ndarray) -> float
         nll = -lp[np.arange(len(yy)), yy]
         return float(np.mean(nll)) / math.log(2.0)
     err = (o[:, -1, 0] - np.asarray(y, dtype=np.float64)) * task.y_scale
-    return float(np.sqrt(np.mean(err ** 2)))
+    return float(np.sqrt(np.mean(err**2)))

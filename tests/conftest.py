@@ -76,8 +76,9 @@ def have() -> Callable[[str], bool]:
     return _have
 
 
-def _icarus_macro(tmp: Path, p: dict, ops: list[dict], init_file: str | None = None,
-                  template_dir: Path | None = None) -> list[tuple[int, int]]:
+def _icarus_macro(
+    tmp: Path, p: dict, ops: list[dict], init_file: str | None = None, template_dir: Path | None = None
+) -> list[tuple[int, int]]:
     from nvmlstm.gen.lint import iverilog_compile
     from nvmlstm.gen.render import render_macro_model
 
@@ -104,8 +105,10 @@ def _icarus_macro(tmp: Path, p: dict, ops: list[dict], init_file: str | None = N
         "    #1;",
     ]
     for op in ops:
-        lines.append(f"    rst = {op['rst']}; prog_we = {op['we']}; read = {op['read']}; prog_row = {op['row']}; "
-                     f"prog_col = {op['col']}; prog_code = {op['code']}; x = 'h{op['x']:x}; adc_step = {op['step']};")
+        lines.append(
+            f"    rst = {op['rst']}; prog_we = {op['we']}; read = {op['read']}; prog_row = {op['row']}; "
+            f"prog_col = {op['col']}; prog_code = {op['code']}; x = 'h{op['x']:x}; adc_step = {op['step']};"
+        )
         lines.append('    @(posedge clk); #1 $display("%0d %0h", valid, y);')
     lines += ["    $finish;", "  end", "endmodule", ""]
     (tmp / "tb.v").write_text("\n".join(lines))

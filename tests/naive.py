@@ -25,8 +25,10 @@ def naive_forward(qm, x) -> dict[str, np.ndarray]:
         for t in range(T):
             full = np.concatenate([inp[:, t], h, np.full((S, 1), cfg.dac_max)], axis=1)
             codes = np.stack(
-                [dp.adc_convert(full[:, a:b] @ W[:, a:b].T, lp.adc_step, cfg.adc_bits)
-                 for a, b in row_tile_bounds(K, cfg.array_rows)],
+                [
+                    dp.adc_convert(full[:, a:b] @ W[:, a:b].T, lp.adc_step, cfg.adc_bits)
+                    for a, b in row_tile_bounds(K, cfg.array_rows)
+                ],
                 axis=1,
             )  # (S, R, 4H)
             acc = codes.sum(axis=1)
@@ -44,8 +46,10 @@ def naive_forward(qm, x) -> dict[str, np.ndarray]:
     W = qm.head.weights.astype(np.int64)
     full = np.concatenate([inp, np.full((S, T, 1), cfg.dac_max)], axis=2)
     codes = np.stack(
-        [dp.adc_convert(full[..., a:b] @ W[:, a:b].T, qm.head.adc_step, cfg.head_adc_bits_eff)
-         for a, b in row_tile_bounds(W.shape[1], cfg.array_rows)],
+        [
+            dp.adc_convert(full[..., a:b] @ W[:, a:b].T, qm.head.adc_step, cfg.head_adc_bits_eff)
+            for a, b in row_tile_bounds(W.shape[1], cfg.array_rows)
+        ],
         axis=2,
     )
     res["head_adc"] = codes

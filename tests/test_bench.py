@@ -28,8 +28,17 @@ else:  # pragma: no cover
 
 #: I=3, H=2, one layer, O=2 on 4 x 8 tiles: the layer matrix is 8 columns x 6 rows (3 + 2 + bias), two row
 #: tiles (rows 0-3 and 4-5), one column tile; the head is 2 x 3, one tile.
-TINY = LstmConfig(input_size=3, hidden_size=2, num_layers=1, output_size=2, weight_bits=4, dac_bits=4,
-                  adc_bits=4, array_rows=4, array_cols=8)
+TINY = LstmConfig(
+    input_size=3,
+    hidden_size=2,
+    num_layers=1,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=8,
+)
 
 
 def _timing(cfg: LstmConfig, lanes: int | None = None, macro_latency: int = 2) -> Timing:
@@ -49,14 +58,31 @@ def test_tiny_counts_by_hand():
     # + 1 (h rounding, 22) = 8 adds of 68 + 58 + 11 + 22 = 159 bits; mults 4 x 5*12 + 9*11 + 9*9 + 9*9
     # + 9*2*4 = 573; tables 4 + 1; registers 4 x 9 + 2 x 11 + 2 x 4 = 66 bits in 8 writes
     assert parts["layer0"] == Counts(
-        array_reads=2, active_cells=2 * (4 * 8 + 2 * 8), physical_cells=2 * 2 * 4 * 8, dac_conversions=4 + 2,
-        adc_conversions=2 * 8, adc_conversions_used=16,
-        adds=8 * 1 + 2 * 8, add_bits=8 * 5 + 2 * 159,  # one column-sum adder per column (2 row tiles)
-        mults=2 * 8, mult_bits2=2 * 573, table_reads=2 * 5, register_writes=2 * 8, register_bits=2 * 66)
+        array_reads=2,
+        active_cells=2 * (4 * 8 + 2 * 8),
+        physical_cells=2 * 2 * 4 * 8,
+        dac_conversions=4 + 2,
+        adc_conversions=2 * 8,
+        adc_conversions_used=16,
+        adds=8 * 1 + 2 * 8,
+        add_bits=8 * 5 + 2 * 159,  # one column-sum adder per column (2 row tiles)
+        mults=2 * 8,
+        mult_bits2=2 * 573,
+        table_reads=2 * 5,
+        register_writes=2 * 8,
+        register_bits=2 * 66,
+    )
     # head: 2 columns x 3 rows (2 + bias) in one 4 x 8 tile; output register 2 x 4 bits (7 needs 3 + sign)
-    assert parts["head"] == Counts(array_reads=1, active_cells=2 * 3 * 2, physical_cells=2 * 4 * 8,
-                                   dac_conversions=3, adc_conversions=8, adc_conversions_used=2,
-                                   register_writes=2, register_bits=2 * 4)
+    assert parts["head"] == Counts(
+        array_reads=1,
+        active_cells=2 * 3 * 2,
+        physical_cells=2 * 4 * 8,
+        dac_conversions=3,
+        adc_conversions=8,
+        adc_conversions_used=2,
+        register_writes=2,
+        register_bits=2 * 4,
+    )
     assert parts["input"] == Counts(register_writes=3, register_bits=3 * 4)
     assert parts["total"] == parts["input"] + parts["layer0"] + parts["head"]
     assert macs_per_timestep(TINY) == 6 * 8 + 3 * 2
@@ -80,26 +106,40 @@ def test_energy_by_hand():
     """evaluate()'s energy and area of TINY with round technology figures, by hand."""
     doc = tomllib.loads(DEFAULT_TECH.read_text())
     set_ = lambda s, k, v: doc[s][k].__setitem__("value", v)  # noqa: E731
-    for s, k, v in [("node", "feature_nm", 45), ("node", "vdd", 0.9), ("adc", "walden_fom", 10.0),
-                    ("adc", "area_ref", 100.0), ("adc", "ref_bits", 4), ("dac", "energy_ref", 1.0),
-                    ("dac", "area_ref", 1.0), ("dac", "ref_bits", 1), ("nvm", "read_voltage", 1.0),
-                    ("nvm", "g_max", 20.0), ("nvm", "g_min", 0.0), ("nvm", "pulse", 1.0),
-                    ("nvm", "cell_area", 100.0), ("digital", "ref_node", 45), ("digital", "add8_energy", 0.8),
-                    ("digital", "mul8_energy", 6.4), ("digital", "register_bit_energy", 1.0),
-                    ("digital", "table_read_energy", 1.0), ("digital", "signoff_area", 1000.0),
-                    ("digital", "signoff_node", 45)]:
+    for s, k, v in [
+        ("node", "feature_nm", 45),
+        ("node", "vdd", 0.9),
+        ("adc", "walden_fom", 10.0),
+        ("adc", "area_ref", 100.0),
+        ("adc", "ref_bits", 4),
+        ("dac", "energy_ref", 1.0),
+        ("dac", "area_ref", 1.0),
+        ("dac", "ref_bits", 1),
+        ("nvm", "read_voltage", 1.0),
+        ("nvm", "g_max", 20.0),
+        ("nvm", "g_min", 0.0),
+        ("nvm", "pulse", 1.0),
+        ("nvm", "cell_area", 100.0),
+        ("digital", "ref_node", 45),
+        ("digital", "add8_energy", 0.8),
+        ("digital", "mul8_energy", 6.4),
+        ("digital", "register_bit_energy", 1.0),
+        ("digital", "table_read_energy", 1.0),
+        ("digital", "signoff_area", 1000.0),
+        ("digital", "signoff_node", 45),
+    ]:
         set_(s, k, v)
     tech = parse_technology(doc, "t")
     r = evaluate(TINY, tech, Timing(20, 10, 3, 2, 2), clock_mhz=100.0)
     e = r["energy_breakdown_pj"]
-    assert e["adc"] == pytest.approx(24 * 10 * 16 * 1e-3)   # 24 conversions x 10 fJ x 2^4
-    assert e["dac"] == pytest.approx(9 * 4 * 1.0)            # 9 rows driven x 4 bits x 1 pJ
+    assert e["adc"] == pytest.approx(24 * 10 * 16 * 1e-3)  # 24 conversions x 10 fJ x 2^4
+    assert e["dac"] == pytest.approx(9 * 4 * 1.0)  # 9 rows driven x 4 bits x 1 pJ
     assert e["nvm_cells"] == pytest.approx(108 * 1 * 10 * 1 * 1e-3)  # 108 devices x 1 V^2 x 10 uS x 1 ns
-    assert e["digital_add"] == pytest.approx(358 * 0.1)      # 358 adder bits x 0.8 / 8 pJ
-    assert e["digital_mult"] == pytest.approx(1146 * 0.1)    # 1146 bit products x 6.4 / 64 pJ
+    assert e["digital_add"] == pytest.approx(358 * 0.1)  # 358 adder bits x 0.8 / 8 pJ
+    assert e["digital_mult"] == pytest.approx(1146 * 0.1)  # 1146 bit products x 6.4 / 64 pJ
     assert e["table_reads"] == 10 and e["registers"] == 152
     a = r["area_breakdown_um2"]
-    assert a["nvm_arrays"] == pytest.approx(192 * 100 * 0.045 ** 2)
+    assert a["nvm_arrays"] == pytest.approx(192 * 100 * 0.045**2)
     assert a["adc"] == pytest.approx(3 * 8 * 100.0) and a["dac"] == pytest.approx(3 * 4 * 4.0)
     assert a["digital"] == 1000.0 and r["digital_area_source"] == "sign-off area of the technology file"
     assert r["latency_ns_per_step"] == 200.0 and r["ops_per_step"] == 108
@@ -156,8 +196,17 @@ def test_cycles_equal_a_measured_simulation(lanes):
     from nvmlstm.hdl.accelerator import NvmLstmAccelerator
     from nvmlstm.hdl.sim import run_accelerator
 
-    cfg = LstmConfig(input_size=3, hidden_size=4, num_layers=2, output_size=2, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=4, array_cols=8)
+    cfg = LstmConfig(
+        input_size=3,
+        hidden_size=4,
+        num_layers=2,
+        output_size=2,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=4,
+        array_cols=8,
+    )
     T = 3
     x = np.random.default_rng(lanes).integers(-cfg.dac_max, cfg.dac_max + 1, size=(1, T, cfg.input_size))
     model, _ = random_model(cfg, lanes, x)
@@ -206,28 +255,53 @@ def _edited(old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('walden_fom = { value = 6.1, unit = "fJ/step" }', "",
-     "missing key adc.walden_fom (unit fJ/step)"),
-    ('g_max = { value = 100.0, unit = "uS" }', 'g_max = { value = -100.0, unit = "uS" }',
-     "nvm.g_max: value must be > 0, not -100.0"),
-    ('register_bit_energy = { value = 0.005, unit = "pJ" }', 'register_bit_energy = { value = -1, unit = "pJ" }',
-     "digital.register_bit_energy: value must be >= 0, not -1"),
-    ('pulse = { value = 10.0, unit = "ns" }', 'pulse = { value = 10.0, unit = "us" }',
-     "nvm.pulse: unit must be 'ns', not 'us'"),
-    ('ref_bits = { value = 8, unit = "bits" }', 'ref_bits = { value = 8.5, unit = "bits" }',
-     "adc.ref_bits: value must be an integer from 1 to 16, not 8.5"),
-    ('pulse = { value = 10.0, unit = "ns" }', 'pulse = 10.0',
-     'nvm.pulse: expected { value = number, unit = "ns" }, not 10.0'),
-    ('pulse = { value = 10.0, unit = "ns" }',
-     'pulse = { value = 10.0, unit = "ns" }\nwidth = { value = 1, unit = "ns" }',
-     "unknown key nvm.width; valid keys are nvm.read_voltage, nvm.g_max, nvm.g_min, nvm.pulse, nvm.cell_area"),
-    ('g_min = { value = 10.0, unit = "uS" }', 'g_min = { value = 100.0, unit = "uS" }',
-     "nvm.g_min: value must be below nvm.g_max (100.0), not 100.0"),
-    ("version = 1", "version = 2", "version: must be 1, not 2"),
-    ('vdd = { value = 0.9, unit = "V" }', 'vdd = { value = nan, unit = "V" }',
-     "node.vdd: value must be a finite number, not nan"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('walden_fom = { value = 6.1, unit = "fJ/step" }', "", "missing key adc.walden_fom (unit fJ/step)"),
+        (
+            'g_max = { value = 100.0, unit = "uS" }',
+            'g_max = { value = -100.0, unit = "uS" }',
+            "nvm.g_max: value must be > 0, not -100.0",
+        ),
+        (
+            'register_bit_energy = { value = 0.005, unit = "pJ" }',
+            'register_bit_energy = { value = -1, unit = "pJ" }',
+            "digital.register_bit_energy: value must be >= 0, not -1",
+        ),
+        (
+            'pulse = { value = 10.0, unit = "ns" }',
+            'pulse = { value = 10.0, unit = "us" }',
+            "nvm.pulse: unit must be 'ns', not 'us'",
+        ),
+        (
+            'ref_bits = { value = 8, unit = "bits" }',
+            'ref_bits = { value = 8.5, unit = "bits" }',
+            "adc.ref_bits: value must be an integer from 1 to 16, not 8.5",
+        ),
+        (
+            'pulse = { value = 10.0, unit = "ns" }',
+            "pulse = 10.0",
+            'nvm.pulse: expected { value = number, unit = "ns" }, not 10.0',
+        ),
+        (
+            'pulse = { value = 10.0, unit = "ns" }',
+            'pulse = { value = 10.0, unit = "ns" }\nwidth = { value = 1, unit = "ns" }',
+            "unknown key nvm.width; valid keys are nvm.read_voltage, nvm.g_max, nvm.g_min, nvm.pulse, nvm.cell_area",
+        ),
+        (
+            'g_min = { value = 10.0, unit = "uS" }',
+            'g_min = { value = 100.0, unit = "uS" }',
+            "nvm.g_min: value must be below nvm.g_max (100.0), not 100.0",
+        ),
+        ("version = 1", "version = 2", "version: must be 1, not 2"),
+        (
+            'vdd = { value = 0.9, unit = "V" }',
+            'vdd = { value = nan, unit = "V" }',
+            "node.vdd: value must be a finite number, not nan",
+        ),
+    ],
+)
 def test_malformed_technology_files(tmp_path, old, new, message):
     p = _write(tmp_path, _edited(old, new))
     with pytest.raises(TechError) as exc:
@@ -267,17 +341,21 @@ def test_literature_table():
     assert {r["kind"] for r in rows} == {"gpu", "fpga", "asic", "nvm"}
     assert all(r["citation"] and r["ops_convention"] and r["verified"] for r in rows)
     best = best_by_kind(rows, "tops_per_w")
-    assert best["digital"]["tops_per_w"] == max(r["tops_per_w"] for r in rows
-                                                if r["kind"] != "nvm" and r["tops_per_w"] is not None)
+    assert best["digital"]["tops_per_w"] == max(
+        r["tops_per_w"] for r in rows if r["kind"] != "nvm" and r["tops_per_w"] is not None
+    )
     rr = ratios({"tops_per_w": 2 * best["digital"]["tops_per_w"], "tops_per_mm2": 1.0}, rows)
     assert rr["tops_per_w"]["digital"]["ratio"] == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("gpu,", "cpu,"), "kind must be one of gpu, fpga, asic, nvm, not 'cpu'"),
-    ((",dense,", ",half,"), "density must be dense or sparse-effective, not 'half'"),
-    ((",840,", ",-840,"), "gops: must be > 0, not '-840'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("gpu,", "cpu,"), "kind must be one of gpu, fpga, asic, nvm, not 'cpu'"),
+        ((",dense,", ",half,"), "density must be dense or sparse-effective, not 'half'"),
+        ((",840,", ",-840,"), "gops: must be > 0, not '-840'"),
+    ],
+)
 def test_literature_table_rejects_bad_rows(edit, message):
     from importlib import resources
 
@@ -287,8 +365,9 @@ def test_literature_table_rejects_bad_rows(edit, message):
 
 
 def test_yosys_gate_equivalents():
-    ge, skipped = yosys_gate_equivalents({"$_NAND_": 10, "$_XOR_": 3, "$_DFF_P_": 2, "$_SDFFE_PP0P_": 1,
-                                          "nvm_array_macro": 4})
+    ge, skipped = yosys_gate_equivalents(
+        {"$_NAND_": 10, "$_XOR_": 3, "$_DFF_P_": 2, "$_SDFFE_PP0P_": 1, "nvm_array_macro": 4}
+    )
     assert ge == pytest.approx(10 + 3 * 2.33 + 2 * 4.5 + 6.5)
     assert skipped == ["nvm_array_macro"]
 
@@ -343,8 +422,16 @@ def test_bench_command_writes_identical_files(tmp_path, capsys):
     for name in ("bench.json", "bench.md"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
     doc = json.loads((outs[0] / "bench.json").read_text())
-    for key in ("gops", "tops_per_w", "tops_per_mm2", "latency_ns_per_step", "array_utilization",
-                "energy_breakdown_pj", "area_breakdown_um2", "ratios"):
+    for key in (
+        "gops",
+        "tops_per_w",
+        "tops_per_mm2",
+        "latency_ns_per_step",
+        "array_utilization",
+        "energy_breakdown_pj",
+        "area_breakdown_um2",
+        "ratios",
+    ):
         assert key in doc
     assert doc["timing"] == dataclasses.asdict(_timing(TINY, 1))
     assert set(doc["ratios"]["tops_per_w"]) >= {"gpu", "fpga", "asic", "digital"}

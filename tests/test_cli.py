@@ -26,8 +26,20 @@ DEFAULT = default_config().to_dict()
 
 
 def write_config(path: Path, **changes) -> Path:
-    cfg = {k: DEFAULT[k] for k in ("input_size", "hidden_size", "num_layers", "output_size", "weight_bits",
-                                   "dac_bits", "adc_bits", "array_rows", "array_cols")}
+    cfg = {
+        k: DEFAULT[k]
+        for k in (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "output_size",
+            "weight_bits",
+            "dac_bits",
+            "adc_bits",
+            "array_rows",
+            "array_cols",
+        )
+    }
     cfg.update(changes)
     path.write_text(json.dumps(cfg))
     return path
@@ -104,8 +116,20 @@ def test_golden_different_seed_gives_different_vectors(tmp_path, cfg_file, capsy
 
 def test_golden_from_model_file_reproduces_the_vectors(tmp_path, capsys, first_run):
     again = tmp_path / "again"
-    rc, _, err = run(capsys, "golden", "--model", first_run / "model.npz", "--seed", "3", "--sequences", "4",
-                     "--steps", "6", "--out", again)
+    rc, _, err = run(
+        capsys,
+        "golden",
+        "--model",
+        first_run / "model.npz",
+        "--seed",
+        "3",
+        "--sequences",
+        "4",
+        "--steps",
+        "6",
+        "--out",
+        again,
+    )
     assert (rc, err) == (0, "")
     assert (again / "vectors.npz").read_bytes() == (first_run / "vectors.npz").read_bytes()
     assert (again / "model.npz").read_bytes() == (first_run / "model.npz").read_bytes()
@@ -141,15 +165,26 @@ def test_golden_files_hold_no_paths_users_or_times(tmp_path, capsys):
     os.chdir(tmp_path)
     try:
         golden(capsys, cfg, Path("sub") / "out", "--seed", "2", "--sequences", "2", "--steps", "3")
-        rc, _, err = run(capsys, "golden", "--model", tmp_path / "sub" / "out" / "model.npz", "--inputs", xf,
-                         "--out", tmp_path / "abs")
+        rc, _, err = run(
+            capsys,
+            "golden",
+            "--model",
+            tmp_path / "sub" / "out" / "model.npz",
+            "--inputs",
+            xf,
+            "--out",
+            tmp_path / "abs",
+        )
         assert (rc, err) == (0, "")
     finally:
         os.chdir(cwd)
     user = getpass.getuser()
     now = time.time()
-    texts = [(d / n).read_text() for d in (tmp_path / "sub" / "out", tmp_path / "abs")
-             for n in ("vectors.json", "model.json")]
+    texts = [
+        (d / n).read_text()
+        for d in (tmp_path / "sub" / "out", tmp_path / "abs")
+        for n in ("vectors.json", "model.json")
+    ]
     for text in texts:
         assert str(tmp_path) not in text
         assert os.path.expanduser("~") not in text or os.path.expanduser("~") == "/"
@@ -184,36 +219,58 @@ def _walk(doc, strings, numbers):
 def test_error_missing_config(tmp_path, capsys):
     out = tmp_path / "out"
     missing = tmp_path / "nope.json"
-    assert_error(capsys, ["golden", "--config", missing, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(missing))}: config file not found", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", missing, "--random-weights", "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(missing))}: config file not found",
+        absent=out,
+    )
 
 
 def test_error_bad_config(tmp_path, capsys):
     out = tmp_path / "out"
     bad = write_config(tmp_path / "bad.json", adc_bits=1)
-    assert_error(capsys, ["golden", "--config", bad, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(bad))}: adc_bits must be an integer from 2 to 16, not 1",
-                 absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", bad, "--random-weights", "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(bad))}: adc_bits must be an integer from 2 to 16, not 1",
+        absent=out,
+    )
     bad.write_text('{"input_size": 8,}')
-    assert_error(capsys, ["golden", "--config", bad, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not valid JSON: .* at line 1 column 18", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", bad, "--random-weights", "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not valid JSON: .* at line 1 column 18",
+        absent=out,
+    )
     bad.write_bytes(b"\xff\xfe{}")
-    assert_error(capsys, ["golden", "--config", bad, "--random-weights", "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not UTF-8 text \(byte 0\)",
-                 absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", bad, "--random-weights", "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not UTF-8 text \(byte 0\)",
+        absent=out,
+    )
 
 
 def test_error_config_without_random_weights(tmp_path, cfg_file, capsys):
     out = tmp_path / "out"
-    assert_error(capsys, ["golden", "--config", cfg_file, "--out", out],
-                 r"nvmlstm golden: error: --config needs --random-weights \(or give a trained model with --model "
-                 r"MODEL\.npz\)", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--out", out],
+        r"nvmlstm golden: error: --config needs --random-weights \(or give a trained model with --model "
+        r"MODEL\.npz\)",
+        absent=out,
+    )
 
 
 def test_error_random_weights_with_model(tmp_path, capsys, first_run):
     out = tmp_path / "out"
-    assert_error(capsys, ["golden", "--model", first_run / "model.npz", "--random-weights", "--out", out],
-                 r"nvmlstm golden: error: --random-weights goes with --config, not with --model", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--model", first_run / "model.npz", "--random-weights", "--out", out],
+        r"nvmlstm golden: error: --random-weights goes with --config, not with --model",
+        absent=out,
+    )
 
 
 def test_error_inputs_with_sequences(tmp_path, cfg_file, capsys):
@@ -221,9 +278,12 @@ def test_error_inputs_with_sequences(tmp_path, cfg_file, capsys):
     xf = tmp_path / "x.npy"
     np.save(xf, np.zeros((1, 1, 8), dtype=np.int64))
     for extra in (["--sequences", "2"], ["--steps", "2"]):
-        assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, *extra, "--out", out],
-                     r"nvmlstm golden: error: --inputs gives the sequences; do not combine it with --sequences/--steps",
-                     absent=out)
+        assert_error(
+            capsys,
+            ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, *extra, "--out", out],
+            r"nvmlstm golden: error: --inputs gives the sequences; do not combine it with --sequences/--steps",
+            absent=out,
+        )
 
 
 def test_error_inputs_out_of_dac_range(tmp_path, cfg_file, capsys):
@@ -233,21 +293,32 @@ def test_error_inputs_out_of_dac_range(tmp_path, cfg_file, capsys):
     x[2, 3, 0] = -9
     xf = tmp_path / "x.npy"
     np.save(xf, x)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xf))}: code 8 at sequence 2, step 1, input 5 is outside the "
-                 r"4-bit DAC range \[-7, 7\]", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xf))}: code 8 at sequence 2, step 1, input 5 is outside the "
+        r"4-bit DAC range \[-7, 7\]",
+        absent=out,
+    )
     x[2, 1, 5] = 0  # the next bad one
     np.save(xf, x)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xf))}: code -9 at sequence 2, step 3, input 0 is outside the "
-                 r"4-bit DAC range \[-7, 7\]", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xf))}: code -9 at sequence 2, step 3, input 0 is outside the "
+        r"4-bit DAC range \[-7, 7\]",
+        absent=out,
+    )
 
 
 @pytest.mark.parametrize(
     "arr, pattern",
     [
-        (np.zeros((2, 3, 7), dtype=np.int64), r"shape \(2, 3, 7\), expected \(sequences, steps, 8\) with at least one "
-                                               r"sequence and one step"),
+        (
+            np.zeros((2, 3, 7), dtype=np.int64),
+            r"shape \(2, 3, 7\), expected \(sequences, steps, 8\) with at least one "
+            r"sequence and one step",
+        ),
         (np.zeros((3, 8), dtype=np.int64), r"shape \(3, 8\), expected \(sequences, steps, 8\)"),
         (np.zeros((0, 3, 8), dtype=np.int64), r"shape \(0, 3, 8\), expected \(sequences, steps, 8\)"),
         (np.zeros((1, 3, 8)), r"dtype float64 is not an integer dtype \(DAC codes are integers\)"),
@@ -258,23 +329,39 @@ def test_error_inputs_wrong_shape_or_dtype(tmp_path, cfg_file, capsys, arr, patt
     out = tmp_path / "out"
     xf = tmp_path / "x.npy"
     np.save(xf, arr)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xf))}: {pattern}.*", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xf))}: {pattern}.*",
+        absent=out,
+    )
 
 
 def test_error_inputs_file_unreadable(tmp_path, cfg_file, capsys):
     out = tmp_path / "out"
     xf = tmp_path / "x.npy"
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xf))}: inputs file not found", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xf))}: inputs file not found",
+        absent=out,
+    )
     xf.write_bytes(b"garbage")
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xf))}: not a readable \.npy file \(.*\)", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xf))}: not a readable \.npy file \(.*\)",
+        absent=out,
+    )
     xz = tmp_path / "x.npz"
     np.savez(xz, x=np.zeros((1, 1, 8), dtype=np.int64))
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--inputs", xz, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(xz))}: expected a \.npy array of input codes, not an \.npz "
-                 r"archive", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xz, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(xz))}: expected a \.npy array of input codes, not an \.npz "
+        r"archive",
+        absent=out,
+    )
 
 
 def test_error_corrupted_model_file(tmp_path, capsys, first_run):
@@ -285,28 +372,55 @@ def test_error_corrupted_model_file(tmp_path, capsys, first_run):
     arrays["head_weights"] = arrays["head_weights"].copy()
     arrays["head_weights"][0, 0] = 1 if arrays["head_weights"][0, 0] != 1 else 2
     np.savez(model, **arrays)
-    assert_error(capsys, ["golden", "--model", model, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(model))}: array head_weights does not match the sha256 in "
-                 r"its manifest \(corrupted or edited\)", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--model", model, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(model))}: array head_weights does not match the sha256 in "
+        r"its manifest \(corrupted or edited\)",
+        absent=out,
+    )
     model.write_bytes(b"\x00" * 100)
-    assert_error(capsys, ["golden", "--model", model, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(model))}: not a readable \.npz file \(.*\)", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--model", model, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(model))}: not a readable \.npz file \(.*\)",
+        absent=out,
+    )
     (first_run / "model.json").unlink()
-    assert_error(capsys, ["golden", "--model", model, "--out", out],
-                 rf"nvmlstm golden: error: {re.escape(str(first_run / 'model.json'))}: manifest not found .*",
-                 absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--model", model, "--out", out],
+        rf"nvmlstm golden: error: {re.escape(str(first_run / 'model.json'))}: manifest not found .*",
+        absent=out,
+    )
 
 
 def test_error_usage_is_one_line_too(tmp_path, cfg_file, capsys):
     out = tmp_path / "out"
-    assert_error(capsys, ["golden", "--out", out],
-                 r"nvmlstm golden: error: one of the arguments --config --model is required", absent=out)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--out", out, "--steps", "0"],
-                 r"nvmlstm golden: error: argument --steps: expected a positive integer, not 0", absent=out)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--random-weights", "--out", out, "--seed", "-1"],
-                 r"nvmlstm golden: error: argument --seed: expected a non-negative integer, not '-1'", absent=out)
-    assert_error(capsys, ["golden", "--config", cfg_file, "--model", "m.npz", "--out", out],
-                 r"nvmlstm golden: error: argument --model: not allowed with argument --config", absent=out)
+    assert_error(
+        capsys,
+        ["golden", "--out", out],
+        r"nvmlstm golden: error: one of the arguments --config --model is required",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--out", out, "--steps", "0"],
+        r"nvmlstm golden: error: argument --steps: expected a positive integer, not 0",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--random-weights", "--out", out, "--seed", "-1"],
+        r"nvmlstm golden: error: argument --seed: expected a non-negative integer, not '-1'",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        ["golden", "--config", cfg_file, "--model", "m.npz", "--out", out],
+        r"nvmlstm golden: error: argument --model: not allowed with argument --config",
+        absent=out,
+    )
 
 
 def test_error_out_is_a_file(tmp_path, cfg_file, capsys):
@@ -324,19 +438,67 @@ def test_subprocess_entry_point(tmp_path, cfg_file):
     exe = Path(sys.executable).with_name("nvmlstm")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nvmlstm.cli"]
     out = tmp_path / "sp"
-    ok = subprocess.run([*cmd, "golden", "--config", str(cfg_file), "--random-weights", "--seed", "3",
-                         "--sequences", "4", "--steps", "6", "--out", str(out)],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [
+            *cmd,
+            "golden",
+            "--config",
+            str(cfg_file),
+            "--random-weights",
+            "--seed",
+            "3",
+            "--sequences",
+            "4",
+            "--steps",
+            "6",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     # the same bytes as an in-process run with the same arguments
     ref = tmp_path / "inproc"
-    assert main(["golden", "--config", str(cfg_file), "--random-weights", "--seed", "3", "--sequences", "4",
-                 "--steps", "6", "--out", str(ref)]) == 0
+    assert (
+        main(
+            [
+                "golden",
+                "--config",
+                str(cfg_file),
+                "--random-weights",
+                "--seed",
+                "3",
+                "--sequences",
+                "4",
+                "--steps",
+                "6",
+                "--out",
+                str(ref),
+            ]
+        )
+        == 0
+    )
     assert file_bytes(out) == file_bytes(ref)
-    bad = subprocess.run([*cmd, "golden", "--config", str(tmp_path / "missing.json"), "--random-weights",
-                          "--out", str(tmp_path / "bad")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            *cmd,
+            "golden",
+            "--config",
+            str(tmp_path / "missing.json"),
+            "--random-weights",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert bad.stderr == f"nvmlstm golden: error: {tmp_path / 'missing.json'}: config file not found\n"

@@ -39,10 +39,12 @@ def test_version(capsys):
 
 def test_every_option_of_every_subcommand_has_help():
     parser = build_parser()
-    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
-               for name, sp in [("nvmlstm", parser), *_subcommands(parser).items()]
-               for a in sp._actions
-               if not isinstance(a, argparse._SubParsersAction) and not (a.help or "").strip()]
+    missing = [
+        f"{name} {'/'.join(a.option_strings) or a.dest}"
+        for name, sp in [("nvmlstm", parser), *_subcommands(parser).items()]
+        for a in sp._actions
+        if not isinstance(a, argparse._SubParsersAction) and not (a.help or "").strip()
+    ]
     assert missing == []
 
 
@@ -79,8 +81,10 @@ def test_ctrl_c_in_train_names_the_resume_command(capsys, monkeypatch, tmp_path)
     monkeypatch.setattr(runner, "run_training", interrupted)
     rc, _, err = run(capsys, "train", "--task", "digits", "--mode", "fp", "--epochs", "3", "--out", out)
     assert rc == 130
-    assert err == (f"\nnvmlstm train: interrupted; continue with: nvmlstm train --task digits --mode fp --epochs 3 "
-                   f"--out {out} --resume\n")
+    assert err == (
+        f"\nnvmlstm train: interrupted; continue with: nvmlstm train --task digits --mode fp --epochs 3 "
+        f"--out {out} --resume\n"
+    )
     monkeypatch.setattr(runner, "run_training", lambda a, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
     rc, _, err = run(capsys, "train", "--task", "digits", "--mode", "fp", "--out", tmp_path / "fresh")
     assert (rc, err) == (130, "\nnvmlstm train: interrupted before the first checkpoint; nothing to resume\n")
@@ -88,34 +92,79 @@ def test_ctrl_c_in_train_names_the_resume_command(capsys, monkeypatch, tmp_path)
 
 def test_a_closed_stdout_is_not_an_error(tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"input_size": 3, "hidden_size": 4, "num_layers": 1, "output_size": 2,
-                               "weight_bits": 4, "dac_bits": 4, "adc_bits": 4, "array_rows": 8, "array_cols": 8}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "input_size": 3,
+                "hidden_size": 4,
+                "num_layers": 1,
+                "output_size": 2,
+                "weight_bits": 4,
+                "dac_bits": 4,
+                "adc_bits": 4,
+                "array_rows": 8,
+                "array_cols": 8,
+            }
+        )
+    )
     out = tmp_path / "vec"
-    for cmd in ([str(EXE), "--help"], [str(EXE), "golden", "--config", str(cfg), "--random-weights",
-                                       "--sequences", "2", "--out", str(out)]):
+    for cmd in (
+        [str(EXE), "--help"],
+        [str(EXE), "golden", "--config", str(cfg), "--random-weights", "--sequences", "2", "--out", str(out)],
+    ):
         # `head -c 1` closes the pipe after one byte; pipefail reports nvmlstm's own exit status.
-        res = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -c 1 >/dev/null', "sh", *cmd],
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            ["bash", "-c", 'set -o pipefail; "$@" | head -c 1 >/dev/null', "sh", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert (res.returncode, res.stderr) == (0, ""), res.stderr
     assert (out / "vectors.npz").is_file()  # the work was finished although nobody read the output
     # Without the guard the same pipe is an error (the check can fail): a plain print into a closed pipe.
-    res = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -c 1 >/dev/null', "sh", sys.executable, "-c",
-                          "import sys\nfor i in range(100000): print('x' * 80)"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'set -o pipefail; "$@" | head -c 1 >/dev/null',
+            "sh",
+            sys.executable,
+            "-c",
+            "import sys\nfor i in range(100000): print('x' * 80)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode != 0 and "BrokenPipeError" in res.stderr
 
 
 def test_golden_refuses_someone_elses_directory(capsys, tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"input_size": 3, "hidden_size": 4, "num_layers": 1, "output_size": 2,
-                               "weight_bits": 4, "dac_bits": 4, "adc_bits": 4, "array_rows": 8, "array_cols": 8}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "input_size": 3,
+                "hidden_size": 4,
+                "num_layers": 1,
+                "output_size": 2,
+                "weight_bits": 4,
+                "dac_bits": 4,
+                "adc_bits": 4,
+                "array_rows": 8,
+                "array_cols": 8,
+            }
+        )
+    )
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep")
     rc, stdout, err = run(capsys, "golden", "--config", cfg, "--random-weights", "--out", out)
     assert (rc, stdout) == (2, "")
-    assert err == (f"nvmlstm golden: error: {out}: directory is not empty and not an earlier `nvmlstm golden` "
-                   f"output (found notes.txt); give a new or empty directory\n")
+    assert err == (
+        f"nvmlstm golden: error: {out}: directory is not empty and not an earlier `nvmlstm golden` "
+        f"output (found notes.txt); give a new or empty directory\n"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     # Its own earlier output is rewritten in place.
     (out / "notes.txt").unlink()

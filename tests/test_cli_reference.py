@@ -30,11 +30,18 @@ def reference() -> str:
     try:
         p, sub = _parsers()
         helps = {a.dest: a.help for a in sub._choices_actions}
-        out = ["# Command-line reference", "",
-               "Generated from the parser (`python tests/test_cli_reference.py`; `tests/test_cli_reference.py` "
-               "fails when this file and `nvmlstm --help` disagree). Every command prints one line on stderr "
-               "and exits 2 on bad input, and writes its outputs whole or not at all.", "",
-               "```", p.format_help().rstrip(), "```", ""]
+        out = [
+            "# Command-line reference",
+            "",
+            "Generated from the parser (`python tests/test_cli_reference.py`; `tests/test_cli_reference.py` "
+            "fails when this file and `nvmlstm --help` disagree). Every command prints one line on stderr "
+            "and exits 2 on bad input, and writes its outputs whole or not at all.",
+            "",
+            "```",
+            p.format_help().rstrip(),
+            "```",
+            "",
+        ]
         for name, sp in sub.choices.items():
             out += [f"## `nvmlstm {name}`", "", helps.get(name, ""), "", "```", sp.format_help().rstrip(), "```", ""]
         return "\n".join(out)
@@ -51,8 +58,9 @@ def _norm(text: str) -> str:
 
 def test_docs_cli_md_is_the_parsers_help():
     # Compared up to whitespace: argparse's wrapping differs between Python versions, the words must not.
-    assert _norm(CLI_MD.read_text()) == _norm(reference()), \
+    assert _norm(CLI_MD.read_text()) == _norm(reference()), (
         "docs/cli.md is stale: run python tests/test_cli_reference.py"
+    )
 
 
 def test_readme_has_every_commands_usage():

@@ -121,7 +121,10 @@ def test_from_dict_rejects_non_objects():
 
 
 def test_from_dict_unknown_keys():
-    with pytest.raises(ConfigError, match=r"^config: unknown key 'hiden_size'; valid keys are input_size, hidden_size, .*weight_mapping$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: unknown key 'hiden_size'; valid keys are input_size, hidden_size, .*weight_mapping$",
+    ):
         LstmConfig.from_dict({**BASE, "hiden_size": 3})
     with pytest.raises(ConfigError, match=r"^c.json: unknown keys 'a', 'b'; valid keys are "):
         LstmConfig.from_dict({**BASE, "b": 1, "a": 2}, where="c.json")
@@ -132,8 +135,11 @@ def test_from_dict_missing_required_keys():
     del d["hidden_size"]
     with pytest.raises(ConfigError, match=r"^config: missing required key 'hidden_size'$"):
         LstmConfig.from_dict(d)
-    with pytest.raises(ConfigError, match=r"^config: missing required keys 'input_size', 'hidden_size', 'num_layers', "
-                                          r"'output_size', 'weight_bits', 'dac_bits', 'adc_bits', 'array_rows', 'array_cols'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: missing required keys 'input_size', 'hidden_size', 'num_layers', "
+        r"'output_size', 'weight_bits', 'dac_bits', 'adc_bits', 'array_rows', 'array_cols'$",
+    ):
         LstmConfig.from_dict({})
 
 
@@ -160,8 +166,11 @@ def test_load_config_directory(tmp_path):
 def test_load_config_invalid_json_names_line_and_column(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{\n  "input_size": 8,\n  "hidden_size": 32,,\n}\n')  # the second comma of line 3 is column 21
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: config file is not valid JSON: Expecting property name enclosed "
-                                          f"in double quotes at line 3 column 21$"):
+    with pytest.raises(
+        ConfigError,
+        match=f"^{re.escape(str(p))}: config file is not valid JSON: Expecting property name enclosed "
+        f"in double quotes at line 3 column 21$",
+    ):
         load_config(p)
 
 
@@ -238,8 +247,22 @@ def test_derived_default():
 
 
 def test_derived_second_example():
-    cfg = make(input_size=3, hidden_size=20, num_layers=3, output_size=2, weight_bits=5, dac_bits=3, adc_bits=6,
-               array_rows=16, array_cols=25, head_adc_bits=8, lut_bits=6, lut_frac=2, frac_bits=5, cell_bits=9)
+    cfg = make(
+        input_size=3,
+        hidden_size=20,
+        num_layers=3,
+        output_size=2,
+        weight_bits=5,
+        dac_bits=3,
+        adc_bits=6,
+        array_rows=16,
+        array_cols=25,
+        head_adc_bits=8,
+        lut_bits=6,
+        lut_frac=2,
+        frac_bits=5,
+        cell_bits=9,
+    )
     assert (cfg.weight_max, cfg.dac_max, cfg.adc_max, cfg.head_adc_max) == (15, 3, 31, 127)
     assert cfg.head_adc_bits_eff == 8
     assert (cfg.lut_min, cfg.lut_max, cfg.lut_size) == (-32, 31, 64)

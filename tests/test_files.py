@@ -27,8 +27,17 @@ from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import HeadParams, LayerParams, ModelError, QuantizedModel, array_sha256
 
 # Two layers, several row tiles per matrix (K = 3+4+1 = 8 and 4+4+1 = 9 rows on 4-row arrays).
-CFG = LstmConfig(input_size=3, hidden_size=4, num_layers=2, output_size=2, weight_bits=4, dac_bits=4, adc_bits=4,
-                 array_rows=4, array_cols=8)
+CFG = LstmConfig(
+    input_size=3,
+    hidden_size=4,
+    num_layers=2,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=8,
+)
 
 
 def make_arrays(cfg: LstmConfig = CFG, seed: int = 0) -> dict[str, np.ndarray]:
@@ -49,14 +58,21 @@ def make_arrays(cfg: LstmConfig = CFG, seed: int = 0) -> dict[str, np.ndarray]:
 
 def make_model(cfg: LstmConfig = CFG, seed: int = 0) -> QuantizedModel:
     a = make_arrays(cfg, seed)
-    layers = tuple(LayerParams(a[f"l{l}_weights"], int(a[f"l{l}_adc_step"]), a[f"l{l}_gate_scale"])
-                   for l in range(cfg.num_layers))
-    return QuantizedModel(cfg, layers, HeadParams(a["head_weights"], int(a["head_adc_step"])),
-                          float(a["input_scale"]), float(a["output_scale"]))
+    layers = tuple(
+        LayerParams(a[f"l{l}_weights"], int(a[f"l{l}_adc_step"]), a[f"l{l}_gate_scale"]) for l in range(cfg.num_layers)
+    )
+    return QuantizedModel(
+        cfg,
+        layers,
+        HeadParams(a["head_weights"], int(a["head_adc_step"])),
+        float(a["input_scale"]),
+        float(a["output_scale"]),
+    )
 
 
-def write_model_by_hand(npz: Path, arrays: dict[str, np.ndarray], *, config=None, model_sha256: str = "0" * 64,
-                        **doc_changes) -> Path:
+def write_model_by_hand(
+    npz: Path, arrays: dict[str, np.ndarray], *, config=None, model_sha256: str = "0" * 64, **doc_changes
+) -> Path:
     """A model file written with numpy and json only: a manifest consistent with ``arrays`` (correct sha256
     of every array), so only the deliberate defect is wrong."""
     np.savez(npz, **arrays)
@@ -64,8 +80,9 @@ def write_model_by_hand(npz: Path, arrays: dict[str, np.ndarray], *, config=None
         "format": "nvm-lstm-model",
         "schema_version": 1,
         "config": CFG.to_dict() if config is None else config,
-        "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)}
-                   for k, a in arrays.items()},
+        "arrays": {
+            k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)} for k, a in arrays.items()
+        },
         "model_sha256": model_sha256,
         "metadata": {},
     }
@@ -217,14 +234,19 @@ def test_load_vectors_rejects_edited_array_and_wrong_format(tmp_path):
     arrays["outputs"] = arrays["outputs"].copy()
     arrays["outputs"][0, 0, 0] += 1
     np.savez(tmp_path / "vectors.npz", **arrays)
-    with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / 'vectors.npz')}: array outputs does not match the "
-                                              r"sha256 in its manifest \(corrupted or edited\)$"):
+    with pytest.raises(
+        FileFormatError,
+        match=f"^{rx(tmp_path / 'vectors.npz')}: array outputs does not match the "
+        r"sha256 in its manifest \(corrupted or edited\)$",
+    ):
         load_vectors(tmp_path)
     doc = json.loads((tmp_path / "vectors.json").read_text())
     doc["format"] = "nvm-lstm-model"
     (tmp_path / "vectors.json").write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / 'vectors.json')}: format is 'nvm-lstm-model', "
-                                              f"expected 'nvm-lstm-vectors'$"):
+    with pytest.raises(
+        FileFormatError,
+        match=f"^{rx(tmp_path / 'vectors.json')}: format is 'nvm-lstm-model', expected 'nvm-lstm-vectors'$",
+    ):
         load_vectors(tmp_path)
     with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / 'nowhere' / 'vectors.json')}: manifest not found"):
         load_vectors(tmp_path / "nowhere")
@@ -233,8 +255,12 @@ def test_load_vectors_rejects_edited_array_and_wrong_format(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # write_npz
 def test_write_npz_deterministic_and_readable(tmp_path):
-    arrays = {"b": np.arange(6, dtype=np.int16).reshape(2, 3).T, "a": np.array(3, dtype=np.int64),
-              "c": np.array([0.5, -1.0]), "big": np.arange(1000, dtype=np.int32)}
+    arrays = {
+        "b": np.arange(6, dtype=np.int16).reshape(2, 3).T,
+        "a": np.array(3, dtype=np.int64),
+        "c": np.array([0.5, -1.0]),
+        "big": np.arange(1000, dtype=np.int32),
+    }
     p1, p2 = tmp_path / "one.npz", tmp_path / "two.npz"
     write_npz(p1, arrays)
     write_npz(p2, dict(reversed(list(arrays.items()))))  # insertion order does not matter
@@ -269,8 +295,11 @@ def test_write_npz_failure_keeps_the_old_file(tmp_path):
 def test_model_missing_manifest(saved):
     _, npz, manifest = saved
     manifest.unlink()
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: manifest not found \\(a nvm-lstm-model file is an "
-                                              f"\\.npz plus its \\.json manifest\\)$"):
+    with pytest.raises(
+        FileFormatError,
+        match=f"^{rx(manifest)}: manifest not found \\(a nvm-lstm-model file is an "
+        f"\\.npz plus its \\.json manifest\\)$",
+    ):
         load_model(npz)
 
 
@@ -282,8 +311,11 @@ def test_model_file_not_found(tmp_path):
 def test_model_manifest_not_json(saved):
     _, npz, manifest = saved
     manifest.write_text('{"format": "nvm-lstm-model",\n "schema_version": 1,\n oops}')
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: manifest is not valid JSON: Expecting property name "
-                                              f"enclosed in double quotes at line 3 column 2$"):
+    with pytest.raises(
+        FileFormatError,
+        match=f"^{rx(manifest)}: manifest is not valid JSON: Expecting property name "
+        f"enclosed in double quotes at line 3 column 2$",
+    ):
         load_model(npz)
 
 
@@ -327,7 +359,9 @@ def test_model_invalid_config_in_manifest(saved):
     doc = json.loads(manifest.read_text())
     doc["config"]["hidden_size"] = 0
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: config: hidden_size must be a positive integer, not 0$"):
+    with pytest.raises(
+        FileFormatError, match=f"^{rx(manifest)}: config: hidden_size must be a positive integer, not 0$"
+    ):
         load_model(npz)
     del doc["config"]["hidden_size"]
     manifest.write_text(json.dumps(doc))
@@ -382,8 +416,11 @@ def test_model_edited_weight_fails_sha256(saved):
     w[5, 2] = 1 if w[5, 2] != 1 else 2  # still a valid code: only the hash can tell
     arrays["l0_weights"] = w
     np.savez(npz, **arrays)  # the old manifest stays
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: array l0_weights does not match the sha256 in its "
-                                              r"manifest \(corrupted or edited\)$"):
+    with pytest.raises(
+        FileFormatError,
+        match=f"^{rx(npz)}: array l0_weights does not match the sha256 in its "
+        r"manifest \(corrupted or edited\)$",
+    ):
         load_model(npz)
 
 
@@ -399,22 +436,63 @@ def test_model_manifest_entry_without_sha256(saved):
 @pytest.mark.parametrize(
     "name, value, message",
     [
-        ("l1_weights", lambda a: _set(a, (3, 4), CFG.weight_max + 1), r"layer 1 weights: value 8 at index \(3, 4\) is outside \[-7, 7\]"),
-        ("head_weights", lambda a: _set(a, (1, 0), -CFG.weight_max - 1), r"head weights: value -8 at index \(1, 0\) is outside \[-7, 7\]"),
-        ("l0_gate_scale", lambda a: _set(a, (2,), 4096), r"layer 0 gate_scale: value 4096 at index \(2,\) is outside \[0, 4095\]"),
-        ("l0_adc_step", lambda a: np.array(0, dtype=np.int64), r"layer 0 adc_step: value 0 at index \(\) is outside \[1, 65535\]"),
-        ("head_adc_step", lambda a: np.array(65536, dtype=np.int64), r"head adc_step: value 65536 at index \(\) is outside \[1, 65535\]"),
+        (
+            "l1_weights",
+            lambda a: _set(a, (3, 4), CFG.weight_max + 1),
+            r"layer 1 weights: value 8 at index \(3, 4\) is outside \[-7, 7\]",
+        ),
+        (
+            "head_weights",
+            lambda a: _set(a, (1, 0), -CFG.weight_max - 1),
+            r"head weights: value -8 at index \(1, 0\) is outside \[-7, 7\]",
+        ),
+        (
+            "l0_gate_scale",
+            lambda a: _set(a, (2,), 4096),
+            r"layer 0 gate_scale: value 4096 at index \(2,\) is outside \[0, 4095\]",
+        ),
+        (
+            "l0_adc_step",
+            lambda a: np.array(0, dtype=np.int64),
+            r"layer 0 adc_step: value 0 at index \(\) is outside \[1, 65535\]",
+        ),
+        (
+            "head_adc_step",
+            lambda a: np.array(65536, dtype=np.int64),
+            r"head adc_step: value 65536 at index \(\) is outside \[1, 65535\]",
+        ),
         ("head_weights", lambda a: a[:, :4].copy(), r"head weights: shape \(2, 4\), expected \(2, 5\)"),
         ("l0_adc_step", lambda a: a.reshape(1), r"layer 0 adc_step: shape \(1,\), expected \(\)"),
         ("l1_weights", lambda a: a.astype(np.float64), "layer 1 weights: dtype float64 is not an integer dtype"),
         ("l0_gate_scale", lambda a: a > 0, "layer 0 gate_scale: dtype bool is not an integer dtype"),
         ("input_scale", lambda a: np.array(np.nan), "input_scale must be positive and finite, not nan"),
         ("output_scale", lambda a: np.array(-1.0), r"output_scale must be positive and finite, not -1\.0"),
-        ("input_scale", lambda a: np.array(1, dtype=np.int64), r"input_scale: expected a float scalar, got dtype int64 shape \(\)"),
-        ("output_scale", lambda a: np.array([1.0]), r"output_scale: expected a float scalar, got dtype float64 shape \(1,\)"),
+        (
+            "input_scale",
+            lambda a: np.array(1, dtype=np.int64),
+            r"input_scale: expected a float scalar, got dtype int64 shape \(\)",
+        ),
+        (
+            "output_scale",
+            lambda a: np.array([1.0]),
+            r"output_scale: expected a float scalar, got dtype float64 shape \(1,\)",
+        ),
     ],
-    ids=["code-high", "code-low", "gate-scale", "adc-step-0", "adc-step-big", "shape", "scalar-shape", "float-dtype",
-         "bool-dtype", "nan-scale", "negative-scale", "int-scale", "scale-shape"],
+    ids=[
+        "code-high",
+        "code-low",
+        "gate-scale",
+        "adc-step-0",
+        "adc-step-big",
+        "shape",
+        "scalar-shape",
+        "float-dtype",
+        "bool-dtype",
+        "nan-scale",
+        "negative-scale",
+        "int-scale",
+        "scale-shape",
+    ],
 )
 def test_model_bad_array_with_consistent_manifest(tmp_path, name, value, message):
     npz = tmp_path / "m.npz"
@@ -601,22 +679,48 @@ def _doc_array_sha256(a: np.ndarray) -> str:
 def _write_model_from_the_document(path: Path, cfg_keys: dict, arrays: dict) -> None:
     import hashlib
 
-    full_cfg = {"head_adc_bits": None, "lut_bits": 8, "lut_frac": 4, "frac_bits": 7, "cell_bits": 11,
-                "scale_bits": 12, "scale_shift": 6, "adc_step_bits": 16, "weight_mapping": "differential",
-                **cfg_keys}
+    full_cfg = {
+        "head_adc_bits": None,
+        "lut_bits": 8,
+        "lut_frac": 4,
+        "frac_bits": 7,
+        "cell_bits": 11,
+        "scale_bits": 12,
+        "scale_shift": 6,
+        "adc_step_bits": 16,
+        "weight_mapping": "differential",
+        **cfg_keys,
+    }
     hashes = {k: _doc_array_sha256(a) for k, a in arrays.items()}
-    model_sha = hashlib.sha256(json.dumps({"config": full_cfg, "arrays": hashes}, sort_keys=True)
-                               .encode("utf-8")).hexdigest()
+    model_sha = hashlib.sha256(
+        json.dumps({"config": full_cfg, "arrays": hashes}, sort_keys=True).encode("utf-8")
+    ).hexdigest()
     np.savez(path, **arrays)
-    manifest = {"format": "nvm-lstm-model", "schema_version": 1, "config": cfg_keys, "model_sha256": model_sha,
-                "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": hashes[k]}
-                           for k, a in arrays.items()}}
+    manifest = {
+        "format": "nvm-lstm-model",
+        "schema_version": 1,
+        "config": cfg_keys,
+        "model_sha256": model_sha,
+        "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": hashes[k]} for k, a in arrays.items()},
+    }
     path.with_suffix(".json").write_text(json.dumps(manifest))
 
 
 def test_model_file_written_from_the_document_alone_loads(tmp_path):
-    cfg_keys = {k: getattr(CFG, k) for k in ("input_size", "hidden_size", "num_layers", "output_size",
-                                             "weight_bits", "dac_bits", "adc_bits", "array_rows", "array_cols")}
+    cfg_keys = {
+        k: getattr(CFG, k)
+        for k in (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "output_size",
+            "weight_bits",
+            "dac_bits",
+            "adc_bits",
+            "array_rows",
+            "array_cols",
+        )
+    }
     arrays = make_arrays()
     _write_model_from_the_document(tmp_path / "outside.npz", cfg_keys, arrays)
     model = load_model(tmp_path / "outside.npz")

@@ -16,8 +16,17 @@ from nvmlstm.golden.ptq import random_float_model
 
 @pytest.fixture
 def fm():
-    cfg = LstmConfig(input_size=5, hidden_size=6, num_layers=2, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=8, array_cols=8)
+    cfg = LstmConfig(
+        input_size=5,
+        hidden_size=6,
+        num_layers=2,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=8,
+        array_cols=8,
+    )
     return random_float_model(cfg, np.random.default_rng(7))
 
 
@@ -59,14 +68,17 @@ def test_edited_array_is_detected(tmp_path, fm):
         load_float_model(p)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(format="nvm-lstm-model"), r"format is 'nvm-lstm-model', expected 'nvm-lstm-float-model'"),
-    (lambda d: d.update(schema_version=9), r"schema_version 9 is not supported"),
-    (lambda d: d["shape"].update(hidden_size=7), r"arrays have shape .* the manifest says"),
-    (lambda d: d["shape"].update(num_layers=1), r"arrays do not fit a 1-layer float model \(unexpected l1_bias"),
-    (lambda d: d.update(float_model_sha256="0" * 64), r"float_model_sha256 in the manifest does not match"),
-    (lambda d: d.pop("shape"), r"manifest key 'shape' must hold positive integers"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format="nvm-lstm-model"), r"format is 'nvm-lstm-model', expected 'nvm-lstm-float-model'"),
+        (lambda d: d.update(schema_version=9), r"schema_version 9 is not supported"),
+        (lambda d: d["shape"].update(hidden_size=7), r"arrays have shape .* the manifest says"),
+        (lambda d: d["shape"].update(num_layers=1), r"arrays do not fit a 1-layer float model \(unexpected l1_bias"),
+        (lambda d: d.update(float_model_sha256="0" * 64), r"float_model_sha256 in the manifest does not match"),
+        (lambda d: d.pop("shape"), r"manifest key 'shape' must hold positive integers"),
+    ],
+)
 def test_manifest_problems_are_one_line(tmp_path, fm, edit, message):
     p = _saved(tmp_path, fm)
     doc = json.loads(p.with_suffix(".json").read_text())
@@ -107,8 +119,9 @@ def test_training_run_writes_the_float_weights_of_its_state_dict(tmp_path):
     from nvmlstm.train.runner import TrainArgs, run_training
 
     out = tmp_path / "run"
-    run_training(TrainArgs(task="digits", mode="fp", out=str(out), epochs=1, hidden=8, progress=False),
-                 log=lambda s: None)
+    run_training(
+        TrainArgs(task="digits", mode="fp", out=str(out), epochs=1, hidden=8, progress=False), log=lambda s: None
+    )
     fm, meta = load_float_model(out / "float_model.npz", with_metadata=True)
     assert meta["task"] == "digits" and meta["mode"] == "fp" and meta["config"]["hidden_size"] == 8
     sd = torch.load(out / "float_model.pt", weights_only=True)

@@ -24,8 +24,23 @@ from nvmlstm.sim.simulators import SimulatorMissing, simulator_or_skip  # noqa: 
 
 
 def tiny(vectors: int = 4) -> list[str]:
-    return ["--task", "digits", "--hidden", "4", "--epochs", "2", "--lanes", "2", "--vectors", str(vectors),
-            "--sweep-trials", "2", "--simulators", "icarus,verilator", "--no-progress"]
+    return [
+        "--task",
+        "digits",
+        "--hidden",
+        "4",
+        "--epochs",
+        "2",
+        "--lanes",
+        "2",
+        "--vectors",
+        str(vectors),
+        "--sweep-trials",
+        "2",
+        "--simulators",
+        "icarus,verilator",
+        "--no-progress",
+    ]
 
 
 TINY = tiny()
@@ -156,18 +171,27 @@ def test_a_simulation_mismatch_makes_the_report_false(flow_dir, capsys, monkeypa
 
 def test_bad_arguments_are_one_line(capsys, tmp_path):
     out = tmp_path / "o"
-    assert_error(capsys, ["flow", "--task", "poetry", "--out", out],
-                 r"nvmlstm flow: error: unknown task 'poetry'; choose from digits, charlm, timeseries, classify, regress", absent=out)
-    assert_error(capsys, ["flow", "--simulators", "modelsim", "--out", out],
-                 r"nvmlstm flow: error: --simulators: unknown simulator 'modelsim'; choose from icarus, verilator",
-                 absent=out)
+    assert_error(
+        capsys,
+        ["flow", "--task", "poetry", "--out", out],
+        r"nvmlstm flow: error: unknown task 'poetry'; choose from digits, charlm, timeseries, classify, regress",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        ["flow", "--simulators", "modelsim", "--out", out],
+        r"nvmlstm flow: error: --simulators: unknown simulator 'modelsim'; choose from icarus, verilator",
+        absent=out,
+    )
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("keep")
     rc, stdout, err = run(capsys, "flow", "--out", foreign)
     assert (rc, stdout) == (2, "")
-    assert err == (f"nvmlstm flow: error: {foreign}: directory is not empty and not an earlier `nvmlstm flow` "
-                   f"output (no flow_state.json); give a new or empty directory\n")
+    assert err == (
+        f"nvmlstm flow: error: {foreign}: directory is not empty and not an earlier `nvmlstm flow` "
+        f"output (no flow_state.json); give a new or empty directory\n"
+    )
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
 
 
@@ -180,7 +204,13 @@ def test_a_config_training_cannot_build_is_refused_in_one_line(capsys, tmp_path)
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg.to_dict()))
     out = tmp_path / "o"
-    assert_error(capsys, ["flow", "--task", "digits", "--config", path, "--out", out],
-                 re.escape(f"nvmlstm flow: error: {path}: frac_bits is {cfg.frac_bits}; training builds it as "
-                           f"{cfg.frac_bits + 1} (the flow can train only for the fields hidden_size, weight_bits, "
-                           f"dac_bits, adc_bits, head_adc_bits, array_rows, array_cols)"), absent=out)
+    assert_error(
+        capsys,
+        ["flow", "--task", "digits", "--config", path, "--out", out],
+        re.escape(
+            f"nvmlstm flow: error: {path}: frac_bits is {cfg.frac_bits}; training builds it as "
+            f"{cfg.frac_bits + 1} (the flow can train only for the fields hidden_size, weight_bits, "
+            f"dac_bits, adc_bits, head_adc_bits, array_rows, array_cols)"
+        ),
+        absent=out,
+    )

@@ -53,8 +53,9 @@ def test_functions_are_at_most_100_lines(folder):
     found = []
     for path in paths:
         found += oversized(path.read_text(encoding="utf-8"), str(path.relative_to(REPO)))
-    assert not found, f"longer than {MAX_LINES} lines (split them, or say in the docstring why it " \
-                      f"{EXEMPT}):\n" + "\n".join(found)
+    assert not found, (
+        f"longer than {MAX_LINES} lines (split them, or say in the docstring why it {EXEMPT}):\n" + "\n".join(found)
+    )
 
 
 def _function(body_lines: int, doc: str | None = None, indent: str = "") -> str:

@@ -42,21 +42,68 @@ from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
 
 REPO = Path(__file__).resolve().parents[1]
-FIXED_FILES = {"nvm_lstm_top.v", "nvm_array_macro.v", "nvm_array_macro_stub.v", "waivers.vlt", "filelist.f",
-               "filelist_synth.f", "manifest.json"}
+FIXED_FILES = {
+    "nvm_lstm_top.v",
+    "nvm_array_macro.v",
+    "nvm_array_macro_stub.v",
+    "waivers.vlt",
+    "filelist.f",
+    "filelist_synth.f",
+    "manifest.json",
+}
 
 # Three small accelerators, each quick to synthesize:
 #  multi:  2 layers, several row and column tiles per matrix, lanes < hidden, with a model (weight images);
 #  narrow: 2x2 arrays (many tiles), odd widths, a separate head ADC width, ragged lane groups, latency 1;
 #  single: every matrix in one tile, latency 3, all lanes, checked with --lint by the generator itself.
 CASES = {
-    "multi": (dict(input_size=3, hidden_size=4, num_layers=2, output_size=3, weight_bits=4, dac_bits=4, adc_bits=4,
-                   array_rows=4, array_cols=8), ["--lanes", "2", "--macro-latency", "2"]),
-    "narrow": (dict(input_size=2, hidden_size=3, num_layers=1, output_size=2, weight_bits=3, dac_bits=5, adc_bits=6,
-                    head_adc_bits=5, array_rows=2, array_cols=2, lut_bits=6, lut_frac=3),
-               ["--lanes", "2", "--macro-latency", "1"]),
-    "single": (dict(input_size=2, hidden_size=2, num_layers=1, output_size=1, weight_bits=4, dac_bits=4, adc_bits=4,
-                    array_rows=16, array_cols=16, lut_bits=6, lut_frac=3), ["--macro-latency", "3"]),
+    "multi": (
+        dict(
+            input_size=3,
+            hidden_size=4,
+            num_layers=2,
+            output_size=3,
+            weight_bits=4,
+            dac_bits=4,
+            adc_bits=4,
+            array_rows=4,
+            array_cols=8,
+        ),
+        ["--lanes", "2", "--macro-latency", "2"],
+    ),
+    "narrow": (
+        dict(
+            input_size=2,
+            hidden_size=3,
+            num_layers=1,
+            output_size=2,
+            weight_bits=3,
+            dac_bits=5,
+            adc_bits=6,
+            head_adc_bits=5,
+            array_rows=2,
+            array_cols=2,
+            lut_bits=6,
+            lut_frac=3,
+        ),
+        ["--lanes", "2", "--macro-latency", "1"],
+    ),
+    "single": (
+        dict(
+            input_size=2,
+            hidden_size=2,
+            num_layers=1,
+            output_size=1,
+            weight_bits=4,
+            dac_bits=4,
+            adc_bits=4,
+            array_rows=16,
+            array_cols=16,
+            lut_bits=6,
+            lut_frac=3,
+        ),
+        ["--macro-latency", "3"],
+    ),
 }
 
 
@@ -115,7 +162,7 @@ def rtl(have, gen_root, model_file) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def rtl_again(have, gen_root, model_file, rtl) -> Path:
-    """"multi" again: another directory name, another working directory, a relative --out."""
+    """ "multi" again: another directory name, another working directory, a relative --out."""
     synth = [] if have("yosys") else ["--no-synth"]
     work = gen_root / "elsewhere"
     work.mkdir()
@@ -219,13 +266,32 @@ def test_manifest_describes_the_top(rtl, case):
         assert man["latency"][k]["formula"]
     G = -(-cfg.hidden_size // lanes)
     assert man["latency"]["layer_step_cyc"]["value"] == lat + G + 3
-    assert man["latency"] == {k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
-                              for k, f in top.latency_formulas.items()}
+    assert man["latency"] == {
+        k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
+        for k, f in top.latency_formulas.items()
+    }
     # ports: from the Amaranth signature; the Verilog declares exactly these (the one cross-check of the rule)
     verilog = (d / "nvm_lstm_top.v").read_text()
     ports = {p["name"]: p for p in man["ports"]}
-    assert {"clk", "rst", "inp__payload", "inp__valid", "inp__ready", "out__payload", "out__valid", "out__ready",
-            "start", "seq_len", "clear", "busy", "done", "cycles", "prog_addr", "prog_data", "prog_we"} == set(ports)
+    assert {
+        "clk",
+        "rst",
+        "inp__payload",
+        "inp__valid",
+        "inp__ready",
+        "out__payload",
+        "out__valid",
+        "out__ready",
+        "start",
+        "seq_len",
+        "clear",
+        "busy",
+        "done",
+        "cycles",
+        "prog_addr",
+        "prog_data",
+        "prog_we",
+    } == set(ports)
     assert sorted(verilog_ports(verilog), key=lambda p: p["name"]) == sorted(man["ports"], key=lambda p: p["name"])
     for p in man["ports"]:
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
@@ -240,9 +306,10 @@ def test_manifest_describes_the_top(rtl, case):
     assert outp["width"] == ports["out__payload"]["width"]
     assert sum(f["width"] for f in fields) == outp["width"]
     assert all(b["lsb"] == a["lsb"] + a["width"] for a, b in zip(fields, fields[1:]))
-    assert [f["field"] for f in fields] == ([f"outputs[{o}]" for o in range(cfg.output_size)]
-                                           + [f"h[{l}][{u}]" for l in range(cfg.num_layers)
-                                              for u in range(cfg.hidden_size)])
+    assert [f["field"] for f in fields] == (
+        [f"outputs[{o}]" for o in range(cfg.output_size)]
+        + [f"h[{l}][{u}]" for l in range(cfg.num_layers) for u in range(cfg.hidden_size)]
+    )
     # macros: one per tile, with the instance path that the Verilog holds
     assert len(man["macros"]) == len(pm.tiles)
     for m, ref in zip(man["macros"], pm.tiles):
@@ -252,17 +319,25 @@ def test_manifest_describes_the_top(rtl, case):
         assert m["instance"] == f"array.macro_{ref.name}.macro" == top.macro_instance_path(ref)
         assert f"module \\nvm_lstm_top.array.macro_{ref.name} (" in verilog
         adc = cfg.head_adc_bits_eff if ref.layer is None else cfg.adc_bits
-        assert m["parameters"] == {"ROWS": cfg.array_rows, "COLS": cfg.array_cols, "WEIGHT_BITS": cfg.weight_bits,
-                                   "DAC_BITS": cfg.dac_bits, "ADC_BITS": adc, "STEP_BITS": cfg.adc_step_bits,
-                                   "READ_LATENCY": lat}
+        assert m["parameters"] == {
+            "ROWS": cfg.array_rows,
+            "COLS": cfg.array_cols,
+            "WEIGHT_BITS": cfg.weight_bits,
+            "DAC_BITS": cfg.dac_bits,
+            "ADC_BITS": adc,
+            "STEP_BITS": cfg.adc_step_bits,
+            "READ_LATENCY": lat,
+        }
     # the programming address map
     pmj = man["program_map"]
     assert (pmj["addr_bits"], pmj["data_bits"], pmj["select_bit"]) == (pm.addr_bits, pm.data_bits, pm.addr_bits - 1)
     wf = pmj["weight_fields"]
     assert pm.weight_address(3, 1, 1) == (3 << wf["tile"]["lsb"]) | (1 << wf["row"]["lsb"]) | (1 << wf["col"]["lsb"])
     assert [r["address"] for r in pmj["registers"]] == (
-        [pm.step_address(l) for l in range(cfg.num_layers)] + [pm.step_address(None)]
-        + [pm.scale_address(l, g) for l in range(cfg.num_layers) for g in range(4)])
+        [pm.step_address(l) for l in range(cfg.num_layers)]
+        + [pm.step_address(None)]
+        + [pm.scale_address(l, g) for l in range(cfg.num_layers) for g in range(4)]
+    )
     assert set(man["tools"]) >= {"amaranth", "python", "amaranth_verilog_backend"}
 
 
@@ -273,8 +348,9 @@ def verilog_ports(text: str, module: str = "nvm_lstm_top") -> list[dict]:
     assert m is not None, f"module {module} not found"
     order = [p.strip() for p in m.group(1).split(",")]
     decl = {}
-    for d, msb, name in re.findall(r"^\s*(input|output|inout)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", m.group(2),
-                                   re.MULTILINE):
+    for d, msb, name in re.findall(
+        r"^\s*(input|output|inout)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", m.group(2), re.MULTILINE
+    ):
         decl[name] = {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
     assert all(p in decl for p in order), (order, sorted(decl))
     return [decl[p] for p in order]
@@ -318,8 +394,9 @@ def test_hex_files_decode_to_the_model_weights(rtl, model_file):
     for m in manifest(d)["macros"]:
         text = (d / m["hex_file"]).read_text()
         codes = parse_hex(text, cfg.weight_bits, cfg.array_rows, cfg.array_cols)
-        got = {(m["global_index"], r, c): int(codes[r, c]) for r in range(cfg.array_rows)
-               for c in range(cfg.array_cols)}
+        got = {
+            (m["global_index"], r, c): int(codes[r, c]) for r in range(cfg.array_rows) for c in range(cfg.array_cols)
+        }
         assert got == {k: v for k, v in expect.items() if k[0] == m["global_index"]}, m["name"]
         # the words themselves: ceil(weight_bits / 4) hex digits, lower case, one per line
         words = [ln for ln in text.splitlines() if not ln.startswith("//")]
@@ -328,7 +405,7 @@ def test_hex_files_decode_to_the_model_weights(rtl, model_file):
         w = model.head.weights if m["layer"] is None else model.layers[m["layer"]].weights
         (r0, r1), (c0, c1) = m["rows"], m["cols"]
         assert np.array_equal(codes[: r1 - r0, : c1 - c0], w[c0:c1, r0:r1].T)
-        assert not codes[r1 - r0:, :].any() and not codes[:, c1 - c0:].any()
+        assert not codes[r1 - r0 :, :].any() and not codes[:, c1 - c0 :].any()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,10 +509,10 @@ def test_stub_has_the_model_interface():
     model, stub = render_macro_model(params), render_macro_stub(params)
 
     def header(text):
-        return text[text.index("module nvm_array_macro"): text.index(");", text.index("module nvm_array_macro")) + 2]
+        return text[text.index("module nvm_array_macro") : text.index(");", text.index("module nvm_array_macro")) + 2]
 
     assert header(model) == header(stub)
-    body = stub[stub.index(header(stub)) + len(header(stub)):]
+    body = stub[stub.index(header(stub)) + len(header(stub)) :]
     assert body.strip() == "endmodule"
     assert "(* blackbox *)\nmodule nvm_array_macro" in stub
 
@@ -473,7 +550,8 @@ def test_synthesis_rejects_latches_and_failures(need, tmp_path):
     (tmp_path / "bb.v").write_text("(* blackbox *) module bb(input a, output b); endmodule\n")
     (tmp_path / "latch.v").write_text(
         "module nvm_lstm_top(input en, input d, output reg q, output b);\n"
-        "  always @* if (en) q = d;\n  bb u(.a(d), .b(b));\nendmodule\n")
+        "  always @* if (en) q = d;\n  bb u(.a(d), .b(b));\nendmodule\n"
+    )
     with pytest.raises(SynthError, match="yosys failed"):
         synthesize(tmp_path, ["bb.v", "latch.v"], blackbox_module="bb")
     (tmp_path / "bad.v").write_text("module nvm_lstm_top(input a, output b); assign b = ; endmodule\n")
@@ -488,19 +566,31 @@ def _random_ops(rng, p: dict, n: int) -> list[dict]:
     rb, cb = max(1, (p["ROWS"] - 1).bit_length()), max(1, (p["COLS"] - 1).bit_length())
     ops = []
     for k in range(n):
-        op = {"rst": int(k == 0 or rng.random() < 0.04), "we": int(rng.random() < 0.5), "read": int(rng.random() < 0.4),
-              "row": int(rng.integers(0, 1 << rb)), "col": int(rng.integers(0, 1 << cb)),
-              "code": int(rng.integers(0, 1 << p["WEIGHT_BITS"])),
-              "x": int(rng.integers(0, 1 << 62)) & ((1 << (p["ROWS"] * p["DAC_BITS"])) - 1),
-              "step": int(rng.choice([0, 1, 2, 3, 4, 7, (1 << p["STEP_BITS"]) - 1])) & ((1 << p["STEP_BITS"]) - 1)}
+        op = {
+            "rst": int(k == 0 or rng.random() < 0.04),
+            "we": int(rng.random() < 0.5),
+            "read": int(rng.random() < 0.4),
+            "row": int(rng.integers(0, 1 << rb)),
+            "col": int(rng.integers(0, 1 << cb)),
+            "code": int(rng.integers(0, 1 << p["WEIGHT_BITS"])),
+            "x": int(rng.integers(0, 1 << 62)) & ((1 << (p["ROWS"] * p["DAC_BITS"])) - 1),
+            "step": int(rng.choice([0, 1, 2, 3, 4, 7, (1 << p["STEP_BITS"]) - 1])) & ((1 << p["STEP_BITS"]) - 1),
+        }
         ops.append(op)
     return ops
 
 
 def _amaranth_macro(p: dict, ops: list[dict]) -> list[tuple[int, int]]:
-    mac = NvmArrayMacro(rows=p["ROWS"], cols=p["COLS"], weight_bits=p["WEIGHT_BITS"], dac_bits=p["DAC_BITS"],
-                        adc_bits=p["ADC_BITS"], adc_step_bits=p["STEP_BITS"], read_latency=p["READ_LATENCY"],
-                        model="sim")
+    mac = NvmArrayMacro(
+        rows=p["ROWS"],
+        cols=p["COLS"],
+        weight_bits=p["WEIGHT_BITS"],
+        dac_bits=p["DAC_BITS"],
+        adc_bits=p["ADC_BITS"],
+        adc_step_bits=p["STEP_BITS"],
+        read_latency=p["READ_LATENCY"],
+        model="sim",
+    )
     m = Module()
     m.domains.sync = cd = ClockDomain()
     m.submodules.mac = mac
@@ -512,8 +602,10 @@ def _amaranth_macro(p: dict, ops: list[dict]) -> list[tuple[int, int]]:
             ctx.set(mac.prog_we, op["we"])
             ctx.set(mac.prog_row, op["row"])
             ctx.set(mac.prog_col, op["col"])
-            ctx.set(mac.prog_code, op["code"] - (1 << p["WEIGHT_BITS"]) if op["code"] >> (p["WEIGHT_BITS"] - 1)
-                    else op["code"])
+            ctx.set(
+                mac.prog_code,
+                op["code"] - (1 << p["WEIGHT_BITS"]) if op["code"] >> (p["WEIGHT_BITS"] - 1) else op["code"],
+            )
             ctx.set(mac.read, op["read"])
             ctx.set(mac.x, op["x"])
             ctx.set(mac.adc_step, op["step"])
@@ -570,8 +662,9 @@ def test_macro_model_loads_a_weight_image(need, icarus_macro, rtl, model_file, t
         xbits = sum((int(v) & ((1 << p["DAC_BITS"]) - 1)) << (i * p["DAC_BITS"]) for i, v in enumerate(xs))
         # cycle 5 idles so no conversion is in flight at the reset in cycle 6 (a reset drops it)
         read = k not in (5, 6)
-        ops.append({"rst": int(k == 6), "we": 0, "read": int(read), "row": 0, "col": 0, "code": 0, "x": xbits,
-                    "step": step})
+        ops.append(
+            {"rst": int(k == 6), "we": 0, "read": int(read), "row": 0, "col": 0, "code": 0, "x": xbits, "step": step}
+        )
         expect.append(adc_convert(xs @ codes, step, p["ADC_BITS"]) if read else None)
     ops += [dict(ops[0], read=0)] * p["READ_LATENCY"]
     got = icarus_macro(tmp_path, p, ops, init_file=m["hex_file"])
@@ -593,48 +686,82 @@ def cfg_file(tmp_path) -> Path:
     return write_json(tmp_path / "c.json", CASES["single"][0])
 
 
-@pytest.mark.parametrize("args, pattern", [
-    (["--lanes", "0"], r"lanes must be an integer from 1 to hidden_size \(2\), not 0"),
-    (["--lanes", "3"], r"lanes must be an integer from 1 to hidden_size \(2\), not 3"),
-    (["--lanes", "two"], r"argument --lanes: expected an integer, not 'two'"),
-    (["--macro-latency", "0"], r"macro_latency must be an integer from 1 to 64, not 0"),
-    (["--macro-latency", "65"], r"macro_latency must be an integer from 1 to 64, not 65"),
-])
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["--lanes", "0"], r"lanes must be an integer from 1 to hidden_size \(2\), not 0"),
+        (["--lanes", "3"], r"lanes must be an integer from 1 to hidden_size \(2\), not 3"),
+        (["--lanes", "two"], r"argument --lanes: expected an integer, not 'two'"),
+        (["--macro-latency", "0"], r"macro_latency must be an integer from 1 to 64, not 0"),
+        (["--macro-latency", "65"], r"macro_latency must be an integer from 1 to 64, not 65"),
+    ],
+)
 def test_error_bad_options(tmp_path, cfg_file, capsys, args, pattern):
     out = tmp_path / "rtl"
-    assert_error(capsys, ["generate", "--config", cfg_file, "--out", out, "--no-synth", *args],
-                 r"nvmlstm generate: error: " + pattern, absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", cfg_file, "--out", out, "--no-synth", *args],
+        r"nvmlstm generate: error: " + pattern,
+        absent=out,
+    )
 
 
 def test_error_bad_configs(tmp_path, capsys):
     out = tmp_path / "rtl"
-    assert_error(capsys, ["generate", "--config", tmp_path / "nope.json", "--out", out],
-                 r"nvmlstm generate: error: .*nope\.json: config file not found", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", tmp_path / "nope.json", "--out", out],
+        r"nvmlstm generate: error: .*nope\.json: config file not found",
+        absent=out,
+    )
     small = write_json(tmp_path / "small.json", dict(CASES["single"][0], array_rows=1))
-    assert_error(capsys, ["generate", "--config", small, "--out", out],
-                 r"nvmlstm generate: error: .*small\.json: array_rows must be an integer from 2 to 65536, not 1",
-                 absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", small, "--out", out],
+        r"nvmlstm generate: error: .*small\.json: array_rows must be an integer from 2 to 65536, not 1",
+        absent=out,
+    )
     narrow = write_json(tmp_path / "narrow.json", dict(CASES["single"][0], array_cols=1))
-    assert_error(capsys, ["generate", "--config", narrow, "--out", out],
-                 r"nvmlstm generate: error: .*array_cols must be an integer from 2 to 65536, not 1", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", narrow, "--out", out],
+        r"nvmlstm generate: error: .*array_cols must be an integer from 2 to 65536, not 1",
+        absent=out,
+    )
     (tmp_path / "junk.json").write_text("{not json")
-    assert_error(capsys, ["generate", "--config", tmp_path / "junk.json", "--out", out],
-                 r"nvmlstm generate: error: .*junk\.json: config file is not valid JSON.*", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", tmp_path / "junk.json", "--out", out],
+        r"nvmlstm generate: error: .*junk\.json: config file is not valid JSON.*",
+        absent=out,
+    )
 
 
 def test_error_bad_model_files(tmp_path, capsys, model_file):
     out = tmp_path / "rtl"
-    assert_error(capsys, ["generate", "--model", tmp_path / "none.npz", "--out", out],
-                 r"nvmlstm generate: error: .*none\.npz: model file not found", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--model", tmp_path / "none.npz", "--out", out],
+        r"nvmlstm generate: error: .*none\.npz: model file not found",
+        absent=out,
+    )
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     shutil.copy(model_file.with_suffix(".json"), bad.with_suffix(".json"))
-    assert_error(capsys, ["generate", "--model", bad, "--out", out],
-                 r"nvmlstm generate: error: .*bad\.npz: not a readable \.npz file.*", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--model", bad, "--out", out],
+        r"nvmlstm generate: error: .*bad\.npz: not a readable \.npz file.*",
+        absent=out,
+    )
     lone = tmp_path / "lone.npz"
     shutil.copy(model_file, lone)
-    assert_error(capsys, ["generate", "--model", lone, "--out", out],
-                 r"nvmlstm generate: error: .*lone\.json: manifest not found.*", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--model", lone, "--out", out],
+        r"nvmlstm generate: error: .*lone\.json: manifest not found.*",
+        absent=out,
+    )
 
 
 def test_error_out_is_a_file_or_foreign_dir(tmp_path, cfg_file, capsys):
@@ -657,8 +784,12 @@ def test_error_yosys_missing_says_how_to_install(tmp_path, cfg_file, capsys, mon
     real_which = shutil.which
     monkeypatch.setattr(gen.tools.shutil, "which", lambda name, *a, **k: None if name == "yosys" else real_which(name))
     out = tmp_path / "rtl"
-    line = assert_error(capsys, ["generate", "--config", cfg_file, "--out", out],
-                        r"nvmlstm generate: error: yosys not found: .*", absent=out)
+    line = assert_error(
+        capsys,
+        ["generate", "--config", cfg_file, "--out", out],
+        r"nvmlstm generate: error: yosys not found: .*",
+        absent=out,
+    )
     assert "apt-get install -y yosys" in line and "--no-synth" in line
     rc, _, err = run(capsys, "generate", "--config", cfg_file, "--out", out, "--no-synth")
     assert (rc, err) == (0, "")

@@ -45,7 +45,7 @@ def amaranth_ports(params: dict) -> dict[str, tuple[str, int]]:
     """name -> (direction, width) of the ``nvm_array_macro`` Instance the Amaranth macro elaborates to."""
     args = {arg: params[name] for name, arg, _ in MACRO_PARAMETERS}
     mac = NvmArrayMacro(**args)
-    (inst, _, _), = Fragment.get(mac, None).subfragments
+    ((inst, _, _),) = Fragment.get(mac, None).subfragments
     assert dict(inst.parameters) == params
     return {name: ({"i": "input", "o": "output"}[kind], len(value)) for name, (value, kind) in inst.ports.items()}
 
@@ -55,8 +55,9 @@ def yosys_ports(yosys, tmp: Path, text: str) -> dict[str, tuple[str, int]]:
     the ``need`` fixture) elaborates it (the module's parameter defaults are the parameter set under test)."""
     # The stub's body is empty; without its blackbox attribute Yosys elaborates the port widths.
     (tmp / "macro.v").write_text(text.replace("(* blackbox *)", ""))
-    proc = run_tool(yosys, ["-q", "-p", "read_verilog macro.v; hierarchy -top nvm_array_macro; write_json ports.json"],
-                    cwd=tmp)
+    proc = run_tool(
+        yosys, ["-q", "-p", "read_verilog macro.v; hierarchy -top nvm_array_macro; write_json ports.json"], cwd=tmp
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     mod = json.loads((tmp / "ports.json").read_text())["modules"]["nvm_array_macro"]
     return {name: (p["direction"], len(p["bits"])) for name, p in mod["ports"].items()}
@@ -88,8 +89,12 @@ def test_changing_the_definition_changes_both_sides(need, tmp_path, monkeypatch)
     assert Shape.cast(sig.members["spare"].shape).width == 3 * 16 and sig.members["spare"].flow == Flow.Out
     want = amaranth_ports(params)
     assert want["spare"] == ("output", 48)
-    assert macro_ports()[-1] == {"name": "spare", "direction": "output", "range": "[COLS*STEP_BITS-1:0]",
-                                 "doc": "a port added by the test"}
+    assert macro_ports()[-1] == {
+        "name": "spare",
+        "direction": "output",
+        "range": "[COLS*STEP_BITS-1:0]",
+        "doc": "a port added by the test",
+    }
     assert yosys_ports(need("yosys"), tmp_path, render_macro_stub(params)) == want
 
 
@@ -122,15 +127,17 @@ def achievable_products(p: dict) -> set[int]:
     return vals
 
 
-def icarus_adc_sweep(icarus_macro, tmp: Path, p: dict,
-                     template_dir: Path | None = None) -> list[tuple[list[int], int, list[int]]]:
+def icarus_adc_sweep(
+    icarus_macro, tmp: Path, p: dict, template_dir: Path | None = None
+) -> list[tuple[list[int], int, list[int]]]:
     """Program `COLUMN_WEIGHTS`, then read every row-code vector with every step; returns per read
     (x codes, step, the ADC codes of all columns) as the Verilog model (run by the ``icarus_macro`` fixture)
     produced them."""
     wmask, dmask = (1 << p["WEIGHT_BITS"]) - 1, (1 << p["DAC_BITS"]) - 1
     idle = {"rst": 0, "we": 0, "read": 0, "row": 0, "col": 0, "code": 0, "x": 0, "step": 0}
-    ops = [dict(idle, we=1, row=r, col=c, code=w & wmask)
-           for c, ws in enumerate(COLUMN_WEIGHTS) for r, w in enumerate(ws)]
+    ops = [
+        dict(idle, we=1, row=r, col=c, code=w & wmask) for c, ws in enumerate(COLUMN_WEIGHTS) for r, w in enumerate(ws)
+    ]
     n_prog = len(ops)
     reads = []
     for xs in itertools.product(_codes(p["DAC_BITS"]), repeat=p["ROWS"]):
@@ -176,10 +183,13 @@ def test_adc_transfer_equals_golden_over_the_whole_domain(icarus_macro, tmp_path
     assert any(s >= 2 and s % 2 == 0 and v % s == s // 2 for v, s in domain)
 
 
-@pytest.mark.parametrize("old, new", [
-    ("q = (2 * mag + step) / (2 * step);", "q = (2 * mag + step - 1) / (2 * step);"),  # ties round down
-    ("if (q > ADC_MAX) q = ADC_MAX;", "if (q > ADC_MAX + 1) q = ADC_MAX;"),  # saturation one too late
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("q = (2 * mag + step) / (2 * step);", "q = (2 * mag + step - 1) / (2 * step);"),  # ties round down
+        ("if (q > ADC_MAX) q = ADC_MAX;", "if (q > ADC_MAX + 1) q = ADC_MAX;"),  # saturation one too late
+    ],
+)
 def test_adc_check_fails_on_a_corrupted_template(icarus_macro, tmp_path, old, new):
     tdir = tmp_path / "templates"
     shutil.copytree(TEMPLATE_DIR, tdir)

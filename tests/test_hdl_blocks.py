@@ -102,12 +102,16 @@ def signed_range(bits: int) -> tuple[int, int]:
 GATE_CONFIGS = [
     pytest.param(DEFAULT, id="default"),
     pytest.param(DEFAULT.replace(lut_bits=6, lut_frac=2, frac_bits=5, cell_bits=7, scale_shift=0), id="shift0"),
-    pytest.param(DEFAULT.replace(lut_bits=10, lut_frac=6, frac_bits=9, cell_bits=12, scale_bits=5, scale_shift=3),
-                 id="lut10"),
-    pytest.param(DEFAULT.replace(lut_bits=5, lut_frac=3, frac_bits=3, cell_bits=5, scale_bits=3, scale_shift=4),
-                 id="shift_ge_scale_bits"),
-    pytest.param(DEFAULT.replace(lut_bits=2, lut_frac=0, frac_bits=1, cell_bits=3, scale_bits=1, scale_shift=0),
-                 id="tiny"),
+    pytest.param(
+        DEFAULT.replace(lut_bits=10, lut_frac=6, frac_bits=9, cell_bits=12, scale_bits=5, scale_shift=3), id="lut10"
+    ),
+    pytest.param(
+        DEFAULT.replace(lut_bits=5, lut_frac=3, frac_bits=3, cell_bits=5, scale_bits=3, scale_shift=4),
+        id="shift_ge_scale_bits",
+    ),
+    pytest.param(
+        DEFAULT.replace(lut_bits=2, lut_frac=0, frac_bits=1, cell_bits=3, scale_bits=1, scale_shift=0), id="tiny"
+    ),
 ]
 
 
@@ -195,12 +199,24 @@ def test_cell_lane_corners_and_random(cfg: LstmConfig):
     rng = np.random.default_rng(2000 + cfg.frac_bits)
     rows = [(f, c, i, g) for f, c, i, g in itertools.product(gate_corners, cell_corners, gate_corners, gate_corners)]
     for _ in range(1500):  # the ranges the lane sees: sigmoid in [0, 1], tanh in [-1, 1], c in +-cell_max
-        rows.append((int(rng.integers(0, one + 1)), int(rng.integers(-cmax, cmax + 1)),
-                     int(rng.integers(0, one + 1)), int(rng.integers(-one, one + 1))))
+        rows.append(
+            (
+                int(rng.integers(0, one + 1)),
+                int(rng.integers(-cmax, cmax + 1)),
+                int(rng.integers(0, one + 1)),
+                int(rng.integers(-one, one + 1)),
+            )
+        )
     glo, ghi = signed_range(cfg.frac_bits + 2)
     for _ in range(500):  # anything the ports can carry
-        rows.append((int(rng.integers(glo, ghi + 1)), int(rng.integers(-cmax, cmax + 1)),
-                     int(rng.integers(glo, ghi + 1)), int(rng.integers(glo, ghi + 1))))
+        rows.append(
+            (
+                int(rng.integers(glo, ghi + 1)),
+                int(rng.integers(-cmax, cmax + 1)),
+                int(rng.integers(glo, ghi + 1)),
+                int(rng.integers(glo, ghi + 1)),
+            )
+        )
     vectors, expected = [], []
     for n, (f, c, i, g) in enumerate(rows):
         o = gate_corners[n % len(gate_corners)]
@@ -308,17 +324,27 @@ def run_macro(mac: NvmArrayMacro, weights: np.ndarray, ops: list) -> list[tuple]
 def test_macro_model_write_first_and_reset():
     """A write and a read at one edge: the read sees the new code (as the Verilog model does). Reset
     drops a conversion in flight and clears the weights; y holds."""
-    mac = NvmArrayMacro(rows=2, cols=2, weight_bits=4, dac_bits=4, adc_bits=6, adc_step_bits=4, read_latency=2,
-                        model="sim")
+    mac = NvmArrayMacro(
+        rows=2, cols=2, weight_bits=4, dac_bits=4, adc_bits=6, adc_step_bits=4, read_latency=2, model="sim"
+    )
     w = np.array([[1, -2], [3, 4]])
     x = np.array([5, -7])
     w2 = w.copy()
     w2[1, 0] = -6
-    seen = run_macro(mac, w, [
-        {"read": (x, 1), "write": (1, 0, -6)}, None,   # write first
-        {"read": (x, 1)}, {"reset": True}, None, None,  # reset drops the read in flight
-        {"read": (x, 1)}, None,                          # weights are 0 after reset
-    ])
+    seen = run_macro(
+        mac,
+        w,
+        [
+            {"read": (x, 1), "write": (1, 0, -6)},
+            None,  # write first
+            {"read": (x, 1)},
+            {"reset": True},
+            None,
+            None,  # reset drops the read in flight
+            {"read": (x, 1)},
+            None,  # weights are 0 after reset
+        ],
+    )
     y1 = [int(v) for v in adc_convert(x @ w2, 1, 6)]
     assert y1 != [int(v) for v in adc_convert(x @ w, 1, 6)]
     assert seen[1] == (1, y1)
@@ -329,14 +355,22 @@ def test_macro_model_write_first_and_reset():
 @pytest.mark.parametrize("read_latency", [1, 2, 3, 5])
 def test_macro_model_timing_and_codes(read_latency: int):
     rows, cols, wb, db, ab = 5, 3, 4, 4, 3
-    mac = NvmArrayMacro(rows=rows, cols=cols, weight_bits=wb, dac_bits=db, adc_bits=ab, adc_step_bits=8,
-                        read_latency=read_latency, model="sim")
+    mac = NvmArrayMacro(
+        rows=rows,
+        cols=cols,
+        weight_bits=wb,
+        dac_bits=db,
+        adc_bits=ab,
+        adc_step_bits=8,
+        read_latency=read_latency,
+        model="sim",
+    )
     assert mac.latency_cyc == read_latency
     rng = np.random.default_rng(4000 + read_latency)
     wmax, dmax = (1 << (wb - 1)) - 1, (1 << (db - 1)) - 1
     w = rng.integers(-wmax, wmax + 1, size=(rows, cols))
     reads: list = []
-    for n in range(60):  # back-to-back reads, isolated reads, gaps; steps include 0 (acts as 1) and 1
+    for _ in range(60):  # back-to-back reads, isolated reads, gaps; steps include 0 (acts as 1) and 1
         if rng.random() < 0.6:
             reads.append((rng.integers(-dmax, dmax + 1, size=rows), int(rng.choice([0, 1, 2, 5, 17, 255]))))
         else:
@@ -362,14 +396,32 @@ def test_macro_instance_parameters():
     mac = NvmArrayMacro(rows=32, cols=64, weight_bits=4, dac_bits=4, adc_bits=5, adc_step_bits=16, read_latency=3)
     assert mac.model == "instance"
     assert mac.latency_cyc == 3
-    params = {"ROWS": 32, "COLS": 64, "WEIGHT_BITS": 4, "DAC_BITS": 4, "ADC_BITS": 5, "STEP_BITS": 16,
-              "READ_LATENCY": 3}
+    params = {
+        "ROWS": 32,
+        "COLS": 64,
+        "WEIGHT_BITS": 4,
+        "DAC_BITS": 4,
+        "ADC_BITS": 5,
+        "STEP_BITS": 16,
+        "READ_LATENCY": 3,
+    }
     assert mac.verilog_parameters() == params
-    (inst, name, _), = Fragment.get(mac, None).subfragments
+    ((inst, name, _),) = Fragment.get(mac, None).subfragments
     assert isinstance(inst, Instance) and inst.type == "nvm_array_macro" and name == "macro"
     assert dict(inst.parameters) == params
-    assert list(inst.ports) == ["clk", "rst", "prog_row", "prog_col", "prog_code", "prog_we", "x", "adc_step",
-                                "read", "y", "valid"]
+    assert list(inst.ports) == [
+        "clk",
+        "rst",
+        "prog_row",
+        "prog_col",
+        "prog_code",
+        "prog_we",
+        "x",
+        "adc_step",
+        "read",
+        "y",
+        "valid",
+    ]
     assert len(mac.x) == 32 * 4 and len(mac.y) == 64 * 5
     assert len(mac.prog_row) == 5 and len(mac.prog_col) == 6
 
@@ -413,8 +465,13 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
     H, G, lanes = cfg.hidden_size, top.groups, top.lanes
     lat_g, lat_c, lat_h = gls[0].latency_cyc, cls_[0].latency_cyc, hls[0].latency_cyc
     per_lane = 10
-    got = [{k: np.full((S, T, 4 * H if k in ("acc", "gates") else H), -999999, dtype=np.int64)
-            for k in ("acc", "gates", "c", "h")} for _ in range(L)]
+    got = [
+        {
+            k: np.full((S, T, 4 * H if k in ("acc", "gates") else H), -999999, dtype=np.int64)
+            for k in ("acc", "gates", "c", "h")
+        }
+        for _ in range(L)
+    ]
     for l in range(L):
         edges = [e for e, s in enumerate(samples) if s[l]]
         assert len(edges) == S * T, f"layer {l}: {len(edges)} macro reads, expected {S * T}"
@@ -427,7 +484,7 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
                         continue
                     base = L + q * per_lane
 
-                    def at(edge, j):
+                    def at(edge, j, base=base):
                         return samples[edge][base + j]
 
                     for gi in range(n_gates):
@@ -445,14 +502,24 @@ def assert_stages_equal(got: list[dict], trace: dict) -> None:
             bad = np.argwhere(stages[stage] != want)
             if bad.size:
                 at = tuple(int(i) for i in bad[0])
-                raise AssertionError(f"layer {l} {stage} differs first at (s, t, column) {at}: "
-                                     f"{stages[stage][at]} != golden {want[at]}")
+                raise AssertionError(
+                    f"layer {l} {stage} differs first at (s, t, column) {at}: {stages[stage][at]} != golden {want[at]}"
+                )
 
 
 def test_lane_pipeline_stages_match_golden_trace(monkeypatch):
     """Many row and column tiles, lanes not dividing H: acc, gates, c, h of every unit at every step."""
-    cfg = LstmConfig(input_size=5, hidden_size=5, num_layers=2, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=5, array_rows=3, array_cols=4)
+    cfg = LstmConfig(
+        input_size=5,
+        hidden_size=5,
+        num_layers=2,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=5,
+        array_rows=3,
+        array_cols=4,
+    )
     top = NvmLstmAccelerator(cfg, lanes=2, macro_latency=2, macro_model="sim")
     assert cfg.row_tiles(cfg.layer_rows(0)) == 4 and cfg.col_tiles(cfg.layer_cols) == 5
     rng = np.random.default_rng(5)
@@ -467,8 +534,17 @@ def test_lane_pipeline_stages_match_golden_trace(monkeypatch):
 
 
 def test_probe_catches_a_corrupted_stage(monkeypatch):
-    cfg = LstmConfig(input_size=2, hidden_size=3, num_layers=1, output_size=2, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=3, array_cols=4)
+    cfg = LstmConfig(
+        input_size=2,
+        hidden_size=3,
+        num_layers=1,
+        output_size=2,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=3,
+        array_cols=4,
+    )
     top = NvmLstmAccelerator(cfg, lanes=3, macro_latency=1, macro_model="sim")
     rng = np.random.default_rng(6)
     x = rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(1, 3, cfg.input_size))
@@ -486,14 +562,28 @@ def test_probe_catches_a_corrupted_stage(monkeypatch):
 def test_row_tile_accumulation_lossless_adc_equals_untiled_product(monkeypatch):
     """adc_step 1 and an ADC wide enough for any tile sum: the accumulated codes must be the exact,
     untiled integer matrix product, computed here directly from the weights and the run's own h."""
-    cfg = LstmConfig(input_size=5, hidden_size=3, num_layers=2, output_size=2, weight_bits=4, dac_bits=4,
-                     adc_bits=12, array_rows=2, array_cols=3, scale_shift=4)
+    cfg = LstmConfig(
+        input_size=5,
+        hidden_size=3,
+        num_layers=2,
+        output_size=2,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=12,
+        array_rows=2,
+        array_cols=3,
+        scale_shift=4,
+    )
     assert cfg.array_rows * cfg.weight_max * cfg.dac_max <= cfg.adc_max  # lossless
     rng = np.random.default_rng(7)
     layers = tuple(
-        LayerParams(rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(cfg.layer_cols, cfg.layer_rows(l))),
-                    1, rng.integers(1, 8, size=4))
-        for l in range(cfg.num_layers))
+        LayerParams(
+            rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(cfg.layer_cols, cfg.layer_rows(l))),
+            1,
+            rng.integers(1, 8, size=4),
+        )
+        for l in range(cfg.num_layers)
+    )
     head = HeadParams(rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(cfg.output_size, cfg.head_rows)), 1)
     model = QuantizedModel(cfg, layers, head)
     x = rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(2, 4, cfg.input_size))
@@ -535,84 +625,132 @@ def constructor_error(make) -> tuple[type, str]:
 MACRO_ARGS = dict(rows=4, cols=4, weight_bits=4, dac_bits=4, adc_bits=4, adc_step_bits=16, read_latency=2)
 
 
-@pytest.mark.parametrize("change, exc, message", [
-    ({"rows": 1}, ValueError, "rows must be an integer from 2 to 65536, not 1"),
-    ({"cols": 70000}, ValueError, "cols must be an integer from 2 to 65536, not 70000"),
-    ({"read_latency": 0}, ValueError, "read_latency must be an integer from 1 to 64, not 0"),
-    ({"adc_bits": 17}, ValueError, "adc_bits must be an integer from 2 to 16, not 17"),
-    ({"model": "x"}, ValueError, "model must be 'instance' or 'sim', not 'x'"),
-    ({"rows": 4.0}, TypeError, "rows must be an integer, not 4.0"),
-    ({"read_latency": True}, TypeError, "read_latency must be an integer, not True"),
-])
+@pytest.mark.parametrize(
+    "change, exc, message",
+    [
+        ({"rows": 1}, ValueError, "rows must be an integer from 2 to 65536, not 1"),
+        ({"cols": 70000}, ValueError, "cols must be an integer from 2 to 65536, not 70000"),
+        ({"read_latency": 0}, ValueError, "read_latency must be an integer from 1 to 64, not 0"),
+        ({"adc_bits": 17}, ValueError, "adc_bits must be an integer from 2 to 16, not 17"),
+        ({"model": "x"}, ValueError, "model must be 'instance' or 'sim', not 'x'"),
+        ({"rows": 4.0}, TypeError, "rows must be an integer, not 4.0"),
+        ({"read_latency": True}, TypeError, "read_latency must be an integer, not True"),
+    ],
+)
 def test_macro_parameter_validation(change, exc, message):
     assert constructor_error(lambda: NvmArrayMacro(**{**MACRO_ARGS, **change})) == (exc, message)
 
 
 def test_lane_parameter_validation():
     assert constructor_error(lambda: GateLane(DEFAULT, 1)) == (
-        ValueError, "acc_width must be an integer from 2 to 64, not 1")
+        ValueError,
+        "acc_width must be an integer from 2 to 64, not 1",
+    )
     assert constructor_error(lambda: GateLane(DEFAULT, 65)) == (
-        ValueError, "acc_width must be an integer from 2 to 64, not 65")
+        ValueError,
+        "acc_width must be an integer from 2 to 64, not 65",
+    )
     for cls, args in ((GateLane, (8,)), (CellLane, ()), (HiddenLane, ())):
-        assert constructor_error(lambda: cls({"hidden_size": 4}, *args)) == (
-            TypeError, "cfg must be an LstmConfig, not dict")
+        assert constructor_error(lambda cls=cls, args=args: cls({"hidden_size": 4}, *args)) == (
+            TypeError,
+            "cfg must be an LstmConfig, not dict",
+        )
     bank = dict(lanes=2, acc_width=8, n_tags=3)
     assert constructor_error(lambda: LaneBank({"hidden_size": 4}, **bank)) == (
-        TypeError, "cfg must be an LstmConfig, not dict")
+        TypeError,
+        "cfg must be an LstmConfig, not dict",
+    )
     assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "lanes": 0})) == (
-        ValueError, "lanes must be a positive integer, not 0")
+        ValueError,
+        "lanes must be a positive integer, not 0",
+    )
     assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "acc_width": 1})) == (
-        ValueError, "acc_width must be an integer from 2 to 64, not 1")
+        ValueError,
+        "acc_width must be an integer from 2 to 64, not 1",
+    )
     assert constructor_error(lambda: LaneBank(DEFAULT, **{**bank, "n_tags": 1.0})) == (
-        TypeError, "n_tags must be an integer, not 1.0")
+        TypeError,
+        "n_tags must be an integer, not 1.0",
+    )
 
 
 def test_interface_and_part_validation():
     """The signatures and the accelerator's parts check their arguments at once, with exact messages."""
     assert constructor_error(lambda: ProgramSignature(addr_bits=0, data_bits=4)) == (
-        ValueError, "addr_bits must be an integer from 1 to 64, not 0")
+        ValueError,
+        "addr_bits must be an integer from 1 to 64, not 0",
+    )
     assert constructor_error(lambda: ProgramSignature(addr_bits=4, data_bits="4")) == (
-        TypeError, "data_bits must be an integer, not '4'")
+        TypeError,
+        "data_bits must be an integer, not '4'",
+    )
     assert constructor_error(lambda: StepSignature(num_layers=0, step_bits=4)) == (
-        ValueError, "num_layers must be a positive integer, not 0")
+        ValueError,
+        "num_layers must be a positive integer, not 0",
+    )
     assert constructor_error(lambda: StepSignature(num_layers=1, step_bits=25)) == (
-        ValueError, "step_bits must be an integer from 1 to 24, not 25")
+        ValueError,
+        "step_bits must be an integer from 1 to 24, not 25",
+    )
     assert constructor_error(lambda: ConfigRegisters(DEFAULT)) == (
-        TypeError, "pmap must be a ProgramMap, not LstmConfig")
+        TypeError,
+        "pmap must be a ProgramMap, not LstmConfig",
+    )
     assert constructor_error(lambda: MacroArray(DEFAULT, macro_latency=2)) == (
-        TypeError, "pmap must be a ProgramMap, not LstmConfig")
+        TypeError,
+        "pmap must be a ProgramMap, not LstmConfig",
+    )
     assert constructor_error(lambda: MacroArray(ProgramMap(SMALL), macro_latency=65)) == (
-        ValueError, "macro_latency must be an integer from 1 to 64, not 65")
+        ValueError,
+        "macro_latency must be an integer from 1 to 64, not 65",
+    )
     assert constructor_error(lambda: MacroArray(ProgramMap(SMALL), macro_latency=1, macro_model="rtl")) == (
-        ValueError, "model must be 'instance' or 'sim', not 'rtl'")
+        ValueError,
+        "model must be 'instance' or 'sim', not 'rtl'",
+    )
     sig = dict(rows=4, cols=4, weight_bits=4, dac_bits=4, adc_bits=4, adc_step_bits=16)
     assert constructor_error(lambda: NvmArrayMacro.Signature(**{**sig, "adc_step_bits": 0})) == (
-        ValueError, "adc_step_bits must be an integer from 1 to 24, not 0")
+        ValueError,
+        "adc_step_bits must be an integer from 1 to 24, not 0",
+    )
     # equal parameters, equal signatures (what wiring.connect compares)
     assert NvmArrayMacro.Signature(**sig) == NvmArrayMacro.Signature(**sig)
     assert NvmArrayMacro.Signature(**sig) != NvmArrayMacro.Signature(**{**sig, "cols": 5})
-    assert repr(NvmArrayMacro.Signature(**sig)) == ("NvmArrayMacro.Signature(rows=4, cols=4, weight_bits=4, "
-                                                   "dac_bits=4, adc_bits=4, adc_step_bits=16)")
+    assert repr(NvmArrayMacro.Signature(**sig)) == (
+        "NvmArrayMacro.Signature(rows=4, cols=4, weight_bits=4, dac_bits=4, adc_bits=4, adc_step_bits=16)"
+    )
     assert ProgramSignature(addr_bits=3, data_bits=4) == ProgramSignature(addr_bits=3, data_bits=4)
     assert ProgramSignature(addr_bits=3, data_bits=4) != ProgramSignature(addr_bits=3, data_bits=5)
 
 
-SMALL = LstmConfig(input_size=3, hidden_size=5, num_layers=1, output_size=2, weight_bits=4, dac_bits=4,
-                   adc_bits=4, array_rows=4, array_cols=6)
+SMALL = LstmConfig(
+    input_size=3,
+    hidden_size=5,
+    num_layers=1,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=6,
+)
 
 
-@pytest.mark.parametrize("cfg, kwargs, exc, message", [
-    (SMALL, {"lanes": 0}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 0"),
-    (SMALL, {"lanes": 6}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 6"),
-    (SMALL, {"lanes": 2.5}, TypeError, "lanes must be an integer, not 2.5"),
-    (SMALL, {"lanes": 2, "macro_latency": 0}, ValueError, "macro_latency must be an integer from 1 to 64, not 0"),
-    (SMALL, {"lanes": 2, "macro_model": "x"}, ValueError, "model must be 'instance' or 'sim', not 'x'"),
-    (SMALL, {"lanes": 2, "cycle_bits": 4}, ValueError, "cycle_bits must be an integer from 8 to 64, not 4"),
-    (SMALL, {"lanes": 2, "seq_len_bits": 33}, ValueError, "seq_len_bits must be an integer from 1 to 32, not 33"),
-    (SMALL, {"lanes": True}, TypeError, "lanes must be an integer, not True"),
-    (SMALL.to_dict(), {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not dict"),
-    (None, {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not NoneType"),
-])
+@pytest.mark.parametrize(
+    "cfg, kwargs, exc, message",
+    [
+        (SMALL, {"lanes": 0}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 0"),
+        (SMALL, {"lanes": 6}, ValueError, "lanes must be an integer from 1 to hidden_size (5), not 6"),
+        (SMALL, {"lanes": 2.5}, TypeError, "lanes must be an integer, not 2.5"),
+        (SMALL, {"lanes": 2, "macro_latency": 0}, ValueError, "macro_latency must be an integer from 1 to 64, not 0"),
+        (SMALL, {"lanes": 2, "macro_model": "x"}, ValueError, "model must be 'instance' or 'sim', not 'x'"),
+        (SMALL, {"lanes": 2, "cycle_bits": 4}, ValueError, "cycle_bits must be an integer from 8 to 64, not 4"),
+        (SMALL, {"lanes": 2, "seq_len_bits": 33}, ValueError, "seq_len_bits must be an integer from 1 to 32, not 33"),
+        (SMALL, {"lanes": True}, TypeError, "lanes must be an integer, not True"),
+        (SMALL.to_dict(), {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not dict"),
+        (None, {"lanes": 2}, TypeError, "cfg must be an LstmConfig, not NoneType"),
+    ],
+)
 def test_accelerator_parameter_validation(cfg, kwargs, exc, message):
     assert constructor_error(lambda: NvmLstmAccelerator(cfg, **kwargs)) == (exc, message)
     # the same one check, callable before anything is built (gen turns it into its one-line error)

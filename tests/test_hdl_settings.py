@@ -15,8 +15,17 @@ from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
 from nvmlstm.hdl.registers import ConfigRegisters, ProgramSignature, StepSignature
 
-CFG = LstmConfig(input_size=3, hidden_size=5, num_layers=2, output_size=2, weight_bits=4, dac_bits=4,
-                 adc_bits=4, array_rows=4, array_cols=6)
+CFG = LstmConfig(
+    input_size=3,
+    hidden_size=5,
+    num_layers=2,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=6,
+)
 
 
 def _elaborated(*blocks):
@@ -41,10 +50,32 @@ def test_accelerator_parameters_and_parts_are_read_only():
     assert top.acc_width == max(top.layer_acc_bits) and top.out_bits == top.array.out_bits
     assert top.pmap is top.regs.pmap is top.array.pmap
     assert top.lane_bank.acc_width == top.acc_width and top.lane_bank.n_tags == CFG.num_layers * top.groups
-    _assert_read_only(top, ["cfg", "lanes", "macro_latency", "macro_model", "seq_len_bits", "cycle_bits",
-                            "groups", "pmap", "regs", "array", "lane_bank", "macros", "layer_acc_bits",
-                            "acc_width", "out_bits", "in_layout", "out_layout", "layer_step_cyc", "head_cyc",
-                            "timestep_cyc", "latency_formulas"])
+    _assert_read_only(
+        top,
+        [
+            "cfg",
+            "lanes",
+            "macro_latency",
+            "macro_model",
+            "seq_len_bits",
+            "cycle_bits",
+            "groups",
+            "pmap",
+            "regs",
+            "array",
+            "lane_bank",
+            "macros",
+            "layer_acc_bits",
+            "acc_width",
+            "out_bits",
+            "in_layout",
+            "out_layout",
+            "layer_step_cyc",
+            "head_cyc",
+            "timestep_cyc",
+            "latency_formulas",
+        ],
+    )
     # lanes=None resolves to hidden_size; the default latency is the config module's
     default = NvmLstmAccelerator(CFG, macro_model="sim")
     assert (default.lanes, default.macro_latency, default.groups) == (CFG.hidden_size, DEFAULT_MACRO_LATENCY_CYC, 1)
@@ -61,8 +92,21 @@ def test_part_parameters_are_read_only():
     bank = LaneBank(CFG, lanes=2, acc_width=8, n_tags=4)
     assert (bank.cfg, bank.lanes, bank.acc_width, bank.n_tags) == (CFG, 2, 8, 4)
     assert len(bank.gate_lanes) == len(bank.cell_lanes) == len(bank.hidden_lanes) == 2
-    _assert_read_only(bank, ["cfg", "lanes", "acc_width", "n_tags", "gate_lanes", "cell_lanes", "hidden_lanes",
-                             "c_prev_cyc", "c_cyc", "latency_cyc"])
+    _assert_read_only(
+        bank,
+        [
+            "cfg",
+            "lanes",
+            "acc_width",
+            "n_tags",
+            "gate_lanes",
+            "cell_lanes",
+            "hidden_lanes",
+            "c_prev_cyc",
+            "c_cyc",
+            "latency_cyc",
+        ],
+    )
     gate = GateLane(CFG, 9)
     assert (gate.cfg, gate.acc_width) == (CFG, 9)
     _assert_read_only(gate, ["cfg", "acc_width", "latency_cyc"])
@@ -77,8 +121,15 @@ def test_macro_parameters_are_read_only():
     args = dict(rows=5, cols=3, weight_bits=4, dac_bits=4, adc_bits=6, adc_step_bits=16, read_latency=2)
     mac = NvmArrayMacro(**args, model="sim")
     assert {k: getattr(mac, k) for k in args} == args and mac.model == "sim"
-    assert mac.verilog_parameters() == {"ROWS": 5, "COLS": 3, "WEIGHT_BITS": 4, "DAC_BITS": 4, "ADC_BITS": 6,
-                                        "STEP_BITS": 16, "READ_LATENCY": 2}
+    assert mac.verilog_parameters() == {
+        "ROWS": 5,
+        "COLS": 3,
+        "WEIGHT_BITS": 4,
+        "DAC_BITS": 4,
+        "ADC_BITS": 6,
+        "STEP_BITS": 16,
+        "READ_LATENCY": 2,
+    }
     _assert_read_only(mac, [*args, "model", "latency_cyc"])
     _elaborated(mac)
 
@@ -117,6 +168,7 @@ def test_connected_parts_have_equal_signatures():
     assert steps == StepSignature(num_layers=CFG.num_layers, step_bits=CFG.adc_step_bits)
     assert array.signature.members["steps"].signature.flip() == steps  # In: flipped
     assert regs.signature.members["prog"].signature == array.signature.members["prog"].signature
-    assert regs.signature.members["prog"].signature.flip() == ProgramSignature(addr_bits=pmap.addr_bits,
-                                                                               data_bits=pmap.data_bits)
+    assert regs.signature.members["prog"].signature.flip() == ProgramSignature(
+        addr_bits=pmap.addr_bits, data_bits=pmap.data_bits
+    )
     _elaborated(regs, array)

@@ -36,8 +36,17 @@ from nvmlstm.hdl.lanes import CellLane, GateLane, rshift_round
 from nvmlstm.hdl.progmap import ProgramMap
 from nvmlstm.hdl.sim import run_accelerator
 
-CFG = LstmConfig(input_size=3, hidden_size=5, num_layers=2, output_size=2, weight_bits=4, dac_bits=4,
-                 adc_bits=4, array_rows=4, array_cols=6)
+CFG = LstmConfig(
+    input_size=3,
+    hidden_size=5,
+    num_layers=2,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=6,
+)
 
 
 def sim_values(m: Module, inputs: list[list[tuple]], outputs: list, *, sync: bool = False) -> list[list[int]]:
@@ -78,7 +87,7 @@ def permuted_gates(monkeypatch):
 def test_register_map_and_manifest_follow_the_gate_order(permuted_gates):
     pm = ProgramMap(CFG)
     names = [r["name"] for r in _program_map(pm, CFG)["registers"]]
-    assert names[CFG.num_layers + 1:] == [f"scale_l{l}_{g}" for l in range(CFG.num_layers) for g in PERMUTED]
+    assert names[CFG.num_layers + 1 :] == [f"scale_l{l}_{g}" for l in range(CFG.num_layers) for g in PERMUTED]
     assert [r["index"] for r in _program_map(pm, CFG)["registers"]] == list(range(pm.n_regs))
 
 
@@ -156,26 +165,35 @@ def test_the_composed_latency_is_what_the_design_does(monkeypatch):
     model, _ = random_model(CFG, 32, x)
     trace = golden_forward(model, x)
     run = run_accelerator(top, model, x)
-    assert not (np.array_equal(run.outputs, trace["outputs"])
-                and all(np.array_equal(run.h[:, :, l], trace[f"l{l}_h"]) for l in range(CFG.num_layers)))
+    assert not (
+        np.array_equal(run.outputs, trace["outputs"])
+        and all(np.array_equal(run.h[:, :, l], trace[f"l{l}_h"]) for l in range(CFG.num_layers))
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Top-level ports: Amaranth's naming rule
 class _Toy(wiring.Component):
     def __init__(self):
-        super().__init__({
-            "inp": In(stream.Signature(data.ArrayLayout(signed(3), 2))),
-            "out": Out(stream.Signature(4)),
-            "flag": Out(1).array(2),
-            "nested": In(wiring.Signature({"a": Out(5), "b": In(2)})),
-        })
+        super().__init__(
+            {
+                "inp": In(stream.Signature(data.ArrayLayout(signed(3), 2))),
+                "out": Out(stream.Signature(4)),
+                "flag": Out(1).array(2),
+                "nested": In(wiring.Signature({"a": Out(5), "b": In(2)})),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += [self.out.payload.eq(self.inp.payload.as_value()), self.out.valid.eq(self.inp.valid),
-                     self.inp.ready.eq(self.out.ready), self.flag[0].eq(self.nested.a[0]),
-                     self.flag[1].eq(1), self.nested.b.eq(3)]
+        m.d.comb += [
+            self.out.payload.eq(self.inp.payload.as_value()),
+            self.out.valid.eq(self.inp.valid),
+            self.inp.ready.eq(self.out.ready),
+            self.flag[0].eq(self.nested.a[0]),
+            self.flag[1].eq(1),
+            self.nested.b.eq(3),
+        ]
         r = Signal()
         m.d.sync += r.eq(~r)
         return m
@@ -186,8 +204,10 @@ def test_top_ports_follow_amaranths_naming():
     writes, for stream, array and nested members; adding a member adds its port."""
     toy = _Toy()
     text = verilog.convert(toy, name="toy", emit_src=False)
-    decl = {name: {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
-            for d, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", text, re.M)}
+    decl = {
+        name: {"name": name, "direction": d, "width": int(msb) + 1 if msb else 1}
+        for d, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+?)\s*;", text, re.M)
+    }
     ports = top_ports(toy)
     assert sorted(ports, key=lambda p: p["name"]) == sorted(decl.values(), key=lambda p: p["name"])
     assert {"inp__payload", "flag__0", "flag__1", "nested__a", "nested__b"} <= {p["name"] for p in ports}

@@ -86,12 +86,20 @@ def make_case(pick) -> dict:
     lut_frac = pick(0, min(frac_bits, lut_bits - 1))
     head_adc_bits = pick(1, 8)
     base = dict(
-        input_size=I, hidden_size=H, num_layers=L, output_size=O,
-        weight_bits=pick(2, 8), dac_bits=pick(2, 8), adc_bits=pick(2, 8),
+        input_size=I,
+        hidden_size=H,
+        num_layers=L,
+        output_size=O,
+        weight_bits=pick(2, 8),
+        dac_bits=pick(2, 8),
+        adc_bits=pick(2, 8),
         head_adc_bits=None if head_adc_bits == 1 else head_adc_bits,
-        frac_bits=frac_bits, lut_bits=lut_bits, lut_frac=lut_frac,
+        frac_bits=frac_bits,
+        lut_bits=lut_bits,
+        lut_frac=lut_frac,
         cell_bits=pick(frac_bits + 2, frac_bits + 5),
-        scale_bits=pick(3, 12), scale_shift=pick(0, 8),
+        scale_bits=pick(3, 12),
+        scale_shift=pick(0, 8),
     )
     # array sizes 2..6 whose tile count stays within MAX_MACROS (6 x 6 always does for these sizes)
     shapes = []
@@ -131,8 +139,9 @@ def check_case(case: dict) -> None:
     top = NvmLstmAccelerator(cfg, lanes=case["lanes"], macro_latency=case["macro_latency"], macro_model="sim")
     model, x = random_case(cfg, case["seed"], case["sequences"], case["steps"])
     trace = golden_forward(model, x)
-    run = run_accelerator(top, model, x, seed=case["seed"], input_gap_prob=case["gap"],
-                          backpressure_prob=case["backpressure"])
+    run = run_accelerator(
+        top, model, x, seed=case["seed"], input_gap_prob=case["gap"], backpressure_prob=case["backpressure"]
+    )
     assert_matches_golden(run, trace)
     T = case["steps"]
     assert top.sequence_cyc(T) == T * top.timestep_cyc
@@ -142,8 +151,13 @@ def check_case(case: dict) -> None:
         assert all(c >= top.sequence_cyc(T) for c in run.cycles)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=cases())
 def test_accelerator_equals_golden(case):
     check_case(case)
@@ -159,9 +173,11 @@ def test_accelerator_equals_golden_seeded_sweep(seed):
 def test_property_covers_multi_tile_configs():
     """Both draws of the case space really produce several row and column tiles, lanes not dividing H,
     both kinds of stall together, three layers, a separate head ADC width and a shift of 0."""
+
     def coverage(case_list):
-        seen = dict.fromkeys(["row_tiles", "col_tiles", "ragged_lanes", "stalls", "layers3", "head_adc",
-                              "shift0", "latency3"], False)
+        seen = dict.fromkeys(
+            ["row_tiles", "col_tiles", "ragged_lanes", "stalls", "layers3", "head_adc", "shift0", "latency3"], False
+        )
         for case in case_list:
             cfg = case["cfg"]
             seen["row_tiles"] |= cfg.row_tiles(cfg.layer_rows(0)) >= 3
@@ -189,8 +205,17 @@ def test_property_covers_multi_tile_configs():
 
 # ------------------------------------------------------------------------------------------------------
 # The checker can fail
-CHECK_CFG = LstmConfig(input_size=3, hidden_size=5, num_layers=2, output_size=2, weight_bits=4, dac_bits=4,
-                       adc_bits=4, array_rows=4, array_cols=6)
+CHECK_CFG = LstmConfig(
+    input_size=3,
+    hidden_size=5,
+    num_layers=2,
+    output_size=2,
+    weight_bits=4,
+    dac_bits=4,
+    adc_bits=4,
+    array_rows=4,
+    array_cols=6,
+)
 
 
 def _corruptible_sigmoid_entry(trace: dict, cfg: LstmConfig) -> tuple[int, tuple[int, int, int]]:
@@ -207,7 +232,7 @@ def _corruptible_sigmoid_entry(trace: dict, cfg: LstmConfig) -> tuple[int, tuple
                 for idx in trace[f"l{l}_idx"][s, t, sig_cols]:
                     first.setdefault(int(idx), (s, t, l))
     for idx, (s, t, l) in sorted(first.items()):
-        o_idx = trace[f"l{l}_idx"][s, t, 3 * H:4 * H]
+        o_idx = trace[f"l{l}_idx"][s, t, 3 * H : 4 * H]
         h = trace[f"l{l}_h"][s, t]
         if np.any((o_idx == idx) & (h != 0)):
             return idx, (s, t, l)
@@ -243,14 +268,16 @@ def test_checker_catches_a_corrupted_vector():
     bad["l1_h"] = trace["l1_h"].copy()
     old = int(bad["l1_h"][1, 2, 3])
     bad["l1_h"][1, 2, 3] = old + 1 if old < CHECK_CFG.dac_max else old - 1
-    assert first_mismatch(run, bad) == (f"sequence 1, step 2, layer 1, unit 3: h = {old}, "
-                                        f"golden {int(bad['l1_h'][1, 2, 3])}")
+    assert first_mismatch(run, bad) == (
+        f"sequence 1, step 2, layer 1, unit 3: h = {old}, golden {int(bad['l1_h'][1, 2, 3])}"
+    )
 
     bad = dict(trace)
     bad["outputs"] = trace["outputs"].copy()
     bad["outputs"][0, 1, 1] += 1
-    assert first_mismatch(run, bad) == (f"sequence 0, step 1, output 1: code = {int(trace['outputs'][0, 1, 1])}, "
-                                        f"golden {int(bad['outputs'][0, 1, 1])}")
+    assert first_mismatch(run, bad) == (
+        f"sequence 0, step 1, output 1: code = {int(trace['outputs'][0, 1, 1])}, golden {int(bad['outputs'][0, 1, 1])}"
+    )
 
     bad = dict(trace)
     bad["outputs"] = trace["outputs"][:, :2]
@@ -261,8 +288,17 @@ def test_checker_catches_a_corrupted_vector():
 # Cycle counts
 @pytest.mark.parametrize("H, L, macro_latency", [(1, 1, 1), (5, 1, 2), (8, 2, 3), (32, 1, 2), (32, 3, 7)])
 def test_cycle_target_with_one_lane_per_unit(H, L, macro_latency):
-    cfg = LstmConfig(input_size=8, hidden_size=H, num_layers=L, output_size=4, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=32, array_cols=64)
+    cfg = LstmConfig(
+        input_size=8,
+        hidden_size=H,
+        num_layers=L,
+        output_size=4,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=32,
+        array_cols=64,
+    )
     top = NvmLstmAccelerator(cfg, lanes=H, macro_latency=macro_latency)
     assert top.layer_step_cyc <= macro_latency + 6
     assert top.layer_step_cyc == macro_latency + 4
@@ -278,8 +314,17 @@ def test_cycle_target_with_one_lane_per_unit(H, L, macro_latency):
 def test_measured_cycles_per_timestep(lanes, macro_latency):
     """One layer: the cycles counter per sequence and the per-timestep difference between a 1-step and a
     4-step sequence equal the latency properties."""
-    cfg = LstmConfig(input_size=4, hidden_size=6, num_layers=1, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=5, array_cols=8)
+    cfg = LstmConfig(
+        input_size=4,
+        hidden_size=6,
+        num_layers=1,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=5,
+        array_cols=8,
+    )
     cycles = {}
     for T in (1, 4):
         model, x = random_case(cfg, 20 + T, 2, T)
@@ -304,6 +349,7 @@ def _program(ctx, top, model):
             ctx.set(top.prog_we, 1)
             await ctx.tick()
         ctx.set(top.prog_we, 0)
+
     return go()
 
 
@@ -328,13 +374,15 @@ async def _run_steps(ctx, top, xs, *, clear: bool, log: list, during_busy=None):
         if during_busy is not None and ctx.get(top.busy):
             during_busy(ctx)
         _, _, ready, valid, payload, busy, done, cycles = await ctx.tick().sample(
-            top.inp.ready, top.out.valid, top.out.payload, top.busy, top.done, top.cycles)
+            top.inp.ready, top.out.valid, top.out.payload, top.busy, top.done, top.cycles
+        )
         log.append((busy, done, valid))
         if ready and t_in < len(xs):
             t_in += 1
         if valid:
-            beats.append(([int(v) for v in payload.outputs],
-                          [[int(v) for v in payload.h[l]] for l in range(top.cfg.num_layers)]))
+            beats.append(
+                ([int(v) for v in payload.outputs], [[int(v) for v in payload.h[l]] for l in range(top.cfg.num_layers)])
+            )
         if done:
             ctx.set(top.inp.valid, 0)
             ctx.set(top.prog_we, 0)

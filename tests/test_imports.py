@@ -113,8 +113,9 @@ def check_package(package: str) -> list[str]:
     for path in sorted(folder.rglob("*.py")):
         rel = path.relative_to(folder)
         module, is_init = _module_name(package, rel)
-        problems += check_source(package, path.read_text(encoding="utf-8"), module, is_init,
-                                 str(path.relative_to(REPO)))
+        problems += check_source(
+            package, path.read_text(encoding="utf-8"), module, is_init, str(path.relative_to(REPO))
+        )
     return problems
 
 
@@ -133,49 +134,59 @@ def test_imports_point_down(package):
 
 def test_every_package_is_checked_on_real_imports():
     """The parser sees the imports the tree has (a checker that sees nothing passes everything)."""
-    seen = {p: {_target_package(n) for n, _, _ in _imports(ast.parse((REPO / p / f).read_text()),
-                                                             *_module_name(p, Path(f)))}
-            for p, f in (("tasks", "loaders.py"), ("sim", "cases.py"), ("cli", "cli.py"))}
+    seen = {
+        p: {
+            _target_package(n) for n, _, _ in _imports(ast.parse((REPO / p / f).read_text()), *_module_name(p, Path(f)))
+        }
+        for p, f in (("tasks", "loaders.py"), ("sim", "cases.py"), ("cli", "cli.py"))
+    }
     assert {"golden", "data"} <= seen["tasks"]
     assert "gen" in seen["sim"]
     assert len(seen["cli"] - {None}) >= 3
 
 
-@pytest.mark.parametrize("package, module, source, expect", [
-    # upward, absolute and relative, at module level and inside a function
-    ("hdl", "nvmlstm.hdl.x", "from nvmlstm.gen.rtl import build_top\n", "imports nvmlstm.gen.rtl (package gen)"),
-    ("hdl", "nvmlstm.hdl.x", "def f():\n    from ..sim import run\n", "imports nvmlstm.sim (package sim)"),
-    ("golden", "nvmlstm.golden.x", "from .. import tasks\n", "imports nvmlstm.tasks (package tasks)"),
-    ("tasks", "nvmlstm.tasks.x", "import nvmlstm.train.ckernel\n", "(package train)"),
-    ("gen", "nvmlstm.gen.x", "from nvmlstm import main\n", "imports nvmlstm.main (package cli)"),
-    ("artifacts", "nvmlstm.artifacts.x", "from nvmlstm.golden import io\n", "(package golden)"),
-    # heavy libraries
-    ("golden", "nvmlstm.golden.x", "import torch.nn\n", "imports torch (torch.nn)"),
-    ("tasks", "nvmlstm.tasks.x", "def f():\n    import dask.distributed\n", "imports dask"),
-    ("artifacts", "nvmlstm.artifacts.x", "from amaranth.hdl import Module\n", "imports amaranth"),
-    ("golden", "nvmlstm.golden.x", "import cocotb\n", "imports cocotb"),
-    ("golden", "nvmlstm.golden.x", "import matplotlib.pyplot as plt\n", "imports matplotlib at module level"),
-])
+@pytest.mark.parametrize(
+    "package, module, source, expect",
+    [
+        # upward, absolute and relative, at module level and inside a function
+        ("hdl", "nvmlstm.hdl.x", "from nvmlstm.gen.rtl import build_top\n", "imports nvmlstm.gen.rtl (package gen)"),
+        ("hdl", "nvmlstm.hdl.x", "def f():\n    from ..sim import run\n", "imports nvmlstm.sim (package sim)"),
+        ("golden", "nvmlstm.golden.x", "from .. import tasks\n", "imports nvmlstm.tasks (package tasks)"),
+        ("tasks", "nvmlstm.tasks.x", "import nvmlstm.train.ckernel\n", "(package train)"),
+        ("gen", "nvmlstm.gen.x", "from nvmlstm import main\n", "imports nvmlstm.main (package cli)"),
+        ("artifacts", "nvmlstm.artifacts.x", "from nvmlstm.golden import io\n", "(package golden)"),
+        # heavy libraries
+        ("golden", "nvmlstm.golden.x", "import torch.nn\n", "imports torch (torch.nn)"),
+        ("tasks", "nvmlstm.tasks.x", "def f():\n    import dask.distributed\n", "imports dask"),
+        ("artifacts", "nvmlstm.artifacts.x", "from amaranth.hdl import Module\n", "imports amaranth"),
+        ("golden", "nvmlstm.golden.x", "import cocotb\n", "imports cocotb"),
+        ("golden", "nvmlstm.golden.x", "import matplotlib.pyplot as plt\n", "imports matplotlib at module level"),
+    ],
+)
 def test_the_checker_reports_a_forbidden_import(package, module, source, expect):
     problems = check_source(package, source, module, where="synthetic.py")
     assert len(problems) == 1 and expect in problems[0], problems
 
 
-@pytest.mark.parametrize("package, module, source", [
-    ("golden", "nvmlstm.golden.x", "def f():\n    import matplotlib.pyplot as plt\n"),  # only when called
-    ("gen", "nvmlstm.gen.x", "from ..hdl import macro\nfrom nvmlstm.artifacts.files import sha256_file\n"),
-    ("cli", "nvmlstm.cli", "from . import golden, sim, train\nimport torch\n"),
-    ("tasks", "nvmlstm.tasks.loaders", "from .. import data\nfrom .generic import load_generic\n"),
-])
+@pytest.mark.parametrize(
+    "package, module, source",
+    [
+        ("golden", "nvmlstm.golden.x", "def f():\n    import matplotlib.pyplot as plt\n"),  # only when called
+        ("gen", "nvmlstm.gen.x", "from ..hdl import macro\nfrom nvmlstm.artifacts.files import sha256_file\n"),
+        ("cli", "nvmlstm.cli", "from . import golden, sim, train\nimport torch\n"),
+        ("tasks", "nvmlstm.tasks.loaders", "from .. import data\nfrom .generic import load_generic\n"),
+    ],
+)
 def test_the_checker_accepts_allowed_imports(package, module, source):
     assert check_source(package, source, module) == []
 
 
 def test_golden_and_tasks_load_no_heavy_library_at_runtime():
-    code = ("import nvmlstm.golden, nvmlstm.tasks, nvmlstm.artifacts, sys; "
-            "heavy = sorted(m for m in sys.modules "
-            "if m.split('.')[0] in {'torch', 'amaranth', 'cocotb', 'dask', 'matplotlib'}); "
-            "assert not heavy, heavy")
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+    code = (
+        "import nvmlstm.golden, nvmlstm.tasks, nvmlstm.artifacts, sys; "
+        "heavy = sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'torch', 'amaranth', 'cocotb', 'dask', 'matplotlib'}); "
+        "assert not heavy, heavy"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

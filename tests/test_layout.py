@@ -68,20 +68,51 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
     cli = Path(sys.executable).with_name("nvmlstm")
     assert cli.is_file(), f"the nvmlstm console script is not installed beside {sys.executable}"
     for cmd in ([str(cli)], [sys.executable, "-m", "nvmlstm"]):
-        res = subprocess.run([*cmd, "golden", "--config", str(REPO / "tests" / "missing.json"), "--random-weights",
-                              "--out", "o"], cwd=work, env=_env(), capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [*cmd, "golden", "--config", str(REPO / "tests" / "missing.json"), "--random-weights", "--out", "o"],
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         # The config does not exist: the command ran (it is ours) and said so in one line.
         assert res.returncode == 2 and "missing.json" in res.stderr and "user's" not in res.stderr, res.stderr
     cfg = work / "cfg.json"
-    cfg.write_text('{"input_size": 3, "hidden_size": 4, "num_layers": 1, "output_size": 2, "weight_bits": 4, '
-                   '"dac_bits": 4, "adc_bits": 4, "array_rows": 8, "array_cols": 8}')
-    res = subprocess.run([str(cli), "golden", "--config", "cfg.json", "--random-weights", "--sequences", "2",
-                          "--steps", "3", "--out", "vec"], cwd=work, env=_env(), capture_output=True, text=True,
-                         timeout=120)
+    cfg.write_text(
+        '{"input_size": 3, "hidden_size": 4, "num_layers": 1, "output_size": 2, "weight_bits": 4, '
+        '"dac_bits": 4, "adc_bits": 4, "array_rows": 8, "array_cols": 8}'
+    )
+    res = subprocess.run(
+        [
+            str(cli),
+            "golden",
+            "--config",
+            "cfg.json",
+            "--random-weights",
+            "--sequences",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            "vec",
+        ],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert (work / "vec" / "vectors.npz").is_file()
-    res = subprocess.run([sys.executable, "-c", API_SCRIPT % (SHADOW_NAMES,)], cwd=work, env=_env(),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", API_SCRIPT % (SHADOW_NAMES,)],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     _check_api_output(res.stdout)
 
@@ -90,8 +121,9 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
 def test_a_folder_imported_under_its_own_name_fails_loudly(name):
     """From the repository root every folder is importable by its own name: a second identity of each of
     its classes. Each refuses, naming the one import that is right."""
-    res = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", f"import {name}"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 1
     want = "nvmlstm" if name == "cli" else f"nvmlstm.{name}"
     assert f"ImportError: the {name}/ folder is the package {want}; import {want}, not {name}" in res.stderr
@@ -102,12 +134,21 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
     alone (before the editable install on sys.path) it runs the API from a shadowing directory."""
     # Built from a copy: setuptools writes build/ and *.egg-info/ beside the sources.
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "runs", "sim_build",
-                                                             "*.egg-info", "__pycache__", ".pytest_cache",
-                                                             ".hypothesis"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "runs", "sim_build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"
+        ),
+    )
     wheels = tmp_path / "wheels"
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                          str(wheels), str(src)], env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if res.returncode != 0 and "No module named" in res.stderr and "setuptools" in res.stderr:
         pytest.skip("setuptools is not installed in this environment: `pip install 'setuptools>=77'`")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -115,22 +156,42 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"nvmlstm", f"nvm_lstm-{wheel.name.split('-')[1]}.dist-info"}, top
-    for must in ("nvmlstm/golden/__init__.py", "nvmlstm/gen/templates/nvm_array_macro.v.j2",
-                 "nvmlstm/data/declaration.txt", "nvmlstm/data/cycles.csv", "nvmlstm/data/README.md",
-                 "nvmlstm/cli.py", "nvmlstm/__main__.py", "nvmlstm/sim/tb.py", "nvmlstm/train/ckernel.c",
-                 "nvmlstm/bench/__init__.py", "nvmlstm/bench/default_tech.toml", "nvmlstm/bench/literature.csv",
-                 *(f"nvmlstm/{name}/__init__.py" for name in SUBPACKAGES)):
+    for must in (
+        "nvmlstm/golden/__init__.py",
+        "nvmlstm/gen/templates/nvm_array_macro.v.j2",
+        "nvmlstm/data/declaration.txt",
+        "nvmlstm/data/cycles.csv",
+        "nvmlstm/data/README.md",
+        "nvmlstm/cli.py",
+        "nvmlstm/__main__.py",
+        "nvmlstm/sim/tb.py",
+        "nvmlstm/train/ckernel.c",
+        "nvmlstm/bench/__init__.py",
+        "nvmlstm/bench/default_tech.toml",
+        "nvmlstm/bench/literature.csv",
+        *(f"nvmlstm/{name}/__init__.py" for name in SUBPACKAGES),
+    ):
         assert must in names, must
     assert not any(n.startswith("nvmlstm/tests") or "/__pycache__/" in n for n in names)
     site = tmp_path / "site"
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
-                          str(wheel)], env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     work = _shadow_dir(tmp_path)
     env = _env() | {"PYTHONPATH": str(site)}
-    res = subprocess.run([sys.executable, "-c", "import nvmlstm.golden as g; print(g.__file__)\n"
-                          + API_SCRIPT % (SHADOW_NAMES,)], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", "import nvmlstm.golden as g; print(g.__file__)\n" + API_SCRIPT % (SHADOW_NAMES,)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == str(site / "nvmlstm" / "golden" / "__init__.py")
     _check_api_output(res.stdout)

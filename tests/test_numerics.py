@@ -47,8 +47,9 @@ def trace_mismatches(got: dict, want: dict) -> list[str]:
     """Every difference between two traces: key sets, then per key shape and integer values (exact)."""
     problems = []
     if set(got) != set(want):
-        problems.append(f"key sets differ: only in got {sorted(set(got) - set(want))}, "
-                        f"only in want {sorted(set(want) - set(got))}")
+        problems.append(
+            f"key sets differ: only in got {sorted(set(got) - set(want))}, only in want {sorted(set(want) - set(got))}"
+        )
     for k in sorted(set(got) & set(want)):
         a, b = np.asarray(got[k]), np.asarray(want[k])
         if a.shape != b.shape:
@@ -75,8 +76,9 @@ def random_codes(cfg: LstmConfig, rng: np.random.Generator, sequences: int, step
     return rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(sequences, steps, cfg.input_size), dtype=np.int64)
 
 
-def int_model(cfg: LstmConfig, rng: np.random.Generator, *, adc_step: int | None = None,
-              head_adc_step: int | None = None) -> QuantizedModel:
+def int_model(
+    cfg: LstmConfig, rng: np.random.Generator, *, adc_step: int | None = None, head_adc_step: int | None = None
+) -> QuantizedModel:
     """A random integer model: uniform weight codes, and ADC steps / gate scales anywhere in a range that
     keeps the ADC codes spread (or the given steps)."""
     wm = cfg.weight_max
@@ -89,8 +91,9 @@ def int_model(cfg: LstmConfig, rng: np.random.Generator, *, adc_step: int | None
         layers.append(LayerParams(w, step, rng.integers(0, cfg.scale_max + 1, size=4)))
     hw = rng.integers(-wm, wm + 1, size=(cfg.output_size, cfg.head_rows))
     p_typ = max(1, int(math.sqrt(min(cfg.array_rows, cfg.head_rows))) * wm * cfg.dac_max // 2)
-    hstep = head_adc_step if head_adc_step is not None else int(
-        rng.integers(1, max(2, 2 * p_typ // cfg.head_adc_max + 2)))
+    hstep = (
+        head_adc_step if head_adc_step is not None else int(rng.integers(1, max(2, 2 * p_typ // cfg.head_adc_max + 2)))
+    )
     return QuantizedModel(cfg, tuple(layers), HeadParams(hw, min(hstep, cfg.adc_step_max)))
 
 
@@ -132,8 +135,7 @@ def small_configs(draw) -> LstmConfig:
 # ------------------------------------------------------------------------------------------------------
 # 1. golden_forward == naive_forward, bit for bit
 @PROPERTY
-@given(cfg=small_configs(), seed=st.integers(0, 2**32 - 1), sequences=st.integers(1, 3),
-       steps=st.integers(1, 6))
+@given(cfg=small_configs(), seed=st.integers(0, 2**32 - 1), sequences=st.integers(1, 3), steps=st.integers(1, 6))
 def test_golden_equals_naive_ptq_models(cfg, seed, sequences, steps):
     x = random_codes(cfg, np.random.default_rng([seed, 1]), sequences, steps)
     qm, _ = random_model(cfg, seed, x)
@@ -141,8 +143,7 @@ def test_golden_equals_naive_ptq_models(cfg, seed, sequences, steps):
 
 
 @PROPERTY
-@given(cfg=small_configs(), seed=st.integers(0, 2**32 - 1), sequences=st.integers(1, 3),
-       steps=st.integers(1, 6))
+@given(cfg=small_configs(), seed=st.integers(0, 2**32 - 1), sequences=st.integers(1, 3), steps=st.integers(1, 6))
 def test_golden_equals_naive_random_integer_models(cfg, seed, sequences, steps):
     # Arbitrary weight codes, ADC steps and gate scales (including 0): reaches every rail and clip.
     rng = np.random.default_rng(seed)
@@ -154,16 +155,63 @@ def test_golden_equals_naive_random_integer_models(cfg, seed, sequences, steps):
 # table (2*bound+1 > 2**22), the cell update in int64 (frac_bits + cell_bits > 30), tanh(c) and h without
 # tables (cell range > 2**22, 2**(2F+1) > 2**22), and a single row tile (the composed table without trace).
 WIDE_CONFIGS = {
-    "float64_no_tables": dict(input_size=3, hidden_size=5, num_layers=2, output_size=2, weight_bits=12,
-                              dac_bits=12, adc_bits=10, array_rows=64, array_cols=8, lut_bits=14, lut_frac=10,
-                              frac_bits=12, cell_bits=23, scale_bits=20, scale_shift=12, adc_step_bits=24),
-    "float32_no_adc_table": dict(input_size=150, hidden_size=60, num_layers=1, output_size=3, weight_bits=8,
-                                 dac_bits=8, adc_bits=8, array_rows=200, array_cols=16, head_adc_bits=6),
-    "single_row_tile": dict(input_size=5, hidden_size=6, num_layers=2, output_size=4, weight_bits=5,
-                            dac_bits=5, adc_bits=6, array_rows=16, array_cols=16),
-    "frac_equals_lut_frac": dict(input_size=2, hidden_size=3, num_layers=1, output_size=2, weight_bits=3,
-                                 dac_bits=3, adc_bits=3, array_rows=3, array_cols=2, lut_bits=6, lut_frac=5,
-                                 frac_bits=5, cell_bits=7, scale_shift=0),
+    "float64_no_tables": dict(
+        input_size=3,
+        hidden_size=5,
+        num_layers=2,
+        output_size=2,
+        weight_bits=12,
+        dac_bits=12,
+        adc_bits=10,
+        array_rows=64,
+        array_cols=8,
+        lut_bits=14,
+        lut_frac=10,
+        frac_bits=12,
+        cell_bits=23,
+        scale_bits=20,
+        scale_shift=12,
+        adc_step_bits=24,
+    ),
+    "float32_no_adc_table": dict(
+        input_size=150,
+        hidden_size=60,
+        num_layers=1,
+        output_size=3,
+        weight_bits=8,
+        dac_bits=8,
+        adc_bits=8,
+        array_rows=200,
+        array_cols=16,
+        head_adc_bits=6,
+    ),
+    "single_row_tile": dict(
+        input_size=5,
+        hidden_size=6,
+        num_layers=2,
+        output_size=4,
+        weight_bits=5,
+        dac_bits=5,
+        adc_bits=6,
+        array_rows=16,
+        array_cols=16,
+    ),
+    "frac_equals_lut_frac": dict(
+        input_size=2,
+        hidden_size=3,
+        num_layers=1,
+        output_size=2,
+        weight_bits=3,
+        dac_bits=3,
+        adc_bits=3,
+        array_rows=3,
+        array_cols=2,
+        lut_bits=6,
+        lut_frac=5,
+        frac_bits=5,
+        cell_bits=7,
+        scale_shift=0,
+    ),
 }
 
 
@@ -179,10 +227,28 @@ def test_golden_equals_naive_other_code_paths(name):
 # Large batches run in cache-sized chunks of sequences (golden.lstm._chunks); the chunk boundaries must not
 # change a single value. 1102 sequences with 128 hidden units and two row tiles split unevenly.
 LARGE_BATCH_CONFIGS = {
-    "two_row_tiles_h128": dict(input_size=16, hidden_size=128, num_layers=1, output_size=3, weight_bits=4,
-                               dac_bits=4, adc_bits=4, array_rows=128, array_cols=128),
-    "two_layers_h64": dict(input_size=8, hidden_size=64, num_layers=2, output_size=4, weight_bits=4,
-                           dac_bits=4, adc_bits=5, array_rows=48, array_cols=64),
+    "two_row_tiles_h128": dict(
+        input_size=16,
+        hidden_size=128,
+        num_layers=1,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=128,
+        array_cols=128,
+    ),
+    "two_layers_h64": dict(
+        input_size=8,
+        hidden_size=64,
+        num_layers=2,
+        output_size=4,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=5,
+        array_rows=48,
+        array_cols=64,
+    ),
 }
 
 
@@ -220,8 +286,18 @@ def test_checker_catches_perturbed_weight_code():
     # One bias-row weight code changed by one level: with a lossless ADC (step 1, no clipping) the bias row,
     # driven at dac_max at every step, changes that column's ADC code at every step, so the two models'
     # traces must differ.
-    cfg = LstmConfig(input_size=3, hidden_size=4, num_layers=1, output_size=2, weight_bits=4, dac_bits=4,
-                     adc_bits=16, head_adc_bits=16, array_rows=4, array_cols=4)
+    cfg = LstmConfig(
+        input_size=3,
+        hidden_size=4,
+        num_layers=1,
+        output_size=2,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=16,
+        head_adc_bits=16,
+        array_rows=4,
+        array_cols=4,
+    )
     rng = np.random.default_rng(9)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     x = random_codes(cfg, rng, 2, 3)
@@ -255,8 +331,18 @@ def test_lossless_adc_tiles_sum_to_untiled_product(array_rows):
     # adc_step = 1 and 16-bit ADCs: |p| <= 64 * 7 * 7 = 3136 < 32767 = adc_max, so every conversion is exact
     # and the codes summed over row tiles must be the plain integer product, for any tiling
     # (K = 8 rows for layer 0, 9 for layer 1, 5 for the head; 64 > K is a single tile).
-    cfg = LstmConfig(input_size=3, hidden_size=4, num_layers=2, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=16, head_adc_bits=16, array_rows=array_rows, array_cols=4)
+    cfg = LstmConfig(
+        input_size=3,
+        hidden_size=4,
+        num_layers=2,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=16,
+        head_adc_bits=16,
+        array_rows=array_rows,
+        array_cols=4,
+    )
     rng = np.random.default_rng(31)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     x = random_codes(cfg, rng, 3, 6)
@@ -279,8 +365,18 @@ def test_lossless_adc_tiles_sum_to_untiled_product(array_rows):
 
 def test_lossless_adc_check_detects_perturbed_weight():
     # The independent product of test_lossless_adc_... must notice a single weight code changed by one.
-    cfg = LstmConfig(input_size=3, hidden_size=4, num_layers=1, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=16, head_adc_bits=16, array_rows=3, array_cols=4)
+    cfg = LstmConfig(
+        input_size=3,
+        hidden_size=4,
+        num_layers=1,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=16,
+        head_adc_bits=16,
+        array_rows=3,
+        array_cols=4,
+    )
     rng = np.random.default_rng(31)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     tr = golden_forward(qm, random_codes(cfg, rng, 3, 6), trace=True)
@@ -296,8 +392,17 @@ def test_lossless_adc_check_detects_perturbed_weight():
 # ------------------------------------------------------------------------------------------------------
 # 3. Column tiling changes nothing; row tiling is modeled (changes lossy ADC codes)
 def test_column_tiling_never_changes_results():
-    base = LstmConfig(input_size=5, hidden_size=7, num_layers=2, output_size=6, weight_bits=4, dac_bits=4,
-                      adc_bits=4, array_rows=6, array_cols=64)
+    base = LstmConfig(
+        input_size=5,
+        hidden_size=7,
+        num_layers=2,
+        output_size=6,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=6,
+        array_cols=64,
+    )
     x = random_codes(base, np.random.default_rng(3), 4, 8)
     qm, _ = random_model(base, 3, x)
     ref = golden_forward(qm, x, trace=True)
@@ -311,10 +416,20 @@ def test_row_tiling_changes_lossy_adc_codes_hand_example():
     # array_rows = 2: tiles {x0,x1} p=2 -> 1, {x2,h} p=1 -> 0.5 -> 1 (half away), {bias} p=1 -> 1: acc 3.
     # array_rows = 4: tiles {x0..h} p=3 -> 1.5 -> 2, {bias} p=1 -> 1: acc 3.
     def run(rows):
-        cfg = LstmConfig(input_size=3, hidden_size=1, num_layers=1, output_size=1, weight_bits=2, dac_bits=2,
-                         adc_bits=3, array_rows=rows, array_cols=4)
-        qm = QuantizedModel(cfg, (LayerParams(np.ones((4, 5), int), 2, np.full(4, 64)),),
-                            HeadParams(np.ones((1, 2), int), 1))
+        cfg = LstmConfig(
+            input_size=3,
+            hidden_size=1,
+            num_layers=1,
+            output_size=1,
+            weight_bits=2,
+            dac_bits=2,
+            adc_bits=3,
+            array_rows=rows,
+            array_cols=4,
+        )
+        qm = QuantizedModel(
+            cfg, (LayerParams(np.ones((4, 5), int), 2, np.full(4, 64)),), HeadParams(np.ones((1, 2), int), 1)
+        )
         x = np.ones((1, 1, 3), dtype=np.int64)
         assert_traces_equal(golden_forward(qm, x), naive_forward(qm, x))
         return golden_forward(qm, x)
@@ -327,8 +442,17 @@ def test_row_tiling_changes_lossy_adc_codes_hand_example():
 
 
 def test_row_tiling_changes_lossy_adc_codes_random_model():
-    base = LstmConfig(input_size=5, hidden_size=7, num_layers=1, output_size=6, weight_bits=4, dac_bits=4,
-                      adc_bits=4, array_rows=64, array_cols=8)
+    base = LstmConfig(
+        input_size=5,
+        hidden_size=7,
+        num_layers=1,
+        output_size=6,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=64,
+        array_cols=8,
+    )
     x = random_codes(base, np.random.default_rng(4), 4, 8)
     qm, _ = random_model(base, 4, x)
     untiled = golden_forward(qm, x)
@@ -355,20 +479,40 @@ def _convergence_errors(array_rows: int) -> list[tuple[float, float]]:
     leaves an error floor (~3e-3 in h) that does not shrink with the width.
     """
     shape = dict(input_size=4, hidden_size=8, num_layers=2, output_size=3)
-    fm = random_float_model(LstmConfig(**shape, weight_bits=4, dac_bits=4, adc_bits=4, array_rows=2, array_cols=2),
-                            np.random.default_rng(123), gain=1.0, forget_bias=1.0)
+    fm = random_float_model(
+        LstmConfig(**shape, weight_bits=4, dac_bits=4, adc_bits=4, array_rows=2, array_cols=2),
+        np.random.default_rng(123),
+        gain=1.0,
+        forget_bias=1.0,
+    )
     x = np.random.default_rng(7).uniform(-1.0, 1.0, size=(8, 12, 4))
     ref = float_forward(fm, x)
     errors = []
     for b in WIDTHS:
         frac = min(b + 4, 14)
-        cfg = LstmConfig(**shape, weight_bits=b, dac_bits=b, adc_bits=b, array_rows=array_rows, array_cols=16,
-                         lut_bits=b + 4, lut_frac=b, frac_bits=frac, cell_bits=frac + 5, scale_bits=16,
-                         scale_shift=10, adc_step_bits=24)
+        cfg = LstmConfig(
+            **shape,
+            weight_bits=b,
+            dac_bits=b,
+            adc_bits=b,
+            array_rows=array_rows,
+            array_cols=16,
+            lut_bits=b + 4,
+            lut_frac=b,
+            frac_bits=frac,
+            cell_bits=frac + 5,
+            scale_bits=16,
+            scale_shift=10,
+            adc_step_bits=24,
+        )
         qm = quantize_model(fm, cfg, x, input_scale=1.0 / cfg.dac_max, percentile=100.0)
         out = golden_forward(qm, quantize(x, qm.input_scale, cfg.dac_bits), trace=False)
-        errors.append((float(np.max(np.abs(out["h"] / cfg.dac_max - ref["h"]))),
-                       float(np.max(np.abs(out["outputs"] * qm.output_scale - ref["outputs"])))))
+        errors.append(
+            (
+                float(np.max(np.abs(out["h"] / cfg.dac_max - ref["h"]))),
+                float(np.max(np.abs(out["outputs"] * qm.output_scale - ref["outputs"]))),
+            )
+        )
     return errors
 
 
@@ -391,8 +535,17 @@ def test_quantized_path_converges_to_float_reference(array_rows):
 # 5. Float reference vs torch.nn.LSTM + nn.Linear in float64 (float comparison, tolerance 1e-9)
 def test_float_reference_matches_torch():
     torch = pytest.importorskip("torch")
-    cfg = LstmConfig(input_size=5, hidden_size=7, num_layers=3, output_size=4, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=8, array_cols=8)
+    cfg = LstmConfig(
+        input_size=5,
+        hidden_size=7,
+        num_layers=3,
+        output_size=4,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=8,
+        array_cols=8,
+    )
     fm = random_float_model(cfg, np.random.default_rng(77), gain=2.0, forget_bias=1.0)
     x = np.random.default_rng(78).uniform(-1.5, 1.5, size=(6, 11, 5))
     ref = float_forward(fm, x, trace=True)
@@ -417,8 +570,15 @@ def test_float_reference_matches_torch():
         assert np.max(np.abs(c_n[l].numpy() - ref[f"l{l}_c"][:, -1])) < tol
     # The check can fail: a one-unit change of one float weight moves the result far beyond the tolerance.
     bad = FloatModel(
-        (FloatLayer(fm.layers[0].w_ih + np.eye(4 * cfg.hidden_size, cfg.input_size), fm.layers[0].w_hh,
-                    fm.layers[0].bias),) + fm.layers[1:], fm.head_w, fm.head_b)
+        (
+            FloatLayer(
+                fm.layers[0].w_ih + np.eye(4 * cfg.hidden_size, cfg.input_size), fm.layers[0].w_hh, fm.layers[0].bias
+            ),
+        )
+        + fm.layers[1:],
+        fm.head_w,
+        fm.head_b,
+    )
     assert np.max(np.abs(h_seq.numpy() - float_forward(bad, x)["h"])) > 1e3 * tol
 
 
@@ -455,14 +615,24 @@ def test_nonidealities_seeded(default_model):
     assert all(a[k].shape == v.shape for k, v in golden_forward(qm, x).items())
 
 
-@pytest.mark.parametrize("stuck", [dict(stuck_gmin_rate=1.0), dict(stuck_gmax_rate=1.0),
-                                   dict(stuck_gmin_rate=1.0, prog_noise=0.2)])
+@pytest.mark.parametrize(
+    "stuck", [dict(stuck_gmin_rate=1.0), dict(stuck_gmax_rate=1.0), dict(stuck_gmin_rate=1.0, prog_noise=0.2)]
+)
 def test_all_devices_stuck_gives_zero_dot_products(stuck):
     # Every device at Gmin (or every device at Gmax): G+ - G- = 0 for every weight, so every dot product and
     # ADC code is 0, every table index is 0, i = f = o = sigmoid(0) = 2^(F-1), g = tanh(0) = 0, c = 0, h = 0,
     # and the outputs are 0. (Programming noise cannot move a stuck device.)
-    cfg = LstmConfig(input_size=4, hidden_size=5, num_layers=2, output_size=3, weight_bits=4, dac_bits=4,
-                     adc_bits=4, array_rows=4, array_cols=8)
+    cfg = LstmConfig(
+        input_size=4,
+        hidden_size=5,
+        num_layers=2,
+        output_size=3,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=4,
+        array_cols=8,
+    )
     x = random_codes(cfg, np.random.default_rng(8), 3, 5)
     qm, _ = random_model(cfg, 8, x)
     tr = golden_forward(qm, x, nonideal=NonIdealities(**stuck, seed=1))
@@ -564,8 +734,11 @@ def test_input_code_out_of_range_rejected(small_model, code):
     x = np.zeros((3, 4, 8), dtype=np.int16)
     x[1, 2, 5] = code
     x[2, 3, 7] = code  # only the first offender is named
-    with pytest.raises(InputError, match=rf"inputs: code {code} at sequence 1, step 2, input 5 is outside the "
-                                         r"4-bit DAC range \[-7, 7\]"):
+    with pytest.raises(
+        InputError,
+        match=rf"inputs: code {code} at sequence 1, step 2, input 5 is outside the "
+        r"4-bit DAC range \[-7, 7\]",
+    ):
         golden_forward(small_model, x)
     x[1, 2, 5] = x[2, 3, 7] = 7
     golden_forward(small_model, x)  # the range itself is accepted
@@ -590,8 +763,11 @@ def test_quantize_model_rejects_other_shape():
     other = cfg.replace(hidden_size=16)
     fm = random_float_model(other, np.random.default_rng(0))
     x = np.zeros((1, 2, cfg.input_size))
-    with pytest.raises(ModelError, match=r"float model has \(input_size, hidden_size, num_layers, output_size\) = "
-                                         r"\(8, 16, 1, 10\), config says \(8, 32, 1, 10\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"float model has \(input_size, hidden_size, num_layers, output_size\) = "
+        r"\(8, 16, 1, 10\), config says \(8, 32, 1, 10\)",
+    ):
         quantize_model(fm, cfg, x, input_scale=1 / 7)
     fm2 = random_float_model(cfg.replace(input_size=3, num_layers=2, output_size=4), np.random.default_rng(0))
     with pytest.raises(ModelError, match=r"= \(3, 32, 2, 4\), config says \(8, 32, 1, 10\)"):

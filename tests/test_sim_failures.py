@@ -78,8 +78,15 @@ def first_difference(golden_trace: dict, other: dict, num_layers: int) -> dict |
                 bad = np.flatnonzero(a != b)
                 if bad.size:
                     i = int(bad[0])
-                    return {"sequence": s, "timestep": t, "layer": layer, "signal": signal, "index": i,
-                            "expected": int(a[i]), "actual": int(b[i])}
+                    return {
+                        "sequence": s,
+                        "timestep": t,
+                        "layer": layer,
+                        "signal": signal,
+                        "index": i,
+                        "expected": int(a[i]),
+                        "actual": int(b[i]),
+                    }
     return None
 
 
@@ -116,8 +123,15 @@ def test_one_corrupted_h_code_is_named(two_layer, tmp_path, simulator):
     value = other_code(int(arrays["l1_h"][idx]))
     orig = corrupted_copy(vec, tmp_path / "vec", [("l1_h", idx, value)])
     rep = run_regression(rtl, tmp_path / "vec", simulator, stress=STRESS, work_dir=tmp_path / "run")
-    assert where(rep["first_mismatch"]) == {"sequence": 1, "timestep": 5, "layer": 1, "signal": "h", "index": 2,
-                                            "expected": value, "actual": orig[("l1_h", idx)]}
+    assert where(rep["first_mismatch"]) == {
+        "sequence": 1,
+        "timestep": 5,
+        "layer": 1,
+        "signal": "h",
+        "index": 2,
+        "expected": value,
+        "actual": orig[("l1_h", idx)],
+    }
     assert rep["mismatches"] == 1
     assert rep["values_compared"] == rep["values_expected"]  # the run went on to the end
     assert rep["first_mismatch_text"].startswith("sequence 1, timestep 5, layer 1 h[2]: expected")
@@ -133,8 +147,15 @@ def test_one_corrupted_output_code_is_named(two_layer, tmp_path):
     value = other_code(int(arrays["outputs"][idx]))
     orig = corrupted_copy(vec, tmp_path / "vec", [("outputs", idx, value)])
     rep = run_regression(rtl, tmp_path / "vec", "icarus", stress=STRESS, waves=False, work_dir=tmp_path / "run")
-    assert where(rep["first_mismatch"]) == {"sequence": 2, "timestep": 7, "layer": None, "signal": "outputs",
-                                            "index": 1, "expected": value, "actual": orig[("outputs", idx)]}
+    assert where(rep["first_mismatch"]) == {
+        "sequence": 2,
+        "timestep": 7,
+        "layer": None,
+        "signal": "outputs",
+        "index": 1,
+        "expected": value,
+        "actual": orig[("outputs", idx)],
+    }
     assert rep["mismatches"] == 1 and rep["waves"] is None
 
 
@@ -143,13 +164,25 @@ def test_the_first_of_several_differences_is_named(two_layer, tmp_path):
     simulator_or_skip("icarus")
     case, rtl, vec = two_layer
     doc, arrays = load_vectors(vec)
-    edits = [("outputs", (0, 6, 0), None), ("l0_h", (1, 0, 3), None),  # later in time
-             ("l1_h", (0, 3, 4), None), ("outputs", (0, 3, 2), None), ("l0_h", (0, 3, 1), None)]  # step (0, 3)
+    edits = [
+        ("outputs", (0, 6, 0), None),
+        ("l0_h", (1, 0, 3), None),  # later in time
+        ("l1_h", (0, 3, 4), None),
+        ("outputs", (0, 3, 2), None),
+        ("l0_h", (0, 3, 1), None),
+    ]  # step (0, 3)
     edits = [(n, i, other_code(int(arrays[n][i]))) for n, i, _ in edits]
     orig = corrupted_copy(vec, tmp_path / "vec", edits)
     rep = run_regression(rtl, tmp_path / "vec", "icarus", stress=STRESS, waves=False, work_dir=tmp_path / "run")
-    assert where(rep["first_mismatch"]) == {"sequence": 0, "timestep": 3, "layer": 0, "signal": "h", "index": 1,
-                                            "expected": edits[4][2], "actual": orig[("l0_h", (0, 3, 1))]}
+    assert where(rep["first_mismatch"]) == {
+        "sequence": 0,
+        "timestep": 3,
+        "layer": 0,
+        "signal": "h",
+        "index": 1,
+        "expected": edits[4][2],
+        "actual": orig[("l0_h", (0, 3, 1))],
+    }
     assert rep["mismatches"] == len(edits)
 
 
@@ -159,7 +192,7 @@ def _broken_sigmoid(monkeypatch, case, trace):
     """Change the sigmoid entry that layer 0's o gates hit most often, in the RTL ROMs and in golden."""
     cfg = case.cfg()
     H = cfg.hidden_size
-    o_idx = trace["l0_idx"][..., 3 * H:]
+    o_idx = trace["l0_idx"][..., 3 * H :]
     vals, counts = np.unique(o_idx, return_counts=True)
     k = int(vals[np.argmax(counts)]) - cfg.lut_min
     table = sigmoid_table(cfg).copy()
@@ -193,8 +226,7 @@ def test_a_broken_design_fails_at_the_predicted_place(tmp_path, monkeypatch, bre
         broken_trace = naive_forward(load_model(tmp_path / "vec" / "model.npz"), trace["inputs"])
     predicted = first_difference(trace, broken_trace, case.cfg().num_layers)
     assert predicted is not None, "the breakage must change a compared value for this test to mean anything"
-    rep = run_regression(tmp_path / "rtl_broken", tmp_path / "vec", "icarus", stress=STRESS,
-                         work_dir=tmp_path / "run")
+    rep = run_regression(tmp_path / "rtl_broken", tmp_path / "vec", "icarus", stress=STRESS, work_dir=tmp_path / "run")
     assert where(rep["first_mismatch"]) == predicted
     assert_failed_with_waves(rep, ".vcd")
 

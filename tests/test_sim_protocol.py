@@ -91,7 +91,8 @@ def test_payload_layout_is_the_documented_one(prepared, name):
     O, H, L, d = cfg.output_size, cfg.hidden_size, cfg.num_layers, cfg.dac_bits
     assert [(f.lsb, f.width, f.signed) for f in lay.outputs] == [(o * out_bits, out_bits, True) for o in range(O)]
     assert [[(f.lsb, f.width) for f in row] for row in lay.h] == [
-        [(O * out_bits + (l * H + u) * d, d) for u in range(H)] for l in range(L)]
+        [(O * out_bits + (l * H + u) * d, d) for u in range(H)] for l in range(L)
+    ]
     assert [(f.lsb, f.width) for f in lay.x] == [(k * d, d) for k in range(cfg.input_size)]
     # round trip of extreme codes through the packing
     rng = np.random.default_rng(0)

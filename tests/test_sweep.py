@@ -30,8 +30,17 @@ TEST_SEQ = 120
 
 
 def _cfg(**kw):
-    d = dict(input_size=8, hidden_size=8, num_layers=1, output_size=10, weight_bits=4, dac_bits=4, adc_bits=4,
-             array_rows=8, array_cols=16)
+    d = dict(
+        input_size=8,
+        hidden_size=8,
+        num_layers=1,
+        output_size=10,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=8,
+        array_cols=16,
+    )
     d.update(kw)
     return LstmConfig(**d)
 
@@ -58,8 +67,11 @@ def models(tmp_path_factory, td):
     fmeta = {"task": "digits", "mode": "fp", "seed": 0, "input_scale": 1 / cfg.dac_max, "config": cfg.to_dict()}
     for name, mode in (("ptq", "ptq"), ("qat", "qat"), ("lm", "qat")):
         (root / name).mkdir()
-        save_model(qm, root / name / "model.npz",
-                   metadata={"task": "charlm" if name == "lm" else "digits", "mode": mode, "seed": 0})
+        save_model(
+            qm,
+            root / name / "model.npz",
+            metadata={"task": "charlm" if name == "lm" else "digits", "mode": mode, "seed": 0},
+        )
     save_float_model(fm, root / "ptq" / "float_model.npz", metadata=fmeta)
     (root / "qat" / "metrics.json").write_text(json.dumps({"weight_noise": 0.05, "adc_noise": 0.5}))
     (root / "fp").mkdir()
@@ -75,8 +87,15 @@ def client():
 
 def _spec(models, axes, trials=3, **kw):
     r = models["root"]
-    return build_spec(task="digits", models=[str(r / "ptq"), str(r / "qat"), f"float={r / 'fp'}"], axes=axes,
-                      trials=trials, seed=5, test_sequences=TEST_SEQ, **kw)
+    return build_spec(
+        task="digits",
+        models=[str(r / "ptq"), str(r / "qat"), f"float={r / 'fp'}"],
+        axes=axes,
+        trials=trials,
+        seed=5,
+        test_sequences=TEST_SEQ,
+        **kw,
+    )
 
 
 AXES = ["adc_noise=0,1", "array_rows=8,16"]
@@ -95,8 +114,14 @@ def swept(models, client, tmp_path_factory):
 def test_end_to_end_files_and_labels(swept):
     out, s, logs = swept
     assert logs == []
-    for f in (*FILES, "accuracy_vs_adc_noise.png", "accuracy_vs_array_rows.png", "heatmap_ptq.png",
-              "heatmap_qat-noise.png", "heatmap_float.png"):
+    for f in (
+        *FILES,
+        "accuracy_vs_adc_noise.png",
+        "accuracy_vs_array_rows.png",
+        "heatmap_ptq.png",
+        "heatmap_qat-noise.png",
+        "heatmap_float.png",
+    ):
         assert (out / f).is_file(), f
     assert [l["label"] for l in s["labels"]] == ["ptq", "qat-noise", "float"]
     rows = (out / "sweep.csv").read_text().splitlines()
@@ -104,8 +129,14 @@ def test_end_to_end_files_and_labels(swept):
     # 3 labels x (2 noise-free points x 1 trial + 2 noisy points x 3 trials)
     assert len(rows) == 1 + 3 * (2 + 6)
     src = {(p["label"], p["point"]["array_rows"]): p["source"] for p in s["points"]}
-    assert src == {("ptq", 8): "trained", ("ptq", 16): "retiled", ("qat-noise", 8): "trained",
-                   ("qat-noise", 16): "retiled", ("float", 8): "requantized", ("float", 16): "requantized"}
+    assert src == {
+        ("ptq", 8): "trained",
+        ("ptq", 16): "retiled",
+        ("qat-noise", 8): "trained",
+        ("qat-noise", 16): "retiled",
+        ("float", 8): "requantized",
+        ("float", 16): "requantized",
+    }
     text = (out / "summary.json").read_text() + (out / "sweep.json").read_text() + (out / "summary.md").read_text()
     assert str(out.parent) not in text and "/tmp" not in text  # no absolute paths in generated files
 
@@ -144,9 +175,33 @@ def test_one_worker_cli_gives_byte_identical_files(swept, models, capsys, tmp_pa
     out2, _, _ = swept
     r = models["root"]
     out1 = tmp_path / "one"
-    rc, so, se = run(capsys, "sweep", "--task", "digits", "--model", r / "ptq", "--model", r / "qat",
-                     "--model", f"float={r / 'fp'}", "--axis", AXES[0], "--axis", AXES[1], "--trials", 3,
-                     "--seed", 5, "--test-sequences", TEST_SEQ, "--workers", 1, "--no-progress", "--out", out1)
+    rc, so, se = run(
+        capsys,
+        "sweep",
+        "--task",
+        "digits",
+        "--model",
+        r / "ptq",
+        "--model",
+        r / "qat",
+        "--model",
+        f"float={r / 'fp'}",
+        "--axis",
+        AXES[0],
+        "--axis",
+        AXES[1],
+        "--trials",
+        3,
+        "--seed",
+        5,
+        "--test-sequences",
+        TEST_SEQ,
+        "--workers",
+        1,
+        "--no-progress",
+        "--out",
+        out1,
+    )
     assert rc == 0, se
     assert so.splitlines()[-1].startswith(f"wrote {out1}: sweep.csv")
     for f in FILES:
@@ -176,8 +231,11 @@ def test_different_spec_is_refused_and_nothing_changes(swept, models, client, tm
     out = tmp_path / "other"
     shutil.copytree(out2, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(SweepError, match=rf"^{out}: holds a sweep with a different spec \(trials differs\); give a "
-                                         r"new --out or the same arguments to resume$"):
+    with pytest.raises(
+        SweepError,
+        match=rf"^{out}: holds a sweep with a different spec \(trials differs\); give a "
+        r"new --out or the same arguments to resume$",
+    ):
         run_sweep(_spec(models, AXES, trials=4), out, client=client, progress=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
@@ -206,8 +264,8 @@ def test_float_only_label_is_golden_ptq_on_the_documented_calibration_subset(mod
 
 def test_bit_axis_uses_trained_widths_and_requantizes_the_others(models, td):
     spec = build_spec(
-        task="digits", models=[str(models["root"] / "ptq")], axes=["weight_bits=3,4"], trials=2,
-        test_sequences=TEST_SEQ)
+        task="digits", models=[str(models["root"] / "ptq")], axes=["weight_bits=3,4"], trials=2, test_sequences=TEST_SEQ
+    )
     recs = {j["point"]["weight_bits"]: evaluate_point(j) for j in spec.jobs}
     assert recs[4]["source"] == "trained" and recs[4]["model_sha256"] == models["qm"].digest()
     assert recs[3]["source"] == "requantized"
@@ -225,62 +283,94 @@ def test_trial_seeds_are_stable_and_distinct():
 
 def test_default_labels_are_deduplicated(models):
     r = models["root"]
-    spec = build_spec(task="digits", models=[str(r / "ptq"), str(r / "ptq" / "model.npz")], axes=["adc_noise=0"],
-                      trials=1)
+    spec = build_spec(
+        task="digits", models=[str(r / "ptq"), str(r / "ptq" / "model.npz")], axes=["adc_noise=0"], trials=1
+    )
     assert [l.name for l in spec.labels] == ["ptq", "ptq-2"]
     with pytest.raises(SweepError, match=r"label 'a' already has a model of the same config$"):
         build_spec(task="digits", models=[f"a={r / 'ptq'}", f"a={r / 'qat'}"], axes=["adc_noise=0"], trials=1)
 
 
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("axis, message", [
-    ("bits=4", r"--axis bits=4: unknown axis 'bits'; choose from weight_bits, dac_bits, adc_bits, weight_noise, "
-               r"read_noise, adc_noise, stuck_rate, array_rows"),
-    ("adc_noise", r"--axis adc_noise: expected AXIS=V1,V2,\.\.\. \(for example adc_noise=0,0\.5,1\)"),
-    ("weight_bits=4,x", r"--axis weight_bits=4,x: 'x' is not an integer"),
-    ("adc_noise=0,abc", r"--axis adc_noise=0,abc: 'abc' is not a number"),
-    ("weight_noise=-0.1", r"--axis weight_noise=-0\.1: weight_noise must be a finite number >= 0, not '-0\.1'"),
-    ("read_noise=nan", r"--axis read_noise=nan: read_noise must be a finite number >= 0, not 'nan'"),
-    ("stuck_rate=0,1.5", r"--axis stuck_rate=0,1\.5: stuck_rate is a fraction of cells and must be at most 1, "
-                         r"not '1\.5'"),
-    ("weight_bits=1,4", r"--axis weight_bits=1,4: weight_bits must be .*2.*16.*"),
-    ("array_rows=1", r"--axis array_rows=1: array_rows must be .*"),
-    ("adc_noise=0.5,0.50", r"--axis adc_noise=0\.5,0\.50: value 0\.50 is listed twice"),
-])
+@pytest.mark.parametrize(
+    "axis, message",
+    [
+        (
+            "bits=4",
+            r"--axis bits=4: unknown axis 'bits'; choose from weight_bits, dac_bits, adc_bits, weight_noise, "
+            r"read_noise, adc_noise, stuck_rate, array_rows",
+        ),
+        ("adc_noise", r"--axis adc_noise: expected AXIS=V1,V2,\.\.\. \(for example adc_noise=0,0\.5,1\)"),
+        ("weight_bits=4,x", r"--axis weight_bits=4,x: 'x' is not an integer"),
+        ("adc_noise=0,abc", r"--axis adc_noise=0,abc: 'abc' is not a number"),
+        ("weight_noise=-0.1", r"--axis weight_noise=-0\.1: weight_noise must be a finite number >= 0, not '-0\.1'"),
+        ("read_noise=nan", r"--axis read_noise=nan: read_noise must be a finite number >= 0, not 'nan'"),
+        (
+            "stuck_rate=0,1.5",
+            r"--axis stuck_rate=0,1\.5: stuck_rate is a fraction of cells and must be at most 1, "
+            r"not '1\.5'",
+        ),
+        ("weight_bits=1,4", r"--axis weight_bits=1,4: weight_bits must be .*2.*16.*"),
+        ("array_rows=1", r"--axis array_rows=1: array_rows must be .*"),
+        ("adc_noise=0.5,0.50", r"--axis adc_noise=0\.5,0\.50: value 0\.50 is listed twice"),
+    ],
+)
 def test_bad_axes_are_one_line_and_write_nothing(models, capsys, tmp_path, axis, message):
     out = tmp_path / "never"
-    assert_error(capsys, ["sweep", "--task", "digits", "--model", models["root"] / "ptq", "--axis", axis,
-                          "--out", out], rf"nvmlstm sweep: error: {message}", absent=out)
+    assert_error(
+        capsys,
+        ["sweep", "--task", "digits", "--model", models["root"] / "ptq", "--axis", axis, "--out", out],
+        rf"nvmlstm sweep: error: {message}",
+        absent=out,
+    )
 
 
 def test_bad_models_are_one_line_and_write_nothing(models, capsys, tmp_path):
     r, out = models["root"], tmp_path / "never"
     base = ["sweep", "--task", "digits", "--out", out]
-    assert_error(capsys, [*base, "--model", r / "lm", "--axis", "adc_noise=0"],
-                 rf"nvmlstm sweep: error: {r / 'lm' / 'model.npz'}: a model of task 'charlm', but --task is 'digits'",
-                 absent=out)
-    assert_error(capsys, [*base, "--model", r / "qat", "--axis", "adc_bits=3,4"],
-                 r"nvmlstm sweep: error: label qat-noise: no model trained at \{\"adc_bits\": 3, \"array_rows\": 8, "
-                 r"\"dac_bits\": 4, \"weight_bits\": 4\} and no float_model\.npz beside qat/model\.npz to re-quantize",
-                 absent=out)
-    assert_error(capsys, [*base, "--model", r / "nothing", "--axis", "adc_noise=0"],
-                 rf"nvmlstm sweep: error: {r / 'nothing'}: expected a run directory or a model \.npz file", absent=out)
-    assert_error(capsys, [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--axis", "adc_noise=1"],
-                 r"nvmlstm sweep: error: --axis adc_noise is given twice \(give all its values in one --axis\)",
-                 absent=out)
-    assert_error(capsys, [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--test-sequences", 100000],
-                 r"nvmlstm sweep: error: --test-sequences must be from 1 to 359 \(the digits test split\), not 100000",
-                 absent=out)
+    assert_error(
+        capsys,
+        [*base, "--model", r / "lm", "--axis", "adc_noise=0"],
+        rf"nvmlstm sweep: error: {r / 'lm' / 'model.npz'}: a model of task 'charlm', but --task is 'digits'",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        [*base, "--model", r / "qat", "--axis", "adc_bits=3,4"],
+        r"nvmlstm sweep: error: label qat-noise: no model trained at \{\"adc_bits\": 3, \"array_rows\": 8, "
+        r"\"dac_bits\": 4, \"weight_bits\": 4\} and no float_model\.npz beside qat/model\.npz to re-quantize",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        [*base, "--model", r / "nothing", "--axis", "adc_noise=0"],
+        rf"nvmlstm sweep: error: {r / 'nothing'}: expected a run directory or a model \.npz file",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--axis", "adc_noise=1"],
+        r"nvmlstm sweep: error: --axis adc_noise is given twice \(give all its values in one --axis\)",
+        absent=out,
+    )
+    assert_error(
+        capsys,
+        [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--test-sequences", 100000],
+        r"nvmlstm sweep: error: --test-sequences must be from 1 to 359 \(the digits test split\), not 100000",
+        absent=out,
+    )
 
 
 def test_non_sweep_directory_is_refused(models, capsys, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    rc, so, se = run(capsys, "sweep", "--task", "digits", "--model", models["root"] / "ptq", "--axis", "adc_noise=0",
-                     "--out", out)
-    assert rc == 2 and se == (f"nvmlstm sweep: error: {out}: directory is not empty and holds no sweep.json; give a "
-                              f"new --out\n")
+    rc, so, se = run(
+        capsys, "sweep", "--task", "digits", "--model", models["root"] / "ptq", "--axis", "adc_noise=0", "--out", out
+    )
+    assert rc == 2 and se == (
+        f"nvmlstm sweep: error: {out}: directory is not empty and holds no sweep.json; give a new --out\n"
+    )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
@@ -299,8 +389,11 @@ def test_ctrl_c_keeps_finished_points_and_the_rerun_completes(swept, models, cli
 
     out = tmp_path / "ctrlc"
     monkeypatch.setattr(distributed, "as_completed", interrupted_after_one)
-    with pytest.raises(SweepInterrupted, match=rf"^interrupted: 1 results kept in {out}; rerun the same command to "
-                                               r"resume$"):
+    with pytest.raises(
+        SweepInterrupted,
+        match=rf"^interrupted: 1 results kept in {out}; rerun the same command to "
+        r"resume$",
+    ):
         run_sweep(_spec(models, AXES), out, client=client, progress=False)
     monkeypatch.setattr(distributed, "as_completed", real)
     assert len(list((out / "points").iterdir()) + list((out / "baselines").iterdir())) == 1

@@ -18,8 +18,7 @@ from nvmlstm.tasks.baseline import NEAR_CHANCE_FRACTION, chance_metric, near_cha
 
 
 def _same(a: TaskData, b: TaskData) -> bool:
-    return all(np.array_equal(x, y) for s in ("train", "valid", "test")
-               for x, y in zip(getattr(a, s), getattr(b, s)))
+    return all(np.array_equal(x, y) for s in ("train", "valid", "test") for x, y in zip(getattr(a, s), getattr(b, s)))
 
 
 def _sorted_rows(a: np.ndarray) -> np.ndarray:
@@ -90,9 +89,17 @@ def test_shipped_small_files_load_the_same_twice():
 # Metrics
 def _task(metric: str, *, output_size: int = 3, y_scale: float = 1.0, train_y=(0,), valid_y=(0,)) -> TaskData:
     empty = np.zeros((len(train_y), 1, 1), np.float32)
-    return TaskData("t", metric, 1, output_size, metric == "bpc", (empty, np.asarray(train_y)),
-                    (np.zeros((len(valid_y), 1, 1), np.float32), np.asarray(valid_y)), (empty, np.asarray(train_y)),
-                    y_scale=y_scale)
+    return TaskData(
+        "t",
+        metric,
+        1,
+        output_size,
+        metric == "bpc",
+        (empty, np.asarray(train_y)),
+        (np.zeros((len(valid_y), 1, 1), np.float32), np.asarray(valid_y)),
+        (empty, np.asarray(train_y)),
+        y_scale=y_scale,
+    )
 
 
 def test_accuracy_uses_the_last_step_and_the_first_maximum():
@@ -149,16 +156,28 @@ def _csv(tmp_path, body: str):
     return path
 
 
-@pytest.mark.parametrize("make, pattern", [
-    (lambda d: _csv(d, "v\n" + "1\n" * 40 + "x\n"), r".*s\.csv: line 42: 'x' is not a number \(the last column is the series\)"),
-    (lambda d: _csv(d, "".join(f"{v}\n" for v in [1.0] * 20 + ["nan"] + [2.0] * 20)),
-     r".*s\.csv: the series contains NaN or infinity"),
-    (lambda d: _csv(d, "3\n" * 70 + "".join(f"{i}\n" for i in range(30))),
-     r".*s\.csv: the training part of the series is constant"),
-    (lambda d: _csv(d, "".join(f"{i}\n" for i in range(20))),
-     r".*s\.csv: the valid split has 3 values, fewer than the sequence length \+ 1 \(6\); give a longer series "
-     r"or a shorter --seq-len"),
-])
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (
+            lambda d: _csv(d, "v\n" + "1\n" * 40 + "x\n"),
+            r".*s\.csv: line 42: 'x' is not a number \(the last column is the series\)",
+        ),
+        (
+            lambda d: _csv(d, "".join(f"{v}\n" for v in [1.0] * 20 + ["nan"] + [2.0] * 20)),
+            r".*s\.csv: the series contains NaN or infinity",
+        ),
+        (
+            lambda d: _csv(d, "3\n" * 70 + "".join(f"{i}\n" for i in range(30))),
+            r".*s\.csv: the training part of the series is constant",
+        ),
+        (
+            lambda d: _csv(d, "".join(f"{i}\n" for i in range(20))),
+            r".*s\.csv: the valid split has 3 values, fewer than the sequence length \+ 1 \(6\); give a longer series "
+            r"or a shorter --seq-len",
+        ),
+    ],
+)
 def test_a_corrupt_series_is_one_task_error(tmp_path, make, pattern):
     with pytest.raises(TaskError) as info:
         load_task("timeseries", make(tmp_path), seq_len=5)
@@ -169,21 +188,25 @@ def test_unusable_task_arguments_are_task_errors(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("x" * 100)  # 90 / 5 / 5 characters
     cases = [
-        (lambda: load_task("charlm", short, seq_len=8),
-         f"{short}: the valid split has 5 characters, fewer than the sequence length + 1 (9); give more text "
-         f"or a shorter --seq-len"),
-        (lambda: load_task("charlm", short, seq_len=2, char_repeat=0),
-         "char_repeat must be a positive integer, not 0"),
-        (lambda: load_task("charlm", short, seq_len=2, char_repeat=True),
-         "char_repeat must be a positive integer, not True"),
-        (lambda: load_task("charlm", tmp_path, seq_len=2),
-         f"{tmp_path}: a charlm data directory needs ptb.train.txt, ptb.valid.txt, ptb.test.txt; missing "
-         f"ptb.train.txt, ptb.valid.txt, ptb.test.txt"),
+        (
+            lambda: load_task("charlm", short, seq_len=8),
+            f"{short}: the valid split has 5 characters, fewer than the sequence length + 1 (9); give more text "
+            f"or a shorter --seq-len",
+        ),
+        (lambda: load_task("charlm", short, seq_len=2, char_repeat=0), "char_repeat must be a positive integer, not 0"),
+        (
+            lambda: load_task("charlm", short, seq_len=2, char_repeat=True),
+            "char_repeat must be a positive integer, not True",
+        ),
+        (
+            lambda: load_task("charlm", tmp_path, seq_len=2),
+            f"{tmp_path}: a charlm data directory needs ptb.train.txt, ptb.valid.txt, ptb.test.txt; missing "
+            f"ptb.train.txt, ptb.valid.txt, ptb.test.txt",
+        ),
         (lambda: load_task("timeseries", tmp_path / "none.csv"), f"{tmp_path / 'none.csv'}: data path not found"),
         (lambda: load_task("digits", short), "digits reads sklearn's bundled digits; it takes no --data"),
         (lambda: load_task("digits", seq_len=7), "digits sequences are the 8 rows of an image; --seq-len must be 8"),
-        (lambda: load_task("mnist"), "unknown task 'mnist'; choose from digits, charlm, timeseries, classify, "
-                                     "regress"),
+        (lambda: load_task("mnist"), "unknown task 'mnist'; choose from digits, charlm, timeseries, classify, regress"),
     ]
     for call, message in cases:
         with pytest.raises(TaskError) as info:

@@ -47,18 +47,32 @@ def test_regress_uses_given_splits_and_reports_original_units(tmp_path):
     assert np.allclose(back, parts["y_test"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("arrays, pattern", [
-    ({"X": np.zeros((10, 2, 1))}, r".*: needs arrays X \(sequences, steps, inputs\) and y \(sequences,\); found X"),
-    ({"X": np.zeros((10, 2)), "y": np.zeros(10, int)},
-     r".*: X has shape \(10, 2\); expected \(sequences, steps, inputs\), none of them 0"),
-    ({"X": np.zeros((10, 2, 1)), "y": np.zeros(9, int)},
-     r".*: y has shape \(9,\); expected \(10,\), one target per sequence"),
-    ({"X": np.zeros((10, 2, 1)), "y": np.full(10, 0.5)},
-     r".*: classify needs integer class labels 0\.\.C-1 in y \(dtype float64\)"),
-    ({"X": np.full((10, 2, 1), np.nan), "y": np.zeros(10, int)}, r".*: X must hold finite numbers \(dtype float64\)"),
-    ({"X_train": np.zeros((4, 2, 1)), "y_train": np.zeros(4, int)},
-     r".*: has some of the split arrays but not X_valid, y_valid, X_test, y_test .*"),
-])
+@pytest.mark.parametrize(
+    "arrays, pattern",
+    [
+        ({"X": np.zeros((10, 2, 1))}, r".*: needs arrays X \(sequences, steps, inputs\) and y \(sequences,\); found X"),
+        (
+            {"X": np.zeros((10, 2)), "y": np.zeros(10, int)},
+            r".*: X has shape \(10, 2\); expected \(sequences, steps, inputs\), none of them 0",
+        ),
+        (
+            {"X": np.zeros((10, 2, 1)), "y": np.zeros(9, int)},
+            r".*: y has shape \(9,\); expected \(10,\), one target per sequence",
+        ),
+        (
+            {"X": np.zeros((10, 2, 1)), "y": np.full(10, 0.5)},
+            r".*: classify needs integer class labels 0\.\.C-1 in y \(dtype float64\)",
+        ),
+        (
+            {"X": np.full((10, 2, 1), np.nan), "y": np.zeros(10, int)},
+            r".*: X must hold finite numbers \(dtype float64\)",
+        ),
+        (
+            {"X_train": np.zeros((4, 2, 1)), "y_train": np.zeros(4, int)},
+            r".*: has some of the split arrays but not X_valid, y_valid, X_test, y_test .*",
+        ),
+    ],
+)
 def test_bad_files_are_one_line(tmp_path, arrays, pattern):
     p = _write(tmp_path / "bad.npz", **arrays)
     with pytest.raises(TaskError) as e:
@@ -84,11 +98,27 @@ def test_train_and_export_a_users_classification_task(tmp_path, capsys):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(120, 4, 2))
     p = _write(tmp_path / "mine.npz", X=X, y=(X[:, :, 0].sum(axis=1) > 0).astype(np.int64))
-    rc, out, err = run(capsys, "train", "--task", "classify", "--data", p, "--mode", "qat", "--hidden", "4",
-                       "--epochs", "2", "--no-progress", "--out", tmp_path / "run")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        p,
+        "--mode",
+        "qat",
+        "--hidden",
+        "4",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--out",
+        tmp_path / "run",
+    )
     assert (rc, err) == (0, ""), err
     m = re.search(r"classify qat: test accuracy ([0-9.]+), golden ([0-9.]+)", out)
     assert m and m.group(1) == m.group(2)  # the golden integer model scores what the export scored
-    rc, _, err = run(capsys, "train", "--task", "regress", "--data", p, "--mode", "fp", "--seq-len", "3",
-                     "--out", tmp_path / "run2")
+    rc, _, err = run(
+        capsys, "train", "--task", "regress", "--data", p, "--mode", "fp", "--seq-len", "3", "--out", tmp_path / "run2"
+    )
     assert (rc, err) == (2, "nvmlstm train: error: --seq-len: regress sequences come from the data file as they are\n")

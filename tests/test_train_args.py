@@ -51,16 +51,84 @@ def test_the_cli_defaults_are_trainargs_defaults():
 
 
 def test_every_cli_option_reaches_its_field():
-    argv = ["train", "--task", "charlm", "--mode", "qat", "--out", "r", "--data", "d.txt", "--weight-bits", "5",
-            "--dac-bits", "6", "--adc-bits", "7", "--head-adc-bits", "8", "--array-rows", "16", "--array-cols", "48",
-            "--weight-noise", "0.1", "--adc-noise", "0.2", "--epochs", "3", "--fp-epochs", "2",
-            "--no-learn-weight-scales", "--char-repeat", "2", "--seed", "9", "--hidden", "12", "--batch-size", "7",
-            "--lr", "0.5", "--seq-len", "11", "--init-from", "f.pt", "--resume", "--threads", "0", "--no-progress"]
+    argv = [
+        "train",
+        "--task",
+        "charlm",
+        "--mode",
+        "qat",
+        "--out",
+        "r",
+        "--data",
+        "d.txt",
+        "--weight-bits",
+        "5",
+        "--dac-bits",
+        "6",
+        "--adc-bits",
+        "7",
+        "--head-adc-bits",
+        "8",
+        "--array-rows",
+        "16",
+        "--array-cols",
+        "48",
+        "--weight-noise",
+        "0.1",
+        "--adc-noise",
+        "0.2",
+        "--epochs",
+        "3",
+        "--fp-epochs",
+        "2",
+        "--no-learn-weight-scales",
+        "--char-repeat",
+        "2",
+        "--seed",
+        "9",
+        "--hidden",
+        "12",
+        "--batch-size",
+        "7",
+        "--lr",
+        "0.5",
+        "--seq-len",
+        "11",
+        "--init-from",
+        "f.pt",
+        "--resume",
+        "--threads",
+        "0",
+        "--no-progress",
+    ]
     got = train_args(_parser().parse_args(argv))
-    want = TrainArgs(task="charlm", mode="qat", out="r", data="d.txt", weight_bits=5, dac_bits=6, adc_bits=7,
-                     head_adc_bits=8, array_rows=16, array_cols=48, weight_noise=0.1, adc_noise=0.2, epochs=3,
-                     fp_epochs=2, learn_weight_scales=False, char_repeat=2, seed=9, hidden=12, batch_size=7, lr=0.5,
-                     seq_len=11, init_from="f.pt", resume=True, threads=None, progress=False)
+    want = TrainArgs(
+        task="charlm",
+        mode="qat",
+        out="r",
+        data="d.txt",
+        weight_bits=5,
+        dac_bits=6,
+        adc_bits=7,
+        head_adc_bits=8,
+        array_rows=16,
+        array_cols=48,
+        weight_noise=0.1,
+        adc_noise=0.2,
+        epochs=3,
+        fp_epochs=2,
+        learn_weight_scales=False,
+        char_repeat=2,
+        seed=9,
+        hidden=12,
+        batch_size=7,
+        lr=0.5,
+        seq_len=11,
+        init_from="f.pt",
+        resume=True,
+        threads=None,
+        progress=False,
+    )
     assert got == want
     # Every field differs from its default here: no option is left out of the mapping.
     default = TrainArgs(task="digits", mode="fp", out="run")
@@ -81,8 +149,10 @@ def test_one_torch_install_hint():
 
 
 def test_the_arguments_import_without_torch():
-    code = ("import sys\nsys.modules['torch'] = None\nimport nvmlstm.train as t\nfrom nvmlstm.train.args import MODES\n"
-            "print(MODES, t.TrainArgs.__name__)\n"
-            "try:\n    t.QuantLSTM\nexcept ModuleNotFoundError as e:\n    print('lazy', e.name)\n")
+    code = (
+        "import sys\nsys.modules['torch'] = None\nimport nvmlstm.train as t\nfrom nvmlstm.train.args import MODES\n"
+        "print(MODES, t.TrainArgs.__name__)\n"
+        "try:\n    t.QuantLSTM\nexcept ModuleNotFoundError as e:\n    print('lazy', e.name)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert (res.returncode, res.stdout) == (0, "('fp', 'ptq', 'qat') TrainArgs\nlazy torch\n"), res.stderr

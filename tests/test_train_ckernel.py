@@ -33,8 +33,9 @@ from nvmlstm.train.ops import adc_round, rshift_round, tables  # noqa: E402
 from nvmlstm.train.recurrence import QuantRecurrence, _adc_tables, _col_offsets, _gate_tables  # noqa: E402
 
 #: A small config whose whole ADC domain is cheap: |p| <= 8 rows x 3 x 3 = 72, steps 1..127, 3-bit ADC.
-SMALL = default_config().replace(array_rows=8, weight_bits=3, dac_bits=3, adc_bits=3, head_adc_bits=4,
-                                 adc_step_bits=7, hidden_size=4)
+SMALL = default_config().replace(
+    array_rows=8, weight_bits=3, dac_bits=3, adc_bits=3, head_adc_bits=4, adc_step_bits=7, hidden_size=4
+)
 
 
 def _pmax(cfg) -> int:
@@ -79,10 +80,27 @@ def _forward_args(cfg=SMALL, T=3, B=5, R=2, step=9, seed=0) -> dict:
     gate_tab, fac_tab = _gate_tables(gs, R, k, tab)
     adc_tab, am_tab = _adc_tables(torch.tensor(float(step)), pmax, k, torch.float32)
     _, col_off = _col_offsets(R, k, torch.float32)
-    fwd = dict(pre=pre, wh=wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off, h_oc=tab.h_oc,
-               cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
-    bwd = dict(pmax=pmax, am_tab=am_tab, fac_tab=fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
-               cell_max=cfg.cell_max, frac_bits=cfg.frac_bits, dac_max=cfg.dac_max)
+    fwd = dict(
+        pre=pre,
+        wh=wh,
+        pmax=pmax,
+        adc_tab=adc_tab,
+        gate_tab=gate_tab,
+        col_off=col_off,
+        h_oc=tab.h_oc,
+        cell_max=cfg.cell_max,
+        frac_bits=cfg.frac_bits,
+    )
+    bwd = dict(
+        pmax=pmax,
+        am_tab=am_tab,
+        fac_tab=fac_tab,
+        tanh_c=tab.tanh_c,
+        dtanh_c=tab.dtanh_c,
+        cell_max=cfg.cell_max,
+        frac_bits=cfg.frac_bits,
+        dac_max=cfg.dac_max,
+    )
     return {"fwd": fwd, "bwd": bwd, "dhs": torch.randn(T, B, H, generator=g)}
 
 
@@ -118,57 +136,125 @@ def _corrupt(t: torch.Tensor, index: tuple, value) -> torch.Tensor:
 
 
 FORWARD_BAD = {
-    "pre not a tensor": (lambda f: _set(f, "pre", f["pre"].tolist()), TypeError,
-                         "ckernel.forward: pre must be a torch.Tensor, not list"),
-    "pre float64": (lambda f: _set(f, "pre", f["pre"].double()), TypeError,
-                    "ckernel.forward: pre has dtype torch.float64, expected torch.float32"),
-    "pre on meta": (lambda f: _set(f, "pre", f["pre"].to("meta")), ValueError,
-                    "ckernel.forward: pre is a torch.strided tensor on meta, expected a strided CPU tensor"),
-    "pre 3-D": (lambda f: _set(f, "pre", f["pre"][0]), ValueError,
-                "ckernel.forward: pre has shape (5, 2, 16), expected (*, *, *, *)"),
-    "wh wrong width": (lambda f: _set(f, "wh", f["wh"][:, :-1]), ValueError,
-                       "ckernel.forward: wh has shape (4, 31), expected (*, 32)"),
-    "N != 4 H": (lambda f: _set(f, "wh", torch.zeros(3, 32)), ValueError,
-                 "ckernel.forward: pre has 16 columns per tile, expected 4 x hidden = 12"),
+    "pre not a tensor": (
+        lambda f: _set(f, "pre", f["pre"].tolist()),
+        TypeError,
+        "ckernel.forward: pre must be a torch.Tensor, not list",
+    ),
+    "pre float64": (
+        lambda f: _set(f, "pre", f["pre"].double()),
+        TypeError,
+        "ckernel.forward: pre has dtype torch.float64, expected torch.float32",
+    ),
+    "pre on meta": (
+        lambda f: _set(f, "pre", f["pre"].to("meta")),
+        ValueError,
+        "ckernel.forward: pre is a torch.strided tensor on meta, expected a strided CPU tensor",
+    ),
+    "pre 3-D": (
+        lambda f: _set(f, "pre", f["pre"][0]),
+        ValueError,
+        "ckernel.forward: pre has shape (5, 2, 16), expected (*, *, *, *)",
+    ),
+    "wh wrong width": (
+        lambda f: _set(f, "wh", f["wh"][:, :-1]),
+        ValueError,
+        "ckernel.forward: wh has shape (4, 31), expected (*, 32)",
+    ),
+    "N != 4 H": (
+        lambda f: _set(f, "wh", torch.zeros(3, 32)),
+        ValueError,
+        "ckernel.forward: pre has 16 columns per tile, expected 4 x hidden = 12",
+    ),
     "pmax float": (lambda f: _set(f, "pmax", 72.0), TypeError, "ckernel.forward: pmax must be an integer, not float"),
-    "cell_max negative": (lambda f: _set(f, "cell_max", -1), ValueError,
-                          "ckernel.forward: cell_max must be >= 0, not -1"),
-    "adc_tab int64": (lambda f: _set(f, "adc_tab", f["adc_tab"].long()), TypeError,
-                      "ckernel.forward: adc_tab has dtype torch.int64, expected torch.float32"),
-    "adc_tab short": (lambda f: _set(f, "adc_tab", f["adc_tab"][1:]), ValueError,
-                      "ckernel.forward: adc_tab has shape (144,), expected (145,)"),
-    "adc_tab strided": (lambda f: _set(f, "adc_tab", torch.zeros(290)[::2]), ValueError,
-                        "ckernel.forward: adc_tab is not contiguous"),
-    "col_off strided": (lambda f: _set(f, "col_off", f["col_off"].repeat_interleave(2)[::2]), ValueError,
-                        "ckernel.forward: col_off is not contiguous"),
-    "col_off float": (lambda f: _set(f, "col_off", f["col_off"].float()), TypeError,
-                      "ckernel.forward: col_off has dtype torch.float32, expected torch.int64"),
-    "h_oc ragged": (lambda f: _set(f, "h_oc", f["h_oc"][1:]), ValueError,
-                    "ckernel.forward: h_oc has 264062 entries, not a multiple of 2 cell_max + 1 = 2047"),
-    "table too large": (lambda f: _set(f, "gate_tab", torch.zeros(ckernel.MAX_TABLE + 1)), ValueError,
-                        "ckernel.forward: gate_tab has 16777217 entries, more than the kernel indexes exactly "
-                        "(2**24)"),
+    "cell_max negative": (
+        lambda f: _set(f, "cell_max", -1),
+        ValueError,
+        "ckernel.forward: cell_max must be >= 0, not -1",
+    ),
+    "adc_tab int64": (
+        lambda f: _set(f, "adc_tab", f["adc_tab"].long()),
+        TypeError,
+        "ckernel.forward: adc_tab has dtype torch.int64, expected torch.float32",
+    ),
+    "adc_tab short": (
+        lambda f: _set(f, "adc_tab", f["adc_tab"][1:]),
+        ValueError,
+        "ckernel.forward: adc_tab has shape (144,), expected (145,)",
+    ),
+    "adc_tab strided": (
+        lambda f: _set(f, "adc_tab", torch.zeros(290)[::2]),
+        ValueError,
+        "ckernel.forward: adc_tab is not contiguous",
+    ),
+    "col_off strided": (
+        lambda f: _set(f, "col_off", f["col_off"].repeat_interleave(2)[::2]),
+        ValueError,
+        "ckernel.forward: col_off is not contiguous",
+    ),
+    "col_off float": (
+        lambda f: _set(f, "col_off", f["col_off"].float()),
+        TypeError,
+        "ckernel.forward: col_off has dtype torch.float32, expected torch.int64",
+    ),
+    "h_oc ragged": (
+        lambda f: _set(f, "h_oc", f["h_oc"][1:]),
+        ValueError,
+        "ckernel.forward: h_oc has 264062 entries, not a multiple of 2 cell_max + 1 = 2047",
+    ),
+    "table too large": (
+        lambda f: _set(f, "gate_tab", torch.zeros(ckernel.MAX_TABLE + 1)),
+        ValueError,
+        "ckernel.forward: gate_tab has 16777217 entries, more than the kernel indexes exactly (2**24)",
+    ),
     # Values that would index a table out of bounds.
-    "p above pmax": (lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 1, 1, 3), 200.0)), ValueError,
-                     r"ckernel.forward: dot product p[0, 1, 19] = 200.0, not an integer in [-pmax, pmax] = [-72, 72]"),
-    "p below -pmax at t=2": (lambda f: _set(f, "pre", _corrupt(f["pre"], (2, 4, 0, 15), -1000.0)), ValueError,
-                             "ckernel.forward: dot product p[2, 4, 15] = "),
-    "p not an integer": (lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 0, 0, 0), 0.5)), ValueError,
-                         "ckernel.forward: dot product p[0, 0, 0] = 0.5, not an integer in [-pmax, pmax]"),
-    "p NaN": (lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 2, 1, 1), float("nan"))), ValueError,
-              "ckernel.forward: dot product p[0, 2, 17] = nan, not an integer"),
-    "adc_tab not integer": (lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (7,), 1.5)), ValueError,
-                            "ckernel.forward: adc_tab[7] = 1.5, not an integer of magnitude below 2**20"),
-    "adc_tab beyond the gate table": (lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (0,), -9.0)), ValueError,
-                                      "ckernel.forward: col_off[0] = 6: acc in [-18, 18] (R = 2 row tiles, ADC "
-                                      "codes up to 9) would index gate_tab outside [0, 52)"),
-    "col_off out of bounds": (lambda f: _set(f, "col_off", _corrupt(f["col_off"], (15,), 52)), ValueError,
-                              "ckernel.forward: col_off[15] = 52: acc in [-6, 6]"),
-    "gate_tab NaN": (lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (20,), float("nan"))), ValueError,
-                     "ckernel.forward: gate_tab[20] = nan, not a finite number of magnitude at most 2**24"),
-    "gate o not an h_oc row": (lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (45,), 129.0)), ValueError,
-                               "ckernel.forward: gate_tab[45] = 129.0 is read by gate o, so it must be an integer "
-                               "in [0, 129) (h_oc has 129 rows of 2 cell_max + 1 = 2047)"),
+    "p above pmax": (
+        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 1, 1, 3), 200.0)),
+        ValueError,
+        r"ckernel.forward: dot product p[0, 1, 19] = 200.0, not an integer in [-pmax, pmax] = [-72, 72]",
+    ),
+    "p below -pmax at t=2": (
+        lambda f: _set(f, "pre", _corrupt(f["pre"], (2, 4, 0, 15), -1000.0)),
+        ValueError,
+        "ckernel.forward: dot product p[2, 4, 15] = ",
+    ),
+    "p not an integer": (
+        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 0, 0, 0), 0.5)),
+        ValueError,
+        "ckernel.forward: dot product p[0, 0, 0] = 0.5, not an integer in [-pmax, pmax]",
+    ),
+    "p NaN": (
+        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 2, 1, 1), float("nan"))),
+        ValueError,
+        "ckernel.forward: dot product p[0, 2, 17] = nan, not an integer",
+    ),
+    "adc_tab not integer": (
+        lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (7,), 1.5)),
+        ValueError,
+        "ckernel.forward: adc_tab[7] = 1.5, not an integer of magnitude below 2**20",
+    ),
+    "adc_tab beyond the gate table": (
+        lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (0,), -9.0)),
+        ValueError,
+        "ckernel.forward: col_off[0] = 6: acc in [-18, 18] (R = 2 row tiles, ADC "
+        "codes up to 9) would index gate_tab outside [0, 52)",
+    ),
+    "col_off out of bounds": (
+        lambda f: _set(f, "col_off", _corrupt(f["col_off"], (15,), 52)),
+        ValueError,
+        "ckernel.forward: col_off[15] = 52: acc in [-6, 6]",
+    ),
+    "gate_tab NaN": (
+        lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (20,), float("nan"))),
+        ValueError,
+        "ckernel.forward: gate_tab[20] = nan, not a finite number of magnitude at most 2**24",
+    ),
+    "gate o not an h_oc row": (
+        lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (45,), 129.0)),
+        ValueError,
+        "ckernel.forward: gate_tab[45] = 129.0 is read by gate o, so it must be an integer "
+        "in [0, 129) (h_oc has 129 rows of 2 cell_max + 1 = 2047)",
+    ),
 }
 
 
@@ -186,32 +272,75 @@ def _bad_state(field: str, index: tuple, value):
 
 
 BACKWARD_BAD = {
-    "dhs float64": ("dhs", lambda a: a.double(), TypeError,
-                    "ckernel.backward: dhs has dtype torch.float64, expected torch.float32"),
-    "dhs transposed": ("dhs", lambda a: a.transpose(0, 1).contiguous().transpose(0, 1), ValueError,
-                       "ckernel.backward: dhs is not contiguous"),
-    "fwd a tuple": ("fwd", lambda st: tuple(st), TypeError,
-                    "ckernel.backward: fwd must be a ForwardState, not tuple"),
-    "fwd.kp short": ("fwd", lambda st: st._replace(kp=st.kp[:, :, 1:].contiguous()), ValueError,
-                     "ckernel.backward: fwd.kp has shape (3, 5, 31), expected (3, 5, 32)"),
-    "fwd.cs float64": ("fwd", lambda st: st._replace(cs=st.cs.double()), TypeError,
-                       "ckernel.backward: fwd.cs has dtype torch.float64, expected torch.float32"),
-    "am_tab short": ("am_tab", lambda a: a[:-1], ValueError,
-                     "ckernel.backward: am_tab has shape (144,), expected (145,)"),
-    "dtanh_c int64": ("dtanh_c", lambda a: a.long(), TypeError,
-                      "ckernel.backward: dtanh_c has dtype torch.int64, expected torch.float32"),
+    "dhs float64": (
+        "dhs",
+        lambda a: a.double(),
+        TypeError,
+        "ckernel.backward: dhs has dtype torch.float64, expected torch.float32",
+    ),
+    "dhs transposed": (
+        "dhs",
+        lambda a: a.transpose(0, 1).contiguous().transpose(0, 1),
+        ValueError,
+        "ckernel.backward: dhs is not contiguous",
+    ),
+    "fwd a tuple": ("fwd", lambda st: tuple(st), TypeError, "ckernel.backward: fwd must be a ForwardState, not tuple"),
+    "fwd.kp short": (
+        "fwd",
+        lambda st: st._replace(kp=st.kp[:, :, 1:].contiguous()),
+        ValueError,
+        "ckernel.backward: fwd.kp has shape (3, 5, 31), expected (3, 5, 32)",
+    ),
+    "fwd.cs float64": (
+        "fwd",
+        lambda st: st._replace(cs=st.cs.double()),
+        TypeError,
+        "ckernel.backward: fwd.cs has dtype torch.float64, expected torch.float32",
+    ),
+    "am_tab short": (
+        "am_tab",
+        lambda a: a[:-1],
+        ValueError,
+        "ckernel.backward: am_tab has shape (144,), expected (145,)",
+    ),
+    "dtanh_c int64": (
+        "dtanh_c",
+        lambda a: a.long(),
+        TypeError,
+        "ckernel.backward: dtanh_c has dtype torch.int64, expected torch.float32",
+    ),
     "dac_max a string": ("dac_max", lambda a: "3", TypeError, "ckernel.backward: dac_max must be an integer, not str"),
     # Saved values that would index a table out of bounds.
-    "c outside the cell range": ("fwd", _bad_state("cs", (2, 1, 3), 5000.0), ValueError,
-                                 "ckernel.backward: fwd.cs[2, 1, 3] = 5000.0, not an integer in [-1023, 1023]"),
-    "c not an integer": ("fwd", _bad_state("cs", (3, 0, 0), 0.25), ValueError,
-                         "ckernel.backward: fwd.cs[3, 0, 0] = 0.25, not an integer in [-1023, 1023]"),
-    "ka past fac_tab": ("fwd", _bad_state("ka", (1, 2, 3), 52), ValueError,
-                        "ckernel.backward: fwd.ka[1, 2, 3] = 52, outside fac_tab [0, 52)"),
-    "ka negative": ("fwd", _bad_state("ka", (0, 4, 15), -1), ValueError,
-                    "ckernel.backward: fwd.ka[0, 4, 15] = -1, outside fac_tab [0, 52)"),
-    "kp past am_tab": ("fwd", _bad_state("kp", (2, 3, 31), 145), ValueError,
-                       "ckernel.backward: fwd.kp[2, 3, 31] = 145, outside am_tab [0, 145)"),
+    "c outside the cell range": (
+        "fwd",
+        _bad_state("cs", (2, 1, 3), 5000.0),
+        ValueError,
+        "ckernel.backward: fwd.cs[2, 1, 3] = 5000.0, not an integer in [-1023, 1023]",
+    ),
+    "c not an integer": (
+        "fwd",
+        _bad_state("cs", (3, 0, 0), 0.25),
+        ValueError,
+        "ckernel.backward: fwd.cs[3, 0, 0] = 0.25, not an integer in [-1023, 1023]",
+    ),
+    "ka past fac_tab": (
+        "fwd",
+        _bad_state("ka", (1, 2, 3), 52),
+        ValueError,
+        "ckernel.backward: fwd.ka[1, 2, 3] = 52, outside fac_tab [0, 52)",
+    ),
+    "ka negative": (
+        "fwd",
+        _bad_state("ka", (0, 4, 15), -1),
+        ValueError,
+        "ckernel.backward: fwd.ka[0, 4, 15] = -1, outside fac_tab [0, 52)",
+    ),
+    "kp past am_tab": (
+        "fwd",
+        _bad_state("kp", (2, 3, 31), 145),
+        ValueError,
+        "ckernel.backward: fwd.kp[2, 3, 31] = 145, outside am_tab [0, 145)",
+    ),
 }
 
 
@@ -269,8 +398,9 @@ def test_torch_adc_forms_equal_golden_on_every_dot_product_and_step(cfg_name):
         assert np.array_equal(ev.to(torch.int64).numpy(), want), bits
     # The comparison can fail: round-half-even (torch.round) differs on this domain's ties.
     v = torch.from_numpy(p).double()[None, :] / torch.from_numpy(steps).double()[:, None]
-    assert not np.array_equal(torch.round(v).clamp(-cfg.adc_max, cfg.adc_max).long().numpy(),
-                              _golden_adc(p, steps, cfg.adc_bits))
+    assert not np.array_equal(
+        torch.round(v).clamp(-cfg.adc_max, cfg.adc_max).long().numpy(), _golden_adc(p, steps, cfg.adc_bits)
+    )
 
 
 def test_adc_table_builder_is_golden_and_its_slope_marks_the_range():
@@ -315,15 +445,33 @@ def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kern
     wrong = 0
     for s in range(1, cfg.adc_step_max + 1):
         adc_tab, _ = _adc_tables(torch.tensor(float(s)), pmax, k, torch.float32)
-        st = kernel.forward(pre, torch.zeros(H, 2 * N), pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab,
-                            col_off=col_off, h_oc=tab.h_oc, cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
+        st = kernel.forward(
+            pre,
+            torch.zeros(H, 2 * N),
+            pmax=pmax,
+            adc_tab=adc_tab,
+            gate_tab=gate_tab,
+            col_off=col_off,
+            h_oc=tab.h_oc,
+            cell_max=cfg.cell_max,
+            frac_bits=cfg.frac_bits,
+        )
         want = adc_convert(tile0, s, cfg.adc_bits) + adc_convert(tile1, s, cfg.adc_bits)
         assert np.array_equal(st.acc[0].reshape(-1).numpy().astype(np.int64), want), s
         assert np.array_equal(st.kp[0].reshape(B, 2, N).numpy(), pre[0].numpy().astype(np.int64) + pmax)
         # The comparison can fail: a table of half-even rounding (ties at odd steps) gives another sum.
         bad = torch.round(torch.arange(-pmax, pmax + 1) / float(s)).clamp(-cfg.adc_max, cfg.adc_max).float()
-        st_bad = kernel.forward(pre, torch.zeros(H, 2 * N), pmax=pmax, adc_tab=bad, gate_tab=gate_tab,
-                                col_off=col_off, h_oc=tab.h_oc, cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
+        st_bad = kernel.forward(
+            pre,
+            torch.zeros(H, 2 * N),
+            pmax=pmax,
+            adc_tab=bad,
+            gate_tab=gate_tab,
+            col_off=col_off,
+            h_oc=tab.h_oc,
+            cell_max=cfg.cell_max,
+            frac_bits=cfg.frac_bits,
+        )
         wrong += not np.array_equal(st_bad.acc[0].reshape(-1).numpy().astype(np.int64), want)
     assert wrong > 0
 
@@ -346,9 +494,19 @@ def test_kernel_input_tile_and_acc_in_equal_golden_on_every_dot_product_and_step
         kp = kernel.input_tile(p0, acc0, pmax=pmax, adc_tab=adc_tab)
         assert np.array_equal(acc0.reshape(-1).numpy().astype(np.int64), adc_convert(tile0, s, cfg.adc_bits)), s
         assert kp.dtype == torch.int32 and np.array_equal(kp.reshape(-1).numpy(), tile0 + pmax)
-        st = kernel.forward(pre1, torch.zeros(H, N), pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab,
-                            col_off=col_off, h_oc=tab.h_oc, cell_max=cfg.cell_max, frac_bits=cfg.frac_bits,
-                            acc_in=acc0[None].contiguous(), acc_in_max=cfg.adc_max)
+        st = kernel.forward(
+            pre1,
+            torch.zeros(H, N),
+            pmax=pmax,
+            adc_tab=adc_tab,
+            gate_tab=gate_tab,
+            col_off=col_off,
+            h_oc=tab.h_oc,
+            cell_max=cfg.cell_max,
+            frac_bits=cfg.frac_bits,
+            acc_in=acc0[None].contiguous(),
+            acc_in_max=cfg.adc_max,
+        )
         want = adc_convert(tile0, s, cfg.adc_bits) + adc_convert(tile1, s, cfg.adc_bits)
         assert np.array_equal(st.acc[0].reshape(-1).numpy().astype(np.int64), want), s
         dp = torch.empty(B, N)
@@ -367,8 +525,9 @@ def test_input_tile_rejects_bad_values_with_exact_messages(kernel):
     for bad, shown in ((pmax + 1.0, f"{pmax + 1.0}"), (0.5, "0.5"), (float("nan"), "nan")):
         with pytest.raises(ValueError) as info:
             kernel.input_tile(_corrupt(p, (4, 3), bad), acc, pmax=pmax, adc_tab=adc_tab)
-        assert str(info.value) == (f"ckernel.input_tile: dot product p[4, 3] = {shown}, not an integer in "
-                                   f"[-pmax, pmax] = [-{pmax}, {pmax}]")
+        assert str(info.value) == (
+            f"ckernel.input_tile: dot product p[4, 3] = {shown}, not an integer in [-pmax, pmax] = [-{pmax}, {pmax}]"
+        )
     assert not acc.any()  # nothing was written
     with pytest.raises(ValueError, match=r"ckernel.input_tile: acc has shape \(6, 15\), expected \(6, 16\)"):
         kernel.input_tile(p, acc[:, :15].contiguous(), pmax=pmax, adc_tab=adc_tab)
@@ -376,10 +535,12 @@ def test_input_tile_rejects_bad_values_with_exact_messages(kernel):
     with pytest.raises(TypeError, match=r"ckernel.input_tile_backward: kp has dtype torch.int64, expected torch.int32"):
         kernel.input_tile_backward(acc, kp.long(), torch.empty(6, 16), pmax=pmax, am_tab=am_tab)
     with pytest.raises(ValueError) as info:
-        kernel.input_tile_backward(acc, _corrupt(kp, (5, 15), 2 * pmax + 1), torch.empty(6, 16), pmax=pmax,
-                                   am_tab=am_tab)
-    assert str(info.value) == (f"ckernel.input_tile_backward: kp[5, 15] = {2 * pmax + 1}, outside am_tab "
-                               f"[0, {2 * pmax + 1})")
+        kernel.input_tile_backward(
+            acc, _corrupt(kp, (5, 15), 2 * pmax + 1), torch.empty(6, 16), pmax=pmax, am_tab=am_tab
+        )
+    assert str(info.value) == (
+        f"ckernel.input_tile_backward: kp[5, 15] = {2 * pmax + 1}, outside am_tab [0, {2 * pmax + 1})"
+    )
 
 
 def test_forward_checks_acc_in(kernel):
@@ -392,8 +553,10 @@ def test_forward_checks_acc_in(kernel):
         _call_forward(kernel, {**args, "acc_in": _corrupt(ok, (1, 2, 7), 4.0), "acc_in_max": 3})
     # (the gate table of _forward_args covers R = 2 tiles of codes up to 3 = adc_max, so acc_in_max 3 needs a
     # wider one: the col_off check fires first)
-    assert str(info.value) == ("ckernel.forward: col_off[0] = 6: acc in [-9, 9] (R = 2 row tiles, ADC codes up "
-                               "to 3 plus acc_in up to 3) would index gate_tab outside [0, 52)")
+    assert str(info.value) == (
+        "ckernel.forward: col_off[0] = 6: acc in [-9, 9] (R = 2 row tiles, ADC codes up "
+        "to 3 plus acc_in up to 3) would index gate_tab outside [0, 52)"
+    )
     cfg = SMALL
     k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
     gate_tab, _ = _gate_tables(torch.tensor([300.0, 500.0, 700.0, 900.0]), 3, k, tables(cfg))
@@ -403,8 +566,9 @@ def test_forward_checks_acc_in(kernel):
     for bad, shown in ((4.0, "4.0"), (-0.5, "-0.5")):
         with pytest.raises(ValueError) as info:
             _call_forward(kernel, {**wide, "acc_in": _corrupt(ok, (1, 2, 7), bad)})
-        assert str(info.value) == (f"ckernel.forward: acc_in[1, 2, 7] = {shown}, not an integer in "
-                                   f"[-acc_in_max, acc_in_max] = [-3, 3]")
+        assert str(info.value) == (
+            f"ckernel.forward: acc_in[1, 2, 7] = {shown}, not an integer in [-acc_in_max, acc_in_max] = [-3, 3]"
+        )
     with pytest.raises(ValueError, match=r"ckernel.forward: acc_in has shape \(3, 5, 15\), expected \(3, 5, 16\)"):
         _call_forward(kernel, {**wide, "acc_in": ok[..., :15].contiguous()})
 
@@ -427,8 +591,17 @@ def test_kernel_cell_update_equals_golden_on_every_value_of_m(kernel):
     pm = np.zeros(B * H, dtype=np.int64)
     pm[: len(m)] = m
     pre = torch.from_numpy(np.tile(pm.reshape(B, 1, H), (1, 4, 1)).reshape(1, B, 1, N)).float()
-    st = kernel.forward(pre, torch.zeros(H, N), pmax=M, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off,
-                        h_oc=torch.zeros(2 * cfg.cell_max + 1), cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
+    st = kernel.forward(
+        pre,
+        torch.zeros(H, N),
+        pmax=M,
+        adc_tab=adc_tab,
+        gate_tab=gate_tab,
+        col_off=col_off,
+        h_oc=torch.zeros(2 * cfg.cell_max + 1),
+        cell_max=cfg.cell_max,
+        frac_bits=cfg.frac_bits,
+    )
     craw = st.craw[0].reshape(-1)[: len(m)].numpy().astype(np.int64)
     c = st.cs[1].reshape(-1)[: len(m)].numpy().astype(np.int64)
     assert np.array_equal(st.gates[0].reshape(B, 4, H)[:, 2].reshape(-1)[: len(m)].numpy().astype(np.int64), m)
@@ -462,7 +635,7 @@ def test_torch_rshift_round_equals_golden(shift):
         assert np.array_equal(t.to(torch.int64).numpy(), v)  # the input is never modified
     if shift > 0:  # the comparison can fail: rounding half down differs at every tie
         half = float(1 << (shift - 1))
-        mutant = torch.ceil((torch.from_numpy(small).double() - half) * 2.0 ** -shift)
+        mutant = torch.ceil((torch.from_numpy(small).double() - half) * 2.0**-shift)
         assert not np.array_equal(mutant.to(torch.int64).numpy(), golden_rshift_round(small, shift))
 
 
@@ -486,8 +659,10 @@ def test_disabled_kernel_says_so_once_and_training_still_runs(fresh_load, monkey
     for _ in range(2):
         m(torch.rand(3, 4, cfg.input_size) * 2 - 1).sum().backward()
     err = capfd.readouterr().err
-    assert err == ("nvmlstm: native training kernel not used: NVMLSTM_NO_CKERNEL=1 is set; training runs the torch "
-                   "implementation (same results, slower; NVMLSTM_REQUIRE_CKERNEL=1 makes this an error)\n")
+    assert err == (
+        "nvmlstm: native training kernel not used: NVMLSTM_NO_CKERNEL=1 is set; training runs the torch "
+        "implementation (same results, slower; NVMLSTM_REQUIRE_CKERNEL=1 makes this an error)\n"
+    )
 
 
 def test_required_kernel_turns_the_fallback_into_an_error(fresh_load, monkeypatch, capfd):
@@ -495,8 +670,10 @@ def test_required_kernel_turns_the_fallback_into_an_error(fresh_load, monkeypatc
     monkeypatch.setenv(ckernel.REQUIRE_ENV, "1")
     with pytest.raises(ckernel.KernelUnavailable) as info:
         fresh_load()
-    assert str(info.value) == ("the native training kernel is required (NVMLSTM_REQUIRE_CKERNEL=1) but "
-                               "unavailable: NVMLSTM_NO_CKERNEL=1 is set")
+    assert str(info.value) == (
+        "the native training kernel is required (NVMLSTM_REQUIRE_CKERNEL=1) but "
+        "unavailable: NVMLSTM_NO_CKERNEL=1 is set"
+    )
     assert capfd.readouterr().err == ""
     # "0" means off, like unset.
     monkeypatch.setenv(ckernel.REQUIRE_ENV, "0")
@@ -512,15 +689,19 @@ def test_each_fallback_reason_is_one_line_or_with_require_an_error(fresh_load, m
         monkeypatch.setenv("PATH", str(tmp_path / "empty"))
         reason = "no C compiler found (set CC, or install cc, gcc or clang)"
     else:
-        cc = _script(tmp_path / "fakecc", 'case "$1" in --version) echo "fakecc 1.0";; '
-                                          '*) echo "fakecc: error: boom" >&2; exit 1;; esac\n')
+        cc = _script(
+            tmp_path / "fakecc",
+            'case "$1" in --version) echo "fakecc 1.0";; *) echo "fakecc: error: boom" >&2; exit 1;; esac\n',
+        )
         monkeypatch.setenv("CC", str(cc))
         # -march=native is tried first, then the portable build: both errors are reported.
         reason = "compiling ckernel.c failed (exit status 1: fakecc: error: boom; exit status 1: fakecc: error: boom)"
     assert fresh_load() is None
     err = capfd.readouterr().err
-    assert err == (f"nvmlstm: native training kernel not used: {reason}; training runs the torch implementation "
-                   f"(same results, slower; NVMLSTM_REQUIRE_CKERNEL=1 makes this an error)\n")
+    assert err == (
+        f"nvmlstm: native training kernel not used: {reason}; training runs the torch implementation "
+        f"(same results, slower; NVMLSTM_REQUIRE_CKERNEL=1 makes this an error)\n"
+    )
     fresh_load.cache_clear()
     monkeypatch.setenv(ckernel.REQUIRE_ENV, "1")
     with pytest.raises(ckernel.KernelUnavailable, match=r"required \(NVMLSTM_REQUIRE_CKERNEL=1\) but unavailable: "):
@@ -578,12 +759,28 @@ def test_nvmlstm_train_with_a_required_but_missing_kernel_is_one_line(fresh_load
 
     monkeypatch.setenv(ckernel.DISABLE_ENV, "1")
     monkeypatch.setenv(ckernel.REQUIRE_ENV, "1")
-    rc = main(["train", "--task", "digits", "--mode", "qat", "--epochs", "1", "--hidden", "4", "--no-progress",
-               "--out", str(tmp_path / "run")])
+    rc = main(
+        [
+            "train",
+            "--task",
+            "digits",
+            "--mode",
+            "qat",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 2
-    assert cap.err == ("nvmlstm train: error: the native training kernel is required (NVMLSTM_REQUIRE_CKERNEL=1) "
-                       "but unavailable: NVMLSTM_NO_CKERNEL=1 is set\n")
+    assert cap.err == (
+        "nvmlstm train: error: the native training kernel is required (NVMLSTM_REQUIRE_CKERNEL=1) "
+        "but unavailable: NVMLSTM_NO_CKERNEL=1 is set\n"
+    )
     assert not (tmp_path / "run" / "model.npz").exists()
 
 

@@ -41,16 +41,16 @@ print(mapped_alone, info().fordblks)  # ... and free bytes the heap keeps after 
 def _has_mallinfo2() -> bool:
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt, libc.mallinfo2
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    return True
+    return hasattr(libc, "mallopt") and hasattr(libc, "mallinfo2")
 
 
 def _probe(mode: str, size: int) -> tuple[int, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    r = subprocess.run([sys.executable, "-c", _PROBE, mode, str(size)], capture_output=True, text=True, env=env,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode, str(size)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     if mode == "keep":
         assert r.stderr.strip() == "applied", r.stderr
@@ -77,7 +77,8 @@ def test_a_large_freed_block_stays_in_the_heap_for_reuse():
 def test_the_environment_wins_and_the_call_is_made_once(monkeypatch):
     monkeypatch.setattr(memory, "_applied", None)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
-    assert memory.keep_freed_memory() == ("left to the environment (MALLOC_MMAP_THRESHOLD_ or "
-                                          "MALLOC_TRIM_THRESHOLD_ set)")
+    assert memory.keep_freed_memory() == (
+        "left to the environment (MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set)"
+    )
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     assert memory.keep_freed_memory().startswith("left to the environment")  # decided once per process

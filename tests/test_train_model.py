@@ -29,8 +29,17 @@ CONFIGS = {
     "two_layers_small_tiles": default_config().replace(num_layers=2, hidden_size=12, array_rows=8),
     "no_shift_rounding": default_config().replace(scale_shift=0, scale_bits=8),
     "lut_frac_eq_frac": default_config().replace(lut_frac=7, frac_bits=7),
-    "wide": default_config().replace(weight_bits=6, dac_bits=5, adc_bits=6, head_adc_bits=8, cell_bits=14,
-                                     frac_bits=9, lut_bits=10, lut_frac=6, hidden_size=16),
+    "wide": default_config().replace(
+        weight_bits=6,
+        dac_bits=5,
+        adc_bits=6,
+        head_adc_bits=8,
+        cell_bits=14,
+        frac_bits=9,
+        lut_bits=10,
+        lut_frac=6,
+        hidden_size=16,
+    ),
     # 5 row tiles of input rows only (converted before the recurrence, `recurrence.InputTiles`).
     "many_input_tiles": default_config().replace(input_size=42, hidden_size=12, array_rows=8),
 }
@@ -68,8 +77,9 @@ def test_exact_forward_in_chunks_of_sequences_equals_golden(monkeypatch):
 
 
 def test_round_half_away_ties_and_near_ties():
-    v = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 3.0],
-                     dtype=torch.float64)
+    v = torch.tensor(
+        [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 3.0], dtype=torch.float64
+    )
     assert round_half_away(v).tolist() == [-3, -2, -1, 1, 2, 3, 0, 0, 3]
 
 
@@ -221,8 +231,13 @@ def _same_training_step(m, x, attr: str, tol: float) -> None:
         m.zero_grad()
         out = m(x)
         out.square().mean().backward()
-        res.append((m.forward_codes(x, fake_quant=True), out.detach(),
-                    [q.grad.clone() for q in m.parameters() if q.grad is not None]))
+        res.append(
+            (
+                m.forward_codes(x, fake_quant=True),
+                out.detach(),
+                [q.grad.clone() for q in m.parameters() if q.grad is not None],
+            )
+        )
     (c1, o1, g1), (c2, o2, g2) = res
     assert torch.equal(c1, c2) and torch.equal(o1, o2)
     assert len(g1) == len(g2) > 0
@@ -276,7 +291,9 @@ def test_step_gradient_is_lsq():
     a = ste(round_half_away(p / step), p / step).clamp(-cfg.adc_max, cfg.adc_max)
     (step * a).sum().backward()
     v = p / 10.0
-    want = torch.where(v.abs() < cfg.adc_max + 0.5, torch.round(v + 1e-9 * torch.sign(v)) - v, torch.sign(v) * cfg.adc_max)
+    want = torch.where(
+        v.abs() < cfg.adc_max + 0.5, torch.round(v + 1e-9 * torch.sign(v)) - v, torch.sign(v) * cfg.adc_max
+    )
     assert torch.allclose(step.grad, want.sum(), atol=1e-6)
 
 
@@ -291,7 +308,9 @@ def _torch_float_net(I=8, H=16, O=10, seed=0):
 def test_state_dict_import_runs_the_same_float_network(layout):
     lstm, head = _torch_float_net()
     if layout == "flat":
-        sd = {f"lstm.{k}": v for k, v in lstm.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
+        sd = {f"lstm.{k}": v for k, v in lstm.state_dict().items()} | {
+            f"head.{k}": v for k, v in head.state_dict().items()
+        }
     else:
         sd = {"lstm": lstm.state_dict(), "head": head.state_dict()}
     cfg = default_config().replace(hidden_size=16)
@@ -304,7 +323,9 @@ def test_state_dict_import_runs_the_same_float_network(layout):
     assert torch.equal(got, want)
     # golden's float model sums the two biases; its float64 forward agrees to float32 rounding.
     fm = m.float_model()
-    assert np.array_equal(fm.layers[0].bias, lstm.bias_ih_l0.detach().double().numpy() + lstm.bias_hh_l0.detach().double().numpy())
+    assert np.array_equal(
+        fm.layers[0].bias, lstm.bias_ih_l0.detach().double().numpy() + lstm.bias_hh_l0.detach().double().numpy()
+    )
     ref = float_forward(fm, x.double().numpy())["outputs"]
     assert np.max(np.abs(ref - want.double().numpy())) < 1e-5
 

@@ -34,11 +34,27 @@ def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path, capsys):
     pickle.loads(pickle.dumps(_Payload(tmp_path / "proof")))
     assert (tmp_path / "proof").read_text() == "pwned"
     # ... but --resume never runs it.
-    rc, out, err = run(capsys, "train", "--task", "digits", "--mode", "fp", "--epochs", "2", "--hidden", "4",
-                       "--no-progress", "--resume", "--out", run_dir)
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--task",
+        "digits",
+        "--mode",
+        "fp",
+        "--epochs",
+        "2",
+        "--hidden",
+        "4",
+        "--no-progress",
+        "--resume",
+        "--out",
+        run_dir,
+    )
     assert rc == 2
-    assert err.startswith(f"nvmlstm train: error: {run_dir / 'checkpoint.pt'}: unreadable checkpoint, or one "
-                          f"holding objects other than tensors")
+    assert err.startswith(
+        f"nvmlstm train: error: {run_dir / 'checkpoint.pt'}: unreadable checkpoint, or one "
+        f"holding objects other than tensors"
+    )
     assert err.count("\n") == 1
     assert not marker.exists()
 
@@ -49,8 +65,9 @@ def test_a_genuine_checkpoint_loads_with_weights_only_and_resumes_exactly(tmp_pa
     common = dict(task="digits", mode="fp", epochs=3, hidden=4, progress=False)
     full = run_training(TrainArgs(out=str(tmp_path / "full"), **common), log=lambda s: None)
     part = tmp_path / "part"
-    assert run_training(TrainArgs(out=str(part), **common), log=lambda s: None,
-                        stop_after_epoch=1) == {"interrupted_after_epoch": 1}
+    assert run_training(TrainArgs(out=str(part), **common), log=lambda s: None, stop_after_epoch=1) == {
+        "interrupted_after_epoch": 1
+    }
     torch.load(part / "checkpoint.pt", map_location="cpu", weights_only=True)  # no error
     resumed = run_training(TrainArgs(out=str(part), resume=True, **common), log=lambda s: None)
     assert resumed["test_metric"] == full["test_metric"]

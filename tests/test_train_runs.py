@@ -32,8 +32,7 @@ def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:
 def digits_qat(tmp_path_factory):
     """A short QAT run on digits from scratch (the default 4/4/4, H=32, 32x64 arrays), timed."""
     t0 = time.perf_counter()
-    out, m = _run(tmp_path_factory.mktemp("digits"), "qat", task="digits", mode="qat", epochs=20, seed=0,
-                  fp_epochs=0)
+    out, m = _run(tmp_path_factory.mktemp("digits"), "qat", task="digits", mode="qat", epochs=20, seed=0, fp_epochs=0)
     return out, m, time.perf_counter() - t0
 
 
@@ -102,8 +101,9 @@ def test_recipe_resume_after_the_float_phase_gives_the_same_model(tmp_path):
     kw = dict(task="digits", mode="qat", epochs=2, fp_epochs=2, seed=3, hidden=8)
     full, m_full = _run(tmp_path, "full", **kw)
     part = tmp_path / "part"
-    assert run_training(TrainArgs(out=str(part), progress=False, **kw), stop_after_epoch=1,
-                        log=lambda s: None) == {"interrupted_after_epoch": 1}
+    assert run_training(TrainArgs(out=str(part), progress=False, **kw), stop_after_epoch=1, log=lambda s: None) == {
+        "interrupted_after_epoch": 1
+    }
     assert (part / "float" / "metrics.json").is_file() and not (part / "model.npz").exists()
     m_res = run_training(TrainArgs(out=str(part), progress=False, resume=True, **kw), log=lambda s: None)
     assert (full / "model.npz").read_bytes() == (part / "model.npz").read_bytes()
@@ -118,8 +118,22 @@ def test_init_from_a_torch_state_dict_through_the_cli(tmp_path, capsys):
     sd = tmp_path / "float.pt"
     torch.save({"lstm": lstm.state_dict(), "head": head.state_dict()}, sd)
     out = tmp_path / "ptq"
-    rc = main(["train", "--task", "digits", "--mode", "ptq", "--hidden", "16", "--init-from", str(sd),
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--task",
+            "digits",
+            "--mode",
+            "ptq",
+            "--hidden",
+            "16",
+            "--init-from",
+            str(sd),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs"] == 0  # ptq from a given float model: no training
@@ -141,19 +155,32 @@ def _error(capsys, tmp_path, argv, pattern):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv,pattern", [
-    (["--task", "charlm", "--mode", "fp", "--data", "/nonexistent/text.txt"], r"/nonexistent/text.txt: data path not found"),
-    (["--task", "charlm", "--mode", "fp", "--data", str(SMALL_DATA["charlm"]), "--seq-len", "900"],
-     r"fewer than the sequence length \+ 1 \(901\)"),
-    (["--task", "poetry", "--mode", "fp"], r"argument --task: invalid choice: 'poetry'"),
-    (["--task", "digits", "--mode", "qat", "--adc-bits", "17"], r"argument --adc-bits: expected an integer from 2 to 16"),
-    (["--task", "digits", "--mode", "qat", "--weight-bits", "1"], r"argument --weight-bits"),
-    (["--task", "digits", "--mode", "fp", "--resume"], r"no checkpoint to resume from"),
-    (["--task", "digits", "--mode", "fp", "--adc-noise", "0.5"], r"use them with --mode qat"),
-    (["--task", "timeseries", "--mode", "fp", "--seq-len", "400"], r"the train split has 216 values"),
-    (["--task", "timeseries", "--mode", "fp", "--data", str(SMALL_DATA["timeseries"]), "--seq-len", "400"],
-     r"the valid split has 360 values"),
-])
+@pytest.mark.parametrize(
+    "argv,pattern",
+    [
+        (
+            ["--task", "charlm", "--mode", "fp", "--data", "/nonexistent/text.txt"],
+            r"/nonexistent/text.txt: data path not found",
+        ),
+        (
+            ["--task", "charlm", "--mode", "fp", "--data", str(SMALL_DATA["charlm"]), "--seq-len", "900"],
+            r"fewer than the sequence length \+ 1 \(901\)",
+        ),
+        (["--task", "poetry", "--mode", "fp"], r"argument --task: invalid choice: 'poetry'"),
+        (
+            ["--task", "digits", "--mode", "qat", "--adc-bits", "17"],
+            r"argument --adc-bits: expected an integer from 2 to 16",
+        ),
+        (["--task", "digits", "--mode", "qat", "--weight-bits", "1"], r"argument --weight-bits"),
+        (["--task", "digits", "--mode", "fp", "--resume"], r"no checkpoint to resume from"),
+        (["--task", "digits", "--mode", "fp", "--adc-noise", "0.5"], r"use them with --mode qat"),
+        (["--task", "timeseries", "--mode", "fp", "--seq-len", "400"], r"the train split has 216 values"),
+        (
+            ["--task", "timeseries", "--mode", "fp", "--data", str(SMALL_DATA["timeseries"]), "--seq-len", "400"],
+            r"the valid split has 360 values",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, pattern):
     _error(capsys, tmp_path, argv, pattern)
 
@@ -162,21 +189,45 @@ def test_init_from_of_another_config_is_one_line(capsys, tmp_path):
     torch.manual_seed(0)
     sd = tmp_path / "h24.pt"
     torch.save({"lstm": torch.nn.LSTM(8, 24).state_dict(), "head": torch.nn.Linear(24, 10).state_dict()}, sd)
-    _error(capsys, tmp_path, ["--task", "digits", "--mode", "qat", "--hidden", "16", "--init-from", str(sd)],
-           r"lstm.weight_ih_l0 has shape \(96, 8\), this network needs \(64, 8\)")
+    _error(
+        capsys,
+        tmp_path,
+        ["--task", "digits", "--mode", "qat", "--hidden", "16", "--init-from", str(sd)],
+        r"lstm.weight_ih_l0 has shape \(96, 8\), this network needs \(64, 8\)",
+    )
     bad = tmp_path / "junk.pt"
     bad.write_text("not a state dict")
-    _error(capsys, tmp_path, ["--task", "digits", "--mode", "qat", "--init-from", str(bad)],
-           r"not a readable PyTorch state dict")
+    _error(
+        capsys,
+        tmp_path,
+        ["--task", "digits", "--mode", "qat", "--init-from", str(bad)],
+        r"not a readable PyTorch state dict",
+    )
 
 
 def test_resume_with_other_arguments_is_refused(capsys, tmp_path):
     out = tmp_path / "run"
-    r = run_training(TrainArgs(task="digits", mode="fp", out=str(out), epochs=2, hidden=4, progress=False),
-                     stop_after_epoch=1)
+    r = run_training(
+        TrainArgs(task="digits", mode="fp", out=str(out), epochs=2, hidden=4, progress=False), stop_after_epoch=1
+    )
     assert r == {"interrupted_after_epoch": 1}
-    rc = main(["train", "--task", "digits", "--mode", "fp", "--epochs", "2", "--hidden", "8", "--resume",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--task",
+            "digits",
+            "--mode",
+            "fp",
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--resume",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "--resume: hidden is 8 but the checkpoint" in err

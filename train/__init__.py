@@ -18,8 +18,17 @@ from nvmlstm.tasks import TASKS, TaskError, load_task
 
 from .args import TrainArgs, TrainError
 
-__all__ = ["QuantLSTM", "StateDictError", "exact_forward", "TrainArgs", "TrainError", "run_training", "TASKS",
-           "TaskError", "load_task"]
+__all__ = [
+    "QuantLSTM",
+    "StateDictError",
+    "exact_forward",
+    "TrainArgs",
+    "TrainError",
+    "run_training",
+    "TASKS",
+    "TaskError",
+    "load_task",
+]
 
 # Names defined by the torch modules, and the module of each.
 _LAZY = {"QuantLSTM": ".model", "StateDictError": ".model", "exact_forward": ".exact", "run_training": ".runner"}

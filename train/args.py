@@ -25,17 +25,62 @@ MODES = ("fp", "ptq", "qat")
 #: model for ``fp_epochs`` epochs (a complete fp run in ``RUN_DIR/float``), then fine-tunes it quantized
 #: for ``qat_epochs`` epochs at ``qat_lr`` with learned weight scales (``learn_weight_scales``).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 1e-2, "seq_len": 8,
-               "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 1e-3, "learn_weight_scales": True},
-    "charlm": {"hidden": 128, "epochs": 10, "batch_size": 32, "lr": 5e-3, "seq_len": 64,
-               "fp_epochs": 10, "qat_epochs": 6, "qat_lr": 2e-3, "learn_weight_scales": True},
-    "timeseries": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 5e-3, "seq_len": 24,
-                   "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
+    "digits": {
+        "hidden": 32,
+        "epochs": 60,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "seq_len": 8,
+        "fp_epochs": 60,
+        "qat_epochs": 30,
+        "qat_lr": 1e-3,
+        "learn_weight_scales": True,
+    },
+    "charlm": {
+        "hidden": 128,
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 5e-3,
+        "seq_len": 64,
+        "fp_epochs": 10,
+        "qat_epochs": 6,
+        "qat_lr": 2e-3,
+        "learn_weight_scales": True,
+    },
+    "timeseries": {
+        "hidden": 32,
+        "epochs": 60,
+        "batch_size": 64,
+        "lr": 5e-3,
+        "seq_len": 24,
+        "fp_epochs": 60,
+        "qat_epochs": 30,
+        "qat_lr": 2e-3,
+        "learn_weight_scales": True,
+    },
     # A user's own sequences (tasks/generic.py): the digits recipe for classification, the series' for regression.
-    "classify": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 1e-2, "seq_len": None,
-                 "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 1e-3, "learn_weight_scales": True},
-    "regress": {"hidden": 32, "epochs": 60, "batch_size": 64, "lr": 5e-3, "seq_len": None,
-                "fp_epochs": 60, "qat_epochs": 30, "qat_lr": 2e-3, "learn_weight_scales": True},
+    "classify": {
+        "hidden": 32,
+        "epochs": 60,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "seq_len": None,
+        "fp_epochs": 60,
+        "qat_epochs": 30,
+        "qat_lr": 1e-3,
+        "learn_weight_scales": True,
+    },
+    "regress": {
+        "hidden": 32,
+        "epochs": 60,
+        "batch_size": 64,
+        "lr": 5e-3,
+        "seq_len": None,
+        "fp_epochs": 60,
+        "qat_epochs": 30,
+        "qat_lr": 2e-3,
+        "learn_weight_scales": True,
+    },
 }
 
 # Field metadata of the options that say how a run executes (where, with which output, how many threads),
@@ -137,8 +182,9 @@ def check_args(a: TrainArgs) -> None:
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise TrainError(f"--{k.replace('_', '-')} must be a finite number >= 0, not {v!r}")
     if (a.weight_noise or a.adc_noise) and a.mode != "qat":
-        raise TrainError("--weight-noise/--adc-noise inject noise during quantization-aware training: use "
-                         "them with --mode qat")
+        raise TrainError(
+            "--weight-noise/--adc-noise inject noise during quantization-aware training: use them with --mode qat"
+        )
     for k in ("epochs", "hidden", "batch_size", "seq_len", "fp_epochs"):
         v = getattr(a, k)
         if k == "seq_len" and a.task in GENERIC_TASKS:
@@ -147,8 +193,7 @@ def check_args(a: TrainArgs) -> None:
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k in ("epochs", "fp_epochs") else 1):
             kind = " non-negative" if k in ("epochs", "fp_epochs") else " positive"
-            raise TrainError(f"--{k.replace('_', '-')} must be a{kind} "
-                             f"integer, not {v!r}")
+            raise TrainError(f"--{k.replace('_', '-')} must be a{kind} integer, not {v!r}")
     if not (isinstance(a.lr, (int, float)) and math.isfinite(a.lr) and a.lr > 0):
         raise TrainError(f"--lr must be a positive number, not {a.lr!r}")
     if a.fp_epochs and a.mode != "qat":

@@ -76,8 +76,9 @@ REQUIRE_ENV = "NVMLSTM_REQUIRE_CKERNEL"
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC")
 
 # Return codes of ckernel.c (NVK_*).
-(_OK, _BAD_P, _BAD_ADC_TAB, _BAD_COL_OFF, _BAD_GATE_TAB, _BAD_GATE_O, _BAD_CELL, _BAD_KA, _BAD_KP,
- _BAD_ACC_IN) = range(10)
+(_OK, _BAD_P, _BAD_ADC_TAB, _BAD_COL_OFF, _BAD_GATE_TAB, _BAD_GATE_O, _BAD_CELL, _BAD_KA, _BAD_KP, _BAD_ACC_IN) = range(
+    10
+)
 
 _F32, _I64, _I32 = torch.float32, torch.int64, torch.int32
 
@@ -162,8 +163,11 @@ def _build() -> Path:
     errors = []
     for extra in variants:
         flags = (*_FLAGS, *extra)
-        key = hashlib.sha256("\0".join([src.decode(), argv[0], *argv[1:], version, *flags, platform.machine(),
-                                        features if extra else ""]).encode()).hexdigest()[:24]
+        key = hashlib.sha256(
+            "\0".join(
+                [src.decode(), argv[0], *argv[1:], version, *flags, platform.machine(), features if extra else ""]
+            ).encode()
+        ).hexdigest()[:24]
         so = cache / f"ckernel-{key}.so"
         if so.exists():
             return so
@@ -171,8 +175,9 @@ def _build() -> Path:
         tmp = so.with_name(f"{so.name}.{os.getpid()}.tmp")
         with importlib.resources.as_file(importlib.resources.files(__package__).joinpath("ckernel.c")) as path:
             try:
-                r = subprocess.run([*argv, *flags, str(path), "-o", str(tmp), "-lm"], capture_output=True,
-                                   text=True, timeout=300)
+                r = subprocess.run(
+                    [*argv, *flags, str(path), "-o", str(tmp), "-lm"], capture_output=True, text=True, timeout=300
+                )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise _NoKernel(f"compiling ckernel.c failed ({exc})") from None
         if r.returncode == 0:
@@ -190,21 +195,64 @@ _i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 class _FwdArgs(ctypes.Structure):
     """``nvk_fwd`` of ckernel.c: the same fields, in the same order, with the same C types."""
 
-    _fields_ = [("B", _i64), ("R", _i64), ("N", _i64), ("H", _i64), ("adc_tab", _ptr), ("n_adc", _i64),
-                ("gate_tab", _ptr), ("col_off", _ptr), ("h_oc", _ptr), ("n_c", _i64), ("cell_max", _i64),
-                ("inv2F", _f32), ("acc_in", _ptr), ("acc_in_max", _i64), ("kp", _ptr), ("acc", _ptr), ("ka", _ptr),
-                ("gates", _ptr), ("craw", _ptr),
-                ("cs", _ptr), ("hs", _ptr), ("where", _ptr)]
+    _fields_ = [
+        ("B", _i64),
+        ("R", _i64),
+        ("N", _i64),
+        ("H", _i64),
+        ("adc_tab", _ptr),
+        ("n_adc", _i64),
+        ("gate_tab", _ptr),
+        ("col_off", _ptr),
+        ("h_oc", _ptr),
+        ("n_c", _i64),
+        ("cell_max", _i64),
+        ("inv2F", _f32),
+        ("acc_in", _ptr),
+        ("acc_in_max", _i64),
+        ("kp", _ptr),
+        ("acc", _ptr),
+        ("ka", _ptr),
+        ("gates", _ptr),
+        ("craw", _ptr),
+        ("cs", _ptr),
+        ("hs", _ptr),
+        ("where", _ptr),
+    ]
 
 
 class _BwdArgs(ctypes.Structure):
     """``nvk_bwd`` of ckernel.c: the same fields, in the same order, with the same C types."""
 
-    _fields_ = [("B", _i64), ("R", _i64), ("N", _i64), ("H", _i64), ("dh", _ptr), ("dc", _ptr), ("dhs", _ptr),
-                ("gates", _ptr), ("ka", _ptr), ("acc", _ptr), ("cs", _ptr), ("craw", _ptr), ("kp", _ptr),
-                ("am_tab", _ptr), ("n_am", _i64), ("fac_tab", _ptr), ("n_fac", _i64), ("tanh_c", _ptr),
-                ("dtanh_c", _ptr), ("cell_max", _i64), ("inv2F", _f32), ("kq", _f32), ("pmax", _i64),
-                ("dacc", _ptr), ("dp", _ptr), ("sums", _ptr), ("where", _ptr)]
+    _fields_ = [
+        ("B", _i64),
+        ("R", _i64),
+        ("N", _i64),
+        ("H", _i64),
+        ("dh", _ptr),
+        ("dc", _ptr),
+        ("dhs", _ptr),
+        ("gates", _ptr),
+        ("ka", _ptr),
+        ("acc", _ptr),
+        ("cs", _ptr),
+        ("craw", _ptr),
+        ("kp", _ptr),
+        ("am_tab", _ptr),
+        ("n_am", _i64),
+        ("fac_tab", _ptr),
+        ("n_fac", _i64),
+        ("tanh_c", _ptr),
+        ("dtanh_c", _ptr),
+        ("cell_max", _i64),
+        ("inv2F", _f32),
+        ("kq", _f32),
+        ("pmax", _i64),
+        ("dacc", _ptr),
+        ("dp", _ptr),
+        ("sums", _ptr),
+        ("where", _ptr),
+    ]
 
 
 def _layout() -> list[int]:
@@ -232,8 +280,9 @@ def _open(so: Path) -> ctypes.CDLL:
     got = (ctypes.c_int64 * 4)()
     lib.nvk_layout(ctypes.addressof(got))
     if list(got) != _layout():  # a field changed on one side only: refuse rather than pass wrong pointers
-        raise _NoKernel(f"the argument structs of {so.name} do not match ckernel.py's (layout {list(got)}, "
-                        f"expected {_layout()})")
+        raise _NoKernel(
+            f"the argument structs of {so.name} do not match ckernel.py's (layout {list(got)}, expected {_layout()})"
+        )
     return lib
 
 
@@ -255,10 +304,16 @@ def load() -> Kernel | None:
             raise _NoKernel(f"building it failed ({exc})") from None
     except _NoKernel as exc:
         if _flag(REQUIRE_ENV):
-            raise KernelUnavailable(f"the native training kernel is required ({REQUIRE_ENV}="
-                                    f"{os.environ[REQUIRE_ENV]}) but unavailable: {exc}") from None
-        print(f"nvmlstm: native training kernel not used: {exc}; training runs the torch implementation "
-              f"(same results, slower; {REQUIRE_ENV}=1 makes this an error)", file=sys.stderr, flush=True)
+            raise KernelUnavailable(
+                f"the native training kernel is required ({REQUIRE_ENV}="
+                f"{os.environ[REQUIRE_ENV]}) but unavailable: {exc}"
+            ) from None
+        print(
+            f"nvmlstm: native training kernel not used: {exc}; training runs the torch implementation "
+            f"(same results, slower; {REQUIRE_ENV}=1 makes this an error)",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
 
 
@@ -292,8 +347,13 @@ def _tensor(fn: str, name: str, t, dtype: torch.dtype, shape: tuple, *, contiguo
     The fast path is a handful of attribute reads (these checks run twice per training batch); the slow
     path finds which rule failed and raises with its message.
     """
-    if (isinstance(t, torch.Tensor) and t.dtype == dtype and t.is_cpu and t.layout == torch.strided
-            and (not contiguous or t.is_contiguous())):
+    if (
+        isinstance(t, torch.Tensor)
+        and t.dtype == dtype
+        and t.is_cpu
+        and t.layout == torch.strided
+        and (not contiguous or t.is_contiguous())
+    ):
         sh = t.shape
         if len(sh) == len(shape):
             for s, w in zip(sh, shape):
@@ -355,8 +415,9 @@ def _forward_shapes(fn: str, pre, wh, hseg: tuple | None) -> tuple[int, int, int
     return T, B, R, N, H
 
 
-def _forward_tables(fn: str, N: int, pmax: int, cell_max: int, adc_tab, gate_tab, col_off, h_oc
-                    ) -> tuple[int, int, int, int]:
+def _forward_tables(
+    fn: str, N: int, pmax: int, cell_max: int, adc_tab, gate_tab, col_off, h_oc
+) -> tuple[int, int, int, int]:
     """Check `Kernel.forward`'s tables' types and lengths (their contents are ``fwd_check``'s).
 
     Returns
@@ -385,19 +446,29 @@ def _table_error(rc: int, w: int, R: int, adc_tab, gate_tab, col_off, acc_in_max
         A = int(adc_tab.abs().max())
         S = R * A + acc_in_max
         extra = f" plus acc_in up to {acc_in_max}" if acc_in_max else ""
-        return (f"col_off[{w}] = {int(col_off[w])}: acc in [-{S}, {S}] (R = {R} row tiles, ADC codes "
-                f"up to {A}{extra}) would index gate_tab outside [0, {n_gate})")
+        return (
+            f"col_off[{w}] = {int(col_off[w])}: acc in [-{S}, {S}] (R = {R} row tiles, ADC codes "
+            f"up to {A}{extra}) would index gate_tab outside [0, {n_gate})"
+        )
     if rc == _BAD_GATE_TAB:
         return f"gate_tab[{w}] = {float(gate_tab[w])}, not a finite number of magnitude at most 2**24"
-    return (f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
-            f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})")
+    return (
+        f"gate_tab[{w}] = {float(gate_tab[w])} is read by gate o, so it must be an integer in "
+        f"[0, {n_o}) (h_oc has {n_o} rows of 2 cell_max + 1 = {n_c})"
+    )
 
 
 def _new_forward_state(pre: torch.Tensor, T: int, B: int, R: int, N: int, H: int) -> ForwardState:
     """The forward's output buffers, with ``c_0 = h_0 = 0``."""
-    st = ForwardState(torch.empty(T, B, R * N, dtype=_I32), pre.new_empty(T, B, N), torch.empty(T, B, N, dtype=_I64),
-                      pre.new_empty(T, B, N), pre.new_empty(T, B, H), pre.new_empty(T + 1, B, H),
-                      pre.new_empty(T + 1, B, H))
+    st = ForwardState(
+        torch.empty(T, B, R * N, dtype=_I32),
+        pre.new_empty(T, B, N),
+        torch.empty(T, B, N, dtype=_I64),
+        pre.new_empty(T, B, N),
+        pre.new_empty(T, B, H),
+        pre.new_empty(T + 1, B, H),
+        pre.new_empty(T + 1, B, H),
+    )
     st.cs[0].zero_()
     st.hs[0].zero_()
     return st
@@ -416,8 +487,9 @@ def _backward_shapes(fn: str, dhs, wh, fwd, hseg: tuple | None) -> tuple[int, in
         # the number of row tiles comes from the forward's saved ADC indices (checked just below)
         RN = fwd.kp.shape[2] if isinstance(fwd.kp, torch.Tensor) and fwd.kp.dim() == 3 else N
     if N != 4 * H or RN % N:
-        raise ValueError(f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a "
-                         f"multiple of it")
+        raise ValueError(
+            f"{fn}: fwd.acc has {N} columns and wh {RN}, expected 4 x hidden = {4 * H} and a multiple of it"
+        )
     _tensor(fn, "fwd.kp", fwd.kp, _I32, (T, B, RN))
     _tensor(fn, "fwd.ka", fwd.ka, _I64, (T, B, N))
     _tensor(fn, "fwd.gates", fwd.gates, _F32, (T, B, N))
@@ -431,8 +503,10 @@ def _saved_index_error(rc: int, t: int, w: int, fwd: ForwardState, cell_max: int
     B, H = fwd.craw.shape[1:]
     N, RN = fwd.acc.shape[2], fwd.kp.shape[2]
     if rc == _BAD_CELL:
-        return (f"fwd.cs{_at(t + 1, w, (B, H))} = {float(fwd.cs[t + 1].view(-1)[w])}, not an integer "
-                f"in [-{cell_max}, {cell_max}]")
+        return (
+            f"fwd.cs{_at(t + 1, w, (B, H))} = {float(fwd.cs[t + 1].view(-1)[w])}, not an integer "
+            f"in [-{cell_max}, {cell_max}]"
+        )
     if rc == _BAD_KA:
         return f"fwd.ka{_at(t, w, (B, N))} = {int(fwd.ka[t].view(-1)[w])}, outside fac_tab [0, {n_fac})"
     return f"fwd.kp{_at(t, w, (B, RN))} = {int(fwd.kp[t].view(-1)[w])}, outside am_tab [0, {n_am})"
@@ -450,10 +524,22 @@ class Kernel:
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
 
-    def forward(self, pre: torch.Tensor, wh: torch.Tensor, *, pmax: int, adc_tab: torch.Tensor,
-                gate_tab: torch.Tensor, col_off: torch.Tensor, h_oc: torch.Tensor, cell_max: int,
-                frac_bits: int, hseg: tuple | None = None, acc_in: torch.Tensor | None = None,
-                acc_in_max: int = 0) -> ForwardState:
+    def forward(
+        self,
+        pre: torch.Tensor,
+        wh: torch.Tensor,
+        *,
+        pmax: int,
+        adc_tab: torch.Tensor,
+        gate_tab: torch.Tensor,
+        col_off: torch.Tensor,
+        h_oc: torch.Tensor,
+        cell_max: int,
+        frac_bits: int,
+        hseg: tuple | None = None,
+        acc_in: torch.Tensor | None = None,
+        acc_in_max: int = 0,
+    ) -> ForwardState:
         """The forward loop of `nvmlstm.train.recurrence.QuantRecurrence` (float32, ADC as a table).
 
         Per timestep the GEMM ``p = pre[t] + h_{t-1} @ wh`` in torch (``h_0 = 0``), then one C call for
@@ -504,9 +590,20 @@ class Kernel:
         """
         if torch.is_grad_enabled():  # the GEMMs write into buffers (out=): no graph (cheaper than a decorator)
             with torch.no_grad():
-                return self.forward(pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off,
-                                    h_oc=h_oc, cell_max=cell_max, frac_bits=frac_bits, hseg=hseg, acc_in=acc_in,
-                                    acc_in_max=acc_in_max)
+                return self.forward(
+                    pre,
+                    wh,
+                    pmax=pmax,
+                    adc_tab=adc_tab,
+                    gate_tab=gate_tab,
+                    col_off=col_off,
+                    h_oc=h_oc,
+                    cell_max=cell_max,
+                    frac_bits=frac_bits,
+                    hseg=hseg,
+                    acc_in=acc_in,
+                    acc_in_max=acc_in_max,
+                )
         fn = "ckernel.forward"
         T, B, R, N, H = _forward_shapes(fn, pre, wh, hseg)
         RN = R * N
@@ -518,8 +615,9 @@ class Kernel:
         where = ctypes.c_int64(-1)
         wa = ctypes.addressof(where)
         # The tables once: then every index the loop derives from their contents is in bounds (ckernel.c).
-        rc = self.lib.fwd_check(R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), n_gate, col_off.data_ptr(),
-                                n_o, acc_in_max, wa)
+        rc = self.lib.fwd_check(
+            R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), n_gate, col_off.data_ptr(), n_o, acc_in_max, wa
+        )
         if rc != _OK:
             msg = _table_error(rc, where.value, R, adc_tab, gate_tab, col_off, acc_in_max, n_o, n_c)
             raise ValueError(f"{fn}: {msg}")
@@ -528,9 +626,24 @@ class Kernel:
         P = pre.new_empty(B, RN)
         # Raw addresses only of tensors checked above or allocated here, passed once in the struct; per
         # timestep only t and the GEMM's output cross into C.
-        args = _FwdArgs(B, R, N, H, adc_tab.data_ptr(), n_adc, gate_tab.data_ptr(), col_off.data_ptr(),
-                        h_oc.data_ptr(), n_c, cell_max, 2.0 ** -frac_bits,
-                        None if acc_in is None else acc_in.data_ptr(), acc_in_max, *(a.data_ptr() for a in st), wa)
+        args = _FwdArgs(
+            B,
+            R,
+            N,
+            H,
+            adc_tab.data_ptr(),
+            n_adc,
+            gate_tab.data_ptr(),
+            col_off.data_ptr(),
+            h_oc.data_ptr(),
+            n_c,
+            cell_max,
+            2.0**-frac_bits,
+            None if acc_in is None else acc_in.data_ptr(),
+            acc_in_max,
+            *(a.data_ptr() for a in st),
+            wa,
+        )
         ref = ctypes.byref(args)
         step = self.lib.nvk_forward_step
         for t in range(T):
@@ -544,15 +657,29 @@ class Kernel:
             if rc != _OK:  # _BAD_P or _BAD_ACC_IN, the per-step checks of the forward
                 w = where.value
                 if rc == _BAD_ACC_IN:
-                    raise ValueError(f"{fn}: acc_in{_at(t, w, (B, N))} = {float(acc_in[t].view(-1)[w])}, not an "
-                                     f"integer in [-acc_in_max, acc_in_max] = [-{acc_in_max}, {acc_in_max}]")
+                    raise ValueError(
+                        f"{fn}: acc_in{_at(t, w, (B, N))} = {float(acc_in[t].view(-1)[w])}, not an "
+                        f"integer in [-acc_in_max, acc_in_max] = [-{acc_in_max}, {acc_in_max}]"
+                    )
                 raise _bad_p(fn, _at(t, w, (B, RN)), float(p.view(-1)[w]), pmax)
         return st
 
-    def backward(self, dhs: torch.Tensor, wh: torch.Tensor, fwd: ForwardState, *, pmax: int,
-                 am_tab: torch.Tensor, fac_tab: torch.Tensor, tanh_c: torch.Tensor, dtanh_c: torch.Tensor,
-                 cell_max: int, frac_bits: int, dac_max: int, hseg: tuple | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(
+        self,
+        dhs: torch.Tensor,
+        wh: torch.Tensor,
+        fwd: ForwardState,
+        *,
+        pmax: int,
+        am_tab: torch.Tensor,
+        fac_tab: torch.Tensor,
+        tanh_c: torch.Tensor,
+        dtanh_c: torch.Tensor,
+        cell_max: int,
+        frac_bits: int,
+        dac_max: int,
+        hseg: tuple | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The BPTT loop of `nvmlstm.train.recurrence.QuantRecurrence` (straight-through estimator).
 
         Per timestep (last to first) one C call for the elementwise STE chain, filling ``dp[t]`` (the STE
@@ -596,14 +723,26 @@ class Kernel:
         """
         if torch.is_grad_enabled():  # as in `forward`
             with torch.no_grad():
-                return self.backward(dhs, wh, fwd, pmax=pmax, am_tab=am_tab, fac_tab=fac_tab, tanh_c=tanh_c,
-                                     dtanh_c=dtanh_c, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max,
-                                     hseg=hseg)
+                return self.backward(
+                    dhs,
+                    wh,
+                    fwd,
+                    pmax=pmax,
+                    am_tab=am_tab,
+                    fac_tab=fac_tab,
+                    tanh_c=tanh_c,
+                    dtanh_c=dtanh_c,
+                    cell_max=cell_max,
+                    frac_bits=frac_bits,
+                    dac_max=dac_max,
+                    hseg=hseg,
+                )
         fn = "ckernel.backward"
         T, B, R, N, H = _backward_shapes(fn, dhs, wh, fwd, hseg)
         RN = R * N
-        pmax, cell_max, frac_bits, dac_max = _ints(fn, pmax=pmax, cell_max=cell_max, frac_bits=frac_bits,
-                                                   dac_max=dac_max)
+        pmax, cell_max, frac_bits, dac_max = _ints(
+            fn, pmax=pmax, cell_max=cell_max, frac_bits=frac_bits, dac_max=dac_max
+        )
         n_am = _table(fn, "am_tab", am_tab, 2 * pmax + 1)
         n_fac = _table(fn, "fac_tab", fac_tab)
         _table(fn, "tanh_c", tanh_c, 2 * cell_max + 1)
@@ -614,11 +753,35 @@ class Kernel:
         DP = dhs.new_empty(T, B, RN)
         sums = torch.zeros(5, dtype=torch.float64)
         where = ctypes.c_int64(-1)
-        args = _BwdArgs(B, R, N, H, dh.data_ptr(), dc.data_ptr(), dhs.data_ptr(), fwd.gates.data_ptr(),
-                        fwd.ka.data_ptr(), fwd.acc.data_ptr(), fwd.cs.data_ptr(), fwd.craw.data_ptr(),
-                        fwd.kp.data_ptr(), am_tab.data_ptr(), n_am, fac_tab.data_ptr(), n_fac, tanh_c.data_ptr(),
-                        dtanh_c.data_ptr(), cell_max, 2.0 ** -frac_bits, dac_max * 2.0 ** (-2 * frac_bits), pmax,
-                        DACC.data_ptr(), DP.data_ptr(), sums.data_ptr(), ctypes.addressof(where))
+        args = _BwdArgs(
+            B,
+            R,
+            N,
+            H,
+            dh.data_ptr(),
+            dc.data_ptr(),
+            dhs.data_ptr(),
+            fwd.gates.data_ptr(),
+            fwd.ka.data_ptr(),
+            fwd.acc.data_ptr(),
+            fwd.cs.data_ptr(),
+            fwd.craw.data_ptr(),
+            fwd.kp.data_ptr(),
+            am_tab.data_ptr(),
+            n_am,
+            fac_tab.data_ptr(),
+            n_fac,
+            tanh_c.data_ptr(),
+            dtanh_c.data_ptr(),
+            cell_max,
+            2.0**-frac_bits,
+            dac_max * 2.0 ** (-2 * frac_bits),
+            pmax,
+            DACC.data_ptr(),
+            DP.data_ptr(),
+            sums.data_ptr(),
+            ctypes.addressof(where),
+        )
         ref = ctypes.byref(args)
         step = self.lib.nvk_backward_step
         wh_t = wh.t()
@@ -666,15 +829,17 @@ class Kernel:
         n_adc = _table(fn, "adc_tab", adc_tab, 2 * pmax + 1)
         kp = torch.empty(M, N, dtype=_I32)
         where = ctypes.c_int64(-1)
-        rc = self.lib.nvk_input_tile(M, N, p.data_ptr(), pmax, adc_tab.data_ptr(), n_adc, acc.data_ptr(),
-                                     kp.data_ptr(), ctypes.addressof(where))
+        rc = self.lib.nvk_input_tile(
+            M, N, p.data_ptr(), pmax, adc_tab.data_ptr(), n_adc, acc.data_ptr(), kp.data_ptr(), ctypes.addressof(where)
+        )
         if rc != _OK:
             w = where.value
             raise _bad_p(fn, _at(w // N, w % N, (N,)), float(p.view(-1)[w]), pmax)
         return kp
 
-    def input_tile_backward(self, dacc: torch.Tensor, kp: torch.Tensor, dp: torch.Tensor, *, pmax: int,
-                            am_tab: torch.Tensor) -> float:
+    def input_tile_backward(
+        self, dacc: torch.Tensor, kp: torch.Tensor, dp: torch.Tensor, *, pmax: int, am_tab: torch.Tensor
+    ) -> float:
         """The STE backward of `input_tile`: ``dp = dacc * am_tab[kp]`` (into ``dp``).
 
         Returns the sum of ``dp * p`` (float64 accumulation; its part of the LSQ step gradient, like
@@ -688,10 +853,19 @@ class Kernel:
         n_am = _table(fn, "am_tab", am_tab, 2 * pmax + 1)
         total = ctypes.c_double(0.0)
         where = ctypes.c_int64(-1)
-        rc = self.lib.nvk_input_tile_backward(M, N, dacc.data_ptr(), kp.data_ptr(), am_tab.data_ptr(), n_am, pmax,
-                                              dp.data_ptr(), ctypes.addressof(total), ctypes.addressof(where))
+        rc = self.lib.nvk_input_tile_backward(
+            M,
+            N,
+            dacc.data_ptr(),
+            kp.data_ptr(),
+            am_tab.data_ptr(),
+            n_am,
+            pmax,
+            dp.data_ptr(),
+            ctypes.addressof(total),
+            ctypes.addressof(where),
+        )
         if rc != _OK:
             w = where.value
-            raise ValueError(f"{fn}: kp{_at(w // N, w % N, (N,))} = {int(kp.view(-1)[w])}, outside am_tab "
-                             f"[0, {n_am})")
+            raise ValueError(f"{fn}: kp{_at(w // N, w % N, (N,))} = {int(kp.view(-1)[w])}, outside am_tab [0, {n_am})")
         return total.value

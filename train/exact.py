@@ -22,8 +22,17 @@ from nvmlstm.golden.nvm import row_tile_bounds
 
 from .ops import round_half_away, rshift_round, tables
 
-__all__ = ["exact_forward", "tile_matrix", "tile_segments", "input_only_tiles", "tiled_inputs", "seg_addmm_",
-           "seg_mm_t", "seg_grad", "distinct_rows"]
+__all__ = [
+    "exact_forward",
+    "tile_matrix",
+    "tile_segments",
+    "input_only_tiles",
+    "tiled_inputs",
+    "seg_addmm_",
+    "seg_mm_t",
+    "seg_grad",
+    "distinct_rows",
+]
 
 _F64 = torch.float64
 
@@ -67,8 +76,9 @@ def input_only_tiles(K: int, array_rows: int, n: int) -> tuple[tuple[int, int, i
     return tuple((r, a, b) for r, (a, b) in enumerate(row_tile_bounds(K, array_rows)) if b <= n)
 
 
-def tiled_inputs(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, K: int, array_rows: int, lo: int = 0
-                 ) -> torch.Tensor:
+def tiled_inputs(
+    x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, K: int, array_rows: int, lo: int = 0
+) -> torch.Tensor:
     """Every row tile's partial dot products of the rows that do not depend on h (autograd).
 
     ``x`` (M, n): input codes of rows ``lo..lo+n-1`` of the K-row matrix; ``wt`` (n, N): those rows of the
@@ -171,8 +181,9 @@ def _adc(p: torch.Tensor, step: int, bits: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def exact_forward(model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, return_h: bool = False
-                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def exact_forward(
+    model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, return_h: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Run the integer network on input DAC codes.
 
     Parameters
@@ -194,8 +205,10 @@ def exact_forward(model: QuantizedModel, codes: np.ndarray | torch.Tensor, *, re
     tab = tables(cfg, _F64)
     # Sequences are independent: evaluated in chunks so that the largest intermediate (every row tile's dot
     # products at every step, float64) stays near _CHUNK_BYTES whatever the split's size.
-    R = max(len(row_tile_bounds(cfg.layer_input_size(l) + cfg.hidden_size + 1, cfg.array_rows))
-            for l in range(cfg.num_layers))
+    R = max(
+        len(row_tile_bounds(cfg.layer_input_size(l) + cfg.hidden_size + 1, cfg.array_rows))
+        for l in range(cfg.num_layers)
+    )
     per_seq = max(1, x.shape[1] * R * cfg.layer_cols * 8)
     chunk = max(1, _CHUNK_BYTES // per_seq)
     parts = [_exact_chunk(model, x[i : i + chunk], tab) for i in range(0, max(1, x.shape[0]), chunk)]

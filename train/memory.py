@@ -5,9 +5,10 @@ Why: a QAT batch allocates and frees tensors of tens of megabytes (the dot produ
 timestep, their ADC-table indices, their gradients). glibc's malloc serves blocks that large with a fresh
 ``mmap`` and returns them with ``munmap``, so every batch page-faults and zero-fills all of that memory
 again: measured, a QAT epoch at hidden 128 on charlm took 1.37x as long that way as with the memory kept
-(1.87x with every row tile converted in the loop; `docs/performance.md`, "Training speed"). Raising ``M_MMAP_THRESHOLD`` to `MMAP_THRESHOLD` makes blocks up
-to that size come from the heap, and raising ``M_TRIM_THRESHOLD`` to `TRIM_THRESHOLD` keeps up to that much
-freed heap memory instead of returning it to the system, so later batches reuse pages already mapped.
+(1.87x with every row tile converted in the loop; `docs/performance.md`, "Training speed"). Raising
+``M_MMAP_THRESHOLD`` to `MMAP_THRESHOLD` makes blocks up to that size come from the heap, and raising
+``M_TRIM_THRESHOLD`` to `TRIM_THRESHOLD` keeps up to that much freed heap memory instead of returning it to the
+system, so later batches reuse pages already mapped.
 
 Both are bounded on purpose: larger blocks (an evaluation over a whole split, a big model) still get their
 own mapping and go back to the system when freed. With unbounded settings (1 GiB blocks on the heap) a

@@ -93,9 +93,17 @@ class QuantLSTM(nn.Module):
         self.weight_noise = 0.0  # fraction of the conductance range (per device, per batch)
         self.adc_noise = 0.0  # LSB (per conversion)
         self._consts = RecurrenceConsts(
-            hidden=cfg.hidden_size, adc_bits=cfg.adc_bits, adc_max=cfg.adc_max, lut_min=cfg.lut_min,
-            lut_max=cfg.lut_max, lut_size=cfg.lut_size, scale_shift=cfg.scale_shift, frac_bits=cfg.frac_bits,
-            lut_frac=cfg.lut_frac, cell_max=cfg.cell_max, dac_max=cfg.dac_max,
+            hidden=cfg.hidden_size,
+            adc_bits=cfg.adc_bits,
+            adc_max=cfg.adc_max,
+            lut_min=cfg.lut_min,
+            lut_max=cfg.lut_max,
+            lut_size=cfg.lut_size,
+            scale_shift=cfg.scale_shift,
+            frac_bits=cfg.frac_bits,
+            lut_frac=cfg.lut_frac,
+            cell_max=cfg.cell_max,
+            dac_max=cfg.dac_max,
         )
 
     # ---------------------------------------------------------------------------------------------
@@ -136,9 +144,11 @@ class QuantLSTM(nn.Module):
         want = self.float_state()
         missing = [k for k in want if k not in sd]
         if missing:
-            raise StateDictError(f"{where}: missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
-                                 f"(expected an nn.LSTM under 'lstm.' and an nn.Linear under 'head.' with "
-                                 f"{self.cfg.num_layers} layer(s))")
+            raise StateDictError(
+                f"{where}: missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
+                f"(expected an nn.LSTM under 'lstm.' and an nn.Linear under 'head.' with "
+                f"{self.cfg.num_layers} layer(s))"
+            )
         extra = sorted(k for k in sd if k not in want)
         if extra:
             raise StateDictError(f"{where}: unexpected key {extra[0]} (bidirectional, projected or deeper LSTM?)")
@@ -162,10 +172,11 @@ class QuantLSTM(nn.Module):
         """The float weights as a golden `FloatModel` (bias = b_ih + b_hh), float64."""
         layers = []
         for l in range(self.cfg.num_layers):
-            g = lambda name: getattr(self.lstm, f"{name}_l{l}").detach().double().numpy()  # noqa: E731
+            g = lambda name, l=l: getattr(self.lstm, f"{name}_l{l}").detach().double().numpy()  # noqa: E731
             layers.append(FloatLayer(g("weight_ih"), g("weight_hh"), g("bias_ih") + g("bias_hh")))
-        return FloatModel(tuple(layers), self.head.weight.detach().double().numpy(),
-                          self.head.bias.detach().double().numpy())
+        return FloatModel(
+            tuple(layers), self.head.weight.detach().double().numpy(), self.head.bias.detach().double().numpy()
+        )
 
     # ---------------------------------------------------------------------------------------------
     # Quantization
@@ -180,14 +191,20 @@ class QuantLSTM(nn.Module):
 
         Returns the PTQ model (`golden.ptq.quantize_model`), which is also the ``ptq`` mode's result.
         """
-        qm = quantize_model(self.float_model(), self.cfg, np.asarray(x_calib, dtype=np.float64),
-                            input_scale=self.input_scale, percentile=percentile)
+        qm = quantize_model(
+            self.float_model(),
+            self.cfg,
+            np.asarray(x_calib, dtype=np.float64),
+            input_scale=self.input_scale,
+            percentile=percentile,
+        )
         self.log_step.copy_(torch.tensor([math.log(lp.adc_step) for lp in qm.layers]))
         self.log_head_step.fill_(math.log(qm.head.adc_step))
         return qm
 
-    def _weight_codes(self, w_eff: torch.Tensor, per_gate: bool, log_scale: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weight_codes(
+        self, w_eff: torch.Tensor, per_gate: bool, log_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fake-quantized codes (STE) of ``w_eff`` and their scale per row (the PTQ rule of golden.ptq).
 
         With ``log_scale`` (learned, LSQ): the scale is ``exp(log_scale)`` and weights beyond ``weight_max``
@@ -298,8 +315,9 @@ class QuantLSTM(nn.Module):
         with torch.no_grad():
             return self._qat_forward(x, codes_out=True, noise=False)
 
-    def _qat_forward(self, x: torch.Tensor, *, codes_out: bool = False, noise: bool = True,
-                     last_only: bool = False) -> torch.Tensor:
+    def _qat_forward(
+        self, x: torch.Tensor, *, codes_out: bool = False, noise: bool = True, last_only: bool = False
+    ) -> torch.Tensor:
         cfg = self.cfg
         B, T, _ = x.shape
         H, N, dmax = cfg.hidden_size, cfg.layer_cols, float(cfg.dac_max)
@@ -318,8 +336,9 @@ class QuantLSTM(nn.Module):
                 R = wtm.shape[1] // N
                 pre = torch.addmm(dmax * wtm[n + H], seq.reshape(T * B, n), wtm[:n]).view(T, B, R, N)
                 nz = torch.randn(T, B, R, N) * adc_noise if adc_noise > 0 else None
-                seq = QuantRecurrence.apply(pre, wtm[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts,
-                                            tab)
+                seq = QuantRecurrence.apply(
+                    pre, wtm[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab
+                )
                 continue
             wt = codes.t()  # (K, N): rows input | h | bias
             x2 = seq.reshape(T * B, n)
@@ -328,8 +347,13 @@ class QuantLSTM(nn.Module):
             split = self.split_input_tiles and native_kernel(pmax, adc_noise > 0, x2.dtype) is not None
             segs_in = input_only_tiles(K, cfg.array_rows, n) if split else ()
             lo = segs_in[-1][2] if segs_in else 0  # first row of the tiles converted in the loop
-            acc_in = (InputTiles.apply(x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab,
-                                       self.distinct_input_rows).view(T, B, N) if segs_in else None)
+            acc_in = (
+                InputTiles.apply(
+                    x2[:, :lo], wt[:lo], p["step"], pmax, segs_in, self._consts, tab, self.distinct_input_rows
+                ).view(T, B, N)
+                if segs_in
+                else None
+            )
             # Input rows and bias row of the other row tiles for every timestep at once (per tile segment: the
             # zero blocks of the row-tiled matrix are skipped); only h @ W_h stays in the loop.
             pre = tiled_inputs(x2[:, lo:], wt[lo:n], dmax * wt[n + H], K, cfg.array_rows, lo=lo)
@@ -339,8 +363,9 @@ class QuantLSTM(nn.Module):
             # Exact integer dot products (no weight noise): the ADC is a table lookup over |p| <= pmax.
             r_in = len(segs_in)
             hseg = tuple((r - r_in, a, b) for r, a, b in tile_segments(K, cfg.array_rows, n, n + H))
-            seq = QuantRecurrence.apply(pre, wt[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab,
-                                        hseg, acc_in, r_in)
+            seq = QuantRecurrence.apply(
+                pre, wt[n : n + H], p["step"], p["gate_scale"], nz, pmax, self._consts, tab, hseg, acc_in, r_in
+            )
         codes = self._noisy(head["codes"]) if noise else head["codes"]
         wt = codes.t()  # (H+1, O): rows h | bias
         O = cfg.output_size

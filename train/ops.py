@@ -69,7 +69,7 @@ def rshift_round(v: torch.Tensor, shift: int, *, out: torch.Tensor | None = None
     """
     if shift == 0:
         return v if out is None else out.copy_(v)
-    return torch.add(v, float(1 << (shift - 1)), out=out).mul_(2.0 ** -shift).floor_()
+    return torch.add(v, float(1 << (shift - 1)), out=out).mul_(2.0**-shift).floor_()
 
 
 def ste(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
@@ -109,14 +109,14 @@ class Tables:
         k = float(cfg.one) / float(1 << cfg.lut_frac)
         self.gate = torch.tensor(np.concatenate([sigmoid_table(cfg), tanh_table(cfg)]).astype(np.float64), dtype=dtype)
         self.dgate = torch.tensor(np.concatenate([dsig, dtanh]) * k, dtype=dtype)
-        self.tanh = self.gate[cfg.lut_size:].clone()
-        self.dtanh = self.dgate[cfg.lut_size:].clone()
+        self.tanh = self.gate[cfg.lut_size :].clone()
+        self.dtanh = self.dgate[cfg.lut_size :].clone()
         c = np.arange(-cfg.cell_max, cfg.cell_max + 1, dtype=np.int64)
         tc = activation(tanh_cell_index(c, cfg), True, cfg)
         sh = cfg.frac_bits - cfg.lut_frac
         tidx = np_rshift_round(c, sh)
         inside = (tidx >= cfg.lut_min) & (tidx <= cfg.lut_max)
-        slope = (dtanh * k)[np.clip(tidx, cfg.lut_min, cfg.lut_max) - cfg.lut_min] * inside * 2.0 ** -sh
+        slope = (dtanh * k)[np.clip(tidx, cfg.lut_min, cfg.lut_max) - cfg.lut_min] * inside * 2.0**-sh
         self.tanh_c = torch.tensor(tc.astype(np.float64), dtype=dtype)
         self.dtanh_c = torch.tensor(slope, dtype=dtype)
         o = np.arange(cfg.one + 1, dtype=np.int64)[:, None]

@@ -61,6 +61,7 @@ def _take(table: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = Non
     torch.index_select(table, 0, idx.reshape(-1), out=out.view(-1))
     return out
 
+
 __all__ = ["RecurrenceConsts", "QuantRecurrence", "InputTiles", "native_kernel"]
 
 
@@ -97,12 +98,13 @@ def _gate_tables(gs: torch.Tensor, R: int, k: RecurrenceConsts, tab: Tables) -> 
     kk[2] += k.lut_size  # gate g reads the tanh half of the combined table
     kk = torch.from_numpy(kk)
     gate = torch.take(tab.gate, kk)
-    fac = torch.take(tab.dgate, kk) * inside * (gs[:, None] * 2.0 ** -k.scale_shift)
+    fac = torch.take(tab.dgate, kk) * inside * (gs[:, None] * 2.0**-k.scale_shift)
     return gate.reshape(-1), fac.reshape(-1)
 
 
-def _adc_tables(step: torch.Tensor, pmax: int, k: RecurrenceConsts, dt: torch.dtype
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _adc_tables(
+    step: torch.Tensor, pmax: int, k: RecurrenceConsts, dt: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ADC transfer over p in [-pmax, pmax] -- golden's `adc_convert` itself -- and its STE slope
     ``d a / d p`` ([|round(p / step)| <= adc_max] / step), indexed by ``p + pmax``."""
     s = int(step)  # integer-valued (rounded in `QuantLSTM._step`)
@@ -176,8 +178,20 @@ class QuantRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre, wh, step, gs, noise, pmax, k: RecurrenceConsts, tab: Tables,  # noqa: D401
-                hseg=None, acc_in=None, r_in=0):
+    def forward(
+        ctx,
+        pre,
+        wh,
+        step,
+        gs,
+        noise,
+        pmax,
+        k: RecurrenceConsts,
+        tab: Tables,  # noqa: D401
+        hseg=None,
+        acc_in=None,
+        r_in=0,
+    ):
         # Only the sequential chain runs per timestep, mostly as table lookups (each torch op costs a few
         # microseconds of dispatch, which at these sizes is most of the time); everything elementwise the
         # backward needs (masks, slopes) is gathered once over all timesteps afterwards.
@@ -198,8 +212,19 @@ class QuantRecurrence(torch.autograd.Function):
         if lib is not None:
             # The native kernel (train/ckernel.py): per timestep one GEMM and one C call for the rest.
             KP, ACC, KA, GATES, CRAW, CS, HS = lib.forward(
-                pre, wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off_i, h_oc=tab.h_oc,
-                cell_max=k.cell_max, frac_bits=F, hseg=hseg, acc_in=acc_in, acc_in_max=r_in * k.adc_max)
+                pre,
+                wh,
+                pmax=pmax,
+                adc_tab=adc_tab,
+                gate_tab=gate_tab,
+                col_off=col_off_i,
+                h_oc=tab.h_oc,
+                cell_max=k.cell_max,
+                frac_bits=F,
+                hseg=hseg,
+                acc_in=acc_in,
+                acc_in_max=r_in * k.adc_max,
+            )
         else:
             if table_adc:
                 KP = torch.empty(T, B, R * N, dtype=torch.long)  # p + pmax
@@ -269,9 +294,20 @@ class QuantRecurrence(torch.autograd.Function):
             # Native kernel: the STE factors are looked up per timestep inside the kernel.
             KP, am_tab = X1, X2
             fwd = ckernel.ForwardState(KP, ACC, KA, GATES, CRAW, CS, HS)
-            DP, sums, DACC = ctx.native.backward(dhs.to(dt).contiguous(), wh, fwd, pmax=ctx.pmax, am_tab=am_tab,
-                                                 fac_tab=ctx.fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c,
-                                                 cell_max=k.cell_max, frac_bits=F, dac_max=k.dac_max, hseg=hseg)
+            DP, sums, DACC = ctx.native.backward(
+                dhs.to(dt).contiguous(),
+                wh,
+                fwd,
+                pmax=ctx.pmax,
+                am_tab=am_tab,
+                fac_tab=ctx.fac_tab,
+                tanh_c=tab.tanh_c,
+                dtanh_c=tab.dtanh_c,
+                cell_max=k.cell_max,
+                frac_bits=F,
+                dac_max=k.dac_max,
+                hseg=hseg,
+            )
             dwh = _dwh(HS, DP, hseg, T, B, H, R, N) if ctx.needs_input_grad[1] else None
             dstep = (-sums[4] / step).to(dt) if ctx.needs_input_grad[2] else None
             dgs = (sums[:4] / gs).to(dt) if ctx.needs_input_grad[3] else None
@@ -288,7 +324,7 @@ class QuantRecurrence(torch.autograd.Function):
             V, vclean = X1, X2
             amask = (V.abs().add(0.5).floor() <= k.adc_max).to(dt) / step
         dgu = _take(ctx.fac_tab, KA)  # d gate / d acc
-        cmask = (CRAW.abs() <= k.cell_max).to(dt).mul_(2.0 ** -F)
+        cmask = (CRAW.abs() <= k.cell_max).to(dt).mul_(2.0**-F)
         kc = (CS[1:] + k.cell_max).long()
         O = GATES[..., 3 * H :]
         dq_o = _take(tab.dtanh_c, kc).mul_(O).mul_(kq)  # d h / d c (through tanh(c))

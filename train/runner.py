@@ -4,8 +4,8 @@ Files of a run directory:
 
 ``checkpoint.pt``
     After every epoch (atomically replaced): run arguments, epoch, model (float weights and learned ADC
-    steps), optimizer and scheduler state, history, the best-validation weights so far, RNG states. ``resume=True`` continues from it and ends
-    with the same weights as an uninterrupted run.
+    steps), optimizer and scheduler state, history, the best-validation weights so far, RNG states.
+    ``resume=True`` continues from it and ends with the same weights as an uninterrupted run.
 ``float_model.pt``
     The float weights as an ``nn.LSTM`` + ``nn.Linear`` state dict (``lstm.*``, ``head.*``): what
     ``--init-from`` reads.
@@ -62,9 +62,16 @@ def _config(a: TrainArgs, task: TaskData) -> LstmConfig:
     from nvmlstm.golden.config import ConfigError
 
     try:
-        return task_config(task, hidden_size=a.hidden, weight_bits=a.weight_bits, dac_bits=a.dac_bits,
-                           adc_bits=a.adc_bits, head_adc_bits=a.head_adc_bits, array_rows=a.array_rows,
-                           array_cols=a.array_cols)
+        return task_config(
+            task,
+            hidden_size=a.hidden,
+            weight_bits=a.weight_bits,
+            dac_bits=a.dac_bits,
+            adc_bits=a.adc_bits,
+            head_adc_bits=a.head_adc_bits,
+            array_rows=a.array_rows,
+            array_cols=a.array_cols,
+        )
     except ConfigError as exc:
         raise TrainError(str(exc)) from None
 
@@ -116,9 +123,11 @@ def _warn_if_near_chance(model: QuantLSTM, task: TaskData, source: str, log: Cal
     xv, yv = task.valid
     m = metric_from_outputs(task, _float_outputs(model, xv), yv)
     if near_chance(task, m):
-        log(f"warning: the float model from {source} scores {task.metric} {m:.4g} on the validation split, near "
+        log(
+            f"warning: the float model from {source} scores {task.metric} {m:.4g} on the validation split, near "
             f"chance ({chance_metric(task):.4g}): were its inputs scaled as the task's (every task feeds values in "
-            f"[-1, 1]; README, \"Bring your own model\")?")
+            f'[-1, 1]; README, "Bring your own model")?'
+        )
 
 
 def exact_outputs(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
@@ -133,10 +142,17 @@ def _rng_state() -> dict[str, Any]:
     ``torch.load(weights_only=True)``, which refuses any other object (and so cannot run code)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
-            "python": [version, list(internal), gauss_next]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": [version, list(internal), gauss_next],
+    }
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:
@@ -156,7 +172,8 @@ def _make_optimizer(model: QuantLSTM, a: TrainArgs, quantized: bool, steps: int)
     opt = torch.optim.Adam(groups)
     # Cosine decay to 5% over the run: the late small steps settle the weights near code boundaries.
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / max(1, steps))))
+        opt, lambda i: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / max(1, steps)))
+    )
     return opt, sched
 
 
@@ -180,8 +197,9 @@ def _plot(history: list[dict], metric: str, path: Path, title: str) -> None:
     save_png(fig, path)
 
 
-def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
-                 stop_after_epoch: int | None = None) -> dict[str, Any]:
+def run_training(
+    a: TrainArgs, *, log: Callable[[str], None] = print, stop_after_epoch: int | None = None
+) -> dict[str, Any]:
     """Run (or resume) one training run and write its directory; returns the metrics dict.
 
     Phases, in this order (the order of the random draws, which a resumed run repeats): the run directory
@@ -212,8 +230,12 @@ def run_training(a: TrainArgs, *, log: Callable[[str], None] = print,
     a = a.resolved()
     check_args(a)
     keep_freed_memory()  # large per-batch tensors reuse mapped memory (train/memory.py: QAT 1.37x faster)
-    task = load_task(a.task, a.data, seq_len=a.seq_len if a.task != "digits" else None,
-                     **({"char_repeat": a.char_repeat} if a.task == "charlm" and a.char_repeat is not None else {}))
+    task = load_task(
+        a.task,
+        a.data,
+        seq_len=a.seq_len if a.task != "digits" else None,
+        **({"char_repeat": a.char_repeat} if a.task == "charlm" and a.char_repeat is not None else {}),
+    )
     cfg = _config(a, task)
     out = Path(a.out)
     init_sd = load_float_state_file(a.init_from) if a.init_from is not None else None
@@ -253,19 +275,23 @@ def _open_run_dir(a: TrainArgs, out: Path) -> dict[str, Any] | None:
         # weights_only: tensors, numbers, strings and containers only; a crafted file cannot run code.
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TrainError(f"{ckpt_path}: unreadable checkpoint, or one holding objects other than tensors, "
-                         f"numbers and strings ({type(exc).__name__}); start a new run") from None
+        raise TrainError(
+            f"{ckpt_path}: unreadable checkpoint, or one holding objects other than tensors, "
+            f"numbers and strings ({type(exc).__name__}); start a new run"
+        ) from None
     saved = ckpt.get("args", {})
     diff = [k for k in RESUME_KEYS if saved.get(k) != getattr(a, k)]
     if diff:
         k = diff[0]
-        raise TrainError(f"--resume: {k} is {getattr(a, k)!r} but the checkpoint in {out} was made with "
-                         f"{saved.get(k)!r}")
+        raise TrainError(
+            f"--resume: {k} is {getattr(a, k)!r} but the checkpoint in {out} was made with {saved.get(k)!r}"
+        )
     return ckpt
 
 
-def _float_pretraining(a: TrainArgs, float_dir: Path, log: Callable[[str], None]
-                       ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _float_pretraining(
+    a: TrainArgs, float_dir: Path, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The qat recipe's first phase: a complete fp run (its own checkpoint, resume, files) in ``float_dir``.
 
     It runs at the task's float learning rate, and only if ``float_dir`` has no ``metrics.json`` yet (a
@@ -279,10 +305,18 @@ def _float_pretraining(a: TrainArgs, float_dir: Path, log: Callable[[str], None]
         Its best float weights, where the quantized phase starts.
     """
     if not (float_dir / "metrics.json").is_file():
-        fa = dataclasses.replace(a, mode="fp", out=str(float_dir), epochs=a.fp_epochs,
-                                 lr=TASK_DEFAULTS[a.task]["lr"], fp_epochs=0, learn_weight_scales=False,
-                                 resume=(float_dir / "checkpoint.pt").is_file(), weight_noise=0.0,
-                                 adc_noise=0.0)
+        fa = dataclasses.replace(
+            a,
+            mode="fp",
+            out=str(float_dir),
+            epochs=a.fp_epochs,
+            lr=TASK_DEFAULTS[a.task]["lr"],
+            fp_epochs=0,
+            learn_weight_scales=False,
+            resume=(float_dir / "checkpoint.pt").is_file(),
+            weight_noise=0.0,
+            adc_noise=0.0,
+        )
         log(f"float pre-training ({a.fp_epochs} epochs) in {float_dir}")
         run_training(fa, log=log)
     return json.loads((float_dir / "metrics.json").read_text()), load_float_state_file(float_dir)
@@ -308,8 +342,15 @@ class _Run:
     t_train: float = 0.0
 
 
-def _start(a: TrainArgs, cfg: LstmConfig, task: TaskData, init_sd: dict[str, torch.Tensor] | None,
-           ckpt: dict[str, Any] | None, out: Path, log: Callable[[str], None]) -> _Run:
+def _start(
+    a: TrainArgs,
+    cfg: LstmConfig,
+    task: TaskData,
+    init_sd: dict[str, torch.Tensor] | None,
+    ckpt: dict[str, Any] | None,
+    out: Path,
+    log: Callable[[str], None],
+) -> _Run:
     """Seed the generators, build the model (from ``init_sd``) and its optimizer, and restore ``ckpt``.
 
     The order of the random draws (model initialization, calibration subset, shuffling generator) is part
@@ -342,8 +383,9 @@ def _start(a: TrainArgs, cfg: LstmConfig, task: TaskData, init_sd: dict[str, tor
     model.quantized = quantized
     model.weight_noise, model.adc_noise = a.weight_noise, a.adc_noise
     opt, sched = _make_optimizer(model, a, quantized, epochs * n_batches)
-    run = _Run(model, opt, sched, torch.Generator().manual_seed(a.seed), calib, input_scale, epochs, n_batches,
-               history=[])
+    run = _Run(
+        model, opt, sched, torch.Generator().manual_seed(a.seed), calib, input_scale, epochs, n_batches, history=[]
+    )
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -358,8 +400,7 @@ def _start(a: TrainArgs, cfg: LstmConfig, task: TaskData, init_sd: dict[str, tor
     return run
 
 
-def _train_epochs(a: TrainArgs, task: TaskData, run: _Run, ckpt_path: Path,
-                  stop_after_epoch: int | None) -> int | None:
+def _train_epochs(a: TrainArgs, task: TaskData, run: _Run, ckpt_path: Path, stop_after_epoch: int | None) -> int | None:
     """The epochs from ``run.start_epoch``, each ending with its validation metric and checkpoint.
 
     Returns
@@ -372,24 +413,40 @@ def _train_epochs(a: TrainArgs, task: TaskData, run: _Run, ckpt_path: Path,
     higher = HIGHER_IS_BETTER[task.metric]
     # One bar over the run (ETA of the whole run), showing the epoch, the running training loss and the
     # last validation metric.
-    bar = _progress(run.epochs * run.n_batches, f"{a.task} {a.mode}", a.progress,
-                    initial=run.start_epoch * run.n_batches)
+    bar = _progress(
+        run.epochs * run.n_batches, f"{a.task} {a.mode}", a.progress, initial=run.start_epoch * run.n_batches
+    )
     last_valid = run.history[-1]["valid_metric"] if run.history else None
     for epoch in range(run.start_epoch, run.epochs):
         t0 = time.perf_counter()
         train_loss = _train_epoch(a, task, run, xt_all, yt_all, bar, epoch, last_valid)
         run.t_train += time.perf_counter() - t0
         vm = last_valid = _valid_metric(task, run.model, a.mode == "qat")
-        run.history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_metric": vm,
-                            "seconds": time.perf_counter() - t0})
+        run.history.append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "valid_metric": vm, "seconds": time.perf_counter() - t0}
+        )
         # Ties go to the later epoch (more updates at a smaller learning rate).
         if run.best is None or (vm >= run.best["valid_metric"] if higher else vm <= run.best["valid_metric"]):
-            run.best = {"epoch": epoch + 1, "valid_metric": vm,
-                        "model": {k: v.detach().clone() for k, v in run.model.state_dict().items()}}
-        _torch_save_atomic({"args": dataclasses.asdict(a), "epoch": epoch + 1, "model": run.model.state_dict(),
-                            "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
-                            "shuffle_rng": run.shuffle.get_state(), "rng": _rng_state(), "history": run.history,
-                            "best": run.best, "train_seconds": run.t_train}, ckpt_path)
+            run.best = {
+                "epoch": epoch + 1,
+                "valid_metric": vm,
+                "model": {k: v.detach().clone() for k, v in run.model.state_dict().items()},
+            }
+        _torch_save_atomic(
+            {
+                "args": dataclasses.asdict(a),
+                "epoch": epoch + 1,
+                "model": run.model.state_dict(),
+                "optimizer": run.opt.state_dict(),
+                "scheduler": run.sched.state_dict(),
+                "shuffle_rng": run.shuffle.get_state(),
+                "rng": _rng_state(),
+                "history": run.history,
+                "best": run.best,
+                "train_seconds": run.t_train,
+            },
+            ckpt_path,
+        )
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < run.epochs:
             bar.close()
             return epoch + 1
@@ -397,8 +454,16 @@ def _train_epochs(a: TrainArgs, task: TaskData, run: _Run, ckpt_path: Path,
     return None
 
 
-def _train_epoch(a: TrainArgs, task: TaskData, run: _Run, xt_all: torch.Tensor, yt_all: torch.Tensor, bar,
-                 epoch: int, last_valid: float | None) -> float:
+def _train_epoch(
+    a: TrainArgs,
+    task: TaskData,
+    run: _Run,
+    xt_all: torch.Tensor,
+    yt_all: torch.Tensor,
+    bar,
+    epoch: int,
+    last_valid: float | None,
+) -> float:
     """One pass over the training split in shuffled batches; returns the mean training loss."""
     model = run.model
     model.train()
@@ -431,8 +496,9 @@ def _valid_metric(task: TaskData, model: QuantLSTM, quantized: bool) -> float:
     return metric_from_outputs(task, _float_outputs(model, xv), yv)
 
 
-def _final_metrics(a: TrainArgs, cfg: LstmConfig, task: TaskData, run: _Run, float_run: dict[str, Any] | None
-                   ) -> tuple[dict[str, Any], QuantizedModel | None]:
+def _final_metrics(
+    a: TrainArgs, cfg: LstmConfig, task: TaskData, run: _Run, float_run: dict[str, Any] | None
+) -> tuple[dict[str, Any], QuantizedModel | None]:
     """Load the best epoch's weights and evaluate them on the test split.
 
     Returns
@@ -447,15 +513,22 @@ def _final_metrics(a: TrainArgs, cfg: LstmConfig, task: TaskData, run: _Run, flo
         model.load_state_dict(best["model"])
     model.eval()
     metrics: dict[str, Any] = {
-        "task": a.task, "mode": a.mode, "metric_name": task.metric,
+        "task": a.task,
+        "mode": a.mode,
+        "metric_name": task.metric,
         "higher_is_better": HIGHER_IS_BETTER[task.metric],
-        "seed": a.seed, "epochs": run.epochs, "hidden": a.hidden,
-        "bits": {"weight": a.weight_bits, "dac": a.dac_bits, "adc": a.adc_bits,
-                 "head_adc": cfg.head_adc_bits_eff},
+        "seed": a.seed,
+        "epochs": run.epochs,
+        "hidden": a.hidden,
+        "bits": {"weight": a.weight_bits, "dac": a.dac_bits, "adc": a.adc_bits, "head_adc": cfg.head_adc_bits_eff},
         "array": [a.array_rows, a.array_cols],
-        "weight_noise": a.weight_noise, "adc_noise": a.adc_noise,
-        "init_from": a.init_from, "train_seconds": round(run.t_train, 3),
-        "fp_epochs": a.fp_epochs, "learn_weight_scales": a.learn_weight_scales, "lr": a.lr,
+        "weight_noise": a.weight_noise,
+        "adc_noise": a.adc_noise,
+        "init_from": a.init_from,
+        "train_seconds": round(run.t_train, 3),
+        "fp_epochs": a.fp_epochs,
+        "learn_weight_scales": a.learn_weight_scales,
+        "lr": a.lr,
         "best_epoch": None if best is None else best["epoch"],
         "best_valid_metric": None if best is None else best["valid_metric"],
         "data": task.info,
@@ -472,8 +545,12 @@ def _final_metrics(a: TrainArgs, cfg: LstmConfig, task: TaskData, run: _Run, flo
         metrics |= _quantized_metrics(a, task, qm)
     if float_run is not None:
         # The float pre-training (RUN_DIR/float): its test metric is the fp baseline of this qat model.
-        metrics["float_run"] = {"dir": "float", "epochs": float_run["epochs"], "test_metric": float_run["test_metric"],
-                                "train_seconds": float_run["train_seconds"]}
+        metrics["float_run"] = {
+            "dir": "float",
+            "epochs": float_run["epochs"],
+            "test_metric": float_run["test_metric"],
+            "train_seconds": float_run["train_seconds"],
+        }
     metrics["history"] = run.history
     return metrics, qm
 
@@ -488,27 +565,54 @@ def _quantized_metrics(a: TrainArgs, task: TaskData, qm: QuantizedModel) -> dict
     m["model_sha256"] = qm.digest()
     m["adc_steps"] = [lp.adc_step for lp in qm.layers] + [qm.head.adc_step]
     if a.weight_noise or a.adc_noise:
-        vals = [metric_from_outputs(task, golden_outputs(qm, xte, NonIdealities(
-            prog_noise=a.weight_noise, adc_noise=a.adc_noise, seed=s)), yte) for s in _NOISE_EVAL_SEEDS]
+        vals = [
+            metric_from_outputs(
+                task,
+                golden_outputs(qm, xte, NonIdealities(prog_noise=a.weight_noise, adc_noise=a.adc_noise, seed=s)),
+                yte,
+            )
+            for s in _NOISE_EVAL_SEEDS
+        ]
         m["golden_noisy_test_metric"] = float(np.mean(vals))
         m["golden_noisy_test_metrics"] = vals
     return m
 
 
-def _write_run_dir(out: Path, a: TrainArgs, cfg: LstmConfig, task: TaskData, run: _Run,
-                   qm: QuantizedModel | None, metrics: dict[str, Any]) -> None:
+def _write_run_dir(
+    out: Path,
+    a: TrainArgs,
+    cfg: LstmConfig,
+    task: TaskData,
+    run: _Run,
+    qm: QuantizedModel | None,
+    metrics: dict[str, Any],
+) -> None:
     """Write the run's final files (module docstring) into ``out``, all of them or none (`atomic_output_dir`)."""
     # The same float weights without torch (sweeps re-quantize them): golden.io.load_float_model.
     from nvmlstm.golden.io import save_float_model
 
     with atomic_output_dir(out) as tmp:
         _torch_save_atomic(run.model.float_state(), tmp / "float_model.pt")
-        save_float_model(run.model.float_model(), tmp / "float_model.npz",
-                         metadata={"task": a.task, "mode": a.mode, "metric_name": task.metric, "seed": a.seed,
-                                   "input_scale": run.input_scale, "config": cfg.to_dict()})
+        save_float_model(
+            run.model.float_model(),
+            tmp / "float_model.npz",
+            metadata={
+                "task": a.task,
+                "mode": a.mode,
+                "metric_name": task.metric,
+                "seed": a.seed,
+                "input_scale": run.input_scale,
+                "config": cfg.to_dict(),
+            },
+        )
         if qm is not None:
-            meta = {"task": a.task, "mode": a.mode, "metric_name": task.metric, "test_metric": metrics["test_metric"],
-                    "seed": a.seed}
+            meta = {
+                "task": a.task,
+                "mode": a.mode,
+                "metric_name": task.metric,
+                "test_metric": metrics["test_metric"],
+                "seed": a.seed,
+            }
             if task.metric == "rmse":
                 meta |= {"y_scale": task.y_scale, "y_offset": task.y_offset}
             if "vocab" in task.info:
@@ -521,8 +625,9 @@ def _write_run_dir(out: Path, a: TrainArgs, cfg: LstmConfig, task: TaskData, run
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True,
-                unit="batch")
+    return tqdm(
+        total=total, initial=initial, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True, unit="batch"
+    )
 
 
 __all__ += ["exact_outputs", "golden_outputs", "TaskError"]
