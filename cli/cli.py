@@ -176,17 +176,8 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(
-        prog="nvmlstm",
-        description="NVM-array LSTM: from quantization-aware training to "
-        "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.",
-    )
-    p.add_argument(
-        "--version", action="version", version=f"nvmlstm {package_version()}", help="print the version and exit"
-    )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-
+def _add_golden_parser(sub) -> None:
+    """``nvmlstm golden``."""
     g = sub.add_parser("golden", help="write reference vectors (and the model) from the golden model")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="config JSON (with --random-weights)")
@@ -199,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, help="output directory")
     g.set_defaults(func=cmd_golden)
 
+
+def _add_flow_parser(sub) -> None:
+    """``nvmlstm flow``."""
     f = sub.add_parser(
         "flow",
         help="the whole story on a task: train fp and 4-bit QAT, Verilog, bit-exact "
@@ -246,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.set_defaults(func=cmd_flow)
 
+
+def _add_generate_parser(sub) -> None:
+    """``nvmlstm generate``."""
     r = sub.add_parser("generate", help="write tape-out Verilog, macro model/stub, file lists and manifest")
     rsrc = r.add_mutually_exclusive_group(required=True)
     rsrc.add_argument("--config", type=Path, help="config JSON (no weight images)")
@@ -268,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also map the top to the PDK's standard cells: gate-level netlist, area (docs/signoff.md)",
     )
     r.set_defaults(func=cmd_generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(
+        prog="nvmlstm",
+        description="NVM-array LSTM: from quantization-aware training to "
+        "bit-exact Verilog. `nvmlstm COMMAND --help` describes a command.",
+    )
+    p.add_argument(
+        "--version", action="version", version=f"nvmlstm {package_version()}", help="print the version and exit"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    _add_golden_parser(sub)
+    _add_flow_parser(sub)
+    _add_generate_parser(sub)
 
     from .train_cmd import add_train_parser  # torch is imported only when `train` runs
 

@@ -293,20 +293,7 @@ def build(
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     t0 = time.monotonic()
     try:
-        sources: list[str] = []
-        if rec.kick:
-            (tmp / "src").mkdir()
-            for f in files:
-                if f.suffix == ".vlt":  # Verilator waivers
-                    continue
-                text, _ = icarus_time0_kick(f.read_text(encoding="utf-8"))
-                (tmp / "src" / f.name).write_text(text, encoding="utf-8")
-                sources.append(str(tmp / "src" / f.name))
-        else:
-            sources = [str(f) for f in files]
-        for name, text in rec.files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-            sources.append(str(tmp / name))
+        sources = _build_sources(tmp, files, rec)
         runner = cocotb_adapter.make_runner(
             tool.name,
             env=tool.env,
@@ -369,6 +356,26 @@ def build(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_sources(build_dir: Path, files: list[Path], rec: Recipe) -> list[str]:
+    """The source files the simulator compiles: the RTL files (copied with the time-0 kick where the recipe asks
+    for it, Verilator waivers left out then) and the recipe's own files, written into ``build_dir``."""
+    sources: list[str] = []
+    if rec.kick:
+        (build_dir / "src").mkdir()
+        for f in files:
+            if f.suffix == ".vlt":  # Verilator waivers
+                continue
+            text, _ = icarus_time0_kick(f.read_text(encoding="utf-8"))
+            (build_dir / "src" / f.name).write_text(text, encoding="utf-8")
+            sources.append(str(build_dir / "src" / f.name))
+    else:
+        sources = [str(f) for f in files]
+    for name, text in rec.files.items():
+        (build_dir / name).write_text(text, encoding="utf-8")
+        sources.append(str(build_dir / name))
+    return sources
 
 
 def _prune(build_dir: Path, keep: set[str]) -> None:
