@@ -11,7 +11,7 @@ FLOW_OUT ?= runs/flow
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.nvmlstm-stamp
 
-.PHONY: test flow venv bench clean
+.PHONY: test lint format flow venv bench clean
 
 venv: $(STAMP)
 
@@ -34,8 +34,20 @@ ifneq ($(shell cat $(STAMP)),$(TORCH_SPEC) $(EXTRAS))
 endif
 endif
 
-test: $(STAMP)
-	$(VPY) -m pytest -q
+# Lint and format checks first (pyproject.toml, [tool.ruff]): a style or pyflakes error fails in seconds.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Two pytest-xdist workers (the machines have two cores), whole test files per worker: each file's fixtures
+# (generated designs, simulator builds, trained models) are made once, in one worker (docs/performance.md).
+PYTEST_WORKERS ?= 2
+test: lint
+	$(VPY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 flow: $(STAMP)
 	$(VENV)/bin/nvmlstm flow --out $(FLOW_OUT)

@@ -128,3 +128,14 @@ def icarus_macro() -> Callable[..., list[tuple[int, int]]]:
     (dicts with rst, we, read, row, col, code, x, step); (valid, y) after each clock edge. Needs Icarus
     (skips or fails as `need`)."""
     return _icarus_macro
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` first, in their collected order, then the others in theirs.
+
+    pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) hands out work units in collection order; a unit of
+    several minutes handed out last would leave the other worker idle at the end. Moving whole files (their
+    ``pytestmark``) or session-fixture tests keeps each module's tests together, so no module fixture is made
+    twice by this order. The sort is stable, and a serial run executes the same tests in this order.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

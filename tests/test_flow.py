@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
+pytestmark = [pytest.mark.xdist_group("test_flow"), pytest.mark.slow]
+
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 

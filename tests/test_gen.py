@@ -41,6 +41,9 @@ from nvmlstm.golden.vectors import input_rng, random_inputs
 from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
 
+# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
+pytestmark = [pytest.mark.xdist_group("test_gen"), pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 FIXED_FILES = {
     "nvm_lstm_top.v",

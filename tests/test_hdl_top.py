@@ -151,6 +151,7 @@ def check_case(case: dict) -> None:
         assert all(c >= top.sequence_cyc(T) for c in run.cycles)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -27,6 +27,10 @@ from nvmlstm.sim.build import recipe
 from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim.simulators import SimTool
 
+# One xdist worker runs this file's tests (`make test`: --dist loadgroup), so each case is mapped to sky130 once;
+# the default configuration's test, the longest of the suite, is a group of its own. All of them start first.
+pytestmark = [pytest.mark.xdist_group("test_signoff"), pytest.mark.slow]
+
 #: Small gate-level configurations: multi-tile, 2 layers, lanes < hidden_size, odd bit widths.
 GATE_CASES = ("multitile", "2layer", "lanes3of7", "bits235")
 
@@ -206,6 +210,7 @@ def test_gate_level_bit_exact(name, simulator, mapped):
     os.environ.get("NVMLSTM_SIGNOFF_DEFAULT") != "1",
     reason="the default config's mapping takes many minutes: set NVMLSTM_SIGNOFF_DEFAULT=1",
 )
+@pytest.mark.xdist_group("test_signoff_default")
 def test_gate_level_default_config(mapped):
     # Icarus only: Verilator's build of the 121k-cell default netlist has not been measured (docs/signoff.md).
     test_gate_level_bit_exact("default", "icarus", mapped)
