@@ -8,7 +8,8 @@ test FAILS. Required tools:
 * Yosys whenever ``CI`` is set.
 
 Simulators run through `nvmlstm.sim` use `nvmlstm.sim.simulator_or_skip`, which applies the same rule; the
-sky130 PDK (``NVMLSTM_REQUIRE_PDK``) has its fixture in tests/test_signoff.py, its only user.
+sky130 PDK (``NVMLSTM_REQUIRE_PDK``) has the ``pdk`` fixture below, with the sign-off fixtures ``mapped`` and
+``gate_level_bit_exact`` that tests/test_signoff.py and tests/test_signoff_default.py share.
 
 Tests request ``need`` (returns the found tool, or skips / fails) and ``have`` (a bool, never skips); project
 modules are imported inside the fixtures, so collecting a test that uses none of them stays light.
@@ -130,12 +131,75 @@ def icarus_macro() -> Callable[..., list[tuple[int, int]]]:
     return _icarus_macro
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` first, in their collected order, then the others in theirs.
+@pytest.fixture(scope="session")
+def pdk():
+    """The sky130 cell library; a missing one skips the test with the install line, or fails it when
+    ``NVMLSTM_REQUIRE_PDK=sky130``."""
+    from nvmlstm.gen import liberty as lib
 
-    pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) hands out work units in collection order; a unit of
-    several minutes handed out last would leave the other worker idle at the end. Moving whole files (their
-    ``pytestmark``) or session-fixture tests keeps each module's tests together, so no module fixture is made
-    twice by this order. The sort is stable, and a serial run executes the same tests in this order.
+    try:
+        return lib.find_pdk()
+    except lib.PdkNotFound as exc:
+        if lib.require_pdk_env():
+            pytest.fail(f"{exc} ({lib.PDK_ENV}=sky130 requires it)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mapped(tmp_path_factory, pdk):
+    """``mapped(name)``: (rtl_dir, vec_dir) of a `nvmlstm.sim.cases` case, generated with ``pdk="sky130"`` once
+    per session (per worker in a parallel run)."""
+    from nvmlstm.sim.cases import case_by_name
+
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = case_by_name(name).prepare(tmp_path_factory.mktemp(f"signoff-{name}"), pdk="sky130")
+        return made[name]
+
+    return get
+
+
+def _gate_level_bit_exact(name: str, simulator: str, mapped: Callable) -> None:
+    from nvmlstm.sim import run_regression, simulator_or_skip
+    from nvmlstm.sim.cases import case_by_name
+
+    simulator_or_skip(simulator)
+    case = case_by_name(name)
+    rtl, vec = mapped(name)
+    cfg = case.cfg()
+    rep = run_regression(rtl, vec, simulator, stress=case.stress.from_env(), gate_level=True)
+    assert rep["passed"], rep["first_mismatch_text"]
+    n_beats = case.sequences * case.steps
+    assert rep["gate_level"] is True
+    assert rep["bit_exact"] and rep["first_mismatch"] is None and rep["mismatches"] == 0
+    assert rep["values_compared"] == n_beats * (cfg.output_size + cfg.num_layers * cfg.hidden_size)
+    assert rep["beats"] == {"expected": n_beats, "received": n_beats, "missing": 0, "extra": 0, "duplicate": 0}
+    assert rep["protocol_errors"] == []
+    assert rep["cycles"]["done_sum"] == rep["cycles"]["expected_done_sum"] > 0
+
+
+@pytest.fixture(scope="session")
+def gate_level_bit_exact() -> Callable:
+    """``gate_level_bit_exact(name, simulator, mapped)``: the mapped netlist of a case equals the golden model
+    on every output and h code, with every beat and the documented cycle count (the sim report's fields)."""
+    return _gate_level_bit_exact
+
+
+def _minutes(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return 0.0 if mark is None else float(mark.args[0] if mark.args else 1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest work first: tests marked ``slow(minutes)`` by that hint, descending, then all others, each
+    group in collected order (a stable sort).
+
+    ``make test`` runs two pytest-xdist workers with ``--dist loadfile --no-loadscope-reorder``: whole test files
+    (so a file's module fixtures are made once) handed out in this order. A file of several minutes handed out
+    last would leave the other worker idle at the end; handed out first, the short files fill the gaps. A
+    file's ``slow`` mark is its ``pytestmark``, so its tests stay together in the order (no module fixture is
+    torn down and made again); a serial run executes the same order.
     """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: -_minutes(item))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = [pytest.mark.xdist_group("test_flow"), pytest.mark.slow]
+# Scheduling hint for parallel workers: about 1 minute of work (tests/conftest.py starts the longest first).
+pytestmark = pytest.mark.slow(1)
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")

@@ -41,8 +41,8 @@ from nvmlstm.golden.vectors import input_rng, random_inputs
 from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = [pytest.mark.xdist_group("test_gen"), pytest.mark.slow]
+# Scheduling hint for parallel workers: about 2 minutes of work (tests/conftest.py starts the longest first).
+pytestmark = pytest.mark.slow(2)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED_FILES = {

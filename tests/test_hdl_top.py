@@ -151,7 +151,7 @@ def check_case(case: dict) -> None:
         assert all(c >= top.sequence_cyc(T) for c in run.cycles)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(1)  # scheduling hint: about a minute (tests/conftest.py)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -30,9 +30,6 @@ from nvmlstm.golden.quant import quantize
 from nvmlstm.golden.reference import float_forward
 from nvmlstm.golden.vectors import coverage, input_rng, random_inputs
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_numerics")
-
 PROPERTY = settings(
     max_examples=100,
     deadline=None,

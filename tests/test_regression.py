@@ -25,9 +25,6 @@ from nvmlstm.sim.cases import REGRESSION_CASES, case_by_name, exercise_problems
 
 CASES = REGRESSION_CASES
 IDS = [c.id for c in CASES]
-#: One xdist group per case (`make test`: --dist loadgroup): the worker that runs a case's tests prepares its
-#: RTL and vectors once, for both simulators.
-CASE_PARAMS = [pytest.param(c, id=c.id, marks=pytest.mark.xdist_group(f"regression-{c.name}")) for c in CASES]
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +71,7 @@ def test_cases_cover_the_required_configurations():
     assert {case.macro_latency for case in CASES} >= {1, 2, 3}
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_vectors_exercise_the_datapath(case, prepared):
     _, vec = prepared(case)
     doc, trace = load_vectors(vec)
@@ -82,9 +79,9 @@ def test_vectors_exercise_the_datapath(case, prepared):
     assert not problems, f"{case.id}: the vectors prove little ({'; '.join(problems)}): pick another seed"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(3)  # scheduling hint: about 3 minutes for all cases (tests/conftest.py)
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bit_exact(case, simulator, prepared):
     simulator_or_skip(simulator)
     rtl, vec = prepared(case)

@@ -2,7 +2,7 @@
 gate-level simulation of the mapped netlist against the golden vectors, bit for bit.
 
 Without the PDK the tests skip with the install line, unless ``NVMLSTM_REQUIRE_PDK=sky130`` (then they fail).
-The default config's gate-level run takes many minutes; it runs only with ``NVMLSTM_SIGNOFF_DEFAULT=1``.
+The default config's gate-level run (minutes) is tests/test_signoff_default.py, with ``NVMLSTM_SIGNOFF_DEFAULT=1``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
 from importlib import metadata, util
@@ -27,35 +26,11 @@ from nvmlstm.sim.build import recipe
 from nvmlstm.sim.cases import case_by_name
 from nvmlstm.sim.simulators import SimTool
 
-# One xdist worker runs this file's tests (`make test`: --dist loadgroup), so each case is mapped to sky130 once;
-# the default configuration's test, the longest of the suite, is a group of its own. All of them start first.
-pytestmark = [pytest.mark.xdist_group("test_signoff"), pytest.mark.slow]
+# Scheduling hint for parallel workers: about 4 minutes of work (tests/conftest.py starts the longest first).
+pytestmark = pytest.mark.slow(4)
 
 #: Small gate-level configurations: multi-tile, 2 layers, lanes < hidden_size, odd bit widths.
 GATE_CASES = ("multitile", "2layer", "lanes3of7", "bits235")
-
-
-@pytest.fixture(scope="session")
-def pdk():
-    try:
-        return lib.find_pdk()
-    except lib.PdkNotFound as exc:
-        if lib.require_pdk_env():
-            pytest.fail(f"{exc} ({lib.PDK_ENV}=sky130 requires it)", pytrace=False)
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def mapped(tmp_path_factory, pdk):
-    """(rtl_dir, vec_dir) per case, generated with ``pdk="sky130"`` once per session."""
-    made: dict[str, tuple[Path, Path]] = {}
-
-    def get(name: str):
-        if name not in made:
-            made[name] = case_by_name(name).prepare(tmp_path_factory.mktemp(f"signoff-{name}"), pdk="sky130")
-        return made[name]
-
-    return get
 
 
 def _refresh_hashes(rtl: Path) -> None:
@@ -190,30 +165,8 @@ def test_unknown_pdk_is_refused(tmp_path):
 # Gate-level simulation
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", GATE_CASES)
-def test_gate_level_bit_exact(name, simulator, mapped):
-    simulator_or_skip(simulator)
-    case = case_by_name(name)
-    rtl, vec = mapped(name)
-    cfg = case.cfg()
-    rep = run_regression(rtl, vec, simulator, stress=case.stress.from_env(), gate_level=True)
-    assert rep["passed"], rep["first_mismatch_text"]
-    n_beats = case.sequences * case.steps
-    assert rep["gate_level"] is True
-    assert rep["bit_exact"] and rep["first_mismatch"] is None and rep["mismatches"] == 0
-    assert rep["values_compared"] == n_beats * (cfg.output_size + cfg.num_layers * cfg.hidden_size)
-    assert rep["beats"] == {"expected": n_beats, "received": n_beats, "missing": 0, "extra": 0, "duplicate": 0}
-    assert rep["protocol_errors"] == []
-    assert rep["cycles"]["done_sum"] == rep["cycles"]["expected_done_sum"] > 0
-
-
-@pytest.mark.skipif(
-    os.environ.get("NVMLSTM_SIGNOFF_DEFAULT") != "1",
-    reason="the default config's mapping takes many minutes: set NVMLSTM_SIGNOFF_DEFAULT=1",
-)
-@pytest.mark.xdist_group("test_signoff_default")
-def test_gate_level_default_config(mapped):
-    # Icarus only: Verilator's build of the 121k-cell default netlist has not been measured (docs/signoff.md).
-    test_gate_level_bit_exact("default", "icarus", mapped)
+def test_gate_level_bit_exact(name, simulator, mapped, gate_level_bit_exact):
+    gate_level_bit_exact(name, simulator, mapped)
 
 
 def _mutate_cell(rtl: Path) -> None:

@@ -15,9 +15,6 @@ from nvmlstm.golden.io import save_vectors
 from nvmlstm.sim import simulator_or_skip
 from nvmlstm.sim.cases import case_by_name
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_sim_cli")
-
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):

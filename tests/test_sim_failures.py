@@ -33,9 +33,6 @@ from nvmlstm.golden.tables import sigmoid_table
 from nvmlstm.sim import Stress, required_simulators, run_regression, simulator_or_skip
 from nvmlstm.sim.cases import case_by_name
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_sim_failures")
-
 STRESS = Stress(seed=5, gap_prob=0.2, backpressure_prob=0.2, idle_max=2, split_prob=0.3)
 
 

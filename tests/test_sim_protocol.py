@@ -26,9 +26,6 @@ from nvmlstm.sim.runner import Stress, check_inputs
 from nvmlstm.sim.simulators import SimulatorMissing, find_simulator, required_simulators, simulator_or_skip
 from nvmlstm.sim.tb import Scoreboard
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_sim_protocol")
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

@@ -24,9 +24,6 @@ from nvmlstm.sweep.evaluate import CALIB_SEED, evaluate_point, trial_seed
 from nvmlstm.sweep.spec import SweepError
 from nvmlstm.tasks import load_task
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_sweep")
-
 pytest.importorskip("distributed")
 
 TEST_SEQ = 120

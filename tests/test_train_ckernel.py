@@ -32,9 +32,6 @@ from nvmlstm.train.model import QuantLSTM  # noqa: E402
 from nvmlstm.train.ops import adc_round, rshift_round, tables  # noqa: E402
 from nvmlstm.train.recurrence import QuantRecurrence, _adc_tables, _col_offsets, _gate_tables  # noqa: E402
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_train_ckernel")
-
 #: A small config whose whole ADC domain is cheap: |p| <= 8 rows x 3 x 3 = 72, steps 1..127, 3-bit ADC.
 SMALL = default_config().replace(
     array_rows=8, weight_bits=3, dac_bits=3, adc_bits=3, head_adc_bits=4, adc_step_bits=7, hidden_size=4

@@ -21,9 +21,6 @@ from nvmlstm.tasks import SMALL_DATA, load_task  # noqa: E402
 from nvmlstm.train.exact import exact_forward  # noqa: E402
 from nvmlstm.train.runner import TrainArgs, run_training  # noqa: E402
 
-# One xdist worker runs this whole file (`make test`: --dist loadgroup), so its module fixtures are made once.
-pytestmark = pytest.mark.xdist_group("test_train_runs")
-
 
 def _run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict]:
     out = tmp_path / name
