@@ -43,11 +43,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Two pytest-xdist workers (the machines have two cores), whole test files per worker: each file's fixtures
-# (generated designs, simulator builds, trained models) are made once, in one worker (docs/performance.md).
+# Two pytest-xdist workers (the machines have two cores), whole test files per worker so that each file's
+# fixtures (generated designs, simulator builds, trained models) are made once; files in the order
+# tests/conftest.py gives them (the longest first), not reordered by xdist (docs/performance.md).
 PYTEST_WORKERS ?= 2
 test: lint
-	$(VPY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(VPY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 flow: $(STAMP)
 	$(VENV)/bin/nvmlstm flow --out $(FLOW_OUT)
