@@ -82,7 +82,7 @@ def explore(runs: Path, seeds: list[int], trials: int, workers: int, client) -> 
     for i, c in enumerate(CANDIDATES):
         for s in seeds:
             fp = _fp_run(runs, s, c.get("hidden", 32))
-            d = _train(runs, f"digits-{_cand_name(c)}-s{s}", task="digits", mode="qat", seed=s, init_from=str(fp), **c)
+            d = _train_from(runs, _cand_name(c), s, fp, **c)
             ms.append(f"c{i}-s{s}={d}")
     out = runs / "sweep-digits-candidates"
     _sweep(
@@ -125,6 +125,11 @@ def explore(runs: Path, seeds: list[int], trials: int, workers: int, client) -> 
     return lines + [""], CANDIDATES[chosen]
 
 
+def _train_from(runs: Path, name: str, seed: int, init: Path, mode: str = "qat", **kw) -> Path:
+    """The digits run ``digits-<name>-s<seed>`` (QAT unless ``mode`` says otherwise) started from ``init``."""
+    return _train(runs, f"digits-{name}-s{seed}", task="digits", mode=mode, seed=seed, init_from=str(init), **kw)
+
+
 def _train(runs: Path, name: str, **kw) -> Path:
     out = runs / name
     if (out / "metrics.json").is_file():
@@ -145,32 +150,15 @@ def train_digits(runs: Path, seeds: list[int], noise_aware: dict) -> dict[str, l
     for s in seeds:
         fp = _fp_run(runs, s, 32)
         fp_na = _fp_run(runs, s, noise_aware.get("hidden", 32))
-        ptq = _train(runs, f"digits-ptq-s{s}", task="digits", mode="ptq", seed=s, init_from=str(fp))
-        qat = _train(runs, f"digits-qat-s{s}", task="digits", mode="qat", seed=s, init_from=str(fp), **QAT)
-        na = _train(
-            runs,
-            f"digits-{_cand_name(noise_aware)}-s{s}",
-            task="digits",
-            mode="qat",
-            seed=s,
-            init_from=str(fp_na),
-            **noise_aware,
-        )
+        ptq = _train_from(runs, "ptq", s, fp, mode="ptq")
+        qat = _train_from(runs, "qat", s, fp, **QAT)
+        na = _train_from(runs, _cand_name(noise_aware), s, fp_na, **noise_aware)
         models["ptq"].append((s, [f"ptq-s{s}={ptq}"]))
         qat_widths = [f"qat-s{s}={qat}"]
         for axis in BIT_AXES:
             for b in BITS:
                 if b != 4:
-                    d = _train(
-                        runs,
-                        f"digits-qat-{axis.split('_')[0]}{b}-s{s}",
-                        task="digits",
-                        mode="qat",
-                        seed=s,
-                        init_from=str(fp),
-                        **{axis: b},
-                        **QAT,
-                    )
+                    d = _train_from(runs, f"qat-{axis.split('_')[0]}{b}", s, fp, **{axis: b}, **QAT)
                     qat_widths.append(f"qat-s{s}={d}")
         models["qat"].append((s, qat_widths))
         models["qat-noise"].append((s, [f"qat-noise-s{s}={na}"]))
@@ -426,15 +414,8 @@ def task_figures(
         ax.set_xlabel("adc_noise (LSB)")
         ax.set_ylabel("weight_noise")
         for (r, c), v in np.ndenumerate(grid):
-            ax.text(
-                c,
-                r,
-                f"{v:.0f}" if metric == "accuracy" else f"{v:.2f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white",
-            )
+            label = f"{v:.0f}" if metric == "accuracy" else f"{v:.2f}"
+            ax.text(c, r, label, ha="center", va="center", fontsize=6, color="white")
         ax.set_title(g)
     fig.tight_layout()
     fh = f"resilience_grid_{tag}.png"

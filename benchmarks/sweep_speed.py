@@ -29,7 +29,7 @@ import numpy as np
 
 import nvmlstm.sweep.evaluate as ev
 import nvmlstm.sweep.run as sweep_run
-from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.config import default_config
 from nvmlstm.golden.io import save_float_model, save_model
 from nvmlstm.golden.ptq import quantize_model, random_float_model
 from nvmlstm.sweep import build_spec, local_cluster, run_sweep
@@ -40,17 +40,7 @@ AXES = ["weight_noise=0.05,0.1", "adc_noise=0.25,0.5,0.75,1.0"]
 
 def _model_dir(root: Path, hidden: int) -> Path:
     td = load_task("digits")
-    cfg = LstmConfig(
-        input_size=8,
-        hidden_size=hidden,
-        num_layers=1,
-        output_size=10,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=32,
-        array_cols=64,
-    )
+    cfg = default_config().replace(hidden_size=hidden)
     fm = random_float_model(cfg, np.random.default_rng(0), gain=1.5)
     xtr = td.train[0][:256].astype(np.float64)
     qm = quantize_model(fm, cfg, xtr, input_scale=1 / cfg.dac_max)

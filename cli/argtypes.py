@@ -1,13 +1,24 @@
-"""argparse value types shared by every ``nvmlstm`` subcommand, so each rule has one wording."""
+"""argparse value types shared by every ``nvmlstm`` subcommand, so each rule has one wording, and the
+``--config`` / ``--model`` choice that several subcommands declare alike."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["nonneg_int", "pos_int", "any_int", "int_in", "nonneg_float", "pos_float", "number_in"]
+__all__ = [
+    "nonneg_int",
+    "pos_int",
+    "any_int",
+    "int_in",
+    "nonneg_float",
+    "pos_float",
+    "number_in",
+    "add_config_or_model",
+]
 
 _T = TypeVar("_T", int, float)
 
@@ -71,3 +82,12 @@ def pos_float(text: str) -> float:
     if v == 0:
         raise argparse.ArgumentTypeError("expected a positive number, not 0")
     return v
+
+
+def add_config_or_model(parser: argparse.ArgumentParser, config: str, model: str):
+    """The required choice of ``--config`` (a config JSON) or ``--model`` (a quantized MODEL.npz), with these
+    help texts; returns the group, to which a command may add more sources."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help=config)
+    src.add_argument("--model", type=Path, help=model)
+    return src

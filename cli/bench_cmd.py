@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 
+from .argtypes import add_config_or_model
 from .argtypes import any_int as _int
 from .argtypes import pos_float as _pos_float
 
@@ -23,9 +24,7 @@ __all__ = ["add_bench_parser", "cmd_bench"]
 def add_bench_parser(sub) -> argparse.ArgumentParser:
     """Add the ``bench`` subcommand to the subparsers action ``sub``."""
     b = sub.add_parser("bench", help="energy, area, latency and throughput of a build, against the literature")
-    src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", type=Path, help="config JSON")
-    src.add_argument("--model", type=Path, help="quantized model MODEL.npz (its config)")
+    src = add_config_or_model(b, "config JSON", "quantized model MODEL.npz (its config)")
     src.add_argument(
         "--rtl",
         type=Path,

@@ -14,6 +14,7 @@ import numpy as np
 from nvmlstm.artifacts.version import package_version
 from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 
+from .argtypes import add_config_or_model
 from .argtypes import any_int as _int
 from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import pos_int as _pos_int
@@ -179,9 +180,9 @@ class _ArgumentParser(argparse.ArgumentParser):
 def _add_golden_parser(sub) -> None:
     """``nvmlstm golden``."""
     g = sub.add_parser("golden", help="write reference vectors (and the model) from the golden model")
-    src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", type=Path, help="config JSON (with --random-weights)")
-    src.add_argument("--model", type=Path, help="quantized model MODEL.npz (with MODEL.json beside it)")
+    add_config_or_model(
+        g, "config JSON (with --random-weights)", "quantized model MODEL.npz (with MODEL.json beside it)"
+    )
     g.add_argument("--random-weights", action="store_true", help="random model for --config, ADC-calibrated")
     g.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the random weights and inputs (default 0)")
     g.add_argument("--sequences", type=_pos_int, help="random input sequences (default 8)")
@@ -244,10 +245,8 @@ def _add_flow_parser(sub) -> None:
 def _add_generate_parser(sub) -> None:
     """``nvmlstm generate``."""
     r = sub.add_parser("generate", help="write tape-out Verilog, macro model/stub, file lists and manifest")
-    rsrc = r.add_mutually_exclusive_group(required=True)
-    rsrc.add_argument("--config", type=Path, help="config JSON (no weight images)")
-    rsrc.add_argument(
-        "--model", type=Path, help="quantized model MODEL.npz: its config, plus one weight image per macro"
+    add_config_or_model(
+        r, "config JSON (no weight images)", "quantized model MODEL.npz: its config, plus one weight image per macro"
     )
     r.add_argument("--out", type=Path, required=True, help="RTL directory (new, empty, or an earlier output)")
     r.add_argument("--lanes", type=_int, help="hidden-unit lanes, 1 to hidden_size (default hidden_size)")

@@ -35,34 +35,26 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
     )
     s.add_argument("--report", type=Path, help="write the JSON report here")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="seed of every random stall and split (default 0)")
-    s.add_argument(
-        "--gap-prob",
-        type=_number_in(0, 0.95),
-        default=0.0,
-        metavar="P",
-        help="probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)",
-    )
-    s.add_argument(
-        "--backpressure-prob",
-        type=_number_in(0, 0.95),
-        default=0.0,
-        metavar="P",
-        help="probability per cycle that out.ready is low (0 to 0.95, default 0)",
-    )
-    s.add_argument(
-        "--idle-max",
-        type=_nonneg_int,
-        default=0,
-        metavar="N",
-        help="up to N idle cycles between sequences (default 0: back to back)",
-    )
-    s.add_argument(
-        "--split-prob",
-        type=_number_in(0, 1),
-        default=0.0,
-        metavar="P",
-        help="probability that a sequence runs as two chunks, the second without clear (default 0)",
-    )
+    prob = _number_in(0, 0.95)
+    for flag, kind, default, metavar, help_ in (  # the stress of the run (`sim.Stress`)
+        (
+            "--gap-prob",
+            prob,
+            0.0,
+            "P",
+            "probability per waiting cycle that no input beat is offered (0 to 0.95, default 0)",
+        ),
+        ("--backpressure-prob", prob, 0.0, "P", "probability per cycle that out.ready is low (0 to 0.95, default 0)"),
+        ("--idle-max", _nonneg_int, 0, "N", "up to N idle cycles between sequences (default 0: back to back)"),
+        (
+            "--split-prob",
+            _number_in(0, 1),
+            0.0,
+            "P",
+            "probability that a sequence runs as two chunks, the second without clear (default 0)",
+        ),
+    ):
+        s.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_)
     s.add_argument(
         "--work-dir",
         type=Path,

@@ -6,6 +6,7 @@ formula the RTL implements) and `nvmlstm.bench` (the efficiency model, which imp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import warnings
@@ -30,13 +31,7 @@ def accelerator_timing(macro_latency: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnusedElaboratable)
             top = NvmLstmAccelerator(cfg, lanes=lanes, macro_latency=macro_latency)
-            t = Timing(
-                timestep_cyc=top.timestep_cyc,
-                layer_step_cyc=top.layer_step_cyc,
-                head_cyc=top.head_cyc,
-                lanes=top.lanes,
-                macro_latency=top.macro_latency,
-            )
+            t = Timing(**{f.name: getattr(top, f.name) for f in dataclasses.fields(Timing)})  # same-named properties
             del top
             gc.collect()
         return t

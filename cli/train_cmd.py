@@ -36,6 +36,10 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train fp / ptq / qat (noise-aware) models and export the quantized model")
     from nvmlstm.tasks import TASKS  # numpy only: no torch while the parser is built
 
+    def with_default(flag: str, kind, help_: str, metavar: str | None = None) -> None:
+        """An option whose default is that of the `TrainArgs` field of the same name."""
+        t.add_argument(flag, type=kind, default=_DEFAULT[flag[2:].replace("-", "_")], metavar=metavar, help=help_)
+
     t.add_argument(
         "--task",
         required=True,
@@ -56,42 +60,25 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
         choices=MODES,
         help="fp: float; ptq: post-training quantization; qat: quantization-aware training",
     )
-    t.add_argument(
-        "--weight-bits", type=bits, default=_DEFAULT["weight_bits"], help="NVM weight bits (default %(default)s)"
-    )
-    t.add_argument("--dac-bits", type=bits, default=_DEFAULT["dac_bits"], help="input DAC bits (default %(default)s)")
-    t.add_argument("--adc-bits", type=bits, default=_DEFAULT["adc_bits"], help="column ADC bits (default %(default)s)")
+    with_default("--weight-bits", bits, "NVM weight bits (default %(default)s)")
+    with_default("--dac-bits", bits, "input DAC bits (default %(default)s)")
+    with_default("--adc-bits", bits, "column ADC bits (default %(default)s)")
     t.add_argument("--head-adc-bits", type=bits, help="ADC bits of the dense head (default: --adc-bits)")
-    t.add_argument(
-        "--array-rows",
-        type=_int_in(2, 65536),
-        default=_DEFAULT["array_rows"],
-        help="crossbar tile rows (default %(default)s)",
+    with_default("--array-rows", _int_in(2, 65536), "crossbar tile rows (default %(default)s)")
+    with_default("--array-cols", _int_in(2, 65536), "crossbar tile columns (default %(default)s)")
+    with_default(
+        "--weight-noise", _nonneg_float, "qat: programming noise, std as a fraction of the conductance range", "S"
     )
-    t.add_argument(
-        "--array-cols",
-        type=_int_in(2, 65536),
-        default=_DEFAULT["array_cols"],
-        help="crossbar tile columns (default %(default)s)",
-    )
-    t.add_argument(
-        "--weight-noise",
-        type=_nonneg_float,
-        default=_DEFAULT["weight_noise"],
-        metavar="S",
-        help="qat: programming noise, std as a fraction of the conductance range",
-    )
-    t.add_argument(
-        "--adc-noise", type=_nonneg_float, default=_DEFAULT["adc_noise"], metavar="S", help="qat: ADC noise std in LSB"
-    )
+    with_default("--adc-noise", _nonneg_float, "qat: ADC noise std in LSB", "S")
+    epochs = _int_in(0, 1_000_000)
     t.add_argument(
         "--epochs",
-        type=_int_in(0, 1_000_000),
+        type=epochs,
         help="training epochs (qat: of the quantized phase; default: per task, docs/training.md)",
     )
     t.add_argument(
         "--fp-epochs",
-        type=_int_in(0, 1_000_000),
+        type=epochs,
         help="qat without --init-from: float pre-training epochs first (0: QAT from scratch; default: per task)",
     )
     t.add_argument(
@@ -106,11 +93,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
         type=_int_in(1, 64),
         help="charlm: input rows per character, its one-hot repeated (default 4, docs/training.md)",
     )
-    t.add_argument(
-        "--seed",
-        type=_int_in(0, 2**31 - 1),
-        default=_DEFAULT["seed"],
-        help="seed of the initialization, shuffling and noise (default %(default)s)",
+    with_default(
+        "--seed", _int_in(0, 2**31 - 1), "seed of the initialization, shuffling and noise (default %(default)s)"
     )
     t.add_argument("--hidden", type=_int_in(1, 4096), help="hidden units (default: per task)")
     t.add_argument("--batch-size", type=_int_in(1, 1_000_000), help="default: per task")
@@ -120,11 +104,10 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
         "--init-from", help="float run directory (its float_model.pt) or an nn.LSTM+nn.Linear state dict .pt"
     )
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    t.add_argument(
+    with_default(
         "--threads",
-        type=_int_in(0, 1024),
-        default=_DEFAULT["threads"],
-        help="torch CPU threads (default %(default)s: fastest for these small models; 0 = torch's default)",
+        _int_in(0, 1024),
+        "torch CPU threads (default %(default)s: fastest for these small models; 0 = torch's default)",
     )
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     t.add_argument("--out", type=Path, required=True, help="run directory")

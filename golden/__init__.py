@@ -14,26 +14,8 @@ from .nvm import NonIdealities
 from .ptq import quantize_model, random_model
 from .reference import float_forward
 
-__all__ = [
-    "ConfigError",
-    "FileFormatError",
-    "InputError",
-    "ModelError",
-    "LstmConfig",
-    "default_config",
-    "load_config",
-    "QuantizedModel",
-    "LayerParams",
-    "HeadParams",
-    "FloatModel",
-    "FloatLayer",
-    "NonIdealities",
-    "golden_forward",
-    "float_forward",
-    "quantize_model",
-    "random_model",
-    "save_model",
-    "load_model",
-    "save_vectors",
-    "load_vectors",
-]
+__all__ = ["ConfigError", "FileFormatError", "InputError", "ModelError"]  # errors
+__all__ += ["LstmConfig", "default_config", "load_config"]  # configuration
+__all__ += ["QuantizedModel", "LayerParams", "HeadParams", "FloatModel", "FloatLayer", "NonIdealities"]  # models
+__all__ += ["golden_forward", "float_forward", "quantize_model", "random_model"]  # forward passes, quantization
+__all__ += ["save_model", "load_model", "save_vectors", "load_vectors"]  # files

@@ -179,12 +179,12 @@ class NvmLstmAccelerator(wiring.Component):
 
     # ---------------------------------------------------------------------------------------------
     # The build parameters and the parts (read-only: the design is built from them in the constructor).
-    cfg: LstmConfig = parameter("cfg")
-    lanes: int = parameter("lanes")
-    macro_latency: int = parameter("macro_latency")
-    macro_model: str = parameter("macro_model")
-    seq_len_bits: int = parameter("seq_len_bits")
-    cycle_bits: int = parameter("cycle_bits")
+    cfg: LstmConfig = parameter("cfg", "The LSTM configuration the accelerator runs (every model of it).")
+    lanes: int = parameter("lanes", "Hidden units processed in parallel (resolved from ``None`` to ``hidden_size``).")
+    macro_latency: int = parameter("macro_latency", "Read latency of the NVM array macros (cycles).")
+    macro_model: str = parameter("macro_model", '``"instance"`` for Verilog, ``"sim"`` for the Amaranth simulator.')
+    seq_len_bits: int = parameter("seq_len_bits", "Width of the ``seq_len`` input.")
+    cycle_bits: int = parameter("cycle_bits", "Width of the ``cycles`` counter.")
 
     @property
     def groups(self) -> int:

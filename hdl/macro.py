@@ -237,14 +237,14 @@ class NvmArrayMacro(wiring.Component):
         self._model = model
         super().__init__(signature)
 
-    rows: int = parameter("rows")
-    cols: int = parameter("cols")
-    weight_bits: int = parameter("weight_bits")
-    dac_bits: int = parameter("dac_bits")
-    adc_bits: int = parameter("adc_bits")
-    adc_step_bits: int = parameter("adc_step_bits")
-    read_latency: int = parameter("read_latency")
-    model: str = parameter("model")
+    rows: int = parameter("rows", "Array rows (word lines: the DAC inputs).")
+    cols: int = parameter("cols", "Array columns (bit lines: the ADC outputs).")
+    weight_bits: int = parameter("weight_bits", "Signed symmetric width of the weight codes.")
+    dac_bits: int = parameter("dac_bits", "Signed symmetric width of the row input codes.")
+    adc_bits: int = parameter("adc_bits", "Signed symmetric width of the column output codes.")
+    adc_step_bits: int = parameter("adc_step_bits", "Width of the unsigned ADC step input.")
+    read_latency: int = parameter("read_latency", "Cycles from the read strobe to ``valid``.")
+    model: str = parameter("model", '``"instance"`` (a Verilog ``Instance``) or ``"sim"`` (simulator-driven outputs).')
 
     @property
     def latency_cyc(self) -> int:

@@ -22,7 +22,19 @@ from .progmap import ProgramMap
 __all__ = ["ProgramSignature", "StepSignature", "ConfigRegisters"]
 
 
-class ProgramSignature(wiring.Signature):
+class _ByParameters:
+    """Equality and repr of a signature from its build parameters (``_PARAMETERS``, in constructor order)."""
+
+    _PARAMETERS: tuple[str, ...] = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(getattr(self, n) == getattr(other, n) for n in self._PARAMETERS)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)}' for n in self._PARAMETERS)})"
+
+
+class ProgramSignature(_ByParameters, wiring.Signature):
     """The programming interface, seen from the programmer (as `amaranth.lib.stream.Signature` is seen from
     the producer); a programmed block has a member ``In(ProgramSignature(...))``.
 
@@ -47,17 +59,12 @@ class ProgramSignature(wiring.Signature):
         self._addr_bits, self._data_bits = addr_bits, data_bits
         super().__init__({"addr": Out(addr_bits), "data": Out(data_bits), "we": Out(1)})
 
+    _PARAMETERS = ("addr_bits", "data_bits")
     addr_bits: int = parameter("addr_bits")
     data_bits: int = parameter("data_bits")
 
-    def __eq__(self, other):
-        return type(self) is type(other) and (self.addr_bits, self.data_bits) == (other.addr_bits, other.data_bits)
 
-    def __repr__(self):
-        return f"ProgramSignature(addr_bits={self.addr_bits}, data_bits={self.data_bits})"
-
-
-class StepSignature(wiring.Signature):
+class StepSignature(_ByParameters, wiring.Signature):
     """The ADC steps, seen from the registers that hold them (after reset every step is 1); the macros
     take them with a member ``In(StepSignature(...))``.
 
@@ -87,14 +94,9 @@ class StepSignature(wiring.Signature):
             }
         )
 
+    _PARAMETERS = ("num_layers", "step_bits")
     num_layers: int = parameter("num_layers")
     step_bits: int = parameter("step_bits")
-
-    def __eq__(self, other):
-        return type(self) is type(other) and (self.num_layers, self.step_bits) == (other.num_layers, other.step_bits)
-
-    def __repr__(self):
-        return f"StepSignature(num_layers={self.num_layers}, step_bits={self.step_bits})"
 
 
 class ConfigRegisters(wiring.Component):

@@ -17,20 +17,7 @@ from .protocol import ManifestError, PayloadLayout, load_manifest, program_write
 from .runner import Stress, check_inputs, run_regression
 from .simulators import SIMULATORS, SimulatorMissing, find_simulator, required_simulators, simulator_or_skip
 
-__all__ = [
-    "SIMULATORS",
-    "BuildError",
-    "InputMismatch",
-    "ManifestError",
-    "PayloadLayout",
-    "SimError",
-    "SimulatorMissing",
-    "Stress",
-    "check_inputs",
-    "find_simulator",
-    "load_manifest",
-    "program_writes",
-    "required_simulators",
-    "run_regression",
-    "simulator_or_skip",
-]
+__all__ = ["BuildError", "InputMismatch", "ManifestError", "SimError", "SimulatorMissing"]  # errors
+__all__ += ["SIMULATORS", "find_simulator", "required_simulators", "simulator_or_skip"]  # simulators
+__all__ += ["PayloadLayout", "load_manifest", "program_writes"]  # the RTL directory's manifest
+__all__ += ["Stress", "check_inputs", "run_regression"]  # the regression

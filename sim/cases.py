@@ -131,154 +131,61 @@ def exercise_problems(cfg, trace: dict[str, np.ndarray]) -> list[str]:
 _STRESS = dict(gap_prob=0.3, backpressure_prob=0.3, idle_max=3, split_prob=0.3)
 
 
-def _b(**kw) -> dict[str, Any]:
-    """4/4/4-bit config fields plus ``kw``."""
-    return {"weight_bits": 4, "dac_bits": 4, "adc_bits": 4, **kw}
+def _case(
+    name: str,
+    size: tuple[int, int, int, int],
+    array: tuple[int, int],
+    *,
+    lanes: int,
+    stress_seed: int,
+    macro_latency: int = 2,
+    seed: int = 0,
+    steps: int = 8,
+    bits: tuple[int, ...] = (4, 4, 4),
+    fixed: tuple[int, int, int, int, int, int] | None = None,
+) -> Case:
+    """The `Case` of ``size`` = (input_size, hidden_size, num_layers, output_size) on ``array`` = (array_rows,
+    array_cols) tiles, with ``bits`` = (weight_bits, dac_bits, adc_bits[, head_adc_bits]) and, if given, ``fixed``
+    = (frac_bits, lut_bits, lut_frac, cell_bits, scale_bits, scale_shift) (else the `golden.LstmConfig`
+    defaults), 3 sequences, stressed by ``Stress(seed=stress_seed, **_STRESS)``."""
+    sizes = dict(zip(("input_size", "hidden_size", "num_layers", "output_size"), size))
+    config = dict(zip(("weight_bits", "dac_bits", "adc_bits", "head_adc_bits"), bits))
+    if fixed is not None:
+        config.update(zip(("frac_bits", "lut_bits", "lut_frac", "cell_bits", "scale_bits", "scale_shift"), fixed))
+    config.update(sizes)
+    config.update(array_rows=array[0], array_cols=array[1])
+    return Case(
+        name,
+        config,
+        lanes=lanes,
+        macro_latency=macro_latency,
+        seed=seed,
+        sequences=3,
+        steps=steps,
+        stress=Stress(seed=stress_seed, **_STRESS),
+    )
 
 
 #: The default regression: every case on Icarus and on Verilator.
 REGRESSION_CASES: tuple[Case, ...] = (
     # golden.default_config() with one lane per hidden unit: 2 x 2 layer tiles, 2 head row tiles.
-    Case(
-        "default",
-        _b(input_size=8, hidden_size=32, num_layers=1, output_size=10, array_rows=32, array_cols=64),
-        lanes=32,
-        macro_latency=2,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=11, **_STRESS),
-    ),
+    _case("default", (8, 32, 1, 10), (32, 64), lanes=32, stress_seed=11),
     # a layer of 3 row tiles x 3 column tiles (the ADC codes of three tiles summed per column), 2 head tiles
-    Case(
-        "multitile",
-        _b(input_size=5, hidden_size=6, num_layers=1, output_size=3, array_rows=4, array_cols=8),
-        lanes=3,
-        macro_latency=2,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=12, **_STRESS),
-    ),
+    _case("multitile", (5, 6, 1, 3), (4, 8), lanes=3, stress_seed=12),
     # two stacked layers (layer 1 reads layer 0's h_t) and the dense head on layer 1
-    Case(
-        "2layer",
-        _b(input_size=4, hidden_size=5, num_layers=2, output_size=3, array_rows=6, array_cols=12),
-        lanes=5,
-        macro_latency=1,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=13, **_STRESS),
-    ),
+    _case("2layer", (4, 5, 2, 3), (6, 12), lanes=5, stress_seed=13, macro_latency=1),
     # odd sizes everywhere, macro latency 3
-    Case(
-        "odd",
-        _b(input_size=7, hidden_size=9, num_layers=1, output_size=5, array_rows=7, array_cols=13),
-        lanes=9,
-        macro_latency=3,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=14, **_STRESS),
-    ),
+    _case("odd", (7, 9, 1, 5), (7, 13), lanes=9, stress_seed=14, macro_latency=3),
     # 3 lanes for 7 units: groups of 3, 3 and 1 (the last group's missing units are discarded)
-    Case(
-        "lanes3of7",
-        _b(input_size=3, hidden_size=7, num_layers=1, output_size=2, array_rows=8, array_cols=16),
-        lanes=3,
-        macro_latency=2,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=15, **_STRESS),
-    ),
+    _case("lanes3of7", (3, 7, 1, 2), (8, 16), lanes=3, stress_seed=15),
     # 2-bit weights, 3-bit DACs, 5-bit ADCs, a 3-bit head ADC
-    Case(
-        "bits235",
-        {
-            "weight_bits": 2,
-            "dac_bits": 3,
-            "adc_bits": 5,
-            "head_adc_bits": 3,
-            "input_size": 5,
-            "hidden_size": 6,
-            "num_layers": 1,
-            "output_size": 4,
-            "array_rows": 12,
-            "array_cols": 8,
-        },
-        lanes=2,
-        macro_latency=2,
-        seed=1,
-        sequences=3,
-        steps=10,
-        stress=Stress(seed=16, **_STRESS),
-    ),
+    _case("bits235", (5, 6, 1, 4), (12, 8), lanes=2, stress_seed=16, seed=1, steps=10, bits=(2, 3, 5, 3)),
     # 6-bit weights, 8-bit DACs, 7-bit ADCs, 6-bit head ADC; wider tables, fraction, cell and scale
-    Case(
-        "bits687",
-        {
-            "weight_bits": 6,
-            "dac_bits": 8,
-            "adc_bits": 7,
-            "head_adc_bits": 6,
-            "frac_bits": 9,
-            "lut_bits": 9,
-            "lut_frac": 5,
-            "cell_bits": 13,
-            "scale_bits": 14,
-            "scale_shift": 8,
-            "input_size": 4,
-            "hidden_size": 5,
-            "num_layers": 1,
-            "output_size": 3,
-            "array_rows": 8,
-            "array_cols": 16,
-        },
-        lanes=5,
-        macro_latency=2,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=17, **_STRESS),
-    ),
+    _case("bits687", (4, 5, 1, 3), (8, 16), lanes=5, stress_seed=17, bits=(6, 8, 7, 6), fixed=(9, 9, 5, 13, 14, 8)),
     # small tables (6-bit index, 3 fractional bits), 5 fractional bits, a 7-bit cell that saturates, 6-bit head
-    Case(
-        "lut",
-        _b(
-            input_size=3,
-            hidden_size=4,
-            num_layers=1,
-            output_size=3,
-            head_adc_bits=6,
-            frac_bits=5,
-            lut_bits=6,
-            lut_frac=3,
-            cell_bits=7,
-            scale_bits=10,
-            scale_shift=4,
-            array_rows=4,
-            array_cols=8,
-        ),
-        lanes=4,
-        macro_latency=2,
-        seed=0,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=18, **_STRESS),
-    ),
+    _case("lut", (3, 4, 1, 3), (4, 8), lanes=4, stress_seed=18, bits=(4, 4, 4, 6), fixed=(5, 6, 3, 7, 10, 4)),
     # three narrow layers on one lane (every unit time-multiplexed), 19 macros
-    Case(
-        "deep",
-        _b(input_size=2, hidden_size=3, num_layers=3, output_size=2, array_rows=4, array_cols=4),
-        lanes=1,
-        macro_latency=2,
-        seed=1,
-        sequences=3,
-        steps=8,
-        stress=Stress(seed=19, **_STRESS),
-    ),
+    _case("deep", (2, 3, 3, 2), (4, 4), lanes=1, stress_seed=19, seed=1),
 )
 
 

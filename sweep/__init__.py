@@ -10,15 +10,6 @@ from .evaluate import golden_outputs, input_codes, retile, trial_seed
 from .run import SweepInterrupted, local_cluster, run_sweep
 from .spec import AXES, SweepError, build_spec
 
-__all__ = [
-    "AXES",
-    "SweepError",
-    "SweepInterrupted",
-    "build_spec",
-    "run_sweep",
-    "local_cluster",
-    "golden_outputs",
-    "input_codes",
-    "retile",
-    "trial_seed",
-]
+__all__ = ["SweepError", "SweepInterrupted"]  # errors
+__all__ += ["AXES", "build_spec", "run_sweep", "local_cluster"]  # the sweep
+__all__ += ["golden_outputs", "input_codes", "retile", "trial_seed"]  # one trial's evaluation

@@ -29,6 +29,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _csv_row(*cells: Any) -> str:
+    return ",".join(_fmt(c) for c in cells)
+
+
+#: The columns of `summarize`, in the order of summary.csv.
+_SUMMARY_STATS = ("trials", "mean", "std", "min", "max")
+
+
 def summarize(trials: list[float]) -> dict[str, Any]:
     """n, mean, std (population, ddof 0: a deterministic point has 0), min and max of trial metrics."""
     a = np.asarray(trials, dtype=np.float64)
@@ -55,41 +63,19 @@ def write_reports(spec: SweepSpec, out: Path, results: dict[str, dict]) -> dict:
     for lab in spec.labels:
         j = next((b for b in spec.baseline_jobs if b["label"] == lab.name), None)
         baselines[lab.name] = None if j is None else results[f"baselines/{j['key']}"]["float_metric"]
-    rows = [",".join(["label", "source", *axis_names, "trial", "seed", metric, "model_sha256"])]
-    srows = [",".join(["label", "source", *axis_names, "trials", "mean", "std", "min", "max", f"float_{metric}"])]
+    rows = [_csv_row("label", "source", *axis_names, "trial", "seed", metric, "model_sha256")]
+    srows = [_csv_row("label", "source", *axis_names, *_SUMMARY_STATS, f"float_{metric}")]
     points = []
     for job in spec.jobs:
         rec = results[f"points/{job['key']}"]
         vals = [_fmt(job["point"][n]) for n in axis_names]
         for t in rec["trials"]:
             rows.append(
-                ",".join(
-                    [
-                        job["label"],
-                        rec["source"],
-                        *vals,
-                        str(t["trial"]),
-                        _fmt(t["seed"]),
-                        _fmt(t["metric"]),
-                        rec["model_sha256"],
-                    ]
-                )
+                _csv_row(job["label"], rec["source"], *vals, t["trial"], t["seed"], t["metric"], rec["model_sha256"])
             )
         s = summarize([t["metric"] for t in rec["trials"]])
         srows.append(
-            ",".join(
-                [
-                    job["label"],
-                    rec["source"],
-                    *vals,
-                    str(s["trials"]),
-                    _fmt(s["mean"]),
-                    _fmt(s["std"]),
-                    _fmt(s["min"]),
-                    _fmt(s["max"]),
-                    _fmt(baselines[job["label"]]),
-                ]
-            )
+            _csv_row(job["label"], rec["source"], *vals, *(s[k] for k in _SUMMARY_STATS), baselines[job["label"]])
         )
         points.append(
             {
@@ -221,15 +207,8 @@ def _plots(spec: SweepSpec, out: Path, points: list[dict], baselines: dict) -> l
             ax.set_xlabel(n1)
             ax.set_ylabel(n0)
             for (r, c), val in np.ndenumerate(grid):
-                ax.text(
-                    c,
-                    r,
-                    f"{val:.1f}" if m == "accuracy" else f"{val:.3f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white",
-                )
+                label = f"{val:.1f}" if m == "accuracy" else f"{val:.3f}"
+                ax.text(c, r, label, ha="center", va="center", fontsize=7, color="white")
             fig.colorbar(im, ax=ax, label=ylab)
             ax.set_title(f"{lab.name}: {m} (mean over trials)")
             fig.tight_layout()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import small_config
 
 TOOLS = ("verilator", "yosys", "iverilog")
 
@@ -75,6 +76,12 @@ def need() -> Callable:
 def have() -> Callable[[str], bool]:
     """``have(tool)``: whether ``tool`` (one of `TOOLS`) is installed; never skips."""
     return _have
+
+
+@pytest.fixture(name="small_config", scope="session")
+def small_config_fixture() -> Callable:
+    """``small_config(**changes)``: the shared small `LstmConfig` with ``changes`` (`config_helpers.small_config`)."""
+    return small_config
 
 
 def _icarus_macro(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run
+from config_helpers import small_config
 
 from nvmlstm import golden
 from nvmlstm.bench import counts as bcounts
@@ -28,17 +29,7 @@ else:  # pragma: no cover
 
 #: I=3, H=2, one layer, O=2 on 4 x 8 tiles: the layer matrix is 8 columns x 6 rows (3 + 2 + bias), two row
 #: tiles (rows 0-3 and 4-5), one column tile; the head is 2 x 3, one tile.
-TINY = LstmConfig(
-    input_size=3,
-    hidden_size=2,
-    num_layers=1,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=8,
-)
+TINY = small_config(hidden_size=2, num_layers=1, array_cols=8)
 
 
 def _timing(cfg: LstmConfig, lanes: int | None = None, macro_latency: int = 2) -> Timing:
@@ -196,17 +187,7 @@ def test_cycles_equal_a_measured_simulation(lanes):
     from nvmlstm.hdl.accelerator import NvmLstmAccelerator
     from nvmlstm.hdl.sim import run_accelerator
 
-    cfg = LstmConfig(
-        input_size=3,
-        hidden_size=4,
-        num_layers=2,
-        output_size=2,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=4,
-        array_cols=8,
-    )
+    cfg = small_config(hidden_size=4, array_cols=8)
     T = 3
     x = np.random.default_rng(lanes).integers(-cfg.dac_max, cfg.dac_max + 1, size=(1, T, cfg.input_size))
     model, _ = random_model(cfg, lanes, x)

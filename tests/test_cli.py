@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_error, run
+from cli_helpers import assert_command_error, assert_error, run
 
 from nvmlstm.cli import main
-from nvmlstm.golden.config import default_config
+from nvmlstm.golden.config import REQUIRED_KEYS, default_config
 from nvmlstm.golden.io import load_model, load_vectors
 
 FILES = ("vectors.npz", "vectors.json", "model.npz", "model.json")
@@ -26,20 +26,7 @@ DEFAULT = default_config().to_dict()
 
 
 def write_config(path: Path, **changes) -> Path:
-    cfg = {
-        k: DEFAULT[k]
-        for k in (
-            "input_size",
-            "hidden_size",
-            "num_layers",
-            "output_size",
-            "weight_bits",
-            "dac_bits",
-            "adc_bits",
-            "array_rows",
-            "array_cols",
-        )
-    }
+    cfg = {k: DEFAULT[k] for k in REQUIRED_KEYS}
     cfg.update(changes)
     path.write_text(json.dumps(cfg))
     return path
@@ -216,99 +203,60 @@ def _walk(doc, strings, numbers):
 
 # --------------------------------------------------------------------------------------------------
 # golden: errors (exit 2, one line, no DIR)
+def golden_file_error(capsys, args: list, out: Path, file: Path, message: str) -> str:
+    """``nvmlstm golden *args --out out`` fails by the error contract with ``{file}: {message}`` (a regex)."""
+    return assert_command_error(capsys, "golden", args, out, rf"{re.escape(str(file))}: {message}")
+
+
 def test_error_missing_config(tmp_path, capsys):
-    out = tmp_path / "out"
-    missing = tmp_path / "nope.json"
-    assert_error(
-        capsys,
-        ["golden", "--config", missing, "--random-weights", "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(missing))}: config file not found",
-        absent=out,
-    )
+    out, missing = tmp_path / "out", tmp_path / "nope.json"
+    golden_file_error(capsys, ["--config", missing, "--random-weights"], out, missing, "config file not found")
 
 
 def test_error_bad_config(tmp_path, capsys):
     out = tmp_path / "out"
     bad = write_config(tmp_path / "bad.json", adc_bits=1)
-    assert_error(
-        capsys,
-        ["golden", "--config", bad, "--random-weights", "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(bad))}: adc_bits must be an integer from 2 to 16, not 1",
-        absent=out,
-    )
+    args = ["--config", bad, "--random-weights"]
+    golden_file_error(capsys, args, out, bad, "adc_bits must be an integer from 2 to 16, not 1")
     bad.write_text('{"input_size": 8,}')
-    assert_error(
-        capsys,
-        ["golden", "--config", bad, "--random-weights", "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not valid JSON: .* at line 1 column 18",
-        absent=out,
-    )
+    golden_file_error(capsys, args, out, bad, "config file is not valid JSON: .* at line 1 column 18")
     bad.write_bytes(b"\xff\xfe{}")
-    assert_error(
-        capsys,
-        ["golden", "--config", bad, "--random-weights", "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(bad))}: config file is not UTF-8 text \(byte 0\)",
-        absent=out,
-    )
+    golden_file_error(capsys, args, out, bad, r"config file is not UTF-8 text \(byte 0\)")
 
 
 def test_error_config_without_random_weights(tmp_path, cfg_file, capsys):
-    out = tmp_path / "out"
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--out", out],
-        r"nvmlstm golden: error: --config needs --random-weights \(or give a trained model with --model "
-        r"MODEL\.npz\)",
-        absent=out,
-    )
+    message = r"--config needs --random-weights \(or give a trained model with --model MODEL\.npz\)"
+    assert_command_error(capsys, "golden", ["--config", cfg_file], tmp_path / "out", message)
 
 
 def test_error_random_weights_with_model(tmp_path, capsys, first_run):
-    out = tmp_path / "out"
-    assert_error(
-        capsys,
-        ["golden", "--model", first_run / "model.npz", "--random-weights", "--out", out],
-        r"nvmlstm golden: error: --random-weights goes with --config, not with --model",
-        absent=out,
+    message = "--random-weights goes with --config, not with --model"
+    assert_command_error(
+        capsys, "golden", ["--model", first_run / "model.npz", "--random-weights"], tmp_path / "out", message
     )
 
 
 def test_error_inputs_with_sequences(tmp_path, cfg_file, capsys):
-    out = tmp_path / "out"
     xf = tmp_path / "x.npy"
     np.save(xf, np.zeros((1, 1, 8), dtype=np.int64))
+    message = "--inputs gives the sequences; do not combine it with --sequences/--steps"
     for extra in (["--sequences", "2"], ["--steps", "2"]):
-        assert_error(
-            capsys,
-            ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, *extra, "--out", out],
-            r"nvmlstm golden: error: --inputs gives the sequences; do not combine it with --sequences/--steps",
-            absent=out,
-        )
+        args = ["--config", cfg_file, "--random-weights", "--inputs", xf, *extra]
+        assert_command_error(capsys, "golden", args, tmp_path / "out", message)
 
 
 def test_error_inputs_out_of_dac_range(tmp_path, cfg_file, capsys):
-    out = tmp_path / "out"
     x = np.zeros((3, 4, 8), dtype=np.int32)
     x[2, 1, 5] = 8
     x[2, 3, 0] = -9
-    xf = tmp_path / "x.npy"
+    out, xf = tmp_path / "out", tmp_path / "x.npy"
+    args = ["--config", cfg_file, "--random-weights", "--inputs", xf]
+    outside = r"is outside the 4-bit DAC range \[-7, 7\]"
     np.save(xf, x)
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xf))}: code 8 at sequence 2, step 1, input 5 is outside the "
-        r"4-bit DAC range \[-7, 7\]",
-        absent=out,
-    )
+    golden_file_error(capsys, args, out, xf, f"code 8 at sequence 2, step 1, input 5 {outside}")
     x[2, 1, 5] = 0  # the next bad one
     np.save(xf, x)
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xf))}: code -9 at sequence 2, step 3, input 0 is outside the "
-        r"4-bit DAC range \[-7, 7\]",
-        absent=out,
-    )
+    golden_file_error(capsys, args, out, xf, f"code -9 at sequence 2, step 3, input 0 {outside}")
 
 
 @pytest.mark.parametrize(
@@ -326,42 +274,21 @@ def test_error_inputs_out_of_dac_range(tmp_path, cfg_file, capsys):
     ids=["features", "ndim", "empty", "float"],
 )
 def test_error_inputs_wrong_shape_or_dtype(tmp_path, cfg_file, capsys, arr, pattern):
-    out = tmp_path / "out"
-    xf = tmp_path / "x.npy"
+    out, xf = tmp_path / "out", tmp_path / "x.npy"
     np.save(xf, arr)
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xf))}: {pattern}.*",
-        absent=out,
-    )
+    golden_file_error(capsys, ["--config", cfg_file, "--random-weights", "--inputs", xf], out, xf, f"{pattern}.*")
 
 
 def test_error_inputs_file_unreadable(tmp_path, cfg_file, capsys):
     out = tmp_path / "out"
+    args = ["--config", cfg_file, "--random-weights", "--inputs"]
     xf = tmp_path / "x.npy"
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xf))}: inputs file not found",
-        absent=out,
-    )
+    golden_file_error(capsys, [*args, xf], out, xf, "inputs file not found")
     xf.write_bytes(b"garbage")
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xf, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xf))}: not a readable \.npy file \(.*\)",
-        absent=out,
-    )
+    golden_file_error(capsys, [*args, xf], out, xf, r"not a readable \.npy file \(.*\)")
     xz = tmp_path / "x.npz"
     np.savez(xz, x=np.zeros((1, 1, 8), dtype=np.int64))
-    assert_error(
-        capsys,
-        ["golden", "--config", cfg_file, "--random-weights", "--inputs", xz, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(xz))}: expected a \.npy array of input codes, not an \.npz "
-        r"archive",
-        absent=out,
-    )
+    golden_file_error(capsys, [*args, xz], out, xz, r"expected a \.npy array of input codes, not an \.npz archive")
 
 
 def test_error_corrupted_model_file(tmp_path, capsys, first_run):
@@ -372,27 +299,12 @@ def test_error_corrupted_model_file(tmp_path, capsys, first_run):
     arrays["head_weights"] = arrays["head_weights"].copy()
     arrays["head_weights"][0, 0] = 1 if arrays["head_weights"][0, 0] != 1 else 2
     np.savez(model, **arrays)
-    assert_error(
-        capsys,
-        ["golden", "--model", model, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(model))}: array head_weights does not match the sha256 in "
-        r"its manifest \(corrupted or edited\)",
-        absent=out,
-    )
+    sha = r"array head_weights does not match the sha256 in its manifest \(corrupted or edited\)"
+    golden_file_error(capsys, ["--model", model], out, model, sha)
     model.write_bytes(b"\x00" * 100)
-    assert_error(
-        capsys,
-        ["golden", "--model", model, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(model))}: not a readable \.npz file \(.*\)",
-        absent=out,
-    )
+    golden_file_error(capsys, ["--model", model], out, model, r"not a readable \.npz file \(.*\)")
     (first_run / "model.json").unlink()
-    assert_error(
-        capsys,
-        ["golden", "--model", model, "--out", out],
-        rf"nvmlstm golden: error: {re.escape(str(first_run / 'model.json'))}: manifest not found .*",
-        absent=out,
-    )
+    golden_file_error(capsys, ["--model", model], out, first_run / "model.json", "manifest not found .*")
 
 
 def test_error_usage_is_one_line_too(tmp_path, cfg_file, capsys):
@@ -415,11 +327,12 @@ def test_error_usage_is_one_line_too(tmp_path, cfg_file, capsys):
         r"nvmlstm golden: error: argument --seed: expected a non-negative integer, not '-1'",
         absent=out,
     )
-    assert_error(
+    assert_command_error(
         capsys,
-        ["golden", "--config", cfg_file, "--model", "m.npz", "--out", out],
-        r"nvmlstm golden: error: argument --model: not allowed with argument --config",
-        absent=out,
+        "golden",
+        ["--config", cfg_file, "--model", "m.npz"],
+        out,
+        r"argument --model: not allowed with argument --config",
     )
 
 
@@ -437,67 +350,22 @@ def test_subprocess_entry_point(tmp_path, cfg_file):
     """The installed command behaves like main(): files, exit status 0; one stderr line and 2 on error."""
     exe = Path(sys.executable).with_name("nvmlstm")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nvmlstm.cli"]
+
+    def entry_point(*argv):
+        return subprocess.run([*cmd, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    args = ["golden", "--config", str(cfg_file), "--random-weights", "--seed", "3", "--sequences", "4", "--steps", "6"]
     out = tmp_path / "sp"
-    ok = subprocess.run(
-        [
-            *cmd,
-            "golden",
-            "--config",
-            str(cfg_file),
-            "--random-weights",
-            "--seed",
-            "3",
-            "--sequences",
-            "4",
-            "--steps",
-            "6",
-            "--out",
-            str(out),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ok = entry_point(*args, "--out", str(out))
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     # the same bytes as an in-process run with the same arguments
     ref = tmp_path / "inproc"
-    assert (
-        main(
-            [
-                "golden",
-                "--config",
-                str(cfg_file),
-                "--random-weights",
-                "--seed",
-                "3",
-                "--sequences",
-                "4",
-                "--steps",
-                "6",
-                "--out",
-                str(ref),
-            ]
-        )
-        == 0
-    )
+    assert main([*args, "--out", str(ref)]) == 0
     assert file_bytes(out) == file_bytes(ref)
-    bad = subprocess.run(
-        [
-            *cmd,
-            "golden",
-            "--config",
-            str(tmp_path / "missing.json"),
-            "--random-weights",
-            "--out",
-            str(tmp_path / "bad"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    bad = entry_point(
+        "golden", "--config", str(tmp_path / "missing.json"), "--random-weights", "--out", str(tmp_path / "bad")
     )
     assert bad.returncode == 2
     assert bad.stdout == ""

@@ -90,72 +90,41 @@ def test_ctrl_c_in_train_names_the_resume_command(capsys, monkeypatch, tmp_path)
     assert (rc, err) == (130, "\nnvmlstm train: interrupted before the first checkpoint; nothing to resume\n")
 
 
-def test_a_closed_stdout_is_not_an_error(tmp_path):
-    cfg = tmp_path / "c.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "input_size": 3,
-                "hidden_size": 4,
-                "num_layers": 1,
-                "output_size": 2,
-                "weight_bits": 4,
-                "dac_bits": 4,
-                "adc_bits": 4,
-                "array_rows": 8,
-                "array_cols": 8,
-            }
-        )
+def _small_config(path: Path) -> Path:
+    """A small valid config file at ``path``."""
+    shape = dict(input_size=3, hidden_size=4, num_layers=1, output_size=2, weight_bits=4, dac_bits=4, adc_bits=4)
+    path.write_text(json.dumps({**shape, "array_rows": 8, "array_cols": 8}))
+    return path
+
+
+def _into_closed_pipe(*cmd) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with its stdout into ``head -c 1``, which closes the pipe after one byte; pipefail
+    reports the command's own exit status."""
+    return subprocess.run(
+        ["bash", "-c", 'set -o pipefail; "$@" | head -c 1 >/dev/null', "sh", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+
+
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    cfg = _small_config(tmp_path / "c.json")
     out = tmp_path / "vec"
     for cmd in (
         [str(EXE), "--help"],
         [str(EXE), "golden", "--config", str(cfg), "--random-weights", "--sequences", "2", "--out", str(out)],
     ):
-        # `head -c 1` closes the pipe after one byte; pipefail reports nvmlstm's own exit status.
-        res = subprocess.run(
-            ["bash", "-c", 'set -o pipefail; "$@" | head -c 1 >/dev/null', "sh", *cmd],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        res = _into_closed_pipe(*cmd)
         assert (res.returncode, res.stderr) == (0, ""), res.stderr
     assert (out / "vectors.npz").is_file()  # the work was finished although nobody read the output
     # Without the guard the same pipe is an error (the check can fail): a plain print into a closed pipe.
-    res = subprocess.run(
-        [
-            "bash",
-            "-c",
-            'set -o pipefail; "$@" | head -c 1 >/dev/null',
-            "sh",
-            sys.executable,
-            "-c",
-            "import sys\nfor i in range(100000): print('x' * 80)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = _into_closed_pipe(sys.executable, "-c", "import sys\nfor i in range(100000): print('x' * 80)")
     assert res.returncode != 0 and "BrokenPipeError" in res.stderr
 
 
 def test_golden_refuses_someone_elses_directory(capsys, tmp_path):
-    cfg = tmp_path / "c.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "input_size": 3,
-                "hidden_size": 4,
-                "num_layers": 1,
-                "output_size": 2,
-                "weight_bits": 4,
-                "dac_bits": 4,
-                "adc_bits": 4,
-                "array_rows": 8,
-                "array_cols": 8,
-            }
-        )
-    )
+    cfg = _small_config(tmp_path / "c.json")
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep")

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from config_helpers import config_fields
 
 from nvmlstm.golden.config import REQUIRED_KEYS, ConfigError, LstmConfig, default_config, load_config
 
@@ -23,17 +24,8 @@ BASE = dict(
 )
 
 # Every field that is not required, with the default docs/datapath.md section 0 states.
-DOC_DEFAULTS = dict(
-    head_adc_bits=None,
-    lut_bits=8,
-    lut_frac=4,
-    frac_bits=7,
-    cell_bits=11,
-    scale_bits=12,
-    scale_shift=6,
-    adc_step_bits=16,
-    weight_mapping="differential",
-)
+DEFAULTED = "head_adc_bits lut_bits lut_frac frac_bits cell_bits scale_bits scale_shift adc_step_bits weight_mapping"
+DOC_DEFAULTS = dict(zip(DEFAULTED.split(), (None, 8, 4, 7, 11, 12, 6, 16, "differential"), strict=True))
 
 
 def make(**changes) -> LstmConfig:
@@ -42,31 +34,29 @@ def make(**changes) -> LstmConfig:
 
 # --------------------------------------------------------------------------------------------------
 # Validation: every message names the field, the value and the rule
+def _broken(rule: str, *cases) -> list:
+    """(changes, message) rows: each (field, value) of ``cases`` breaks ``rule``, so the message is
+    "<field> must be <rule>, not <value!r>"."""
+    return [(dict([(field, value)]), f"{field} must be {rule}, not {value!r}") for field, value in cases]
+
+
 BAD_CONFIGS = [
-    (dict(hidden_size=0), "hidden_size must be a positive integer, not 0"),
-    (dict(input_size=-3), "input_size must be a positive integer, not -3"),
-    (dict(num_layers=True), "num_layers must be an integer, not True"),
-    (dict(output_size="10"), "output_size must be an integer, not '10'"),
-    (dict(dac_bits=4.0), "dac_bits must be an integer, not 4.0"),
-    (dict(adc_bits=None), "adc_bits must be an integer, not None"),
-    (dict(weight_bits=1), "weight_bits must be an integer from 2 to 16, not 1"),
-    (dict(weight_bits=17), "weight_bits must be an integer from 2 to 16, not 17"),
-    (dict(array_rows=1), "array_rows must be an integer from 2 to 65536, not 1"),
-    (dict(array_cols=65537), "array_cols must be an integer from 2 to 65536, not 65537"),
-    (dict(head_adc_bits=1), "head_adc_bits must be an integer from 2 to 16, not 1"),
-    (dict(head_adc_bits=False), "head_adc_bits must be an integer, not False"),
-    (dict(lut_bits=17), "lut_bits must be an integer from 2 to 16, not 17"),
-    (dict(frac_bits=0), "frac_bits must be an integer from 1 to 14, not 0"),
-    (dict(frac_bits=15), "frac_bits must be an integer from 1 to 14, not 15"),
-    (dict(cell_bits=25), "cell_bits must be an integer from 3 to 24, not 25"),
-    (dict(scale_shift=-1), "scale_shift must be an integer from 0 to 24, not -1"),
-    (dict(adc_step_bits=0), "adc_step_bits must be an integer from 1 to 24, not 0"),
+    *_broken("a positive integer", ("hidden_size", 0), ("input_size", -3)),
+    *_broken("an integer", ("num_layers", True), ("output_size", "10"), ("dac_bits", 4.0), ("adc_bits", None)),
+    *_broken("an integer from 2 to 16", ("weight_bits", 1), ("weight_bits", 17)),
+    *_broken("an integer from 2 to 65536", ("array_rows", 1), ("array_cols", 65537)),
+    *_broken("an integer from 2 to 16", ("head_adc_bits", 1)),
+    *_broken("an integer", ("head_adc_bits", False)),
+    *_broken("an integer from 2 to 16", ("lut_bits", 17)),
+    *_broken("an integer from 1 to 14", ("frac_bits", 0), ("frac_bits", 15)),
+    *_broken("an integer from 3 to 24", ("cell_bits", 25)),
+    *_broken("an integer from 0 to 24", ("scale_shift", -1)),
+    *_broken("an integer from 1 to 24", ("adc_step_bits", 0)),
     (dict(lut_frac=8), r"lut_frac must be at most frac_bits \(7\), not 8"),
     (dict(lut_bits=4, lut_frac=4), r"lut_frac must be at most lut_bits - 1 \(3\), not 4"),
     (dict(cell_bits=8), r"cell_bits must be at least frac_bits \+ 2 \(9\), not 8"),
     (dict(frac_bits=10, cell_bits=11), r"cell_bits must be at least frac_bits \+ 2 \(12\), not 11"),
-    (dict(weight_mapping="single"), "weight_mapping must be one of 'differential', not 'single'"),
-    (dict(weight_mapping=None), "weight_mapping must be one of 'differential', not None"),
+    *_broken("one of 'differential'", ("weight_mapping", "single"), ("weight_mapping", None)),
 ]
 
 
@@ -152,45 +142,33 @@ def test_from_dict_with_all_fields():
 
 # --------------------------------------------------------------------------------------------------
 # load_config
-def test_load_config_missing_file(tmp_path):
-    p = tmp_path / "nope.json"
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: config file not found$"):
-        load_config(p)
+# Config files load_config rejects, each as (id, what the file holds: text, bytes, None for no file or
+# "<directory>", the message after "<path>: ").
+BAD_CONFIG_FILES = [
+    ("missing_file", None, "config file not found$"),
+    ("directory", "<directory>", "cannot read config file: Is a directory$"),
+    (
+        "invalid_json_names_line_and_column",
+        '{\n  "input_size": 8,\n  "hidden_size": 32,,\n}\n',  # the second comma of line 3 is column 21
+        "config file is not valid JSON: Expecting property name enclosed in double quotes at line 3 column 21$",
+    ),
+    ("not_utf8", b'{"input_size": \xff}', "config file is not UTF-8 text \\(byte 15\\)$"),
+    ("bad_value", json.dumps({**BASE, "adc_bits": 20}), "adc_bits must be an integer from 2 to 16, not 20$"),
+    ("not_an_object", "[1, 2]", "expected a JSON object, not list$"),
+    ("unknown_key", json.dumps({**BASE, "extra": 1}), "unknown key 'extra'"),
+]
 
 
-def test_load_config_directory(tmp_path):
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(tmp_path))}: cannot read config file: Is a directory$"):
-        load_config(tmp_path)
-
-
-def test_load_config_invalid_json_names_line_and_column(tmp_path):
-    p = tmp_path / "bad.json"
-    p.write_text('{\n  "input_size": 8,\n  "hidden_size": 32,,\n}\n')  # the second comma of line 3 is column 21
-    with pytest.raises(
-        ConfigError,
-        match=f"^{re.escape(str(p))}: config file is not valid JSON: Expecting property name enclosed "
-        f"in double quotes at line 3 column 21$",
-    ):
-        load_config(p)
-
-
-def test_load_config_not_utf8(tmp_path):
-    p = tmp_path / "bin.json"
-    p.write_bytes(b'{"input_size": \xff}')
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: config file is not UTF-8 text \\(byte 15\\)$"):
-        load_config(p)
-
-
-def test_load_config_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize("content, message", [c[1:] for c in BAD_CONFIG_FILES], ids=[c[0] for c in BAD_CONFIG_FILES])
+def test_load_config_errors_name_the_file(tmp_path, content, message):
     p = tmp_path / "c.json"
-    p.write_text(json.dumps({**BASE, "adc_bits": 20}))
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: adc_bits must be an integer from 2 to 16, not 20$"):
-        load_config(p)
-    p.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: expected a JSON object, not list$"):
-        load_config(p)
-    p.write_text(json.dumps({**BASE, "extra": 1}))
-    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: unknown key 'extra'"):
+    if content == "<directory>":
+        p.mkdir()
+    elif isinstance(content, bytes):
+        p.write_bytes(content)
+    elif content is not None:
+        p.write_text(content)
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: {message}"):
         load_config(p)
 
 
@@ -248,20 +226,9 @@ def test_derived_default():
 
 def test_derived_second_example():
     cfg = make(
-        input_size=3,
-        hidden_size=20,
-        num_layers=3,
-        output_size=2,
-        weight_bits=5,
-        dac_bits=3,
-        adc_bits=6,
-        array_rows=16,
-        array_cols=25,
-        head_adc_bits=8,
-        lut_bits=6,
-        lut_frac=2,
-        frac_bits=5,
-        cell_bits=9,
+        **config_fields(
+            (3, 20, 3, 2), (5, 3, 6), (16, 25), head_adc_bits=8, lut_bits=6, lut_frac=2, frac_bits=5, cell_bits=9
+        )
     )
     assert (cfg.weight_max, cfg.dac_max, cfg.adc_max, cfg.head_adc_max) == (15, 3, 31, 127)
     assert cfg.head_adc_bits_eff == 8

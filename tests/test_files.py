@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from config_helpers import small_config
 
 from nvmlstm.artifacts.files import atomic_output_dir
-from nvmlstm.golden.config import LstmConfig
+from nvmlstm.golden.config import REQUIRED_KEYS, LstmConfig
 from nvmlstm.golden.io import (
     FileFormatError,
     load_model,
@@ -27,17 +28,7 @@ from nvmlstm.golden.lstm import golden_forward
 from nvmlstm.golden.model import HeadParams, LayerParams, ModelError, QuantizedModel, array_sha256
 
 # Two layers, several row tiles per matrix (K = 3+4+1 = 8 and 4+4+1 = 9 rows on 4-row arrays).
-CFG = LstmConfig(
-    input_size=3,
-    hidden_size=4,
-    num_layers=2,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=8,
-)
+CFG = small_config(hidden_size=4, array_cols=8)
 
 
 def make_arrays(cfg: LstmConfig = CFG, seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,6 +85,12 @@ def write_model_by_hand(
 
 def rx(path) -> str:
     return re.escape(str(path))
+
+
+def assert_rejected(npz: Path, named: Path, message: str) -> None:
+    """``load_model(npz)`` raises FileFormatError with exactly ``{named}: {message}`` (``message`` a regex)."""
+    with pytest.raises(FileFormatError, match=f"^{rx(named)}: {message}$"):
+        load_model(npz)
 
 
 @pytest.fixture
@@ -295,42 +292,30 @@ def test_write_npz_failure_keeps_the_old_file(tmp_path):
 def test_model_missing_manifest(saved):
     _, npz, manifest = saved
     manifest.unlink()
-    with pytest.raises(
-        FileFormatError,
-        match=f"^{rx(manifest)}: manifest not found \\(a nvm-lstm-model file is an "
-        f"\\.npz plus its \\.json manifest\\)$",
-    ):
-        load_model(npz)
+    assert_rejected(npz, manifest, r"manifest not found \(a nvm-lstm-model file is an \.npz plus its \.json manifest\)")
 
 
 def test_model_file_not_found(tmp_path):
-    with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / 'none.npz')}: model file not found$"):
-        load_model(tmp_path / "none.npz")
+    assert_rejected(tmp_path / "none.npz", tmp_path / "none.npz", "model file not found")
 
 
 def test_model_manifest_not_json(saved):
     _, npz, manifest = saved
     manifest.write_text('{"format": "nvm-lstm-model",\n "schema_version": 1,\n oops}')
-    with pytest.raises(
-        FileFormatError,
-        match=f"^{rx(manifest)}: manifest is not valid JSON: Expecting property name "
-        f"enclosed in double quotes at line 3 column 2$",
-    ):
-        load_model(npz)
+    message = "manifest is not valid JSON: Expecting property name enclosed in double quotes at line 3 column 2"
+    assert_rejected(npz, manifest, message)
 
 
 def test_model_manifest_not_utf8(saved):
     _, npz, manifest = saved
     manifest.write_bytes(b"\x80{}")
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: manifest is not UTF-8 text \\(byte 0\\)$"):
-        load_model(npz)
+    assert_rejected(npz, manifest, "manifest is not UTF-8 text \\(byte 0\\)")
 
 
 def test_model_manifest_not_an_object(saved):
     _, npz, manifest = saved
     manifest.write_text("[]")
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: manifest must be a JSON object$"):
-        load_model(npz)
+    assert_rejected(npz, manifest, "manifest must be a JSON object")
 
 
 @pytest.mark.parametrize(
@@ -350,8 +335,7 @@ def test_model_manifest_header_errors(saved, change, message):
     doc = json.loads(manifest.read_text())
     doc.update(change)
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: {message}$"):
-        load_model(npz)
+    assert_rejected(npz, manifest, message)
 
 
 def test_model_invalid_config_in_manifest(saved):
@@ -359,21 +343,16 @@ def test_model_invalid_config_in_manifest(saved):
     doc = json.loads(manifest.read_text())
     doc["config"]["hidden_size"] = 0
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(
-        FileFormatError, match=f"^{rx(manifest)}: config: hidden_size must be a positive integer, not 0$"
-    ):
-        load_model(npz)
+    assert_rejected(npz, manifest, "config: hidden_size must be a positive integer, not 0")
     del doc["config"]["hidden_size"]
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(manifest)}: config: missing required key 'hidden_size'$"):
-        load_model(npz)
+    assert_rejected(npz, manifest, "config: missing required key 'hidden_size'")
 
 
 def test_model_config_that_does_not_fit_the_arrays(tmp_path):
     npz = tmp_path / "m.npz"
     write_model_by_hand(npz, make_arrays(), config=CFG.replace(hidden_size=5).to_dict())
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: layer 0 weights: shape \\(16, 8\\), expected \\(20, 9\\)$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "layer 0 weights: shape \\(16, 8\\), expected \\(20, 9\\)")
 
 
 def test_model_array_missing_from_npz(saved):
@@ -381,8 +360,7 @@ def test_model_array_missing_from_npz(saved):
     with np.load(npz) as z:
         arrays = {k: z[k] for k in z.files if k != "l1_gate_scale"}
     np.savez(npz, **arrays)
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: array l1_gate_scale listed in the manifest but missing$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "array l1_gate_scale listed in the manifest but missing")
 
 
 def test_model_extra_array_in_npz(saved):
@@ -391,8 +369,7 @@ def test_model_extra_array_in_npz(saved):
         arrays = {k: z[k] for k in z.files}
     arrays["zz_extra"] = np.zeros(3)
     np.savez(npz, **arrays)
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: array zz_extra not listed in the manifest$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "array zz_extra not listed in the manifest")
 
 
 def test_model_unexpected_array_even_with_consistent_manifest(tmp_path):
@@ -400,12 +377,10 @@ def test_model_unexpected_array_even_with_consistent_manifest(tmp_path):
     arrays = make_arrays()
     arrays["l2_weights"] = arrays["l1_weights"]
     write_model_by_hand(npz, arrays)
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: unexpected array l2_weights$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "unexpected array l2_weights")
     del arrays["l2_weights"], arrays["head_adc_step"], arrays["l0_gate_scale"]
     write_model_by_hand(npz, arrays)
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: missing arrays l0_gate_scale, head_adc_step$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "missing arrays l0_gate_scale, head_adc_step")
 
 
 def test_model_edited_weight_fails_sha256(saved):
@@ -416,12 +391,7 @@ def test_model_edited_weight_fails_sha256(saved):
     w[5, 2] = 1 if w[5, 2] != 1 else 2  # still a valid code: only the hash can tell
     arrays["l0_weights"] = w
     np.savez(npz, **arrays)  # the old manifest stays
-    with pytest.raises(
-        FileFormatError,
-        match=f"^{rx(npz)}: array l0_weights does not match the sha256 in its "
-        r"manifest \(corrupted or edited\)$",
-    ):
-        load_model(npz)
+    assert_rejected(npz, npz, r"array l0_weights does not match the sha256 in its manifest \(corrupted or edited\)")
 
 
 def test_model_manifest_entry_without_sha256(saved):
@@ -429,8 +399,7 @@ def test_model_manifest_entry_without_sha256(saved):
     doc = json.loads(manifest.read_text())
     del doc["arrays"]["head_weights"]["sha256"]
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: manifest entry for array head_weights has no sha256$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "manifest entry for array head_weights has no sha256")
 
 
 @pytest.mark.parametrize(
@@ -499,8 +468,7 @@ def test_model_bad_array_with_consistent_manifest(tmp_path, name, value, message
     arrays = make_arrays()
     arrays[name] = value(arrays[name])
     write_model_by_hand(npz, arrays)  # every sha256 correct: the content itself is what is wrong
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: {message}$"):
-        load_model(npz)
+    assert_rejected(npz, npz, message)
 
 
 def _set(a: np.ndarray, index: tuple, v: int) -> np.ndarray:
@@ -514,8 +482,7 @@ def test_model_sha256_mismatch(saved):
     doc = json.loads(manifest.read_text())
     doc["model_sha256"] = make_model(seed=1).digest()
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: model_sha256 in the manifest does not match the model$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "model_sha256 in the manifest does not match the model")
 
 
 def test_model_by_hand_with_correct_digest_loads(tmp_path):
@@ -529,16 +496,14 @@ def test_model_file_name_must_end_in_npz(tmp_path):
     for name in ("model", "model.json", "model.npz.bak"):
         with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / name)}: a model file name must end in \\.npz$"):
             save_model(make_model(), tmp_path / name)
-        with pytest.raises(FileFormatError, match=f"^{rx(tmp_path / name)}: a model file name must end in \\.npz$"):
-            load_model(tmp_path / name)
+        assert_rejected(tmp_path / name, tmp_path / name, "a model file name must end in \\.npz")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_model_npz_not_a_zip(saved):
     _, npz, _ = saved
     npz.write_bytes(b"this is not a zip archive\n" * 10)
-    with pytest.raises(FileFormatError, match=f"^{rx(npz)}: not a readable \\.npz file \\(.+\\)$"):
-        load_model(npz)
+    assert_rejected(npz, npz, "not a readable \\.npz file \\(.+\\)")
     npz.write_bytes(b"")
     with pytest.raises(FileFormatError, match=f"^{rx(npz)}: not a readable \\.npz file"):
         load_model(npz)
@@ -707,20 +672,7 @@ def _write_model_from_the_document(path: Path, cfg_keys: dict, arrays: dict) -> 
 
 
 def test_model_file_written_from_the_document_alone_loads(tmp_path):
-    cfg_keys = {
-        k: getattr(CFG, k)
-        for k in (
-            "input_size",
-            "hidden_size",
-            "num_layers",
-            "output_size",
-            "weight_bits",
-            "dac_bits",
-            "adc_bits",
-            "array_rows",
-            "array_cols",
-        )
-    }
+    cfg_keys = {k: getattr(CFG, k) for k in REQUIRED_KEYS}
     arrays = make_arrays()
     _write_model_from_the_document(tmp_path / "outside.npz", cfg_keys, arrays)
     model = load_model(tmp_path / "outside.npz")

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from config_helpers import config_fields
 
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import FileFormatError, load_float_model, read_npz, save_float_model, write_npz
@@ -16,17 +17,7 @@ from nvmlstm.golden.ptq import random_float_model
 
 @pytest.fixture
 def fm():
-    cfg = LstmConfig(
-        input_size=5,
-        hidden_size=6,
-        num_layers=2,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=8,
-        array_cols=8,
-    )
+    cfg = LstmConfig(**config_fields((5, 6, 2, 3), (4, 4, 4), (8, 8)))
     return random_float_model(cfg, np.random.default_rng(7))
 
 

@@ -21,11 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module
-from amaranth.sim import Simulator
-from cli_helpers import assert_error, run
+from cli_helpers import assert_command_error, assert_error, run, simulate_with_macros
 
-import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
-from nvmlstm import hdl
 from nvmlstm.cli import main
 from nvmlstm.gen import GenError
 from nvmlstm.gen.hexfile import parse_hex
@@ -59,54 +56,22 @@ FIXED_FILES = {
 #  multi:  2 layers, several row and column tiles per matrix, lanes < hidden, with a model (weight images);
 #  narrow: 2x2 arrays (many tiles), odd widths, a separate head ADC width, ragged lane groups, latency 1;
 #  single: every matrix in one tile, latency 3, all lanes, checked with --lint by the generator itself.
+# The shape of each case, in this order, then the further keys and the `generate` options.
+SHAPE_KEYS = (
+    "input_size hidden_size num_layers output_size weight_bits dac_bits adc_bits array_rows array_cols"
+).split()
 CASES = {
-    "multi": (
-        dict(
-            input_size=3,
-            hidden_size=4,
-            num_layers=2,
-            output_size=3,
-            weight_bits=4,
-            dac_bits=4,
-            adc_bits=4,
-            array_rows=4,
-            array_cols=8,
+    name: (dict(zip(SHAPE_KEYS, shape, strict=True), **extra), args)
+    for name, shape, extra, args in (
+        ("multi", (3, 4, 2, 3, 4, 4, 4, 4, 8), {}, ["--lanes", "2", "--macro-latency", "2"]),
+        (
+            "narrow",
+            (2, 3, 1, 2, 3, 5, 6, 2, 2),
+            dict(head_adc_bits=5, lut_bits=6, lut_frac=3),
+            ["--lanes", "2", "--macro-latency", "1"],
         ),
-        ["--lanes", "2", "--macro-latency", "2"],
-    ),
-    "narrow": (
-        dict(
-            input_size=2,
-            hidden_size=3,
-            num_layers=1,
-            output_size=2,
-            weight_bits=3,
-            dac_bits=5,
-            adc_bits=6,
-            head_adc_bits=5,
-            array_rows=2,
-            array_cols=2,
-            lut_bits=6,
-            lut_frac=3,
-        ),
-        ["--lanes", "2", "--macro-latency", "1"],
-    ),
-    "single": (
-        dict(
-            input_size=2,
-            hidden_size=2,
-            num_layers=1,
-            output_size=1,
-            weight_bits=4,
-            dac_bits=4,
-            adc_bits=4,
-            array_rows=16,
-            array_cols=16,
-            lut_bits=6,
-            lut_frac=3,
-        ),
-        ["--macro-latency", "3"],
-    ),
+        ("single", (2, 2, 1, 1, 4, 4, 4, 16, 16), dict(lut_bits=6, lut_frac=3), ["--macro-latency", "3"]),
+    )
 }
 
 
@@ -615,11 +580,7 @@ def _amaranth_macro(p: dict, ops: list[dict]) -> list[tuple[int, int]]:
             await ctx.tick()
             seen.append((int(ctx.get(mac.valid)), int(ctx.get(mac.y))))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    hdl.sim.add_macro_models(sim, types.SimpleNamespace(macros=[mac]))
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate_with_macros(m, [mac], testbench)
     return seen
 
 
@@ -710,61 +671,28 @@ def test_error_bad_options(tmp_path, cfg_file, capsys, args, pattern):
 
 
 def test_error_bad_configs(tmp_path, capsys):
-    out = tmp_path / "rtl"
-    assert_error(
-        capsys,
-        ["generate", "--config", tmp_path / "nope.json", "--out", out],
-        r"nvmlstm generate: error: .*nope\.json: config file not found",
-        absent=out,
-    )
-    small = write_json(tmp_path / "small.json", dict(CASES["single"][0], array_rows=1))
-    assert_error(
-        capsys,
-        ["generate", "--config", small, "--out", out],
-        r"nvmlstm generate: error: .*small\.json: array_rows must be an integer from 2 to 65536, not 1",
-        absent=out,
-    )
-    narrow = write_json(tmp_path / "narrow.json", dict(CASES["single"][0], array_cols=1))
-    assert_error(
-        capsys,
-        ["generate", "--config", narrow, "--out", out],
-        r"nvmlstm generate: error: .*array_cols must be an integer from 2 to 65536, not 1",
-        absent=out,
-    )
+    write_json(tmp_path / "small.json", dict(CASES["single"][0], array_rows=1))
+    write_json(tmp_path / "narrow.json", dict(CASES["single"][0], array_cols=1))
     (tmp_path / "junk.json").write_text("{not json")
-    assert_error(
-        capsys,
-        ["generate", "--config", tmp_path / "junk.json", "--out", out],
-        r"nvmlstm generate: error: .*junk\.json: config file is not valid JSON.*",
-        absent=out,
-    )
+    for name, pattern in (
+        ("nope", r".*nope\.json: config file not found"),
+        ("small", r".*small\.json: array_rows must be an integer from 2 to 65536, not 1"),
+        ("narrow", r".*array_cols must be an integer from 2 to 65536, not 1"),
+        ("junk", r".*junk\.json: config file is not valid JSON.*"),
+    ):
+        assert_command_error(capsys, "generate", ["--config", tmp_path / f"{name}.json"], tmp_path / "rtl", pattern)
 
 
 def test_error_bad_model_files(tmp_path, capsys, model_file):
-    out = tmp_path / "rtl"
-    assert_error(
-        capsys,
-        ["generate", "--model", tmp_path / "none.npz", "--out", out],
-        r"nvmlstm generate: error: .*none\.npz: model file not found",
-        absent=out,
-    )
+    out, none = tmp_path / "rtl", tmp_path / "none.npz"
+    assert_command_error(capsys, "generate", ["--model", none], out, r".*none\.npz: model file not found")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     shutil.copy(model_file.with_suffix(".json"), bad.with_suffix(".json"))
-    assert_error(
-        capsys,
-        ["generate", "--model", bad, "--out", out],
-        r"nvmlstm generate: error: .*bad\.npz: not a readable \.npz file.*",
-        absent=out,
-    )
+    assert_command_error(capsys, "generate", ["--model", bad], out, r".*bad\.npz: not a readable \.npz file.*")
     lone = tmp_path / "lone.npz"
     shutil.copy(model_file, lone)
-    assert_error(
-        capsys,
-        ["generate", "--model", lone, "--out", out],
-        r"nvmlstm generate: error: .*lone\.json: manifest not found.*",
-        absent=out,
-    )
+    assert_command_error(capsys, "generate", ["--model", lone], out, r".*lone\.json: manifest not found.*")
 
 
 def test_error_out_is_a_file_or_foreign_dir(tmp_path, cfg_file, capsys):
@@ -787,12 +715,7 @@ def test_error_yosys_missing_says_how_to_install(tmp_path, cfg_file, capsys, mon
     real_which = shutil.which
     monkeypatch.setattr(gen.tools.shutil, "which", lambda name, *a, **k: None if name == "yosys" else real_which(name))
     out = tmp_path / "rtl"
-    line = assert_error(
-        capsys,
-        ["generate", "--config", cfg_file, "--out", out],
-        r"nvmlstm generate: error: yosys not found: .*",
-        absent=out,
-    )
+    line = assert_command_error(capsys, "generate", ["--config", cfg_file], out, r"yosys not found: .*")
     assert "apt-get install -y yosys" in line and "--no-synth" in line
     rc, _, err = run(capsys, "generate", "--config", cfg_file, "--out", out, "--no-synth")
     assert (rc, err) == (0, "")

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import gc
 import itertools
-import types
 import warnings
 
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Instance, Module, UnusedElaboratable
 from amaranth.sim import Simulator
+from cli_helpers import simulate_with_macros
+from config_helpers import small_config
 
 import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
@@ -313,11 +314,7 @@ def run_macro(mac: NvmArrayMacro, weights: np.ndarray, ops: list) -> list[tuple]
             await ctx.tick()
             seen.append((ctx.get(mac.valid), unpack(ctx.get(mac.y), mac.cols, mac.adc_bits)))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    hdl.sim.add_macro_models(sim, types.SimpleNamespace(macros=[mac]))
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate_with_macros(m, [mac], testbench)
     return seen
 
 
@@ -354,17 +351,9 @@ def test_macro_model_write_first_and_reset():
 
 @pytest.mark.parametrize("read_latency", [1, 2, 3, 5])
 def test_macro_model_timing_and_codes(read_latency: int):
-    rows, cols, wb, db, ab = 5, 3, 4, 4, 3
-    mac = NvmArrayMacro(
-        rows=rows,
-        cols=cols,
-        weight_bits=wb,
-        dac_bits=db,
-        adc_bits=ab,
-        adc_step_bits=8,
-        read_latency=read_latency,
-        model="sim",
-    )
+    shape = dict(rows=5, cols=3, weight_bits=4, dac_bits=4, adc_bits=3)
+    rows, cols, wb, db, ab = shape.values()
+    mac = NvmArrayMacro(**shape, adc_step_bits=8, read_latency=read_latency, model="sim")
     assert mac.latency_cyc == read_latency
     rng = np.random.default_rng(4000 + read_latency)
     wmax, dmax = (1 << (wb - 1)) - 1, (1 << (db - 1)) - 1
@@ -509,17 +498,7 @@ def assert_stages_equal(got: list[dict], trace: dict) -> None:
 
 def test_lane_pipeline_stages_match_golden_trace(monkeypatch):
     """Many row and column tiles, lanes not dividing H: acc, gates, c, h of every unit at every step."""
-    cfg = LstmConfig(
-        input_size=5,
-        hidden_size=5,
-        num_layers=2,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=5,
-        array_rows=3,
-        array_cols=4,
-    )
+    cfg = small_config(input_size=5, output_size=3, adc_bits=5, array_rows=3, array_cols=4)
     top = NvmLstmAccelerator(cfg, lanes=2, macro_latency=2, macro_model="sim")
     assert cfg.row_tiles(cfg.layer_rows(0)) == 4 and cfg.col_tiles(cfg.layer_cols) == 5
     rng = np.random.default_rng(5)
@@ -534,17 +513,7 @@ def test_lane_pipeline_stages_match_golden_trace(monkeypatch):
 
 
 def test_probe_catches_a_corrupted_stage(monkeypatch):
-    cfg = LstmConfig(
-        input_size=2,
-        hidden_size=3,
-        num_layers=1,
-        output_size=2,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=3,
-        array_cols=4,
-    )
+    cfg = small_config(input_size=2, hidden_size=3, num_layers=1, array_rows=3, array_cols=4)
     top = NvmLstmAccelerator(cfg, lanes=3, macro_latency=1, macro_model="sim")
     rng = np.random.default_rng(6)
     x = rng.integers(-cfg.dac_max, cfg.dac_max + 1, size=(1, 3, cfg.input_size))
@@ -562,18 +531,7 @@ def test_probe_catches_a_corrupted_stage(monkeypatch):
 def test_row_tile_accumulation_lossless_adc_equals_untiled_product(monkeypatch):
     """adc_step 1 and an ADC wide enough for any tile sum: the accumulated codes must be the exact,
     untiled integer matrix product, computed here directly from the weights and the run's own h."""
-    cfg = LstmConfig(
-        input_size=5,
-        hidden_size=3,
-        num_layers=2,
-        output_size=2,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=12,
-        array_rows=2,
-        array_cols=3,
-        scale_shift=4,
-    )
+    cfg = small_config(input_size=5, hidden_size=3, adc_bits=12, array_rows=2, array_cols=3, scale_shift=4)
     assert cfg.array_rows * cfg.weight_max * cfg.dac_max <= cfg.adc_max  # lossless
     rng = np.random.default_rng(7)
     layers = tuple(
@@ -723,17 +681,7 @@ def test_interface_and_part_validation():
     assert ProgramSignature(addr_bits=3, data_bits=4) != ProgramSignature(addr_bits=3, data_bits=5)
 
 
-SMALL = LstmConfig(
-    input_size=3,
-    hidden_size=5,
-    num_layers=1,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=6,
-)
+SMALL = small_config(num_layers=1)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from amaranth.hdl import Fragment
 from amaranth.lib import wiring
+from config_helpers import small_config
 
-from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig
+from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 from nvmlstm.hdl.array import MacroArray
 from nvmlstm.hdl.lanes import CellLane, GateLane, HiddenLane, LaneBank
@@ -15,17 +16,7 @@ from nvmlstm.hdl.macro import NvmArrayMacro
 from nvmlstm.hdl.progmap import ProgramMap
 from nvmlstm.hdl.registers import ConfigRegisters, ProgramSignature, StepSignature
 
-CFG = LstmConfig(
-    input_size=3,
-    hidden_size=5,
-    num_layers=2,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=6,
-)
+CFG = small_config()
 
 
 def _elaborated(*blocks):

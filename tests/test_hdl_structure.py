@@ -22,13 +22,14 @@ from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from config_helpers import small_config
 
 import nvmlstm.golden.config  # noqa: F401 - binds the submodule
 import nvmlstm.golden.datapath  # noqa: F401 - binds the submodule
 import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
 from nvmlstm import golden, hdl
 from nvmlstm.gen.rtl import _program_map, top_ports
-from nvmlstm.golden import LstmConfig, golden_forward, random_model
+from nvmlstm.golden import golden_forward, random_model
 from nvmlstm.golden.datapath import activation, cell_update
 from nvmlstm.golden.quant import rshift_round as golden_rshift_round
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
@@ -36,17 +37,7 @@ from nvmlstm.hdl.lanes import CellLane, GateLane, rshift_round
 from nvmlstm.hdl.progmap import ProgramMap
 from nvmlstm.hdl.sim import run_accelerator
 
-CFG = LstmConfig(
-    input_size=3,
-    hidden_size=5,
-    num_layers=2,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=6,
-)
+CFG = small_config()
 
 
 def sim_values(m: Module, inputs: list[list[tuple]], outputs: list, *, sync: bool = False) -> list[list[int]]:

@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
+from config_helpers import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nvmlstm.hdl.lanes  # noqa: F401 - binds the submodule
 from nvmlstm import hdl
-from nvmlstm.golden import LstmConfig, golden_forward, random_model
+from nvmlstm.golden import LstmConfig, default_config, golden_forward, random_model
 from nvmlstm.golden.datapath import GATE_IS_TANH
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 from nvmlstm.hdl.sim import AcceleratorRun, add_macro_models, run_accelerator
@@ -206,17 +207,7 @@ def test_property_covers_multi_tile_configs():
 
 # ------------------------------------------------------------------------------------------------------
 # The checker can fail
-CHECK_CFG = LstmConfig(
-    input_size=3,
-    hidden_size=5,
-    num_layers=2,
-    output_size=2,
-    weight_bits=4,
-    dac_bits=4,
-    adc_bits=4,
-    array_rows=4,
-    array_cols=6,
-)
+CHECK_CFG = small_config()
 
 
 def _corruptible_sigmoid_entry(trace: dict, cfg: LstmConfig) -> tuple[int, tuple[int, int, int]]:
@@ -289,17 +280,7 @@ def test_checker_catches_a_corrupted_vector():
 # Cycle counts
 @pytest.mark.parametrize("H, L, macro_latency", [(1, 1, 1), (5, 1, 2), (8, 2, 3), (32, 1, 2), (32, 3, 7)])
 def test_cycle_target_with_one_lane_per_unit(H, L, macro_latency):
-    cfg = LstmConfig(
-        input_size=8,
-        hidden_size=H,
-        num_layers=L,
-        output_size=4,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=32,
-        array_cols=64,
-    )
+    cfg = default_config().replace(hidden_size=H, num_layers=L, output_size=4)
     top = NvmLstmAccelerator(cfg, lanes=H, macro_latency=macro_latency)
     assert top.layer_step_cyc <= macro_latency + 6
     assert top.layer_step_cyc == macro_latency + 4
@@ -315,17 +296,7 @@ def test_cycle_target_with_one_lane_per_unit(H, L, macro_latency):
 def test_measured_cycles_per_timestep(lanes, macro_latency):
     """One layer: the cycles counter per sequence and the per-timestep difference between a 1-step and a
     4-step sequence equal the latency properties."""
-    cfg = LstmConfig(
-        input_size=4,
-        hidden_size=6,
-        num_layers=1,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=5,
-        array_cols=8,
-    )
+    cfg = default_config().replace(input_size=4, hidden_size=6, output_size=3, array_rows=5, array_cols=8)
     cycles = {}
     for T in (1, 4):
         model, x = random_case(cfg, 20 + T, 2, T)

@@ -56,6 +56,13 @@ def _env() -> dict:
     return env
 
 
+def _run(argv: list, *, timeout: int, cwd: Path | None = None, env: dict | None = None):
+    """Run ``argv`` (by default without PYTHONPATH), capturing its text output."""
+    return subprocess.run(
+        argv, cwd=cwd, env=_env() if env is None else env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _check_api_output(out: str) -> None:
     assert "outputs (1, 2, 10)" in out
     assert "template True" in out
@@ -68,13 +75,10 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
     cli = Path(sys.executable).with_name("nvmlstm")
     assert cli.is_file(), f"the nvmlstm console script is not installed beside {sys.executable}"
     for cmd in ([str(cli)], [sys.executable, "-m", "nvmlstm"]):
-        res = subprocess.run(
+        res = _run(
             [*cmd, "golden", "--config", str(REPO / "tests" / "missing.json"), "--random-weights", "--out", "o"],
-            cwd=work,
-            env=_env(),
-            capture_output=True,
-            text=True,
             timeout=120,
+            cwd=work,
         )
         # The config does not exist: the command ran (it is ours) and said so in one line.
         assert res.returncode == 2 and "missing.json" in res.stderr and "user's" not in res.stderr, res.stderr
@@ -83,36 +87,11 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
         '{"input_size": 3, "hidden_size": 4, "num_layers": 1, "output_size": 2, "weight_bits": 4, '
         '"dac_bits": 4, "adc_bits": 4, "array_rows": 8, "array_cols": 8}'
     )
-    res = subprocess.run(
-        [
-            str(cli),
-            "golden",
-            "--config",
-            "cfg.json",
-            "--random-weights",
-            "--sequences",
-            "2",
-            "--steps",
-            "3",
-            "--out",
-            "vec",
-        ],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    golden = "golden --config cfg.json --random-weights --sequences 2 --steps 3 --out vec".split()
+    res = _run([str(cli), *golden], timeout=120, cwd=work)
     assert res.returncode == 0, res.stderr
     assert (work / "vec" / "vectors.npz").is_file()
-    res = subprocess.run(
-        [sys.executable, "-c", API_SCRIPT % (SHADOW_NAMES,)],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _run([sys.executable, "-c", API_SCRIPT % (SHADOW_NAMES,)], timeout=300, cwd=work)
     assert res.returncode == 0, res.stderr
     _check_api_output(res.stdout)
 
@@ -121,9 +100,7 @@ def test_installed_cli_and_api_ignore_a_users_same_named_files(tmp_path):
 def test_a_folder_imported_under_its_own_name_fails_loudly(name):
     """From the repository root every folder is importable by its own name: a second identity of each of
     its classes. Each refuses, naming the one import that is right."""
-    res = subprocess.run(
-        [sys.executable, "-c", f"import {name}"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
-    )
+    res = _run([sys.executable, "-c", f"import {name}"], timeout=120, cwd=REPO)
     assert res.returncode == 1
     want = "nvmlstm" if name == "cli" else f"nvmlstm.{name}"
     assert f"ImportError: the {name}/ folder is the package {want}; import {want}, not {name}" in res.stderr
@@ -142,11 +119,8 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
         ),
     )
     wheels = tmp_path / "wheels"
-    res = subprocess.run(
+    res = _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     if res.returncode != 0 and "No module named" in res.stderr and "setuptools" in res.stderr:
@@ -174,23 +148,17 @@ def test_wheel_holds_one_package_and_works_on_its_own(tmp_path):
         assert must in names, must
     assert not any(n.startswith("nvmlstm/tests") or "/__pycache__/" in n for n in names)
     site = tmp_path / "site"
-    res = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = _run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], timeout=600
     )
     assert res.returncode == 0, res.stderr[-2000:]
     work = _shadow_dir(tmp_path)
     env = _env() | {"PYTHONPATH": str(site)}
-    res = subprocess.run(
+    res = _run(
         [sys.executable, "-c", "import nvmlstm.golden as g; print(g.__file__)\n" + API_SCRIPT % (SHADOW_NAMES,)],
+        timeout=300,
         cwd=work,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == str(site / "nvmlstm" / "golden" / "__init__.py")

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pytest
+from config_helpers import config_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from naive import naive_forward
@@ -155,16 +156,10 @@ def test_golden_equals_naive_random_integer_models(cfg, seed, sequences, steps):
 # table (2*bound+1 > 2**22), the cell update in int64 (frac_bits + cell_bits > 30), tanh(c) and h without
 # tables (cell range > 2**22, 2**(2F+1) > 2**22), and a single row tile (the composed table without trace).
 WIDE_CONFIGS = {
-    "float64_no_tables": dict(
-        input_size=3,
-        hidden_size=5,
-        num_layers=2,
-        output_size=2,
-        weight_bits=12,
-        dac_bits=12,
-        adc_bits=10,
-        array_rows=64,
-        array_cols=8,
+    "float64_no_tables": config_fields(
+        (3, 5, 2, 2),
+        (12, 12, 10),
+        (64, 8),
         lut_bits=14,
         lut_frac=10,
         frac_bits=12,
@@ -173,44 +168,10 @@ WIDE_CONFIGS = {
         scale_shift=12,
         adc_step_bits=24,
     ),
-    "float32_no_adc_table": dict(
-        input_size=150,
-        hidden_size=60,
-        num_layers=1,
-        output_size=3,
-        weight_bits=8,
-        dac_bits=8,
-        adc_bits=8,
-        array_rows=200,
-        array_cols=16,
-        head_adc_bits=6,
-    ),
-    "single_row_tile": dict(
-        input_size=5,
-        hidden_size=6,
-        num_layers=2,
-        output_size=4,
-        weight_bits=5,
-        dac_bits=5,
-        adc_bits=6,
-        array_rows=16,
-        array_cols=16,
-    ),
-    "frac_equals_lut_frac": dict(
-        input_size=2,
-        hidden_size=3,
-        num_layers=1,
-        output_size=2,
-        weight_bits=3,
-        dac_bits=3,
-        adc_bits=3,
-        array_rows=3,
-        array_cols=2,
-        lut_bits=6,
-        lut_frac=5,
-        frac_bits=5,
-        cell_bits=7,
-        scale_shift=0,
+    "float32_no_adc_table": config_fields((150, 60, 1, 3), (8, 8, 8), (200, 16), head_adc_bits=6),
+    "single_row_tile": config_fields((5, 6, 2, 4), (5, 5, 6), (16, 16)),
+    "frac_equals_lut_frac": config_fields(
+        (2, 3, 1, 2), (3, 3, 3), (3, 2), lut_bits=6, lut_frac=5, frac_bits=5, cell_bits=7, scale_shift=0
     ),
 }
 
@@ -227,28 +188,8 @@ def test_golden_equals_naive_other_code_paths(name):
 # Large batches run in cache-sized chunks of sequences (golden.lstm._chunks); the chunk boundaries must not
 # change a single value. 1102 sequences with 128 hidden units and two row tiles split unevenly.
 LARGE_BATCH_CONFIGS = {
-    "two_row_tiles_h128": dict(
-        input_size=16,
-        hidden_size=128,
-        num_layers=1,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=128,
-        array_cols=128,
-    ),
-    "two_layers_h64": dict(
-        input_size=8,
-        hidden_size=64,
-        num_layers=2,
-        output_size=4,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=5,
-        array_rows=48,
-        array_cols=64,
-    ),
+    "two_row_tiles_h128": config_fields((16, 128, 1, 3), (4, 4, 4), (128, 128)),
+    "two_layers_h64": config_fields((8, 64, 2, 4), (4, 4, 5), (48, 64)),
 }
 
 
@@ -286,18 +227,7 @@ def test_checker_catches_perturbed_weight_code():
     # One bias-row weight code changed by one level: with a lossless ADC (step 1, no clipping) the bias row,
     # driven at dac_max at every step, changes that column's ADC code at every step, so the two models'
     # traces must differ.
-    cfg = LstmConfig(
-        input_size=3,
-        hidden_size=4,
-        num_layers=1,
-        output_size=2,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=16,
-        head_adc_bits=16,
-        array_rows=4,
-        array_cols=4,
-    )
+    cfg = LstmConfig(**config_fields((3, 4, 1, 2), (4, 4, 16), (4, 4), head_adc_bits=16))
     rng = np.random.default_rng(9)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     x = random_codes(cfg, rng, 2, 3)
@@ -327,22 +257,11 @@ def _own_row_tiles(rows: int, array_rows: int) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("array_rows", [2, 3, 5, 8, 9, 64])
-def test_lossless_adc_tiles_sum_to_untiled_product(array_rows):
+def test_lossless_adc_tiles_sum_to_untiled_product(array_rows, small_config):
     # adc_step = 1 and 16-bit ADCs: |p| <= 64 * 7 * 7 = 3136 < 32767 = adc_max, so every conversion is exact
     # and the codes summed over row tiles must be the plain integer product, for any tiling
     # (K = 8 rows for layer 0, 9 for layer 1, 5 for the head; 64 > K is a single tile).
-    cfg = LstmConfig(
-        input_size=3,
-        hidden_size=4,
-        num_layers=2,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=16,
-        head_adc_bits=16,
-        array_rows=array_rows,
-        array_cols=4,
-    )
+    cfg = small_config(hidden_size=4, output_size=3, adc_bits=16, head_adc_bits=16, array_rows=array_rows, array_cols=4)
     rng = np.random.default_rng(31)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     x = random_codes(cfg, rng, 3, 6)
@@ -365,18 +284,7 @@ def test_lossless_adc_tiles_sum_to_untiled_product(array_rows):
 
 def test_lossless_adc_check_detects_perturbed_weight():
     # The independent product of test_lossless_adc_... must notice a single weight code changed by one.
-    cfg = LstmConfig(
-        input_size=3,
-        hidden_size=4,
-        num_layers=1,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=16,
-        head_adc_bits=16,
-        array_rows=3,
-        array_cols=4,
-    )
+    cfg = LstmConfig(**config_fields((3, 4, 1, 3), (4, 4, 16), (3, 4), head_adc_bits=16))
     rng = np.random.default_rng(31)
     qm = int_model(cfg, rng, adc_step=1, head_adc_step=1)
     tr = golden_forward(qm, random_codes(cfg, rng, 3, 6), trace=True)
@@ -392,17 +300,7 @@ def test_lossless_adc_check_detects_perturbed_weight():
 # ------------------------------------------------------------------------------------------------------
 # 3. Column tiling changes nothing; row tiling is modeled (changes lossy ADC codes)
 def test_column_tiling_never_changes_results():
-    base = LstmConfig(
-        input_size=5,
-        hidden_size=7,
-        num_layers=2,
-        output_size=6,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=6,
-        array_cols=64,
-    )
+    base = LstmConfig(**config_fields((5, 7, 2, 6), (4, 4, 4), (6, 64)))
     x = random_codes(base, np.random.default_rng(3), 4, 8)
     qm, _ = random_model(base, 3, x)
     ref = golden_forward(qm, x, trace=True)
@@ -416,17 +314,7 @@ def test_row_tiling_changes_lossy_adc_codes_hand_example():
     # array_rows = 2: tiles {x0,x1} p=2 -> 1, {x2,h} p=1 -> 0.5 -> 1 (half away), {bias} p=1 -> 1: acc 3.
     # array_rows = 4: tiles {x0..h} p=3 -> 1.5 -> 2, {bias} p=1 -> 1: acc 3.
     def run(rows):
-        cfg = LstmConfig(
-            input_size=3,
-            hidden_size=1,
-            num_layers=1,
-            output_size=1,
-            weight_bits=2,
-            dac_bits=2,
-            adc_bits=3,
-            array_rows=rows,
-            array_cols=4,
-        )
+        cfg = LstmConfig(**config_fields((3, 1, 1, 1), (2, 2, 3), (rows, 4)))
         qm = QuantizedModel(
             cfg, (LayerParams(np.ones((4, 5), int), 2, np.full(4, 64)),), HeadParams(np.ones((1, 2), int), 1)
         )
@@ -442,17 +330,7 @@ def test_row_tiling_changes_lossy_adc_codes_hand_example():
 
 
 def test_row_tiling_changes_lossy_adc_codes_random_model():
-    base = LstmConfig(
-        input_size=5,
-        hidden_size=7,
-        num_layers=1,
-        output_size=6,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=64,
-        array_cols=8,
-    )
+    base = LstmConfig(**config_fields((5, 7, 1, 6), (4, 4, 4), (64, 8)))
     x = random_codes(base, np.random.default_rng(4), 4, 8)
     qm, _ = random_model(base, 4, x)
     untiled = golden_forward(qm, x)
@@ -535,17 +413,7 @@ def test_quantized_path_converges_to_float_reference(array_rows):
 # 5. Float reference vs torch.nn.LSTM + nn.Linear in float64 (float comparison, tolerance 1e-9)
 def test_float_reference_matches_torch():
     torch = pytest.importorskip("torch")
-    cfg = LstmConfig(
-        input_size=5,
-        hidden_size=7,
-        num_layers=3,
-        output_size=4,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=8,
-        array_cols=8,
-    )
+    cfg = LstmConfig(**config_fields((5, 7, 3, 4), (4, 4, 4), (8, 8)))
     fm = random_float_model(cfg, np.random.default_rng(77), gain=2.0, forget_bias=1.0)
     x = np.random.default_rng(78).uniform(-1.5, 1.5, size=(6, 11, 5))
     ref = float_forward(fm, x, trace=True)
@@ -618,21 +486,11 @@ def test_nonidealities_seeded(default_model):
 @pytest.mark.parametrize(
     "stuck", [dict(stuck_gmin_rate=1.0), dict(stuck_gmax_rate=1.0), dict(stuck_gmin_rate=1.0, prog_noise=0.2)]
 )
-def test_all_devices_stuck_gives_zero_dot_products(stuck):
+def test_all_devices_stuck_gives_zero_dot_products(stuck, small_config):
     # Every device at Gmin (or every device at Gmax): G+ - G- = 0 for every weight, so every dot product and
     # ADC code is 0, every table index is 0, i = f = o = sigmoid(0) = 2^(F-1), g = tanh(0) = 0, c = 0, h = 0,
     # and the outputs are 0. (Programming noise cannot move a stuck device.)
-    cfg = LstmConfig(
-        input_size=4,
-        hidden_size=5,
-        num_layers=2,
-        output_size=3,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=4,
-        array_cols=8,
-    )
+    cfg = small_config(input_size=4, output_size=3, array_cols=8)
     x = random_codes(cfg, np.random.default_rng(8), 3, 5)
     qm, _ = random_model(cfg, 8, x)
     tr = golden_forward(qm, x, nonideal=NonIdealities(**stuck, seed=1))

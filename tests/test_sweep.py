@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 from cli_helpers import assert_error, run
+from config_helpers import config_fields
 
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import save_float_model, save_model
@@ -30,19 +31,7 @@ TEST_SEQ = 120
 
 
 def _cfg(**kw):
-    d = dict(
-        input_size=8,
-        hidden_size=8,
-        num_layers=1,
-        output_size=10,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=8,
-        array_cols=16,
-    )
-    d.update(kw)
-    return LstmConfig(**d)
+    return LstmConfig(**config_fields((8, 8, 1, 10), (4, 4, 4), (8, 16), **kw))
 
 
 def _calib(td):
@@ -325,38 +314,44 @@ def test_bad_axes_are_one_line_and_write_nothing(models, capsys, tmp_path, axis,
     )
 
 
-def test_bad_models_are_one_line_and_write_nothing(models, capsys, tmp_path):
-    r, out = models["root"], tmp_path / "never"
-    base = ["sweep", "--task", "digits", "--out", out]
-    assert_error(
-        capsys,
-        [*base, "--model", r / "lm", "--axis", "adc_noise=0"],
-        rf"nvmlstm sweep: error: {r / 'lm' / 'model.npz'}: a model of task 'charlm', but --task is 'digits'",
-        absent=out,
-    )
-    assert_error(
-        capsys,
-        [*base, "--model", r / "qat", "--axis", "adc_bits=3,4"],
-        r"nvmlstm sweep: error: label qat-noise: no model trained at \{\"adc_bits\": 3, \"array_rows\": 8, "
+# Bad --model arguments (and options that only a model makes wrong), each as (id, the model under the runs
+# root, further arguments, the run-root path the message starts with or None, the rest of the message).
+BAD_MODELS = [
+    ("other_task", "lm", ["--axis", "adc_noise=0"], "lm/model.npz", "a model of task 'charlm', but --task is 'digits'"),
+    (
+        "no_model_at_bits",
+        "qat",
+        ["--axis", "adc_bits=3,4"],
+        None,
+        r"label qat-noise: no model trained at \{\"adc_bits\": 3, \"array_rows\": 8, "
         r"\"dac_bits\": 4, \"weight_bits\": 4\} and no float_model\.npz beside qat/model\.npz to re-quantize",
-        absent=out,
-    )
+    ),
+    ("not_a_run", "nothing", ["--axis", "adc_noise=0"], "nothing", r"expected a run directory or a model \.npz file"),
+    (
+        "axis_twice",
+        "ptq",
+        ["--axis", "adc_noise=0", "--axis", "adc_noise=1"],
+        None,
+        r"--axis adc_noise is given twice \(give all its values in one --axis\)",
+    ),
+    (
+        "too_many_test_sequences",
+        "ptq",
+        ["--axis", "adc_noise=0", "--test-sequences", 100000],
+        None,
+        r"--test-sequences must be from 1 to 359 \(the digits test split\), not 100000",
+    ),
+]
+
+
+@pytest.mark.parametrize("model, args, where, message", [c[1:] for c in BAD_MODELS], ids=[c[0] for c in BAD_MODELS])
+def test_bad_models_are_one_line_and_write_nothing(models, capsys, tmp_path, model, args, where, message):
+    r, out = models["root"], tmp_path / "never"
+    prefix = "" if where is None else f"{r / where}: "
     assert_error(
         capsys,
-        [*base, "--model", r / "nothing", "--axis", "adc_noise=0"],
-        rf"nvmlstm sweep: error: {r / 'nothing'}: expected a run directory or a model \.npz file",
-        absent=out,
-    )
-    assert_error(
-        capsys,
-        [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--axis", "adc_noise=1"],
-        r"nvmlstm sweep: error: --axis adc_noise is given twice \(give all its values in one --axis\)",
-        absent=out,
-    )
-    assert_error(
-        capsys,
-        [*base, "--model", r / "ptq", "--axis", "adc_noise=0", "--test-sequences", 100000],
-        r"nvmlstm sweep: error: --test-sequences must be from 1 to 359 \(the digits test split\), not 100000",
+        ["sweep", "--task", "digits", "--out", out, "--model", r / model, *args],
+        rf"nvmlstm sweep: error: {prefix}{message}",
         absent=out,
     )
 

@@ -66,6 +66,18 @@ def kernel():
 
 # ------------------------------------------------------------------------------------------------------
 # A valid call of the kernel, built from a config's real tables
+def _cell_consts(cfg) -> dict:
+    """The config constants of the kernel's cell update (forward and backward)."""
+    return dict(cell_max=cfg.cell_max, frac_bits=cfg.frac_bits)
+
+
+def _forward_without_recurrence(kernel, cfg, pre, H, pmax, adc_tab, gate_tab, col_off, h_oc, **extra):
+    """``kernel.forward`` of ``pre`` with all-zero recurrent weights for ``H`` hidden units."""
+    wh = torch.zeros(H, pre.shape[2] * pre.shape[3])
+    tabs = dict(adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off, h_oc=h_oc)
+    return kernel.forward(pre, wh, pmax=pmax, **tabs, **_cell_consts(cfg), **extra)
+
+
 def _forward_args(cfg=SMALL, T=3, B=5, R=2, step=9, seed=0) -> dict:
     k = QuantLSTM(cfg, 1.0 / cfg.dac_max)._consts
     H = cfg.hidden_size
@@ -80,27 +92,10 @@ def _forward_args(cfg=SMALL, T=3, B=5, R=2, step=9, seed=0) -> dict:
     gate_tab, fac_tab = _gate_tables(gs, R, k, tab)
     adc_tab, am_tab = _adc_tables(torch.tensor(float(step)), pmax, k, torch.float32)
     _, col_off = _col_offsets(R, k, torch.float32)
-    fwd = dict(
-        pre=pre,
-        wh=wh,
-        pmax=pmax,
-        adc_tab=adc_tab,
-        gate_tab=gate_tab,
-        col_off=col_off,
-        h_oc=tab.h_oc,
-        cell_max=cfg.cell_max,
-        frac_bits=cfg.frac_bits,
-    )
-    bwd = dict(
-        pmax=pmax,
-        am_tab=am_tab,
-        fac_tab=fac_tab,
-        tanh_c=tab.tanh_c,
-        dtanh_c=tab.dtanh_c,
-        cell_max=cfg.cell_max,
-        frac_bits=cfg.frac_bits,
-        dac_max=cfg.dac_max,
-    )
+    fwd = dict(pre=pre, wh=wh, pmax=pmax, adc_tab=adc_tab, gate_tab=gate_tab, col_off=col_off, h_oc=tab.h_oc)
+    bwd = dict(pmax=pmax, am_tab=am_tab, fac_tab=fac_tab, tanh_c=tab.tanh_c, dtanh_c=tab.dtanh_c, dac_max=cfg.dac_max)
+    fwd |= _cell_consts(cfg)
+    bwd |= _cell_consts(cfg)
     return {"fwd": fwd, "bwd": bwd, "dhs": torch.randn(T, B, H, generator=g)}
 
 
@@ -136,123 +131,105 @@ def _corrupt(t: torch.Tensor, index: tuple, value) -> torch.Tensor:
 
 
 FORWARD_BAD = {
-    "pre not a tensor": (
-        lambda f: _set(f, "pre", f["pre"].tolist()),
-        TypeError,
-        "ckernel.forward: pre must be a torch.Tensor, not list",
-    ),
-    "pre float64": (
-        lambda f: _set(f, "pre", f["pre"].double()),
-        TypeError,
-        "ckernel.forward: pre has dtype torch.float64, expected torch.float32",
-    ),
+    "pre not a tensor": ("pre", lambda a: a.tolist(), TypeError, "pre must be a torch.Tensor, not list"),
+    "pre float64": ("pre", lambda a: a.double(), TypeError, "pre has dtype torch.float64, expected torch.float32"),
     "pre on meta": (
-        lambda f: _set(f, "pre", f["pre"].to("meta")),
+        "pre",
+        lambda a: a.to("meta"),
         ValueError,
-        "ckernel.forward: pre is a torch.strided tensor on meta, expected a strided CPU tensor",
+        "pre is a torch.strided tensor on meta, expected a strided CPU tensor",
     ),
-    "pre 3-D": (
-        lambda f: _set(f, "pre", f["pre"][0]),
-        ValueError,
-        "ckernel.forward: pre has shape (5, 2, 16), expected (*, *, *, *)",
-    ),
-    "wh wrong width": (
-        lambda f: _set(f, "wh", f["wh"][:, :-1]),
-        ValueError,
-        "ckernel.forward: wh has shape (4, 31), expected (*, 32)",
-    ),
+    "pre 3-D": ("pre", lambda a: a[0], ValueError, "pre has shape (5, 2, 16), expected (*, *, *, *)"),
+    "wh wrong width": ("wh", lambda a: a[:, :-1], ValueError, "wh has shape (4, 31), expected (*, 32)"),
     "N != 4 H": (
-        lambda f: _set(f, "wh", torch.zeros(3, 32)),
+        "wh",
+        lambda a: torch.zeros(3, 32),
         ValueError,
-        "ckernel.forward: pre has 16 columns per tile, expected 4 x hidden = 12",
+        "pre has 16 columns per tile, expected 4 x hidden = 12",
     ),
-    "pmax float": (lambda f: _set(f, "pmax", 72.0), TypeError, "ckernel.forward: pmax must be an integer, not float"),
-    "cell_max negative": (
-        lambda f: _set(f, "cell_max", -1),
-        ValueError,
-        "ckernel.forward: cell_max must be >= 0, not -1",
-    ),
+    "pmax float": ("pmax", lambda a: 72.0, TypeError, "pmax must be an integer, not float"),
+    "cell_max negative": ("cell_max", lambda a: -1, ValueError, "cell_max must be >= 0, not -1"),
     "adc_tab int64": (
-        lambda f: _set(f, "adc_tab", f["adc_tab"].long()),
+        "adc_tab",
+        lambda a: a.long(),
         TypeError,
-        "ckernel.forward: adc_tab has dtype torch.int64, expected torch.float32",
+        "adc_tab has dtype torch.int64, expected torch.float32",
     ),
-    "adc_tab short": (
-        lambda f: _set(f, "adc_tab", f["adc_tab"][1:]),
-        ValueError,
-        "ckernel.forward: adc_tab has shape (144,), expected (145,)",
-    ),
-    "adc_tab strided": (
-        lambda f: _set(f, "adc_tab", torch.zeros(290)[::2]),
-        ValueError,
-        "ckernel.forward: adc_tab is not contiguous",
-    ),
-    "col_off strided": (
-        lambda f: _set(f, "col_off", f["col_off"].repeat_interleave(2)[::2]),
-        ValueError,
-        "ckernel.forward: col_off is not contiguous",
-    ),
+    "adc_tab short": ("adc_tab", lambda a: a[1:], ValueError, "adc_tab has shape (144,), expected (145,)"),
+    "adc_tab strided": ("adc_tab", lambda a: torch.zeros(290)[::2], ValueError, "adc_tab is not contiguous"),
+    "col_off strided": ("col_off", lambda a: a.repeat_interleave(2)[::2], ValueError, "col_off is not contiguous"),
     "col_off float": (
-        lambda f: _set(f, "col_off", f["col_off"].float()),
+        "col_off",
+        lambda a: a.float(),
         TypeError,
-        "ckernel.forward: col_off has dtype torch.float32, expected torch.int64",
+        "col_off has dtype torch.float32, expected torch.int64",
     ),
     "h_oc ragged": (
-        lambda f: _set(f, "h_oc", f["h_oc"][1:]),
+        "h_oc",
+        lambda a: a[1:],
         ValueError,
-        "ckernel.forward: h_oc has 264062 entries, not a multiple of 2 cell_max + 1 = 2047",
+        "h_oc has 264062 entries, not a multiple of 2 cell_max + 1 = 2047",
     ),
     "table too large": (
-        lambda f: _set(f, "gate_tab", torch.zeros(ckernel.MAX_TABLE + 1)),
+        "gate_tab",
+        lambda a: torch.zeros(ckernel.MAX_TABLE + 1),
         ValueError,
-        "ckernel.forward: gate_tab has 16777217 entries, more than the kernel indexes exactly (2**24)",
+        "gate_tab has 16777217 entries, more than the kernel indexes exactly (2**24)",
     ),
     # Values that would index a table out of bounds.
     "p above pmax": (
-        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 1, 1, 3), 200.0)),
+        "pre",
+        lambda a: _corrupt(a, (0, 1, 1, 3), 200.0),
         ValueError,
-        r"ckernel.forward: dot product p[0, 1, 19] = 200.0, not an integer in [-pmax, pmax] = [-72, 72]",
+        r"dot product p[0, 1, 19] = 200.0, not an integer in [-pmax, pmax] = [-72, 72]",
     ),
     "p below -pmax at t=2": (
-        lambda f: _set(f, "pre", _corrupt(f["pre"], (2, 4, 0, 15), -1000.0)),
+        "pre",
+        lambda a: _corrupt(a, (2, 4, 0, 15), -1000.0),
         ValueError,
-        "ckernel.forward: dot product p[2, 4, 15] = ",
+        "dot product p[2, 4, 15] = ",
     ),
     "p not an integer": (
-        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 0, 0, 0), 0.5)),
+        "pre",
+        lambda a: _corrupt(a, (0, 0, 0, 0), 0.5),
         ValueError,
-        "ckernel.forward: dot product p[0, 0, 0] = 0.5, not an integer in [-pmax, pmax]",
+        "dot product p[0, 0, 0] = 0.5, not an integer in [-pmax, pmax]",
     ),
     "p NaN": (
-        lambda f: _set(f, "pre", _corrupt(f["pre"], (0, 2, 1, 1), float("nan"))),
+        "pre",
+        lambda a: _corrupt(a, (0, 2, 1, 1), float("nan")),
         ValueError,
-        "ckernel.forward: dot product p[0, 2, 17] = nan, not an integer",
+        "dot product p[0, 2, 17] = nan, not an integer",
     ),
     "adc_tab not integer": (
-        lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (7,), 1.5)),
+        "adc_tab",
+        lambda a: _corrupt(a, (7,), 1.5),
         ValueError,
-        "ckernel.forward: adc_tab[7] = 1.5, not an integer of magnitude below 2**20",
+        "adc_tab[7] = 1.5, not an integer of magnitude below 2**20",
     ),
     "adc_tab beyond the gate table": (
-        lambda f: _set(f, "adc_tab", _corrupt(f["adc_tab"], (0,), -9.0)),
+        "adc_tab",
+        lambda a: _corrupt(a, (0,), -9.0),
         ValueError,
-        "ckernel.forward: col_off[0] = 6: acc in [-18, 18] (R = 2 row tiles, ADC "
-        "codes up to 9) would index gate_tab outside [0, 52)",
+        "col_off[0] = 6: acc in [-18, 18] (R = 2 row tiles, ADC codes up to 9) would index gate_tab outside [0, 52)",
     ),
     "col_off out of bounds": (
-        lambda f: _set(f, "col_off", _corrupt(f["col_off"], (15,), 52)),
+        "col_off",
+        lambda a: _corrupt(a, (15,), 52),
         ValueError,
-        "ckernel.forward: col_off[15] = 52: acc in [-6, 6]",
+        "col_off[15] = 52: acc in [-6, 6]",
     ),
     "gate_tab NaN": (
-        lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (20,), float("nan"))),
+        "gate_tab",
+        lambda a: _corrupt(a, (20,), float("nan")),
         ValueError,
-        "ckernel.forward: gate_tab[20] = nan, not a finite number of magnitude at most 2**24",
+        "gate_tab[20] = nan, not a finite number of magnitude at most 2**24",
     ),
     "gate o not an h_oc row": (
-        lambda f: _set(f, "gate_tab", _corrupt(f["gate_tab"], (45,), 129.0)),
+        "gate_tab",
+        lambda a: _corrupt(a, (45,), 129.0),
         ValueError,
-        "ckernel.forward: gate_tab[45] = 129.0 is read by gate o, so it must be an integer "
+        "gate_tab[45] = 129.0 is read by gate o, so it must be an integer "
         "in [0, 129) (h_oc has 129 rows of 2 cell_max + 1 = 2047)",
     ),
 }
@@ -260,11 +237,11 @@ FORWARD_BAD = {
 
 @pytest.mark.parametrize("case", sorted(FORWARD_BAD))
 def test_forward_rejects_bad_arguments_with_exact_messages(kernel, case):
-    make, exc, message = FORWARD_BAD[case]
+    key, change, exc, message = FORWARD_BAD[case]
     good = _forward_args()["fwd"]
     with pytest.raises(exc) as info:
-        _call_forward(kernel, make(good))
-    assert str(info.value).startswith(message), str(info.value)
+        _call_forward(kernel, _set(good, key, change(good[key])))
+    assert str(info.value).startswith(f"ckernel.forward: {message}"), str(info.value)
 
 
 def _bad_state(field: str, index: tuple, value):
@@ -442,37 +419,20 @@ def test_kernel_adc_and_tile_sum_equal_golden_on_every_dot_product_and_step(kern
     tab = tables(cfg)
     gate_tab, _ = _gate_tables(torch.tensor([1.0, 1.0, 1.0, 1.0]), 2, k, tab)
     _, col_off = _col_offsets(2, k, torch.float32)
+
+    def forward(adc_tab):
+        return _forward_without_recurrence(kernel, cfg, pre, H, pmax, adc_tab, gate_tab, col_off, tab.h_oc)
+
     wrong = 0
     for s in range(1, cfg.adc_step_max + 1):
         adc_tab, _ = _adc_tables(torch.tensor(float(s)), pmax, k, torch.float32)
-        st = kernel.forward(
-            pre,
-            torch.zeros(H, 2 * N),
-            pmax=pmax,
-            adc_tab=adc_tab,
-            gate_tab=gate_tab,
-            col_off=col_off,
-            h_oc=tab.h_oc,
-            cell_max=cfg.cell_max,
-            frac_bits=cfg.frac_bits,
-        )
+        st = forward(adc_tab)
         want = adc_convert(tile0, s, cfg.adc_bits) + adc_convert(tile1, s, cfg.adc_bits)
         assert np.array_equal(st.acc[0].reshape(-1).numpy().astype(np.int64), want), s
         assert np.array_equal(st.kp[0].reshape(B, 2, N).numpy(), pre[0].numpy().astype(np.int64) + pmax)
         # The comparison can fail: a table of half-even rounding (ties at odd steps) gives another sum.
         bad = torch.round(torch.arange(-pmax, pmax + 1) / float(s)).clamp(-cfg.adc_max, cfg.adc_max).float()
-        st_bad = kernel.forward(
-            pre,
-            torch.zeros(H, 2 * N),
-            pmax=pmax,
-            adc_tab=bad,
-            gate_tab=gate_tab,
-            col_off=col_off,
-            h_oc=tab.h_oc,
-            cell_max=cfg.cell_max,
-            frac_bits=cfg.frac_bits,
-        )
-        wrong += not np.array_equal(st_bad.acc[0].reshape(-1).numpy().astype(np.int64), want)
+        wrong += not np.array_equal(forward(bad).acc[0].reshape(-1).numpy().astype(np.int64), want)
     assert wrong > 0
 
 
@@ -494,19 +454,8 @@ def test_kernel_input_tile_and_acc_in_equal_golden_on_every_dot_product_and_step
         kp = kernel.input_tile(p0, acc0, pmax=pmax, adc_tab=adc_tab)
         assert np.array_equal(acc0.reshape(-1).numpy().astype(np.int64), adc_convert(tile0, s, cfg.adc_bits)), s
         assert kp.dtype == torch.int32 and np.array_equal(kp.reshape(-1).numpy(), tile0 + pmax)
-        st = kernel.forward(
-            pre1,
-            torch.zeros(H, N),
-            pmax=pmax,
-            adc_tab=adc_tab,
-            gate_tab=gate_tab,
-            col_off=col_off,
-            h_oc=tab.h_oc,
-            cell_max=cfg.cell_max,
-            frac_bits=cfg.frac_bits,
-            acc_in=acc0[None].contiguous(),
-            acc_in_max=cfg.adc_max,
-        )
+        acc_in = dict(acc_in=acc0[None].contiguous(), acc_in_max=cfg.adc_max)
+        st = _forward_without_recurrence(kernel, cfg, pre1, H, pmax, adc_tab, gate_tab, col_off, tab.h_oc, **acc_in)
         want = adc_convert(tile0, s, cfg.adc_bits) + adc_convert(tile1, s, cfg.adc_bits)
         assert np.array_equal(st.acc[0].reshape(-1).numpy().astype(np.int64), want), s
         dp = torch.empty(B, N)
@@ -591,17 +540,8 @@ def test_kernel_cell_update_equals_golden_on_every_value_of_m(kernel):
     pm = np.zeros(B * H, dtype=np.int64)
     pm[: len(m)] = m
     pre = torch.from_numpy(np.tile(pm.reshape(B, 1, H), (1, 4, 1)).reshape(1, B, 1, N)).float()
-    st = kernel.forward(
-        pre,
-        torch.zeros(H, N),
-        pmax=M,
-        adc_tab=adc_tab,
-        gate_tab=gate_tab,
-        col_off=col_off,
-        h_oc=torch.zeros(2 * cfg.cell_max + 1),
-        cell_max=cfg.cell_max,
-        frac_bits=cfg.frac_bits,
-    )
+    h_oc = torch.zeros(2 * cfg.cell_max + 1)
+    st = _forward_without_recurrence(kernel, cfg, pre, H, M, adc_tab, gate_tab, col_off, h_oc)
     craw = st.craw[0].reshape(-1)[: len(m)].numpy().astype(np.int64)
     c = st.cs[1].reshape(-1)[: len(m)].numpy().astype(np.int64)
     assert np.array_equal(st.gates[0].reshape(B, 4, H)[:, 2].reshape(-1)[: len(m)].numpy().astype(np.int64), m)

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from cli_helpers import run  # noqa: E402
+from config_helpers import digits_resume_argv  # noqa: E402
 
 
 class _Payload:
@@ -34,22 +35,7 @@ def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path, capsys):
     pickle.loads(pickle.dumps(_Payload(tmp_path / "proof")))
     assert (tmp_path / "proof").read_text() == "pwned"
     # ... but --resume never runs it.
-    rc, out, err = run(
-        capsys,
-        "train",
-        "--task",
-        "digits",
-        "--mode",
-        "fp",
-        "--epochs",
-        "2",
-        "--hidden",
-        "4",
-        "--no-progress",
-        "--resume",
-        "--out",
-        run_dir,
-    )
+    rc, out, err = run(capsys, *digits_resume_argv(4, run_dir))
     assert rc == 2
     assert err.startswith(
         f"nvmlstm train: error: {run_dir / 'checkpoint.pt'}: unreadable checkpoint, or one "

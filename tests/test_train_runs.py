@@ -13,6 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")  # torch is optional: without it these tests are skipped
 
+from config_helpers import digits_resume_argv  # noqa: E402
+
 from nvmlstm.cli import main  # noqa: E402
 from nvmlstm.golden.io import load_model  # noqa: E402
 from nvmlstm.golden.lstm import golden_forward  # noqa: E402
@@ -211,23 +213,7 @@ def test_resume_with_other_arguments_is_refused(capsys, tmp_path):
         TrainArgs(task="digits", mode="fp", out=str(out), epochs=2, hidden=4, progress=False), stop_after_epoch=1
     )
     assert r == {"interrupted_after_epoch": 1}
-    rc = main(
-        [
-            "train",
-            "--task",
-            "digits",
-            "--mode",
-            "fp",
-            "--epochs",
-            "2",
-            "--hidden",
-            "8",
-            "--resume",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    rc = main(digits_resume_argv(8, out))
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "--resume: hidden is 8 but the checkpoint" in err

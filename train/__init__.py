@@ -18,17 +18,9 @@ from nvmlstm.tasks import TASKS, TaskError, load_task
 
 from .args import TrainArgs, TrainError
 
-__all__ = [
-    "QuantLSTM",
-    "StateDictError",
-    "exact_forward",
-    "TrainArgs",
-    "TrainError",
-    "run_training",
-    "TASKS",
-    "TaskError",
-    "load_task",
-]
+__all__ = ["QuantLSTM", "StateDictError", "exact_forward"]  # torch modules (imported on first use)
+__all__ += ["TrainArgs", "TrainError", "run_training"]  # the training run
+__all__ += ["TASKS", "TaskError", "load_task"]  # tasks
 
 # Names defined by the torch modules, and the module of each.
 _LAZY = {"QuantLSTM": ".model", "StateDictError": ".model", "exact_forward": ".exact", "run_training": ".runner"}
