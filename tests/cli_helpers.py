@@ -1,10 +1,8 @@
-"""Running the ``nvmlstm`` CLI in-process from tests, and its error contract, shared by the CLI tests; and
-running an Amaranth design with the simulator models of its NVM array macros."""
+"""Running the ``nvmlstm`` CLI in-process from tests, and its error contract, shared by the CLI tests."""
 
 from __future__ import annotations
 
 import re
-import types
 from pathlib import Path
 
 from nvmlstm.cli import main
@@ -35,17 +33,3 @@ def assert_command_error(capsys, command: str, args: list, out: Path, pattern: s
     """``nvmlstm {command} *args --out {out}`` fails by the error contract (see `assert_error`) with the line
     ``nvmlstm {command}: error: `` followed by ``pattern``."""
     return assert_error(capsys, [command, *args, "--out", out], rf"nvmlstm {command}: error: {pattern}", absent=out)
-
-
-def simulate_with_macros(m, macros: list, testbench) -> None:
-    """Run module ``m`` in the Amaranth simulator (10 ns clock) with the simulator models of ``macros``,
-    driven by the async ``testbench``."""
-    from amaranth.sim import Simulator
-
-    import nvmlstm.hdl.sim
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    nvmlstm.hdl.sim.add_macro_models(sim, types.SimpleNamespace(macros=macros))
-    sim.add_testbench(testbench)
-    sim.run()

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module
-from cli_helpers import assert_command_error, assert_error, run, simulate_with_macros
+from cli_helpers import assert_command_error, assert_error, run
+from hdl_helpers import simulate_with_macros
 
 from nvmlstm.cli import main
 from nvmlstm.gen import GenError

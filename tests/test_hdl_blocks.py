@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Instance, Module, UnusedElaboratable
 from amaranth.sim import Simulator
-from cli_helpers import simulate_with_macros
 from config_helpers import small_config
+from hdl_helpers import simulate_with_macros
 
 import nvmlstm.hdl.accelerator  # noqa: F401 - binds the submodule
 import nvmlstm.hdl.sim  # noqa: F401 - binds the submodule
