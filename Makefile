@@ -11,7 +11,7 @@ FLOW_OUT ?= runs/flow
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.nvmlstm-stamp
 
-.PHONY: test lint format flow venv bench clean
+.PHONY: test lint format flow venv bench clean clean-cache
 
 venv: $(STAMP)
 
@@ -56,5 +56,21 @@ flow: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/golden_speed.py
 
+# Removes what is inside the repository. It leaves the simulator build cache, which is outside it
+# ($NVMLSTM_SIM_CACHE, else ~/.cache/nvmlstm/sim; bounded to 48 builds and 300 MB, sim/build.py): `make clean-cache`.
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis
+
+# Empties the simulator build cache (sim/build.py clear_cache: only the cache's own entries; builds in progress
+# are left alone). Without the venv (after `make clean`) the default directory is removed as a whole; a
+# $NVMLSTM_SIM_CACHE directory is then left for you to delete, since it may hold other files.
+SIM_CACHE_DEFAULT := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nvmlstm/sim
+clean-cache:
+	@if [ -x $(VPY) ]; then \
+		$(VPY) -c 'from nvmlstm.sim.build import clear_cache; print(clear_cache().summary())'; \
+	elif [ -n "$$NVMLSTM_SIM_CACHE" ]; then \
+		echo "make clean-cache: no $(VENV) to clear $$NVMLSTM_SIM_CACHE safely; run make venv first, or delete it yourself" >&2; \
+		exit 2; \
+	else \
+		rm -rf "$(SIM_CACHE_DEFAULT)" && echo "removed the simulator build cache $(SIM_CACHE_DEFAULT)"; \
+	fi

@@ -12,10 +12,24 @@ import io
 from importlib import resources
 from typing import Any
 
-__all__ = ["KINDS", "DIGITAL_KINDS", "load_literature", "best_by_kind", "ratios"]
+__all__ = [
+    "KINDS",
+    "DIGITAL_KINDS",
+    "PAPER_CLAIM",
+    "load_literature",
+    "best_by_kind",
+    "ratios",
+    "digital_comparison",
+]
 
 KINDS = ("gpu", "fpga", "asic", "nvm")
 DIGITAL_KINDS = ("gpu", "fpga", "asic")
+#: The paper's efficiency claim (Ma et al., ICRC 2019, arXiv:2002.10636): at least these ratios to the GPU,
+#: FPGA and ASIC designs, TOPS/W and TOPS/mm^2.
+PAPER_CLAIM = {"tops_per_w": 2.4, "tops_per_mm2": 40.0}
+#: How a design's figure moves with its node F under classical scaling (the technology file's own rules for
+#: digital logic, docs/efficiency.md): energy per op ~ F, so TOPS/W ~ 1/F; area ~ F^2, so TOPS/mm^2 ~ 1/F^2.
+_NODE_EXPONENT = {"tops_per_w": 1, "tops_per_mm2": 2}
 _COLUMNS = (
     "kind",
     "design",
@@ -93,5 +107,65 @@ def ratios(ours: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[s
         out[metric] = {
             kind: {"design": r["design"], "value": r[metric], "ratio": ours[metric] / r[metric]}
             for kind, r in best_by_kind(rows, metric).items()
+        }
+    return out
+
+
+def digital_comparison(ours: dict[str, Any], rows: list[dict[str, Any]], feature_nm: float) -> dict[str, Any]:
+    """Our TOPS/W and TOPS/mm^2 against every digital design (GPU, FPGA, ASIC) that has the figure: the paper's
+    claim tested at the designs' published nodes, and again with each design scaled to ``feature_nm``.
+
+    The published figures are at the designs' own nodes (16 to 65 nm) while ours are at ``feature_nm``; a fair
+    comparison scales them to one node. Scaled by classical scaling (`_NODE_EXPONENT`), a 65 nm design gains
+    (65 / 32) in TOPS/W and (65 / 32)^2 in TOPS/mm^2 at 32 nm, so ``at_our_node`` is the lower end of the range.
+
+    Parameters
+    ----------
+    ours : dict
+        ``tops_per_w`` and ``tops_per_mm2`` of the build.
+    rows : list of dict
+        `load_literature` rows.
+    feature_nm : float
+        The node our figures are at (the technology file's ``node.feature_nm``).
+
+    Returns
+    -------
+    dict
+        Per metric, None when no digital design has the figure, else ``claim`` (the paper's minimum ratio),
+        ``designs`` (how many), ``best`` (design, kind, node_nm, value, ratio: the design with the highest
+        figure as published), ``range`` ([lowest, highest] ratio over the designs as published),
+        ``at_our_node`` (design, node_nm, value scaled to ``feature_nm``, ratio: the lowest ratio once every
+        design with a known node is scaled) and ``holds`` / ``holds_at_our_node`` (ratio >= claim).
+    """
+    out: dict[str, Any] = {}
+    for metric, claim in PAPER_CLAIM.items():
+        cands = [r for r in rows if r["kind"] in DIGITAL_KINDS and r[metric] is not None]
+        if not cands:
+            out[metric] = None
+            continue
+        best = max(cands, key=lambda r: (r[metric], r["design"]))
+        ratio = [ours[metric] / r[metric] for r in cands]
+        scaled = []
+        for r in cands:
+            node = _number(str(r.get("node_nm") or ""), f"literature table ({r['design']}): node_nm")
+            if node is not None:
+                value = r[metric] * (node / feature_nm) ** _NODE_EXPONENT[metric]
+                scaled.append({"design": r["design"], "node_nm": node, "value": value, "ratio": ours[metric] / value})
+        low = min(scaled, key=lambda d: (d["ratio"], d["design"])) if scaled else None
+        best_ratio = ours[metric] / best[metric]
+        out[metric] = {
+            "claim": claim,
+            "designs": len(cands),
+            "best": {
+                "design": best["design"],
+                "kind": best["kind"],
+                "node_nm": _number(str(best.get("node_nm") or ""), f"literature table ({best['design']}): node_nm"),
+                "value": best[metric],
+                "ratio": best_ratio,
+            },
+            "range": [min(ratio), max(ratio)],
+            "at_our_node": low,
+            "holds": best_ratio >= claim,
+            "holds_at_our_node": None if low is None else low["ratio"] >= claim,
         }
     return out

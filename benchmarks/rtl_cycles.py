@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.artifacts.progress import progress
 from nvmlstm.golden import LstmConfig, golden_forward, random_model
 from nvmlstm.hdl.accelerator import NvmLstmAccelerator
 from nvmlstm.hdl.sim import run_accelerator
@@ -190,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         for L in args.layers
         for lanes in lane_counts(H)
     ]
-    rows = [measure(*job, args) for job in tqdm(jobs, desc="rtl_cycles", unit="config")]
+    rows = []
+    # A bar on a terminal, a line per 30 s in a log (the benchmark's output is often redirected to a file).
+    with progress(len(jobs), "rtl_cycles", unit="config") as bar:
+        for job in jobs:
+            rows.append(measure(*job, args))
+            bar.update(1)
     add_measured_layer_steps(rows)
     print(table(rows))
 
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "ok": not failures,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
     if args.png:
         plot(rows, args.png)

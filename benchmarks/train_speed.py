@@ -4,7 +4,7 @@ with the same loop and the same optimizer, in one run, side by side.
 Usage::
 
     .venv/bin/python benchmarks/train_speed.py [--task charlm|digits] [--hidden H] [--char-repeat R] [--repeats 7]
-        [--threads 1 2] [--default-malloc] [--json out.json]
+        [--threads 1 2] [--default-malloc] [--eval] [--json out.json]
 
 ``--task charlm`` (default): the Shakespeare corpus, hidden 128 (the charlm default), batch 32, 64 steps, the
 loss at every step, over the first 1,024 training windows (32 batches: an epoch of the full corpus is 15.3x
@@ -15,6 +15,12 @@ repeat, so background load affects them alike; the median epoch time is reported
 (`nvmlstm.train.run_training`), the process keeps freed memory for reuse (`nvmlstm.train.memory`);
 ``--default-malloc`` measures with the C library's default instead. Results go into docs/performance.md,
 "Training speed".
+
+``nvmlstm train`` runs its training steps on one thread whatever ``--threads`` says (the results then do not
+depend on it: `nvmlstm.train.evaluate`); the epochs measured here at several thread counts show what that
+costs. ``--eval`` also times what ``--threads`` does set: the integer evaluation of a QAT model
+(`nvmlstm.train.evaluate.integer_outputs`, as after every QAT epoch) over the validation split (charlm: its
+first 256 windows), median of ``--repeats``, at each thread count.
 """
 
 from __future__ import annotations
@@ -138,6 +144,35 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
     }
 
 
+def measure_eval(task_name: str, hidden: int | None, threads: int, repeats: int) -> dict:
+    """Median seconds of the integer evaluation of the validation split on ``threads`` torch threads."""
+    from nvmlstm.train.evaluate import integer_outputs
+
+    task = load_task(task_name)
+    H = hidden or SETUP[task_name][0]
+    x = task.valid[0][:256]
+    cfg = LstmConfig(
+        input_size=task.input_size,
+        hidden_size=H,
+        num_layers=1,
+        output_size=task.output_size,
+        weight_bits=4,
+        dac_bits=4,
+        adc_bits=4,
+        array_rows=32,
+        array_cols=64,
+    )
+    torch.manual_seed(0)
+    qm = QuantLSTM(cfg, 1.0 / cfg.dac_max).calibrate(task.train[0][:512])
+    integer_outputs(qm, x[:8], threads)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        integer_outputs(qm, x, threads)
+        times.append(time.perf_counter() - t0)
+    return {"threads": threads, "sequences": len(x), "median_s": statistics.median(times), "all_s": times}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=sorted(SETUP), default="charlm")
@@ -150,6 +185,7 @@ def main() -> int:
         action="store_true",
         help="leave the C library's allocator settings alone (nvmlstm train changes them)",
     )
+    ap.add_argument("--eval", action="store_true", help="also time the integer evaluation at each thread count")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     malloc = "default (--default-malloc)" if args.default_malloc else keep_freed_memory()
@@ -176,6 +212,12 @@ def main() -> int:
                 f"  {k:27s} {1000 * v:8.1f} ms/epoch  {r['ratio_to_plain'][k]:5.2f}x plain  "
                 f"{v / r['median_s']['fp mode']:5.2f}x fp mode"
             )
+    if args.eval:
+        res["eval"] = []
+        for th in args.threads:
+            r = measure_eval(args.task, args.hidden, th, args.repeats)
+            res["eval"].append(r)
+            print(f"integer evaluation, {r['sequences']} validation sequences, threads {th}: {r['median_s']:.3f} s")
     if args.json:
         write_text_atomic(args.json, json.dumps(res, indent=2) + "\n")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -326,9 +327,12 @@ class _QuietStdout:
         return getattr(self._stream, name)
 
 
-def _interrupted(args: argparse.Namespace, argv: Sequence[str]) -> str:
-    """The one line printed on Ctrl-C; for ``train``, with the command that continues the run."""
-    line = f"nvmlstm {args.command}: interrupted"
+def _interrupted(args: argparse.Namespace, argv: Sequence[str], signum: int | None = None) -> str:
+    """The one line printed when the command is stopped (Ctrl-C, SIGTERM, SIGHUP: ``signum``, None for a plain
+    `KeyboardInterrupt`); for ``train``, with the command that continues the run."""
+    from . import stopping
+
+    line = f"nvmlstm {args.command}: {stopping.verb(signum)}"
     if args.command == "train":
         import shlex
 
@@ -339,16 +343,33 @@ def _interrupted(args: argparse.Namespace, argv: Sequence[str]) -> str:
             line += " before the first checkpoint; nothing to resume"
     elif args.command == "flow":
         line += f"; finished stages are kept and reused by: {' '.join(['nvmlstm', *argv])}"
+    elif args.command == "sweep":
+        line += f"; finished points are kept in {args.out}; rerun the same command to resume"
     return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``nvmlstm`` command: ``argv`` (default ``sys.argv[1:]``) -> exit status.
+
+    Called without ``argv`` it is the process's own command line: the stop signals (SIGTERM, SIGHUP besides
+    Ctrl-C) then stop it and every process it started (`nvmlstm.stopping`). An in-process call with ``argv``
+    (the tests) leaves the caller's signal handlers and processes alone.
+    """
+    from . import stopping
+
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     real_stdout = sys.stdout
     quiet = sys.stdout = _QuietStdout(real_stdout)
+    if own_process:
+        stopping.install()
     try:
         return _run(argv)
+    except KeyboardInterrupt as exc:  # before a command started (while the parser loads)
+        print(f"nvmlstm: {stopping.verb(getattr(exc, 'signum', None))}", file=sys.stderr)
+        return stopping.exit_status(getattr(exc, "signum", None))
     finally:
+        stopping.finish()
         sys.stdout = real_stdout
         if quiet._closed and not real_stdout.isatty():
             # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail either.
@@ -368,14 +389,31 @@ def _run(argv: list[str]) -> int:
     if args.command is None:  # `nvmlstm` alone: the list of commands
         parser.print_help()
         return 0
+    from . import stopping
+
     try:
         return args.func(args)
-    except (CliError, ValueError, OSError) as exc:
-        print(f"nvmlstm {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{_interrupted(args, argv)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or a stop signal (`stopping.Stopped`), or raised while stopping
+        return _stopped(args, argv, getattr(exc, "signum", None) or stopping.stop_signal())
+    except Exception as exc:
+        if stopping.stop_signal() is not None:
+            # Raised while the stop unwound the command (a simulator ended by it, a closed pool): the stop's.
+            return _stopped(args, argv, stopping.stop_signal())
+        if isinstance(exc, (CliError, ValueError, OSError)):
+            print(f"nvmlstm {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _stopped(args: argparse.Namespace, argv: list[str], signum: int | None) -> int:
+    """End what the stopped command started, print its one line on stderr, return 128 + the signal number."""
+    from . import stopping
+
+    stopping.stop_children()
+    # After Ctrl-C the terminal shows "^C" where the cursor was: the line starts on a line of its own.
+    lead = "\n" if signum in (None, signal.SIGINT) else ""
+    print(f"{lead}{_interrupted(args, argv, signum)}", file=sys.stderr)
+    return stopping.exit_status(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,8 @@
 status: 0 when every compared value matched and every beat arrived, 1 when the simulation found a
 difference (the first one is printed), 2 for anything that stopped it from running (one line on stderr: a
 vector directory that does not belong to the RTL directory, a missing simulator with how to install it, a
-failed build).
+failed build, a simulator killed on its own: no result, never a mismatch). Stopped itself (Ctrl-C, SIGTERM),
+the command ends its simulator and exits 130 / 143 with one line (`nvmlstm.stopping`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
 def cmd_sim(args: argparse.Namespace) -> int:
     from nvmlstm.sim import SimError, Stress, run_regression
 
+    from . import stopping
+
     try:
         stress = Stress(
             seed=args.seed,
@@ -94,6 +97,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
             log=lambda m: print(f"[sim] {m}"),
         )
     except SimError as exc:
+        if stopping.stop_signal() is not None:
+            raise  # the simulator ended because the command was stopped: the stop's one line, not an error
         print(f"nvmlstm sim: error: {exc}", file=sys.stderr)
         return 2
     b, c = rep["beats"], rep["cycles"]

@@ -51,7 +51,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from nvmlstm.sweep import SweepInterrupted, build_spec, run_sweep
+    from nvmlstm.sweep import build_spec, run_sweep
 
     spec = build_spec(
         task=args.task,
@@ -63,18 +63,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         seq_len=args.seq_len,
         test_sequences=args.test_sequences,
     )
-    n = len(spec.jobs)
+    n_points, n_base = len(spec.jobs), len(spec.baseline_jobs)
+    # The jobs the progress bar counts: one per (label, point) and one float baseline per label that has one.
+    base = f" + {n_base} float baseline(s)" if n_base else ""
     print(
-        f"sweep: {len(spec.labels)} label(s) x {len(spec.points)} point(s) = {n} jobs, {args.trials} trials per "
-        f"noisy point -> {args.out}"
+        f"sweep: {len(spec.labels)} label(s) x {len(spec.points)} point(s){base} = {n_points + n_base} jobs, "
+        f"{args.trials} trials per noisy point -> {args.out}"
     )
-    try:
-        s = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress)
-    except SweepInterrupted as exc:
-        print(f"nvmlstm sweep: {exc}")
-        return 130
-    except KeyboardInterrupt:  # before the first result or while writing the reports: points stay resumable
-        print(f"nvmlstm sweep: interrupted; finished points are kept in {args.out}; rerun the same command to resume")
-        return 130
+    # Ctrl-C or a stop signal (a `SweepInterrupted` once results arrive) goes to the command's one line on stderr
+    # (`nvmlstm.cli`): finished points are kept and a rerun resumes.
+    s = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress)
     print(f"wrote {args.out}: sweep.csv, summary.csv, summary.json, summary.md, {len(s['plots'])} plot(s)")
     return 0

@@ -107,7 +107,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     with_default(
         "--threads",
         _int_in(0, 1024),
-        "torch CPU threads (default %(default)s: fastest for these small models; 0 = torch's default)",
+        "torch CPU threads of the integer-model evaluation (default %(default)s; 0 = torch's default); training "
+        "itself always runs on one thread, so results do not depend on it (docs/training.md, Reproducibility)",
     )
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     t.add_argument("--out", type=Path, required=True, help="run directory")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nvmlstm.artifacts.files import atomic_output_dir, sha256_file, write_text_atomic
+from nvmlstm.artifacts.progress import format_duration, heartbeat
 from nvmlstm.artifacts.version import package_version
 from nvmlstm.golden import config as _config
 from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC, LstmConfig
@@ -30,8 +31,8 @@ from .hexfile import format_hex, tile_codes
 from .liberty import cell_models_text, find_pdk, liberty_text, pdk_version
 from .lint import TOP_FILE, TOP_WAIVERS, iverilog_compile, verilator_lint, waivers_vlt
 from .render import render_macro_model, render_macro_stub
-from .signoff import map_to_cells
-from .synth import synthesize
+from .signoff import expected_mapping_seconds, map_to_cells
+from .synth import expected_synth_seconds, synthesize
 from .tools import find_yosys
 
 __all__ = [
@@ -599,12 +600,28 @@ def _run_lint(tmp: Path, manifest: dict, seconds: dict, say: Callable[[str], Non
 def _run_synth(tmp: Path, yosys, manifest: dict, seconds: dict, say: Callable[[str], None]) -> None:
     """The Yosys synthesis check of the top (macros as black boxes); fills in the manifest's ``synthesis``
     entry and Yosys version and ``seconds["synth"]``."""
-    say(f"synthesizing with {yosys.version} ...")
-    res, script = synthesize(tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro", yosys=yosys)
+    lines = _top_lines(tmp)
+    expected = expected_synth_seconds(lines)
+    say(f"synthesizing with {yosys.version} ({_about(lines, expected)}) ...")
+    with heartbeat(say, "synthesizing", expected):
+        res, script = synthesize(
+            tmp, [STUB_FILE, TOP_FILE], top=TOP_MODULE, blackbox_module="nvm_array_macro", yosys=yosys
+        )
     seconds["synth"] = res.seconds
     manifest["synthesis"] = res.manifest_entry(script)
     manifest["tools"]["yosys"] = res.yosys
-    say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {res.seconds:.1f} s")
+    say(f"synthesis: {res.cells} cells ({res.flip_flops} flip-flops, no latches) in {format_duration(res.seconds)}")
+
+
+def _top_lines(tmp: Path) -> int:
+    """Lines of the top's Verilog: what the Yosys steps' time grows with (`expected_mapping_seconds`)."""
+    with open(tmp / TOP_FILE, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def _about(lines: int, expected: float) -> str:
+    """The size and estimate said before a long step: "46,189 lines of Verilog; about 4 min expected"."""
+    return f"{lines:,} lines of Verilog; about {format_duration(expected)} expected"
 
 
 def _run_signoff(
@@ -623,17 +640,20 @@ def _run_signoff(
     The netlist is checked for portability and added to ``files``; the manifest's ``signoff`` entry, its
     Yosys and PDK versions and ``seconds["signoff"]`` are filled in.
     """
-    say(f"mapping to {pdk} standard cells with {yosys.version} ...")
-    sres, sscript = map_to_cells(
-        tmp,
-        [STUB_FILE, TOP_FILE],
-        LIBERTY_FILE,
-        pdk_dir,
-        top=TOP_MODULE,
-        blackbox_module="nvm_array_macro",
-        netlist_name=NETLIST_FILE,
-        yosys=yosys,
-    )
+    lines = _top_lines(tmp)
+    expected = expected_mapping_seconds(lines)
+    say(f"mapping to {pdk} standard cells with {yosys.version} ({_about(lines, expected)}) ...")
+    with heartbeat(say, f"mapping to {pdk} standard cells", expected):
+        sres, sscript = map_to_cells(
+            tmp,
+            [STUB_FILE, TOP_FILE],
+            LIBERTY_FILE,
+            pdk_dir,
+            top=TOP_MODULE,
+            blackbox_module="nvm_array_macro",
+            netlist_name=NETLIST_FILE,
+            yosys=yosys,
+        )
     seconds["signoff"] = sres.seconds
     _check_portable({NETLIST_FILE: sres.netlist}, forbidden)
     write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
@@ -643,7 +663,7 @@ def _run_signoff(
     manifest["tools"]["pdk"] = pdk_version()
     say(
         f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
-        f"{sres.area_um2:.1f} um^2 in {sres.seconds:.1f} s"
+        f"{sres.area_um2:.1f} um^2 in {format_duration(sres.seconds)}"
     )
 
 

@@ -21,7 +21,30 @@ from .liberty import CELLS, Cell, cell_area
 from .synth import LATCH_CELLS
 from .tools import Tool, find_yosys, run_tool
 
-__all__ = ["SignoffError", "SignoffResult", "signoff_script", "map_to_cells", "netlist_stats", "block_of"]
+__all__ = [
+    "SignoffError",
+    "SignoffResult",
+    "signoff_script",
+    "map_to_cells",
+    "netlist_stats",
+    "block_of",
+    "expected_mapping_seconds",
+]
+
+#: The mapping's wall time against the size of the top's Verilog, ``MAP_OVERHEAD_S + MAP_S_PER_LINE * lines``.
+#: Measured here (issue 25; 2-core VM, Yosys 0.23, CPU seconds of Yosys and ABC, which is the wall time of this
+#: single-threaded step on an idle machine): 16-26 s for 6.5k lines, 38-42 s for 9.3-10.3k, 53 s for 12.7k,
+#: 76 s for 15.4k, 227 s for 46.2k (the default config at 32 lanes; 293 s wall in docs/signoff_area.json); a
+#: least-squares line through them gives 5.2 ms per line with no fixed part. On the idle machine 15.4k lines took
+#: 51 s wall (3.3 ms per line) and 46.2k lines 293 s (6.3 ms: the time grows a little faster than the size).
+MAP_OVERHEAD_S = 0.0
+MAP_S_PER_LINE = 0.005
+
+
+def expected_mapping_seconds(top_lines: int) -> float:
+    """About how long `map_to_cells` takes for a top of ``top_lines`` lines on an idle machine (`MAP_S_PER_LINE`):
+    the estimate `nvmlstm generate --pdk` prints before the mapping (within a factor of 1.5 of the measurements)."""
+    return MAP_OVERHEAD_S + MAP_S_PER_LINE * top_lines
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,24 @@ from pathlib import Path
 from .errors import GenError
 from .tools import Tool, find_yosys, run_tool
 
-__all__ = ["SynthResult", "SynthError", "synthesize", "synth_script", "LATCH_CELLS"]
+__all__ = ["SynthResult", "SynthError", "synthesize", "synth_script", "LATCH_CELLS", "expected_synth_seconds"]
 
 #: Yosys latch cell types, coarse and fine-grained; any of them after synthesis fails the check.
 LATCH_CELLS = ("$dlatch", "$adlatch", "$dlatchsr", "$_DLATCH_*", "$_DLATCHSR_*", "$_SR_*")
+
+
+#: The synthesis check's wall time against the size of the top's Verilog, ``SYNTH_OVERHEAD_S + SYNTH_S_PER_LINE *
+#: lines``. Measured here (issue 25; 2-core VM, Yosys 0.23, CPU seconds, the wall time of this single-threaded
+#: step on an idle machine): 14-21 s for 6.5k lines, 27-31 s for 9.3-10.3k, 43 s for 12.7k, 56 s for 15.4k,
+#: 173 s for 46.2k (the default config at 32 lanes): 3.6-3.9 ms per line while the machine was shared, 2.3 ms
+#: on the idle machine (15.4k lines, 36 s wall); the rate is between the two.
+SYNTH_OVERHEAD_S = 0.0
+SYNTH_S_PER_LINE = 0.003
+
+
+def expected_synth_seconds(top_lines: int) -> float:
+    """About how long `synthesize` takes for a top of ``top_lines`` lines (`SYNTH_S_PER_LINE`)."""
+    return SYNTH_OVERHEAD_S + SYNTH_S_PER_LINE * top_lines
 
 
 class SynthError(GenError):

@@ -12,12 +12,12 @@ golden (hdl only through gen). cocotb is imported only where a simulation is bui
 if __name__ != "nvmlstm.sim":  # one name per module: never a second, top-level `sim` (README, Layout)
     raise ImportError(f"the sim/ folder is the package nvmlstm.sim; import nvmlstm.sim, not {__name__}")
 
-from .errors import BuildError, InputMismatch, SimError
+from .errors import BuildError, InputMismatch, SimError, SimStopped
 from .protocol import ManifestError, PayloadLayout, load_manifest, program_writes
 from .runner import Stress, check_inputs, run_regression
 from .simulators import SIMULATORS, SimulatorMissing, find_simulator, required_simulators, simulator_or_skip
 
-__all__ = ["BuildError", "InputMismatch", "ManifestError", "SimError", "SimulatorMissing"]  # errors
+__all__ = ["BuildError", "InputMismatch", "ManifestError", "SimError", "SimStopped", "SimulatorMissing"]  # errors
 __all__ += ["SIMULATORS", "find_simulator", "required_simulators", "simulator_or_skip"]  # simulators
 __all__ += ["PayloadLayout", "load_manifest", "program_writes"]  # the RTL directory's manifest
 __all__ += ["Stress", "check_inputs", "run_regression"]  # the regression

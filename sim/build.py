@@ -5,10 +5,14 @@
 files (``filelist.f``), the simulator and its version, cocotb, the Python and the recipe (`Recipe`: the exact
 build arguments, make variables and extra files), so one build serves every model and vector set of the same
 generated design. Builds are made in a temporary directory and renamed into place, trimmed to what running
-needs, and the least recently used beyond `CACHE_ENTRIES` are deleted.
+needs, and after each new build the least recently used beyond `CACHE_ENTRIES` builds or `CACHE_MAX_BYTES`
+bytes are deleted (`trim_cache`). A long build prints its expected time first and a line every 30 s.
 
-Environment: ``NVMLSTM_SIM_CACHE``, the cache directory (default ``$XDG_CACHE_HOME/nvmlstm/sim`` or
-``~/.cache/nvmlstm/sim``); delete it at will.
+The cache lives outside the repository (`cache_root`: ``~/.cache/nvmlstm/sim`` by default), so ``make clean``
+leaves it; ``make clean-cache`` or `clear_cache` empties it, and deleting the directory by hand is safe when no
+simulation runs.
+
+Environment: ``NVMLSTM_SIM_CACHE``, the cache directory; ``NVMLSTM_SIM_CACHE_MB``, its size limit in MB.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nvmlstm.artifacts.progress import format_duration, heartbeat
+
 from . import cocotb_adapter
-from .errors import BuildError
+from .errors import BuildError, SimStopped, killed_by
 from .protocol import TOP_MODULE, simulation_files
 from .simulators import SimTool
 
@@ -41,14 +49,37 @@ __all__ = [
     "recipe",
     "build",
     "cache_root",
+    "CACHE_MAX_BYTES",
+    "CacheEntry",
+    "CacheClear",
+    "cache_entries",
+    "cache_max_bytes",
+    "trim_cache",
+    "clear_cache",
+    "expected_build_seconds",
     "icarus_time0_kick",
     "verilator_make_fixes",
     "log_tail",
 ]
 
 CACHE_ENV = "NVMLSTM_SIM_CACHE"
-#: Builds kept in the cache; the least recently used beyond this are deleted before a new build.
+#: Builds kept in the cache; the least recently used beyond this are deleted after a new build (`trim_cache`).
 CACHE_ENTRIES = 48
+#: Bytes kept in the cache (the sum of its builds), likewise; ``$NVMLSTM_SIM_CACHE_MB`` overrides it.
+CACHE_MAX_BYTES = 300_000_000
+CACHE_MB_ENV = "NVMLSTM_SIM_CACHE_MB"
+#: A build used (built or reused) less than this many seconds ago is never evicted: another process may be
+#: about to run it (a mismatch re-runs the same Icarus build with waveforms minutes later).
+CACHE_GRACE_S = 900.0
+#: Failed builds' logs, and temporaries of builds whose process cannot be asked, are removed after a day.
+LEFTOVER_S = 86400.0
+#: In a build's temporary directory: the pid and host of the process building there.
+OWNER_FILE = ".nvmlstm-owner"
+_KIND = r"(?:icarus|verilator)(?:-trace)?(?:-gates)?-[0-9a-f]{24}"
+#: The names the cache writes: complete builds, failed builds' logs, builds in progress (``mkdtemp``).
+_ENTRY = re.compile(rf"^{_KIND}$")
+_FAILED = re.compile(rf"^failed-{_KIND}$")
+_BUILDING = re.compile(rf"^\.{_KIND}\.[A-Za-z0-9_]+$")
 #: Bump when the build changes in a way `Recipe` does not show (e.g. `icarus_time0_kick`): part of the key.
 BUILD_RECIPE = 2
 #: Gate-level builds (Icarus): the cells' flip-flop UDPs update their outputs one time unit (1 ns) after the
@@ -59,7 +90,17 @@ TIMESCALE = ("1ns", "1ps")
 
 
 def cache_root() -> Path:
-    """``$NVMLSTM_SIM_CACHE``, else a per-user cache directory."""
+    """The build cache directory: ``$NVMLSTM_SIM_CACHE``, else ``$XDG_CACHE_HOME/nvmlstm/sim``, else
+    ``~/.cache/nvmlstm/sim``.
+
+    How big: one build per design and simulator (and per FST tracing or gate level): 1-6 MB for Icarus RTL
+    builds, 2-20 MB for Verilator, 10-100 MB for Icarus gate level (103 MB for the default config at 32 lanes),
+    measured here. It is bounded: after each new build the least recently used builds beyond `CACHE_ENTRIES`
+    (48) or beyond `CACHE_MAX_BYTES` (300 MB; ``$NVMLSTM_SIM_CACHE_MB`` sets it, 0 for none) are deleted
+    (`trim_cache`; builds used in the last `CACHE_GRACE_S` seconds are kept even so, since a process may be
+    about to run them). ``make clean-cache`` (`clear_cache`) empties it; ``make clean`` leaves it, as it is
+    outside the repository.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -217,6 +258,36 @@ class BuildInfo:
     trace: bool
 
 
+#: A cold build's wall time against the size of its sources, ``(overhead s, s per line)`` by simulator and gate
+#: level; lines of the file list's files (the top or the netlist, the macro model; at gate level the cell models).
+#: Measured here (issue 25; 2-core VM, Verilator 5.048 at -O0, Icarus 11/12) as CPU seconds of the build's
+#: processes, since the machine was shared: Verilator RTL 21-79 s for 6.6-15.6k lines and 75 s for 46.3k (the
+#: default config at 32 lanes), gate level 53-125 s for 63-222k lines and 352 s for 775k (the default config's
+#: 121k cells); Icarus at most 0.5 s (RTL) and 7 s (gate level). Verilator's make -j2 gives an idle machine's
+#: wall time about half the CPU time for small designs (2layer 13.4 s, multitile gate level 26 s, default
+#: config 31.6 s: docs/performance.md, docs/signoff.md), equal to it for the largest (one big C++ file).
+BUILD_RATES = {
+    ("icarus", False): (0.5, 0.00001),
+    ("icarus", True): (0.5, 0.00001),
+    ("verilator", False): (15.0, 0.0004),
+    ("verilator", True): (0.0, 0.00045),
+}
+
+
+def _source_lines(files: list[Path]) -> int:
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            total += sum(1 for _ in fh)
+    return total
+
+
+def expected_build_seconds(simulator: str, files: list[Path], *, gate_level: bool = False) -> float:
+    """About how long a cold build of ``files`` takes (`BUILD_RATES`): the estimate `build` prints first."""
+    overhead, per_line = BUILD_RATES[simulator, gate_level]
+    return overhead + per_line * _source_lines(files)
+
+
 def _build_key(tool: SimTool, files: list[Path], rec: Recipe, trace: bool) -> str:
     h = hashlib.sha256()
     meta = {
@@ -254,7 +325,10 @@ def build(
     """Build the simulation model of ``rtl_dir`` with ``tool``, or reuse the cached build.
 
     An interrupted or concurrent build never leaves a half-built entry: the build is made in a temporary
-    directory and renamed into place. A failed build is kept as ``failed-<entry>`` for a day (its log).
+    directory and renamed into place. A failed build's log is kept as ``failed-<entry>/build.log`` for a day.
+    A long build says beforehand how long it should take (`expected_build_seconds`) and, while it runs, prints
+    a line every 30 s (`nvmlstm.artifacts.progress.heartbeat`). After a new build the cache is trimmed
+    (`trim_cache`).
 
     Parameters
     ----------
@@ -276,6 +350,8 @@ def build(
     ------
     BuildError
         The simulator failed; the message names the kept build log.
+    SimStopped
+        A build command was killed by a signal (nothing is kept).
     """
     say = log or (lambda _m: None)
     cocotb_adapter.check_cocotb()
@@ -284,28 +360,81 @@ def build(
     rec = recipe(tool, trace, gate_level)
     key = _build_key(tool, files, rec, trace)
     root = Path(cache) if cache is not None else cache_root()
+    max_bytes = cache_max_bytes()  # a bad $NVMLSTM_SIM_CACHE_MB fails now, not after a long build
     final = root / f"{tool.name}{'-trace' if trace else ''}{'-gates' if gate_level else ''}-{key[:24]}"
-    if (final / "build.json").is_file():
+    try:
         os.utime(final / "build.json")  # recently used: evicted last
         return BuildInfo(final, key, True, 0.0, trace)
+    except FileNotFoundError:  # not built (or evicted by another process a moment ago)
+        pass
+    except OSError:  # a cache shared with another user: usable, but its time stamp is not ours to set
+        if (final / "build.json").is_file():
+            return BuildInfo(final, key, True, 0.0, trace)
     root.mkdir(parents=True, exist_ok=True)
-    _evict(root, CACHE_ENTRIES - 1)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    t0 = time.monotonic()
     try:
-        sources = _build_sources(tmp, files, rec)
-        runner = cocotb_adapter.make_runner(
-            tool.name,
-            env=tool.env,
-            path_first=[tool.bin_dir],
-            append={"make": rec.make_vars} if rec.make_vars else None,
-            executable=tool.path if tool.name == "verilator" else None,
-        )
-        say(
-            f"building {tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model "
-            f"of {Path(rtl_dir).name} ..."
-        )
+        # Whose build this is: `clear_cache` and `trim_cache` leave the temporary of a live build alone.
+        (tmp / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        what = f"{tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model"
+        seconds, commands = _run_build(tmp, root / f"failed-{final.name}", rtl_dir, files, rec, tool, what, say)
+        _prune(tmp, keep={TOP_MODULE, "sim.vvp", "build.log"})
+        info = {
+            "key": key,
+            "simulator": tool.version_text,
+            "rtl_files": [f.name for f in files],
+            "trace": trace,
+            "commands": commands,
+            "seconds": round(seconds, 2),
+        }
+        (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
         try:
+            os.rename(tmp, final)
+        except OSError:  # a concurrent build of the same key won; use it
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (final / "build.json").is_file():
+                raise
+        say(f"built in {format_duration(seconds)}: {final}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    removed = trim_cache(root, max_bytes=max_bytes)
+    if removed:
+        limit = f"{CACHE_ENTRIES} builds" + (f" and {_mb(max_bytes)}" if max_bytes else "")
+        say(
+            f"build cache {root}: removed the {_count(len(removed), 'least recently used build')} "
+            f"({_mb(sum(e.bytes for e in removed))}) to stay within {limit}"
+        )
+    return BuildInfo(final, key, False, seconds, trace)
+
+
+def _run_build(
+    tmp: Path,
+    failed: Path,
+    rtl_dir: str | Path,
+    files: list[Path],
+    rec: Recipe,
+    tool: SimTool,
+    what: str,
+    say: Callable[[str], None],
+) -> tuple[float, list]:
+    """Build into ``tmp`` with cocotb's runner, announcing the expected time and beating every 30 s; returns the
+    build's seconds and commands. A failed build's log is moved to ``failed`` and `BuildError` raised."""
+    sources = _build_sources(tmp, files, rec)
+    runner = cocotb_adapter.make_runner(
+        tool.name,
+        env=tool.env,
+        path_first=[tool.bin_dir],
+        append={"make": rec.make_vars} if rec.make_vars else None,
+        executable=tool.path if tool.name == "verilator" else None,
+    )
+    expected = expected_build_seconds(tool.name, files, gate_level=rec.gate_level)
+    lines = _source_lines(files)
+    say(
+        f"building {what} of {Path(rtl_dir).name} ({lines:,} lines of Verilog; "
+        f"about {format_duration(expected)} expected) ..."
+    )
+    try:
+        with heartbeat(say, f"building the {what}", expected) as beat:
             runner.build(
                 sources=sources,
                 hdl_toplevel=TOP_MODULE,
@@ -316,46 +445,25 @@ def build(
                 waves=rec.waves,
                 log_file=tmp / "build.log",
             )
-        except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
-            kept = root / f"failed-{final.name}"
-            shutil.rmtree(kept, ignore_errors=True)
-            os.rename(tmp, kept)
-            tail = log_tail(kept / "build.log", 3)
-            if trace and "lz4.h" in tail:
-                raise BuildError(
-                    "Verilator FST tracing needs the lz4 headers: install them with "
-                    "`apt-get update && apt-get install -y liblz4-dev`"
-                ) from None
-            raise BuildError(
-                f"{tool.name} build of {rtl_dir} failed ({exc}); log {kept / 'build.log'}: {tail}"
-            ) from None
-        seconds = time.monotonic() - t0
-        _prune(tmp, keep={TOP_MODULE, "sim.vvp", "build.log"})
-        (tmp / "build.json").write_text(
-            json.dumps(
-                {
-                    "key": key,
-                    "simulator": tool.version_text,
-                    "rtl_files": [f.name for f in files],
-                    "trace": trace,
-                    "commands": runner.commands,
-                    "seconds": round(seconds, 2),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
+        signame = killed_by(exc)
+        if signame is not None:  # stopped, not failed: nothing to keep (the caller removes the temporary)
+            raise SimStopped(f"the {tool.name} build of {rtl_dir} was ended by {signame}: nothing built") from None
+        # Only the log is kept: a failed Verilator build directory holds ~150 MB of objects.
+        shutil.rmtree(failed, ignore_errors=True)
+        _prune(tmp, keep={"build.log"})
         try:
-            os.rename(tmp, final)
-        except OSError:  # a concurrent build of the same key won; use it
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / "build.json").is_file():
-                raise
-        say(f"built in {seconds:.1f} s: {final}")
-        return BuildInfo(final, key, False, seconds, trace)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            os.rename(tmp, failed)
+        except OSError:  # a concurrent failed build of the same key kept its log there first
+            pass
+        tail = log_tail(failed / "build.log", 3)
+        if rec.waves and "lz4.h" in tail:
+            raise BuildError(
+                "Verilator FST tracing needs the lz4 headers: install them with "
+                "`apt-get update && apt-get install -y liblz4-dev`"
+            ) from None
+        raise BuildError(f"{tool.name} build of {rtl_dir} failed ({exc}); log {failed / 'build.log'}: {tail}") from None
+    return beat.elapsed, runner.commands
 
 
 def _build_sources(build_dir: Path, files: list[Path], rec: Recipe) -> list[str]:
@@ -390,16 +498,238 @@ def _prune(build_dir: Path, keep: set[str]) -> None:
             p.unlink(missing_ok=True)
 
 
-def _evict(root: Path, keep: int) -> None:
-    """Remove the least recently used cached builds beyond ``keep`` (and failed builds' leftovers)."""
+# --------------------------------------------------------------------------------------------------
+# The cache: size, trimming, clearing
+@dataclass(frozen=True)
+class CacheEntry:
+    """A complete build in the cache: its directory, its size on disk and when it was last used."""
+
+    path: Path
+    bytes: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class CacheClear:
+    """What `clear_cache` did.
+
+    Parameters
+    ----------
+    root : Path
+        The cache directory.
+    removed : int
+        Complete builds removed.
+    leftovers : int
+        Failed builds' logs and leftovers of interrupted builds removed.
+    freed_bytes : int
+        The size of both.
+    in_progress : int
+        Builds of running processes, left alone.
+    """
+
+    root: Path
+    removed: int
+    leftovers: int
+    freed_bytes: int
+    in_progress: int
+
+    def summary(self) -> str:
+        """One line for the user."""
+        text = f"simulator build cache {self.root}: removed {_count(self.removed, 'build')}"
+        if self.leftovers:
+            text += f" and {_count(self.leftovers, 'leftover')} of failed or interrupted builds"
+        text += f" ({_mb(self.freed_bytes)})"
+        if self.in_progress:
+            text += f"; left {_count(self.in_progress, 'build')} in progress alone"
+        return text
+
+
+def cache_max_bytes() -> int:
+    """The cache's size limit in bytes: ``$NVMLSTM_SIM_CACHE_MB`` megabytes, else `CACHE_MAX_BYTES`; 0 is no
+    limit (the `CACHE_ENTRIES` limit stays).
+
+    Raises
+    ------
+    BuildError
+        The variable is not a whole number of megabytes.
+    """
+    text = os.environ.get(CACHE_MB_ENV, "").strip()
+    if not text:
+        return CACHE_MAX_BYTES
+    if not text.isdigit():
+        raise BuildError(f"{CACHE_MB_ENV}={text!r}: expected a whole number of megabytes (0: no size limit)")
+    return int(text) * 1_000_000
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 10e6 else f"{n / 1e6:.1f} MB"
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 for what vanishes meanwhile: another process may be removing it)."""
+    total = 0
+    for dirpath, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def cache_entries(root: str | Path | None = None) -> list[CacheEntry]:
+    """The complete builds of the cache ``root`` (default `cache_root`), the most recently used first."""
+    root = Path(root) if root is not None else cache_root()
     entries = []
-    for p in root.iterdir():
-        if p.name.startswith(("failed-", ".")) and time.time() - p.stat().st_mtime > 86400:  # leftovers
+    for p in _listdir(root):
+        if _ENTRY.match(p.name):
+            try:
+                used = (p / "build.json").stat().st_mtime
+            except OSError:  # not a build (yet), or removed meanwhile
+                continue
+            entries.append(CacheEntry(p, _tree_bytes(p), used))
+    return sorted(entries, key=lambda e: (-e.last_used, e.path.name))
+
+
+def _listdir(root: Path) -> list[Path]:
+    try:
+        return sorted(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _discard(path: Path) -> bool:
+    """Remove a cache directory so that no process ever sees it half-deleted: rename it to a hidden
+    ``.evicted-`` name (atomic: the entry is complete under its own name or gone), then delete that.
+    False if another process removed or renamed it first."""
+    trash = path.with_name(f".evicted-{path.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+def _build_owner_alive(tmp: Path) -> bool:
+    """Whether the process that is building in the temporary directory ``tmp`` still runs (on this host)."""
+    try:
+        owner = json.loads((tmp / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname():  # a shared cache directory: another machine's build, judged by its age
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _leftovers(root: Path, now: float) -> tuple[list[Path], int]:
+    """What no build needs any more, and how many builds are in progress: failed builds' logs older than
+    `LEFTOVER_S`, ``.evicted-`` directories (a removal that was interrupted), and temporary build
+    directories whose process is gone (or, without an owner to ask, older than `LEFTOVER_S`)."""
+    out, running = [], 0
+    for p in _listdir(root):
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        if p.name.startswith(".evicted-") or (_FAILED.match(p.name) and age > LEFTOVER_S):
+            out.append(p)
+        elif _BUILDING.match(p.name):
+            alive = _build_owner_alive(p) if (p / OWNER_FILE).exists() else age < LEFTOVER_S
+            if alive and age < LEFTOVER_S:
+                running += 1
+            else:
+                out.append(p)
+    return out, running
+
+
+def trim_cache(
+    root: str | Path | None = None,
+    *,
+    max_entries: int | None = None,
+    max_bytes: int | None = None,
+    grace_s: float = CACHE_GRACE_S,
+    now: float | None = None,
+) -> list[CacheEntry]:
+    """Remove the least recently used builds of ``root`` beyond ``max_entries`` builds or ``max_bytes`` bytes,
+    and the leftovers of failed and interrupted builds; returns the builds removed.
+
+    Safe while other processes build and run: a build is renamed away before it is deleted (`_discard`), and a
+    build used less than ``grace_s`` ago is kept even beyond the limits, since a process may be about to run it
+    (the limits then hold again at the next build after that). Builds in progress are not counted.
+
+    Parameters
+    ----------
+    root : path, optional
+        Cache directory (default `cache_root`).
+    max_entries : int, optional
+        Builds kept at most (default `CACHE_ENTRIES`).
+    max_bytes : int, optional
+        Bytes kept at most (default `cache_max_bytes`; 0: no limit).
+    grace_s : float
+        Seconds after its last use during which a build is never removed (default `CACHE_GRACE_S`).
+    now : float, optional
+        The present as ``time.time()`` (a parameter for the tests).
+    """
+    root = Path(root) if root is not None else cache_root()
+    now = time.time() if now is None else now
+    max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
+    max_entries = CACHE_ENTRIES if max_entries is None else max_entries
+    for p in _leftovers(root, now)[0]:
+        if p.name.startswith(".evicted-"):
             shutil.rmtree(p, ignore_errors=True)
-        elif (p / "build.json").is_file():
-            entries.append(((p / "build.json").stat().st_mtime, p))
-    for _, p in sorted(entries, reverse=True)[keep:]:
-        shutil.rmtree(p, ignore_errors=True)
+        else:
+            _discard(p)
+    removed, count, total = [], 0, 0
+    for e in cache_entries(root):  # the most recently used first: keep while within both limits
+        count, total = count + 1, total + e.bytes
+        over = count > max_entries or (max_bytes > 0 and total > max_bytes)
+        if not over or now - e.last_used < grace_s:
+            continue
+        if _discard(e.path):
+            removed.append(e)
+        count, total = count - 1, total - e.bytes
+    return removed
+
+
+def clear_cache(root: str | Path | None = None) -> CacheClear:
+    """Remove every build of the cache ``root`` (default `cache_root`), failed builds' logs and leftovers;
+    builds in progress in running processes are left alone (they finish and are kept).
+
+    Only the cache's own names are touched (``icarus-<key>``, ``verilator-<key>``, ``failed-...``, the hidden
+    temporaries), never anything else in the directory; the directory itself is removed once empty. A process
+    that runs a build at that moment fails and says so: clear the cache between runs.
+    """
+    root = Path(root) if root is not None else cache_root()
+    removed, left, freed = 0, 0, 0
+    leftovers, running = _leftovers(root, time.time())
+    for e in cache_entries(root):
+        if _discard(e.path):
+            removed, freed = removed + 1, freed + e.bytes
+    for p in _listdir(root):
+        if _FAILED.match(p.name) or p in leftovers:  # failed builds' logs of any age
+            size = _tree_bytes(p)
+            if p.name.startswith(".evicted-"):
+                shutil.rmtree(p, ignore_errors=True)
+            elif not _discard(p):
+                continue
+            left, freed = left + 1, freed + size
+    try:
+        root.rmdir()
+    except OSError:  # not empty (builds in progress, other files) or not there
+        pass
+    return CacheClear(root, removed, left, freed, running)
 
 
 def log_tail(path: Path, n: int) -> str:

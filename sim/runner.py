@@ -4,7 +4,9 @@
 anything is built), finds the simulator (`nvmlstm.sim.simulators`), builds the design or reuses the cached
 build (`nvmlstm.sim.build`), runs the cocotb testbench `nvmlstm.sim.tb` with the requested `Stress` and
 returns its JSON report; on a failure it re-runs with waveforms (VCD on Icarus, FST on Verilator) and records
-their path. docs/regression.md describes it all.
+their path. A simulator killed by a signal, or one that ended the simulation under the testbench, gives no
+report but `SimStopped` (`killed_by`, `ended_early`): a stopped run is not a mismatch. docs/regression.md
+describes it all.
 
 The testbench runs inside the simulator's Python and imports ``nvmlstm.sim.tb`` from the installed package;
 this module hands it its settings as a JSON file named by the plusarg ``+nvmlstm_settings=FILE``.
@@ -17,6 +19,7 @@ Environment: ``NVMLSTM_SIM_SEED``, ``NVMLSTM_SIM_GAP_PROB``, ``NVMLSTM_SIM_BACKP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,14 +31,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
+
+from nvmlstm.artifacts.progress import heartbeat
 
 from . import cocotb_adapter
 from .build import BuildInfo, build, log_tail
-from .errors import InputMismatch, SimError
+from .errors import InputMismatch, SimError, SimStopped, killed_by
 from .protocol import TOP_MODULE, ManifestError, load_manifest
 from .simulators import SimTool, find_simulator
 
-__all__ = ["Stress", "check_inputs", "run_regression", "TB_MODULE", "SETTINGS_PLUSARG", "CLOCK_NS"]
+__all__ = ["Stress", "check_inputs", "run_regression", "ended_early"]
+__all__ += ["TB_MODULE", "SETTINGS_PLUSARG", "CLOCK_NS"]
 
 #: The cocotb test module, imported by the simulator's Python from the installed package.
 TB_MODULE = "nvmlstm.sim.tb"
@@ -177,10 +184,28 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
 
 # --------------------------------------------------------------------------------------------------
 # Runs
+def ended_early(results_xml: Path) -> bool:
+    """Whether cocotb's JUnit results record that the simulator ended before the test finished (a failure of
+    type ``SimFailure``: Icarus' ``vvp`` ends its simulation cleanly on SIGTERM, exit status 0)."""
+    try:
+        root = ElementTree.parse(results_xml).getroot()
+    except (OSError, ElementTree.ParseError):
+        return False
+    return any(f.get("type", "").rsplit(".", 1)[-1] == "SimFailure" for f in root.iter("failure"))
+
+
 def _simulate(
-    binfo: BuildInfo, tool: SimTool, rtl_dir: Path, vec_dir: Path, stress: Stress, run_dir: Path, waves: bool
+    binfo: BuildInfo,
+    tool: SimTool,
+    rtl_dir: Path,
+    vec_dir: Path,
+    stress: Stress,
+    run_dir: Path,
+    waves: bool,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
-    """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``)."""
+    """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``). ``log``
+    receives a line every 30 s while the simulator runs (a gate-level run takes minutes)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "tb_report.json"
     report_path.unlink(missing_ok=True)
@@ -211,27 +236,42 @@ def _simulate(
         test_args = ["--trace-file", str(wave_file)]
     runner = cocotb_adapter.make_runner(tool.name, append=append)
     log_file = run_dir / "sim.log"
+    results_xml = run_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    beat = heartbeat(log, f"simulating on {tool.name}") if log else contextlib.nullcontext()
     try:
-        runner.test(
-            test_module=TB_MODULE,
-            hdl_toplevel=TOP_MODULE,
-            hdl_toplevel_lang="verilog",
-            build_dir=binfo.dir,
-            test_dir=run_dir,
-            plusargs=plusargs,
-            test_args=test_args,
-            waves=waves and tool.name == "verilator",
-            seed=stress.seed,
-            log_file=log_file,
-            results_xml=str(run_dir / "results.xml"),
-        )
+        with beat:
+            runner.test(
+                test_module=TB_MODULE,
+                hdl_toplevel=TOP_MODULE,
+                hdl_toplevel_lang="verilog",
+                build_dir=binfo.dir,
+                test_dir=run_dir,
+                plusargs=plusargs,
+                test_args=test_args,
+                waves=waves and tool.name == "verilator",
+                seed=stress.seed,
+                log_file=log_file,
+                results_xml=str(results_xml),
+            )
     except SystemExit:
         pass  # a failing cocotb test exits under pytest; the report says why
     except (RuntimeError, subprocess.CalledProcessError) as exc:
+        signame = killed_by(exc)
+        if signame is not None:
+            raise SimStopped(
+                f"the {tool.name} simulator was ended by {signame}: no result (not a mismatch); log {log_file}"
+            ) from None
         if not report_path.is_file():
             raise SimError(
                 f"{tool.name} simulation failed to run ({exc}); log {log_file}: {log_tail(log_file, 3)}"
             ) from None
+    if ended_early(results_xml):
+        # The testbench's report, written as the simulation ended under it, would read as missing beats.
+        raise SimStopped(
+            f"the {tool.name} simulator ended the simulation before the testbench finished (stopped by a signal "
+            f"such as SIGTERM): no result (not a mismatch); log {log_file}"
+        )
     if not report_path.is_file():
         raise SimError(f"{tool.name} simulation wrote no report; log {log_file}: {log_tail(log_file, 3)}")
     rep = json.loads(report_path.read_text(encoding="utf-8"))
@@ -241,6 +281,34 @@ def _simulate(
             raise SimError(f"{tool.name} wrote no waveform file {wave_file}")
         rep["waves"] = str(wave_file)
     return rep
+
+
+def _waves_run(
+    rep: dict,
+    rtl_dir: Path,
+    vec_dir: Path,
+    manifest: dict,
+    tool: SimTool,
+    stress: Stress,
+    run_dir: Path,
+    gate_level: bool,
+    cache: str | Path | None,
+    log: Callable[[str], None] | None,
+) -> None:
+    """Re-run a failed simulation with waveforms and the same seed; record their path (or why there are none)
+    in ``rep``. A stopped simulator (`SimStopped`) is not a failure: it propagates, nothing is re-run."""
+    if log:
+        log(f"failed: re-running with waveforms ({'FST' if tool.name == 'verilator' else 'VCD'})")
+    try:
+        wbuild = build(rtl_dir, manifest, tool, trace=True, gate_level=gate_level, cache=cache, log=log)
+        again = _simulate(wbuild, tool, rtl_dir, vec_dir, stress, run_dir / "waves", waves=True, log=log)
+    except SimStopped:
+        raise
+    except SimError as exc:  # the failure report stands; say why it has no waveforms
+        rep["waves_error"] = str(exc)
+    else:
+        rep["waves"] = again["waves"]
+        rep["waves_run_first_mismatch"] = again["first_mismatch"]  # the same seed: the same place
 
 
 def run_regression(
@@ -288,7 +356,8 @@ def run_regression(
     -------
     dict
         The testbench's report (``bit_exact``, ``values_compared``, ``first_mismatch``, ``cycles``, ``beats``,
-        ...) plus ``build``, ``waves``, ``run_dir``, ``wall_seconds``.
+        ...) plus ``build``, ``waves``, ``run_dir``, ``log`` (None when the temporary run directory was
+        removed), ``simulator_version``, ``wall_seconds``.
 
     Raises
     ------
@@ -298,6 +367,9 @@ def run_regression(
         The simulator is not installed (with the install hint).
     AdapterError
         The installed cocotb is not supported, or ``WAVES``/``GUI`` is set (`nvmlstm.sim.cocotb_adapter`).
+    SimStopped
+        The simulator was killed by a signal, or ended the simulation before the testbench finished (SIGTERM
+        to ``vvp``): no result, never reported as a mismatch nor re-run with waveforms.
     BuildError, SimError
         The build or the simulation could not run.
     """
@@ -314,19 +386,15 @@ def run_regression(
     own_dir = work_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir)
     t_sim = time.monotonic()
-    rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves=waves is True)
-    sim_seconds = time.monotonic() - t_sim
-    if not rep["passed"] and waves == "on-failure":
-        if log:
-            log(f"failed: re-running with waveforms ({'FST' if tool.name == 'verilator' else 'VCD'})")
-        try:
-            wbuild = build(rtl_dir, manifest, tool, trace=True, gate_level=gate_level, cache=cache, log=log)
-            again = _simulate(wbuild, tool, rtl_dir, vec_dir, stress, run_dir / "waves", waves=True)
-        except SimError as exc:  # the failure report stands; say why it has no waveforms
-            rep["waves_error"] = str(exc)
-        else:
-            rep["waves"] = again["waves"]
-            rep["waves_run_first_mismatch"] = again["first_mismatch"]  # the same seed: the same place
+    try:
+        rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves=waves is True, log=log)
+        sim_seconds = time.monotonic() - t_sim
+        if not rep["passed"] and waves == "on-failure":
+            _waves_run(rep, rtl_dir, vec_dir, manifest, tool, stress, run_dir, gate_level, cache, log)
+    except KeyboardInterrupt:  # the command was stopped: the run has no result, so no files worth keeping
+        if own_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     rep.setdefault("waves", None)
     rep.update(
         {
@@ -343,8 +411,9 @@ def run_regression(
     )
     keep = not own_dir or not rep["passed"] or rep["waves"] is not None
     rep["run_dir"] = str(run_dir) if keep else None
-    if not keep:
+    if not keep:  # the log goes with the temporary directory: the report must not point at a deleted file
         shutil.rmtree(run_dir, ignore_errors=True)
+        rep["log"] = None
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -570,8 +570,6 @@ class TB:
         return {
             "format": REPORT_FORMAT,
             "schema_version": 1,
-            "simulator_product": cocotb.SIM_NAME,
-            "simulator_product_version": cocotb.SIM_VERSION,
             "bit_exact": bit_exact,
             "passed": bit_exact and self.error_count == 0,
             "values_compared": sb.values_compared,

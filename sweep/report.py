@@ -125,7 +125,7 @@ def _markdown(spec: SweepSpec, s: dict) -> str:
         f"seed {s['seed']}; test sequences: {s['test_sequences'] or 'all'}. Mean ± std over trials; "
         f"{'higher' if s['higher_is_better'] else 'lower'} is better.",
         "",
-        "| label | files | own bits (w/dac/adc), array rows | float baseline |",
+        "| label | files | own bits (w/dac/adc), array rows | float baseline (own float weights, unquantized) |",
         "|---|---|---|---|",
     ]
     for lab, info in zip(spec.labels, s["labels"]):
@@ -135,6 +135,11 @@ def _markdown(spec: SweepSpec, s: dict) -> str:
             f"{o['adc_bits']}, {o['array_rows']} | {_pretty(m, info['float_metric'])} |"
         )
     lines += [
+        "",
+        "The float baseline of a label is its own float weights (`float_model.npz` beside its model) through the "
+        "float reference on the same test sequences. For a QAT run these are the float weights QAT trained (its "
+        "4-bit model is their quantization), not a separately trained float model, so it can differ from the "
+        "metric of a float (`--mode fp`) run.",
         "",
         f"| label | source | {' | '.join(axes)} | trials | {m} mean ± std | min | max |",
         "|---|---|" + "---|" * len(axes) + "---|---|---|---|",

@@ -33,8 +33,9 @@ __all__ = ["run_sweep", "local_cluster", "SweepInterrupted"]
 _WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class SweepInterrupted(Exception):
-    """Ctrl-C during a sweep: finished points are kept; the message says how to resume."""
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or another stop) during a sweep: finished points are kept; the message says how to resume. A
+    `KeyboardInterrupt`, so a caller that handles a stop (the ``nvmlstm`` command, the flow) handles this one."""
 
 
 @contextlib.contextmanager
@@ -61,6 +62,7 @@ def local_cluster(workers: int):
             dashboard_address=None,
             scheduler_kwargs={"dashboard_address": ":0"},
             silence_logs=logging.ERROR,
+            preload=[__name__],  # `dask_setup` in each worker process
         )
     try:
         client = Client(cluster)
@@ -70,6 +72,18 @@ def local_cluster(workers: int):
             client.close()
     finally:
         cluster.close()
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run in each worker process of `local_cluster`: ignore SIGINT.
+
+    The workers are in the command's process group, so Ctrl-C reaches each of them as well as the command; the
+    command stops them itself (it cancels the jobs and closes the cluster), while a worker left to Python's
+    default would print a KeyboardInterrupt traceback of its own: one line per stop, not one per worker.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_dir(out: Path, spec: SweepSpec) -> dict[str, dict]:
@@ -139,7 +153,7 @@ def run_sweep(
         _create_dir(out, spec)
     elif client is not None:
         _create_dir(out, spec)
-        _compute(client, todo, out, done, progress)
+        _compute(client, todo, out, done, progress, n_done)
     elif scheduler is not None:
         from distributed import Client
 
@@ -149,26 +163,29 @@ def run_sweep(
             raise SweepError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         try:
             _create_dir(out, spec)
-            _compute(c, todo, out, done, progress)
+            _compute(c, todo, out, done, progress, n_done)
         finally:
             c.close()
     else:
         with local_cluster(workers or os.cpu_count() or 1) as c:
             _create_dir(out, spec)
-            _compute(c, todo, out, done, progress)
+            _compute(c, todo, out, done, progress, n_done)
     results = {k: v for k, v in done.items()}
     return write_reports(spec, out, results)
 
 
-def _compute(client: Any, todo: list, out: Path, done: dict, progress: bool) -> None:
+def _compute(client: Any, todo: list, out: Path, done: dict, progress: bool, n_done: int) -> None:
     from distributed import as_completed
-    from tqdm import tqdm
+
+    from nvmlstm.artifacts.progress import progress as progress_bar
 
     futures = {}
     for sub, job, fn in todo:
         fut = client.submit(fn, job, key=f"{sub}-{job['key'][:-5]}-{id(todo)}", pure=False)
         futures[fut] = (sub, job)
-    bar = tqdm(total=len(futures), desc="sweep", unit="point", disable=not progress, dynamic_ncols=True)
+    # Counts every job of the sweep (points and float baselines, as `nvmlstm sweep` announces them), a resumed
+    # run starting at those already done; a line per interval rather than redraws when stderr is a log file.
+    bar = progress_bar(n_done + len(futures), "sweep", unit="job", enabled=progress, initial=n_done)
     try:
         for fut in as_completed(futures):
             sub, job = futures[fut]

@@ -16,7 +16,7 @@ from config_helpers import small_config
 from nvmlstm import golden
 from nvmlstm.bench import counts as bcounts
 from nvmlstm.bench.counts import Counts, macs_per_timestep, stage_ops, timestep_counts
-from nvmlstm.bench.literature import best_by_kind, load_literature, ratios
+from nvmlstm.bench.literature import PAPER_CLAIM, best_by_kind, digital_comparison, load_literature, ratios
 from nvmlstm.bench.model import Timing, evaluate, timing_from_manifest, yosys_gate_equivalents
 from nvmlstm.bench.technology import DEFAULT_TECH, SCHEMA, TechError, load_technology, parse_technology
 from nvmlstm.golden import LstmConfig, random_model
@@ -329,6 +329,34 @@ def test_literature_table():
     assert rr["tops_per_w"]["digital"]["ratio"] == pytest.approx(2.0)
 
 
+_HEADER = "kind,design,citation,node_nm,precision,gops,power_w,area_mm2,density,ops_convention,verified,note\n"
+
+
+def test_digital_comparison_by_hand():
+    # Two digital designs with both figures and one FPGA without area; an NVM row takes no part.
+    text = _HEADER + (
+        "asic,A,c,64,8,100,1,10,dense,x,abstract,\n"  # 0.1 TOPS/W, 0.01 TOPS/mm^2, 64 nm
+        "asic,B,c,32,8,100,0.5,20,dense,x,abstract,\n"  # 0.2 TOPS/W, 0.005 TOPS/mm^2, 32 nm
+        "fpga,C,c,16,8,100,10,,sparse-effective,x,abstract,\n"  # 0.01 TOPS/W, no area
+        "nvm,D,c,14,8,1000,0.001,0.001,dense,x,abstract,\n"
+    )
+    rows = load_literature(text)
+    ours = {"tops_per_w": 1.0, "tops_per_mm2": 0.3}
+    c = digital_comparison(ours, rows, feature_nm=32)
+    w, a = c["tops_per_w"], c["tops_per_mm2"]
+    assert w["designs"] == 3 and a["designs"] == 2
+    assert w["best"]["design"] == "B" and w["best"]["ratio"] == pytest.approx(5.0) and w["holds"] is True
+    assert w["range"] == pytest.approx([5.0, 100.0])
+    # Scaled to 32 nm: A (64 nm) gains 2x in TOPS/W (0.2, ratio 5) and 4x in TOPS/mm^2 (0.04, ratio 7.5); C (16 nm)
+    # loses 2x. The lowest ratio at one node is the lower end of the range.
+    assert w["at_our_node"]["ratio"] == pytest.approx(5.0) and w["at_our_node"]["design"] == "A"
+    assert a["best"]["design"] == "A" and a["best"]["ratio"] == pytest.approx(30.0) and a["holds"] is False
+    assert a["at_our_node"]["ratio"] == pytest.approx(7.5) and a["holds_at_our_node"] is False
+    assert w["claim"] == PAPER_CLAIM["tops_per_w"] == 2.4 and a["claim"] == 40.0
+    no_area = digital_comparison(ours, load_literature(_HEADER + "fpga,C,c,16,8,100,10,,dense,x,abstract,\n"), 32)
+    assert no_area["tops_per_mm2"] is None and no_area["tops_per_w"]["designs"] == 1
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -451,3 +479,130 @@ def test_bench_command_reads_an_rtl_directory(tmp_path, capsys):
     assert rc == 2 and "differ from the cycle formula" in err and not (tmp_path / "p").exists()
     rc, _, err = _bench(capsys, "--rtl", rtl, "--lanes", 1, "--out", tmp_path / "p")
     assert rc == 2 and "do not combine them with --rtl" in err
+
+
+# ------------------------------------------------------------------------------------------------------
+# Charts: readable (no text over text), colours named in a legend, one quantity with its unit per axis
+def _drawn_texts(fig) -> list:
+    """(text, display bbox) of every text the Agg renderer actually draws for ``fig`` (tick labels outside the
+    view are never drawn, so they are not collected)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+
+    canvas = FigureCanvasAgg(fig)
+    drawn = {}
+    orig = RendererAgg.draw_text
+
+    def record(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if mtext is not None and s.strip():
+            drawn[id(mtext)] = mtext
+        return orig(self, gc, x, y, s, prop, angle, ismath, mtext)
+
+    RendererAgg.draw_text = record
+    try:
+        canvas.draw()
+    finally:
+        RendererAgg.draw_text = orig
+    renderer = canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in drawn.values()]
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of drawn texts whose boxes overlap by more than a pixel each way."""
+    boxes = _drawn_texts(fig)
+    out = []
+    for i, (s1, b1) in enumerate(boxes):
+        for s2, b2 in boxes[i + 1 :]:
+            if min(b1.x1, b2.x1) - max(b1.x0, b2.x0) > 1 and min(b1.y1, b2.y1) - max(b1.y0, b2.y0) > 1:
+                out.append((s1, s2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench_doc():
+    from nvmlstm.bench.report import bench_report
+    from nvmlstm.timing import accelerator_timing
+
+    return bench_report(TINY, load_technology(), accelerator_timing(2), lanes=1, clock_mhz=200.0)
+
+
+def test_the_overlap_checker_catches_the_old_efficiency_labels():
+    # The chart the issue complained about: every design's name written next to its point. Two designs lie
+    # close together (CHIPMUNK at peak throughput and the IBM 64-core chip), so their names overlap.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in load_literature():
+        if r["tops_per_w"] is not None and r["tops_per_mm2"] is not None:
+            ax.scatter(r["tops_per_w"], r["tops_per_mm2"])
+            ax.annotate(r["design"], (r["tops_per_w"], r["tops_per_mm2"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    assert ("CHIPMUNK (peak throughput)", "IBM 64-core PCM IMC chip") in overlapping_texts(fig)
+    plt.close(fig)
+
+
+def test_efficiency_chart_names_every_colour_and_has_no_overlapping_text(bench_doc):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from nvmlstm.bench.report import KIND_COLORS, efficiency_figure
+
+    fig = efficiency_figure(bench_doc)
+    assert overlapping_texts(fig) == []
+    (legend,) = fig.legends
+    entries = {t.get_text(): h for t, h in zip(legend.get_texts(), legend.legend_handles)}
+    for r in bench_doc["literature"]:
+        if r["tops_per_w"] is None:
+            continue  # no point to name
+        name = next(k for k in entries if k.startswith(f"{r['kind'].upper()}: {r['design']}"))
+        h = entries[name]
+        color = h.get_color() if hasattr(h, "get_color") else h.get_facecolor()[0]
+        assert to_rgba(color) == to_rgba(KIND_COLORS[r["kind"]]), name
+    assert "this build" in entries and any(k.startswith("paper's claim") for k in entries)
+    ax = fig.axes[0]
+    assert "TOPS/W" in ax.get_xlabel() and "TOPS/mm^2" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_sensitivity_chart_has_one_quantity_with_its_unit_per_axis(bench_doc):
+    import matplotlib.pyplot as plt
+
+    from nvmlstm.bench.report import sensitivity_figure
+
+    fig = sensitivity_figure(bench_doc)
+    assert overlapping_texts(fig) == []
+    rows = [
+        ("TOPS/W", "tops_per_w", 1),
+        ("TOPS/mm^2", "tops_per_mm2", 1),
+        ("array utilization (%)", "array_utilization", 100),
+    ]
+    grid = fig.axes
+    assert len(grid) == 3 * 4
+    for i, ax in enumerate(grid):
+        label, key, factor = rows[i // 4]
+        if i % 4 == 0:
+            assert ax.get_ylabel() == label
+        sweep = list(bench_doc["sensitivity"].values())[i % 4]
+        data = [ln for ln in ax.get_lines() if ln.get_label() != "as built"]
+        assert len(data) == 1  # one quantity on this axis
+        assert list(data[0].get_ydata()) == pytest.approx([factor * p[key] for p in sweep])
+    assert [ax.get_xlabel() for ax in grid[-4:]] == [
+        "ADC bits (head ADCs too)",
+        "array size (rows x columns)",
+        "hidden size",
+        "lanes",
+    ]
+    plt.close(fig)
+
+
+def test_bench_md_tests_the_papers_claim(bench_doc):
+    from nvmlstm.bench.report import render_markdown
+
+    text = render_markdown(bench_doc)
+    w = bench_doc["vs_digital"]["tops_per_w"]
+    assert "## The paper's claim" in text
+    assert f"TOPS/W: {w['best']['ratio']:.3g}x the best digital design ({w['best']['design']}" in text
+    assert f"with every design scaled to {bench_doc['feature_nm']:g} nm" in text

@@ -99,9 +99,161 @@ def test_report_has_every_key_and_the_proof(flow_dir):
     assert rep["verilog_files"] and all((flow_dir / f).is_file() for f in rep["verilog_files"])
     assert all(not Path(f).is_absolute() for f in rep["verilog_files"])
     assert "nvm_lstm_top.v" in {Path(f).name for f in rep["verilog_files"]}
-    for stage in ("train_fp", "train_qat", "golden", "generate", "sim_icarus", "bench", "sweep"):
+    for stage in ("train_fp", "train_qat", "train_qat_noise", "golden", "generate", "sim_icarus", "bench", "sweep"):
         assert stage in rep["seconds"], stage
     assert (flow_dir / "report.md").read_text().startswith("# nvmlstm flow: digits")
+
+
+def unlinked_pngs(d: Path, report_md: str) -> list[str]:
+    """The PNGs under flow directory ``d`` that ``report_md`` does not link (as ``](path)``)."""
+    pngs = sorted(p.relative_to(d).as_posix() for p in d.rglob("*.png"))
+    return [p for p in pngs if f"]({p})" not in report_md]
+
+
+def test_report_opens_with_the_claim_table_and_links_every_png(flow_dir):
+    md = (flow_dir / "report.md").read_text()
+    rep = _report(flow_dir)
+    lines = [line for line in md.splitlines() if line.strip()]
+    assert lines[0] == "# nvmlstm flow: digits" and lines[1] == "## The paper's claims against this run"
+    table = [line for line in lines[2:6] if line.startswith("| ")]
+    assert table[0].startswith("| claim | measured here | verdict |")
+    assert [c["id"] for c in rep["claims"]] == ["4-bit vs float", "noise tolerance", "efficiency"]
+    for c in rep["claims"]:
+        assert re.match(r"(holds|fails|not measured)", c["verdict"]), c
+        assert f"| **{c['id']}**: " in md and f"| **{c['verdict']}** |" in md
+    assert unlinked_pngs(flow_dir, md) == []
+    pngs = sorted(p.relative_to(flow_dir).as_posix() for p in flow_dir.rglob("*.png"))
+    assert rep["plots"] == pngs
+    assert {"train/qat_noise/curve.png", "bench/efficiency.png", "bench/sensitivity.png"} <= set(pngs)
+    # The checker can fail: a report without one of its links leaves that PNG unlinked.
+    assert unlinked_pngs(flow_dir, md.replace("](bench/sensitivity.png)", "]()")) == ["bench/sensitivity.png"]
+
+
+def test_claim_verdicts_follow_the_measured_numbers(flow_dir):
+    from nvmlstm.flow import TOLERANCE
+
+    rep = _report(flow_dir)
+    bits, noise, eff = rep["claims"]
+    n = bits["numbers"]
+    assert n["golden"] == rep["golden_metric"] and n["float"] == rep["fp_metric"] and n["bits"] == "4/4/4"
+    assert n["worse_by"] == pytest.approx(rep["fp_metric"] - rep["golden_metric"])
+    assert bits["verdict"] == ("holds" if n["worse_by"] <= TOLERANCE["accuracy"] else "fails")
+    # Noise: both models at the paper's levels, with the Monte Carlo spread, from the sweep's own summary.
+    summary = json.loads((flow_dir / "sweep" / "summary.json").read_text())
+    at = {p["label"]: p for p in summary["points"] if p["point"] == {"weight_noise": 0.05, "adc_noise": 0.5}}
+    for label, key in (("qat-noise", "noise_aware"), ("qat", "plain_qat")):
+        assert noise["numbers"][key]["paper"] == {k: at[label][k] for k in ("mean", "std", "min", "max")}
+        assert f"{100 * at[label]['std']:.2f}% (min {100 * at[label]['min']:.2f}%" in noise["measured"]
+    aware, plain = noise["numbers"]["noise_aware"], noise["numbers"]["plain_qat"]
+    ok = (
+        plain["ideal"] - aware["paper"]["mean"] <= TOLERANCE["accuracy"]
+        and aware["paper"]["mean"] > plain["paper"]["mean"]
+    )
+    assert noise["verdict"].startswith("holds" if ok else "fails")
+    # Efficiency: ratios to the best digital design with their range, and the technology stated.
+    bench = json.loads((flow_dir / "bench" / "bench.json").read_text())
+    w = bench["vs_digital"]["tops_per_w"]
+    assert eff["numbers"]["tops_per_w"]["best"]["ratio"] == w["best"]["ratio"]
+    assert f"= {w['best']['ratio']:.3g}x the best digital design" in eff["measured"]
+    assert f"range {w['range'][0]:.3g}x to {w['range'][1]:.3g}x" in eff["measured"]
+    assert "every figure of this build at 32 nm" in eff["assumptions"]
+    holds = w["holds"] and bench["vs_digital"]["tops_per_mm2"]["holds"]
+    assert eff["verdict"].startswith("holds" if holds else "fails")
+    if bench["digital_area_source"].startswith("standard-cell sign-off"):
+        assert "sky130" in eff["assumptions"] and "at 130 nm x (32/130)^2" in eff["assumptions"]
+
+
+def test_the_report_says_which_float_figure_is_which(flow_dir):
+    # The sweep's float baseline of `qat` is QAT's own float weights, unquantized; train_fp is another model.
+    rep = _report(flow_dir)
+    summary = json.loads((flow_dir / "sweep" / "summary.json").read_text())
+    base = {lab["label"]: lab["float_metric"] for lab in summary["labels"]}
+    assert rep["qat_float_weights_metric"] == base["qat"] == rep["stages"]["train_qat"]["float_test_metric"]
+    md = (flow_dir / "report.md").read_text()
+    pct = f"{100 * base['qat']:.2f}%"
+    assert (
+        f"| float weights of the QAT model, unquantized (train_qat; the sweep's float baseline of `qat`) | {pct} |"
+        in md
+    )
+    assert f"| float model (train_fp, trained in float) | {100 * rep['fp_metric']:.2f}% |" in md
+    sm = (flow_dir / "sweep" / "summary.md").read_text()
+    assert f"| qat | qat/model.npz | 4/4/4, 32 | {pct} |" in sm and "not a separately trained float model" in sm
+    # Noise-aware training records its noise (the flow's PAPER_NOISE).
+    assert {k: rep["stages"]["train_qat_noise"][k] for k in ("weight_noise", "adc_noise")} == {
+        "weight_noise": 0.05,
+        "adc_noise": 0.5,
+    }
+
+
+def test_an_older_state_file_without_seconds_is_reported_as_unknown(flow_dir, capsys, monkeypatch, tmp_path):
+    _no_verilator(monkeypatch)
+    d = tmp_path / "copy"
+    shutil.copytree(flow_dir, d)
+    state = json.loads((d / "flow_state.json").read_text())
+    for rec in state["stages"].values():
+        rec.pop("seconds", None)
+    (d / "flow_state.json").write_text(json.dumps(state))
+    rc, out, err = run(capsys, "flow", *TINY, "--out", d)
+    assert (rc, err) == (0, "")
+    rep = _report(d)
+    assert rep["stage_seconds"]["train_fp"] is None and "train_fp" in rep["reused"]
+    assert "| train_fp | — | reused (checked in " in (d / "report.md").read_text()
+
+
+def test_references_of_the_timeseries_rmse_by_hand(tmp_path):
+    # Persistence (the last value) and the training mean, scored on the test targets in the series' units,
+    # computed here from the raw values rather than from the normalized windows the task holds.
+    import numpy as np
+
+    from nvmlstm.tasks import load_task
+    from nvmlstm.tasks.baseline import reference_metrics
+
+    v = np.cumsum(np.random.default_rng(3).normal(size=60)) * 7.0 + 100.0
+    path = tmp_path / "series.csv"
+    path.write_text("value\n" + "\n".join(repr(float(x)) for x in v) + "\n")
+    seq = 5
+    task = load_task("timeseries", str(path), seq_len=seq)
+    a, b = int(0.7 * len(v)), int(0.85 * len(v))
+    test_t = np.arange(b, len(v))
+    ref = reference_metrics(task)
+    assert ref["persistence"][1] == pytest.approx(np.sqrt(np.mean((v[test_t] - v[test_t - 1]) ** 2)), rel=1e-5)
+    train_targets = v[seq:a]
+    assert ref["chance"][1] == pytest.approx(np.sqrt(np.mean((v[test_t] - train_targets.mean()) ** 2)), rel=1e-5)
+    # And the report shows them under the metric table, as references (lower is better for rmse).
+    from nvmlstm.flow import _metric_lines
+
+    rep = {"test_sequences": len(test_t), "fp_metric": 1.5, "qat_metric": 1.6, "golden_metric": 1.6}
+    rep |= {"qat_float_weights_metric": 1.4, "noise_aware_metric": None}
+    rep["references"] = {k: {"what": w, "metric": m} for k, (w, m) in ref.items()}
+    md = "\n".join(_metric_lines(task, rep))
+    assert f"| reference: the last input value (persistence) | {ref['persistence'][1]:.4g} |" in md
+    assert "lower is better" in md
+
+
+def test_a_claim_that_could_not_be_measured_says_why(tmp_path):
+    from nvmlstm.flow import FlowArgs, _claims, _Flow
+    from nvmlstm.tasks import load_task
+
+    fl = _Flow(FlowArgs(out=str(tmp_path)), log=lambda line: None)
+    fl.skip("train_fp", "PyTorch is not installed: pip install torch")
+    fl.skip("train_qat_noise", "needs train_fp")
+    fl.skip("generate", "needs golden")
+    claims = _claims(fl, load_task("digits"), {})
+    assert [c["verdict"] for c in claims] == [
+        "not measured: train_fp skipped: PyTorch is not installed: pip install torch",
+        "not measured: train_qat_noise skipped: needs train_fp",
+        "not measured: generate skipped: needs golden",
+    ]
+
+
+def test_worse_by_and_its_direction():
+    from nvmlstm.flow import _delta_text, _worse_by
+
+    assert _worse_by("accuracy", 0.95, 0.97) == pytest.approx(0.02)
+    assert _delta_text("accuracy", 0.95, 0.97) == "2.00 points below"
+    assert _worse_by("rmse", 10.5, 10.0) == pytest.approx(0.05) and _worse_by("bpc", 1.9, 2.0) < 0
+    assert _delta_text("rmse", 10.5, 10.0) == "5.0% above (worse)"
+    assert _delta_text("bpc", 1.9, 2.0) == "5.0% below (better)"
 
 
 def test_a_missing_simulator_is_skipped_with_its_install_command(flow_dir):
@@ -132,8 +284,16 @@ def test_a_second_run_reuses_every_finished_stage(flow_dir, capsys, monkeypatch)
     assert sorted(rep["reused"]) == sorted(ran)
     for s in ran:
         assert f"[flow] {s}: reused" in out
-    drop = ("seconds", "reused")
+    drop = ("seconds", "reused", "cumulative_seconds")
     assert {k: v for k, v in rep.items() if k not in drop} == {k: v for k, v in before.items() if k not in drop}
+    # A reused stage is reported with the seconds it took when it ran (not the moment its check took), and the
+    # cumulative total adds them to this run's.
+    assert rep["stage_seconds"] == before["stage_seconds"]
+    assert rep["cumulative_seconds"] >= rep["seconds"]["total"] + sum(before["stage_seconds"][s] for s in ran) - 0.01
+    md = (flow_dir / "report.md").read_text()
+    for s in ran:
+        assert re.search(rf"^\| {s} \| {before['stage_seconds'][s]:.1f} \| reused \(checked in ", md, re.M), s
+    assert f"{rep['cumulative_seconds']:.1f} s cumulative" in md
 
 
 def test_changed_inputs_rerun_their_stage_and_what_follows(flow_dir, capsys, monkeypatch, tmp_path):
@@ -143,7 +303,7 @@ def test_changed_inputs_rerun_their_stage_and_what_follows(flow_dir, capsys, mon
     rc, out, err = run(capsys, "flow", *tiny(vectors=3), "--out", d)
     assert (rc, err) == (0, ""), err
     rep = _report(d)
-    assert {"train_fp", "train_qat", "sweep"} <= set(rep["reused"])
+    assert {"train_fp", "train_qat", "train_qat_noise", "sweep"} <= set(rep["reused"])
     assert "golden" not in rep["reused"] and "sim_icarus" not in rep["reused"]
     assert json.loads((d / "golden" / "vectors.json").read_text())["sequences"] == 3
     # An output changed behind the flow's back is detected by its content hash and the stage runs again.

@@ -59,6 +59,10 @@ def test_sim_passes_and_reports(dirs, tmp_path, capsys):
     assert rep["cycles"]["done_sum"] == rep["cycles"]["expected_done_sum"]
     assert rep["cycles"]["simulated"] > rep["cycles"]["done_sum"]
     assert rep["run_dir"] is None  # a passing run leaves no temporary files
+    assert rep["log"] is None  # and points at none of them
+    # One simulator version, the one the build cache is keyed on (not cocotb's spelling of it besides).
+    assert rep["simulator_version"].startswith("Icarus Verilog version ")
+    assert not [k for k in rep if k.startswith("simulator_product")]
 
 
 def test_sim_mismatch_exits_1_and_names_it(dirs, tmp_path, capsys):
@@ -73,12 +77,25 @@ def test_sim_mismatch_exits_1_and_names_it(dirs, tmp_path, capsys):
     for f in ("model.npz", "model.json"):
         (bad / f).write_bytes((vec / f).read_bytes())
     rc, out, err = run(
-        capsys, "sim", "--rtl", rtl, "--vectors", bad, "--simulator", "icarus", "--work-dir", tmp_path / "work"
+        capsys,
+        "sim",
+        "--rtl",
+        rtl,
+        "--vectors",
+        bad,
+        "--simulator",
+        "icarus",
+        "--work-dir",
+        tmp_path / "work",
+        "--report",
+        tmp_path / "r.json",
     )
     assert rc == 1, out + err
     assert "MISMATCH: 1 of" in out and "first at sequence 2, timestep 4, layer 0 h[5]: expected" in out
     assert "waveforms: " in out and (tmp_path / "work" / "waves" / "waves.vcd").is_file()
     assert out.rstrip().endswith("FAIL")
+    assert json.loads((tmp_path / "r.json").read_text())["log"] == str(tmp_path / "work" / "sim.log")
+    assert (tmp_path / "work" / "sim.log").is_file()  # a kept run's log is there to read
 
 
 def test_vectors_of_another_config_are_refused_before_simulating(dirs, tmp_path, capsys, monkeypatch):

@@ -9,6 +9,7 @@ Models are tiny random digits models (torch-free): the mechanics, not accuracy, 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -131,7 +132,7 @@ def test_end_to_end_files_and_labels(swept):
 
 
 def test_noise_free_point_is_the_models_golden_metric(swept, models, td):
-    _, s, _ = swept
+    sweep_dir, s, _ = swept
     x, y = td.test[0][:TEST_SEQ], td.test[1][:TEST_SEQ]
     qm = models["qm"]
     codes = np.clip(np.rint(x.astype(np.float64) * qm.config.dac_max), -7, 7).astype(np.int64)
@@ -145,6 +146,11 @@ def test_noise_free_point_is_the_models_golden_metric(swept, models, td):
     fo = float_forward(models["fm"], x.astype(np.float64))["outputs"]
     assert s["labels"][0]["float_metric"] == float(np.mean(np.argmax(fo[:, -1], axis=1) == y))
     assert s["labels"][1]["float_metric"] is None  # qat has no float weights beside it
+    # summary.md says whose float weights the baseline is (a QAT run's own, not a float run's).
+    md = (sweep_dir / "summary.md").read_text()
+    assert "| float baseline (own float weights, unquantized) |" in md
+    assert f"| 4/4/4, 8 | {100 * s['labels'][0]['float_metric']:.2f}% |" in md
+    assert "not a separately trained float model" in md
 
 
 def test_noisy_trials_differ_and_common_seeds_across_labels(swept):
@@ -187,12 +193,19 @@ def test_one_worker_cli_gives_byte_identical_files(swept, models, capsys, tmp_pa
         TEST_SEQ,
         "--workers",
         1,
-        "--no-progress",
         "--out",
         out1,
     )
     assert rc == 0, se
     assert so.splitlines()[-1].startswith(f"wrote {out1}: sweep.csv")
+    # The announced job count is what the progress bar counts (points and float baselines), and its arithmetic
+    # holds; the bar goes to stderr as plain lines (not a terminal), the last one at 100%.
+    m = re.match(r"sweep: (\d+) label\(s\) x (\d+) point\(s\) \+ (\d+) float baseline\(s\) = (\d+) jobs, ", so)
+    assert m is not None, so
+    labels, points, baselines, jobs = map(int, m.groups())
+    assert (labels, baselines, jobs) == (3, 2, labels * points + baselines)
+    bar = [ln for ln in se.splitlines() if ln.startswith("sweep:")]
+    assert bar and f"{jobs}/{jobs}" in bar[-1] and "\r" not in se, se
     for f in FILES:
         assert (out1 / f).read_bytes() == (out2 / f).read_bytes(), f
     assert sorted(p.name for p in (out1 / "points").iterdir()) == sorted(p.name for p in (out2 / "points").iterdir())
@@ -367,6 +380,23 @@ def test_non_sweep_directory_is_refused(models, capsys, tmp_path):
         f"nvmlstm sweep: error: {out}: directory is not empty and holds no sweep.json; give a new --out\n"
     )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cli_ctrl_c_is_one_line_on_stderr(models, capsys, tmp_path, monkeypatch):
+    import nvmlstm.sweep as sweep_pkg
+    from nvmlstm.sweep import SweepInterrupted
+
+    def interrupted(spec, out, **kw):
+        raise SweepInterrupted(f"interrupted: 0 results kept in {out}; rerun the same command to resume")
+
+    monkeypatch.setattr(sweep_pkg, "run_sweep", interrupted)
+    out = tmp_path / "stopped"
+    rc, so, se = run(
+        capsys, "sweep", "--task", "digits", "--model", models["root"] / "ptq", "--axis", "adc_noise=0", "--out", out
+    )
+    assert rc == 130
+    assert so.startswith("sweep: 1 label(s) x 1 point(s) + 1 float baseline(s) = 2 jobs") and so.count("\n") == 1
+    assert se == f"\nnvmlstm sweep: interrupted; finished points are kept in {out}; rerun the same command to resume\n"
 
 
 def test_ctrl_c_keeps_finished_points_and_the_rerun_completes(swept, models, client, tmp_path, monkeypatch):

@@ -13,6 +13,12 @@ Files of a run directory:
     The exported `golden.QuantizedModel` (`golden.io.save_model`).
 ``metrics.json``, ``curve.png``
     Final metrics and the training curve. The final model is the epoch with the best validation metric.
+    ``threads`` and ``torch`` record what ran: the training steps always on one thread (`train.evaluate`),
+    so the results are the same with any ``--threads``; bit-for-bit equal needs the same torch and CPU kind.
+
+While it runs: a progress bar over all epochs, then one over the test-set evaluation (float, integer,
+golden and noisy golden passes; charlm's take minutes); in a log file (stderr not a terminal) they are plain
+lines at most every 30 s (`nvmlstm.artifacts.progress`).
 ``float/`` (qat with float pre-training, the default recipe)
     The complete fp run the quantized phase starts from (its own checkpoint, resume and files); its test
     metric is also in ``metrics.json`` under ``float_run``.
@@ -36,25 +42,30 @@ import torch
 
 from nvmlstm.artifacts.files import atomic_output_dir, write_bytes_atomic, write_text_atomic
 from nvmlstm.artifacts.png import save_png
+from nvmlstm.artifacts.progress import progress
 from nvmlstm.golden.config import LstmConfig
 from nvmlstm.golden.io import save_model
 from nvmlstm.golden.model import QuantizedModel
-from nvmlstm.golden.nvm import NonIdealities
 from nvmlstm.golden.ptq import calibration_subset
-from nvmlstm.golden.realio import golden_outputs, input_codes  # the one definition of both rules
+from nvmlstm.golden.realio import golden_outputs  # the one definition (re-exported below)
 from nvmlstm.tasks import HIGHER_IS_BETTER, TaskData, TaskError, load_task, metric_from_outputs
 from nvmlstm.tasks.config import task_config
 
 from .args import MODES, RESUME_KEYS, TASK_DEFAULTS, TrainArgs, TrainError, check_args
-from .exact import exact_forward
+from .evaluate import (
+    TRAIN_THREADS,
+    exact_outputs,
+    final_test_metrics,
+    float_outputs,
+    on_terminal,
+    torch_threads,
+    valid_metric,
+)
 from .loss import task_loss
 from .memory import keep_freed_memory
 from .model import QuantLSTM, StateDictError
 
 __all__ = ["TrainArgs", "TrainError", "run_training", "MODES", "TASK_DEFAULTS", "load_float_state_file"]
-
-# Noisy golden evaluations: seeds of the NonIdealities draws averaged in metrics.json.
-_NOISE_EVAL_SEEDS = (0, 1, 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,42 +109,19 @@ def _torch_save_atomic(obj: Any, path: Path) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-# --------------------------------------------------------------------------------------------------
-# Evaluation
-def _batches(n: int, size: int):
-    for i in range(0, n, size):
-        yield slice(i, min(n, i + size))
-
-
-@torch.no_grad()
-def _float_outputs(model: QuantLSTM, x: np.ndarray) -> np.ndarray:
-    model.eval()
-    was = model.quantized
-    model.quantized = False
-    out = np.concatenate([model(torch.from_numpy(x[s])).numpy() for s in _batches(len(x), 1024)])
-    model.quantized = was
-    return out.astype(np.float64)
-
-
 def _warn_if_near_chance(model: QuantLSTM, task: TaskData, source: str, log: Callable[[str], None]) -> None:
     """One warning line when an imported float model scores near chance on the validation split: its inputs
     were most likely scaled differently from the task's."""
     from nvmlstm.tasks.baseline import chance_metric, near_chance
 
     xv, yv = task.valid
-    m = metric_from_outputs(task, _float_outputs(model, xv), yv)
+    m = metric_from_outputs(task, float_outputs(model, xv), yv)
     if near_chance(task, m):
         log(
             f"warning: the float model from {source} scores {task.metric} {m:.4g} on the validation split, near "
             f"chance ({chance_metric(task):.4g}): were its inputs scaled as the task's (every task feeds values in "
             f'[-1, 1]; README, "Bring your own model")?'
         )
-
-
-def exact_outputs(qm: QuantizedModel, x: np.ndarray) -> np.ndarray:
-    """Real outputs of the PyTorch integer evaluation path (output codes x output_scale; `exact_forward`
-    bounds its own memory by evaluating in chunks of sequences)."""
-    return exact_forward(qm, input_codes(qm, x)).numpy() * qm.output_scale
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,6 +195,9 @@ def run_training(
     optimizer (`_start`), the epochs (`_train_epochs`), and the final metrics and files (`_final_metrics`,
     `_write_run_dir`).
 
+    Everything but the integer evaluation runs on one torch thread (`train.evaluate.TRAIN_THREADS`: the
+    results do not depend on ``a.threads``); torch's thread count is restored on return.
+
     Parameters
     ----------
     a : TrainArgs
@@ -229,6 +220,13 @@ def run_training(
     """
     a = a.resolved()
     check_args(a)
+    eval_threads = a.threads or torch.get_num_threads()  # None: torch's current (default) count
+    with torch_threads(TRAIN_THREADS):
+        return _run(a, eval_threads, log, stop_after_epoch)
+
+
+def _run(a: TrainArgs, eval_threads: int, log: Callable[[str], None], stop_after_epoch: int | None) -> dict[str, Any]:
+    """`run_training` after its argument checks, on `TRAIN_THREADS` threads."""
     keep_freed_memory()  # large per-batch tensors reuse mapped memory (train/memory.py: QAT 1.37x faster)
     task = load_task(
         a.task,
@@ -242,8 +240,10 @@ def run_training(
     ckpt = _open_run_dir(a, out)
     float_run = None
     if a.fp_epochs:
-        float_run, init_sd = _float_pretraining(a, out / "float", log)
+        # threads: this run's count, not the one torch has inside it (1) when --threads 0 asks for the default.
+        float_run, init_sd = _float_pretraining(dataclasses.replace(a, threads=eval_threads), out / "float", log)
     run = _start(a, cfg, task, init_sd, ckpt, out, log)
+    run.eval_threads = eval_threads
     out.mkdir(parents=True, exist_ok=True)
     interrupted = _train_epochs(a, task, run, out / "checkpoint.pt", stop_after_epoch)
     if interrupted is not None:
@@ -340,6 +340,7 @@ class _Run:
     best: dict[str, Any] | None = None
     start_epoch: int = 0
     t_train: float = 0.0
+    eval_threads: int = 1  #: torch threads of the integer evaluation (`train.evaluate`)
 
 
 def _start(
@@ -356,8 +357,6 @@ def _start(
     The order of the random draws (model initialization, calibration subset, shuffling generator) is part
     of a run's results for its seed: keep it.
     """
-    if a.threads:
-        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed % (2**32))
     random.seed(a.seed)
@@ -368,7 +367,8 @@ def _start(
             model.load_float_state(init_sd, where=str(a.init_from))
         except StateDictError as exc:
             raise TrainError(str(exc)) from None
-        _warn_if_near_chance(model, task, a.init_from, log)
+        if a.init_from is not None:  # a user's model; not the recipe's own float phase (short in tests)
+            _warn_if_near_chance(model, task, a.init_from, log)
 
     xtr = task.train[0]
     calib = calibration_subset(xtr, a.seed)  # the run's seed: golden.ptq.calibration_subset says why
@@ -412,16 +412,24 @@ def _train_epochs(a: TrainArgs, task: TaskData, run: _Run, ckpt_path: Path, stop
     xt_all, yt_all = torch.from_numpy(xtr), torch.from_numpy(ytr)
     higher = HIGHER_IS_BETTER[task.metric]
     # One bar over the run (ETA of the whole run), showing the epoch, the running training loss and the
-    # last validation metric.
-    bar = _progress(
-        run.epochs * run.n_batches, f"{a.task} {a.mode}", a.progress, initial=run.start_epoch * run.n_batches
+    # last validation metric: redrawn on a terminal, a line every 30 s in a log (artifacts.progress).
+    bar = progress(
+        run.epochs * run.n_batches,
+        f"{a.task} {a.mode}",
+        unit="batch",
+        enabled=a.progress,
+        initial=run.start_epoch * run.n_batches,
     )
     last_valid = run.history[-1]["valid_metric"] if run.history else None
     for epoch in range(run.start_epoch, run.epochs):
         t0 = time.perf_counter()
         train_loss = _train_epoch(a, task, run, xt_all, yt_all, bar, epoch, last_valid)
         run.t_train += time.perf_counter() - t0
-        vm = last_valid = _valid_metric(task, run.model, a.mode == "qat")
+        if a.progress and a.mode == "qat" and on_terminal():
+            # The integer validation takes seconds (charlm: ~30 s) while the bar stands still: say so. Not in
+            # a log, where it would be a line per epoch.
+            bar.set_postfix_str(f"{bar.postfix}, validating", refresh=True)
+        vm = last_valid = valid_metric(task, run.model, a.mode == "qat", run.eval_threads)
         run.history.append(
             {"epoch": epoch + 1, "train_loss": train_loss, "valid_metric": vm, "seconds": time.perf_counter() - t0}
         )
@@ -469,8 +477,8 @@ def _train_epoch(
     model.train()
     perm = torch.randperm(len(xt_all), generator=run.shuffle)
     total, count = 0.0, 0
-    for s in _batches(len(xt_all), a.batch_size):
-        idx = perm[s]
+    for i in range(0, len(xt_all), a.batch_size):
+        idx = perm[i : i + a.batch_size]
         xb, yb = xt_all[idx], yt_all[idx]
         loss = task_loss(task, model(xb, last_only=not task.per_step), yb)
         run.opt.zero_grad(set_to_none=True)
@@ -480,20 +488,12 @@ def _train_epoch(
         run.sched.step()
         total += float(loss.detach()) * len(idx)
         count += len(idx)
-        bar.update(1)
         post = {"epoch": f"{epoch + 1}/{run.epochs}", "loss": f"{total / count:.4f}"}
         if last_valid is not None:
             post[f"valid_{task.metric}"] = f"{last_valid:.4f}"
-        bar.set_postfix(post, refresh=False)
+        bar.set_postfix(post, refresh=False)  # before the update, which draws it
+        bar.update(1)
     return total / count
-
-
-def _valid_metric(task: TaskData, model: QuantLSTM, quantized: bool) -> float:
-    """The validation metric: of the exported integer model when training quantized, else of the floats."""
-    xv, yv = task.valid
-    if quantized:
-        return metric_from_outputs(task, exact_outputs(model.export(), xv), yv)
-    return metric_from_outputs(task, _float_outputs(model, xv), yv)
 
 
 def _final_metrics(
@@ -532,17 +532,25 @@ def _final_metrics(
         "best_epoch": None if best is None else best["epoch"],
         "best_valid_metric": None if best is None else best["valid_metric"],
         "data": task.info,
+        # What the float results depend on besides the arguments: the same torch (and kind of CPU) gives the
+        # same bits; the thread counts do not change them (train.evaluate), recorded to show what ran.
+        "threads": {"training": TRAIN_THREADS, "evaluation": run.eval_threads},
+        "torch": torch.__version__,
     }
-    xte, yte = task.test
-    fp_metric = metric_from_outputs(task, _float_outputs(model, xte), yte)
-    qm = None
-    if a.mode == "fp":
-        metrics["test_metric"] = fp_metric
-    else:
-        # ptq: the PTQ of the float weights; qat: the trained model's own export (learned steps).
-        qm = model.calibrate(run.calib) if a.mode == "ptq" else model.export()
-        metrics["float_test_metric"] = fp_metric  # the float weights without quantization
-        metrics |= _quantized_metrics(a, task, qm)
+    # ptq: the PTQ of the float weights; qat: the trained model's own export (learned steps).
+    qm = None if a.mode == "fp" else model.calibrate(run.calib) if a.mode == "ptq" else model.export()
+    m = final_test_metrics(
+        task,
+        model,
+        qm,
+        threads=run.eval_threads,
+        noise=(a.weight_noise, a.adc_noise),
+        show=a.progress,
+        desc=f"{a.task} {a.mode}: test set",
+    )
+    if qm is None:
+        metrics["test_metric"] = m.pop("float_test_metric")
+    metrics |= m  # a quantized mode's float_test_metric: the float weights without quantization
     if float_run is not None:
         # The float pre-training (RUN_DIR/float): its test metric is the fp baseline of this qat model.
         metrics["float_run"] = {
@@ -553,29 +561,6 @@ def _final_metrics(
         }
     metrics["history"] = run.history
     return metrics, qm
-
-
-def _quantized_metrics(a: TrainArgs, task: TaskData, qm: QuantizedModel) -> dict[str, Any]:
-    """Test metrics of the exported model: PyTorch integer path, golden (also with the run's noise)."""
-    xte, yte = task.test
-    m: dict[str, Any] = {"test_metric": metric_from_outputs(task, exact_outputs(qm, xte), yte)}
-    golden_out = golden_outputs(qm, xte)
-    m["golden_test_metric"] = metric_from_outputs(task, golden_out, yte)
-    m["golden_matches_torch_eval"] = bool(np.array_equal(golden_out, exact_outputs(qm, xte)))
-    m["model_sha256"] = qm.digest()
-    m["adc_steps"] = [lp.adc_step for lp in qm.layers] + [qm.head.adc_step]
-    if a.weight_noise or a.adc_noise:
-        vals = [
-            metric_from_outputs(
-                task,
-                golden_outputs(qm, xte, NonIdealities(prog_noise=a.weight_noise, adc_noise=a.adc_noise, seed=s)),
-                yte,
-            )
-            for s in _NOISE_EVAL_SEEDS
-        ]
-        m["golden_noisy_test_metric"] = float(np.mean(vals))
-        m["golden_noisy_test_metrics"] = vals
-    return m
 
 
 def _write_run_dir(
@@ -620,14 +605,6 @@ def _write_run_dir(
             save_model(qm, tmp / "model.npz", metadata=meta)
         write_text_atomic(tmp / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         _plot(run.history, task.metric, tmp / "curve.png", f"{a.task} {a.mode} (seed {a.seed})")
-
-
-def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True, unit="batch"
-    )
 
 
 __all__ += ["exact_outputs", "golden_outputs", "TaskError"]
