@@ -384,7 +384,8 @@ def run_regression(
     tool = find_simulator(simulator)
     binfo = build(rtl_dir, manifest, tool, trace=waves is True, gate_level=gate_level, cache=cache, log=log)
     own_dir = work_dir is None
-    run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir)
+    # Resolved: the simulator runs inside run_dir, where a relative path would no longer point at it.
+    run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir).resolve()
     t_sim = time.monotonic()
     try:
         rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves=waves is True, log=log)

@@ -37,13 +37,14 @@ def reference() -> str:
             "fails when this file and `nvmlstm --help` disagree). Every command prints one line on stderr "
             "and exits 2 on bad input, and writes its outputs whole or not at all.",
             "",
-            "```",
+            "```text",
             p.format_help().rstrip(),
             "```",
             "",
         ]
         for name, sp in sub.choices.items():
-            out += [f"## `nvmlstm {name}`", "", helps.get(name, ""), "", "```", sp.format_help().rstrip(), "```", ""]
+            usage = ["```text", sp.format_help().rstrip(), "```"]  # text: not a command (tests/test_docs_commands.py)
+            out += [f"## `nvmlstm {name}`", "", helps.get(name, ""), "", *usage, ""]
         return "\n".join(out)
     finally:
         if old is None:

@@ -146,3 +146,13 @@ def test_waves_on_request(dirs, tmp_path, capsys):
     assert f"waveforms: {vcd}" in out
     text = vcd.read_text()
     assert text.lstrip().startswith("$") and "nvm_lstm_top" in text and "out__payload" in text
+
+
+def test_relative_work_dir(dirs, tmp_path, capsys, monkeypatch):
+    """A relative --work-dir (the flow passes one) names the same directory once the simulator runs inside it."""
+    simulator_or_skip("icarus")
+    rtl, vec = dirs["multitile"]
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "sim", "--rtl", rtl, "--vectors", vec, "--simulator", "icarus", "--work-dir", "w/run")
+    assert rc == 0, out + err
+    assert (tmp_path / "w/run/sim.log").is_file() and (tmp_path / "w/run/settings.json").is_file()
