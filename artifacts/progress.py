@@ -97,6 +97,8 @@ def format_duration(seconds: float) -> str:
     """``seconds`` for a person: "45 s", "1 min 30 s", "2 h 5 min" (rounded to the second, to the minute
     from an hour)."""
     s = max(0, round(seconds))
+    if s < 1:
+        return "under 1 s"  # "about 0 s expected" would read as a promise of nothing
     if s < 60:
         return f"{s} s"
     if s < 3600:

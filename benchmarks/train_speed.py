@@ -76,13 +76,9 @@ def epoch(model, opt, task, x, y, batch: int, gen: torch.Generator) -> None:
 SETUP = {"charlm": (128, 32, 1024), "digits": (32, 64, None)}
 
 
-def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char_repeat: int | None = None) -> dict:
-    torch.set_num_threads(threads)
-    task = load_task(task_name, **({"char_repeat": char_repeat} if char_repeat else {}))
-    H, batch, n = SETUP[task_name]
-    H = hidden or H
-    x, y = (torch.from_numpy(a[:n]) for a in task.train)
-    cfg = LstmConfig(
+def _config(task, H: int) -> LstmConfig:
+    """The measured model: one layer of ``H`` units, 4/4/4 bits, 32 x 64 arrays."""
+    return LstmConfig(
         input_size=task.input_size,
         hidden_size=H,
         num_layers=1,
@@ -93,6 +89,15 @@ def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char
         array_rows=32,
         array_cols=64,
     )
+
+
+def measure(task_name: str, hidden: int | None, threads: int, repeats: int, char_repeat: int | None = None) -> dict:
+    torch.set_num_threads(threads)
+    task = load_task(task_name, **({"char_repeat": char_repeat} if char_repeat else {}))
+    H, batch, n = SETUP[task_name]
+    H = hidden or H
+    x, y = (torch.from_numpy(a[:n]) for a in task.train)
+    cfg = _config(task, H)
     torch.manual_seed(0)
 
     def qat_model(**attrs) -> QuantLSTM:
@@ -151,17 +156,7 @@ def measure_eval(task_name: str, hidden: int | None, threads: int, repeats: int)
     task = load_task(task_name)
     H = hidden or SETUP[task_name][0]
     x = task.valid[0][:256]
-    cfg = LstmConfig(
-        input_size=task.input_size,
-        hidden_size=H,
-        num_layers=1,
-        output_size=task.output_size,
-        weight_bits=4,
-        dac_bits=4,
-        adc_bits=4,
-        array_rows=32,
-        array_cols=64,
-    )
+    cfg = _config(task, H)
     torch.manual_seed(0)
     qm = QuantLSTM(cfg, 1.0 / cfg.dac_max).calibrate(task.train[0][:512])
     integer_outputs(qm, x[:8], threads)  # warm-up

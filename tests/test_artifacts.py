@@ -213,7 +213,16 @@ def test_line_stream_splits_redraws_and_drops_blank_clears():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0 s"), (44.6, "45 s"), (60, "1 min"), (90, "1 min 30 s"), (3599, "59 min 59 s"), (7500, "2 h 5 min")],
+    [
+        (0, "under 1 s"),
+        (0.4, "under 1 s"),
+        (1, "1 s"),
+        (44.6, "45 s"),
+        (60, "1 min"),
+        (90, "1 min 30 s"),
+        (3599, "59 min 59 s"),
+        (7500, "2 h 5 min"),
+    ],
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
