@@ -762,6 +762,8 @@ def stage_simulate(
     from nvmlstm.sim import SimError, SimStopped, run_regression
     from nvmlstm.sim.simulators import SimulatorMissing, find_simulator
 
+    from . import stopping
+
     try:
         find_simulator(sim)
     except SimulatorMissing as exc:
@@ -772,9 +774,11 @@ def stage_simulate(
     shutil.rmtree(work, ignore_errors=True)
     try:
         rep = run_regression(rtl_dir, vec_dir, sim, work_dir=work, gate_level=gate_level, log=log)
-    except SimStopped:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    except SimStopped as exc:
+        if stopping.stop_signal() is not None:  # the flow itself is stopping: the stop's one line says so
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        raise FlowError(f"sim {sim}: {exc}") from None  # killed from outside: one line naming the kept log
     except SimError as exc:
         raise FlowError(f"sim {sim}: {exc}") from None
     if rep["passed"] and not rep.get("waves"):
