@@ -1427,7 +1427,7 @@ def _metric_lines(task, rep: dict) -> list[str]:
         f"anything ({'lower' if m != 'accuracy' else 'higher'} is better).",
         "",
     ]
-    threads, torch = (rep["training"].get(k) for k in ("threads", "torch"))
+    threads, torch = ((rep.get("training") or {}).get(k) for k in ("threads", "torch"))
     if threads is not None:
         lines += [
             f"Training ran its steps on {threads['training']} torch thread and its integer evaluation on "

@@ -276,7 +276,7 @@ def _assert_stopped(r: dict, how: str, command: str, ending: str = "") -> None:
 @pytest.fixture(scope="module")
 def long_case(tmp_path_factory):
     """The regression case "multitile" (RTL identical to tests/test_regression.py's, so its builds are shared)
-    with 40 sequences x 30 steps: several seconds of simulation on either simulator."""
+    with 40 sequences x 30 steps (400 for Verilator): several seconds of simulation on either simulator."""
     from nvmlstm.golden.vectors import input_rng, random_inputs, write_golden_dir
     from nvmlstm.sim.cases import case_by_name
 
@@ -284,6 +284,8 @@ def long_case(tmp_path_factory):
     case = case_by_name("multitile")
     model = case.write_vectors(root / "short")
     write_golden_dir(root / "long", model, random_inputs(case.cfg(), input_rng(5), 40, 30), metadata={})
+    # Verilator simulates 40 x 30 in about a second (a fresh CI machine finished before the stop): ten times more.
+    write_golden_dir(root / "longer", model, random_inputs(case.cfg(), input_rng(5), 400, 30), metadata={})
     case.write_rtl(root / "rtl", model)
     return root
 
@@ -300,8 +302,9 @@ def _built(simulator: str, case: Path) -> None:
 @pytest.mark.parametrize("how", ["INT", "TERM"])
 def test_sim_stops_with_its_simulator(long_case, simulator, names, how, tmp_path):
     _built(simulator, long_case)
-    argv = ["sim", "--rtl", long_case / "rtl", "--vectors", long_case / "long", "--simulator", simulator]
-    r = _stop(argv, names, how, tmp_path)
+    vectors = long_case / ("longer" if simulator == "verilator" else "long")
+    argv = ["sim", "--rtl", long_case / "rtl", "--vectors", vectors, "--simulator", simulator]
+    r = _stop(argv, names, how, tmp_path, after=0.5 if simulator == "verilator" else 1.5)
     _assert_stopped(r, how, "sim")
 
 
