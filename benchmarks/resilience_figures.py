@@ -38,6 +38,7 @@ import numpy as np
 from nvmlstm.artifacts.files import write_text_atomic
 from nvmlstm.artifacts.png import save_png
 from nvmlstm.sweep import build_spec, local_cluster, run_sweep
+from nvmlstm.tasks import FLOAT_TOLERANCE
 
 ROOT = Path(__file__).resolve().parent.parent
 BITS = [2, 3, 4, 5, 6, 8]
@@ -213,6 +214,7 @@ def _baselines(summaries: list[dict]) -> dict[str, list[float]]:
 
 def _reach_lines(metric: str, bits: dict, base: dict) -> list[str]:
     """Per axis and group: the smallest width within 1 point (accuracy) or 5% (bpc, rmse) of the baseline."""
+    tol = FLOAT_TOLERANCE[metric]
     out = []
     for axis, per_group in bits.items():
         parts = []
@@ -222,7 +224,7 @@ def _reach_lines(metric: str, bits: dict, base: dict) -> list[str]:
             ok = [
                 b
                 for b, (m, _) in sorted(pts.items())
-                if (m >= base[g] - 0.01 if metric == "accuracy" else m <= 1.05 * base[g])
+                if (m >= base[g] - tol if metric == "accuracy" else m <= (1 + tol) * base[g])
             ]
             at4 = pts.get(4)
             gap = (

@@ -28,6 +28,7 @@ __all__ = [
     "TASKS",
     "METRICS",
     "HIGHER_IS_BETTER",
+    "FLOAT_TOLERANCE",
     "load_task",
     "metric_from_outputs",
     "DEFAULT_DATA",
@@ -42,6 +43,9 @@ METRICS = {"digits": "accuracy", "charlm": "bpc", "timeseries": "rmse", **GENERI
 TASKS = tuple(METRICS)
 #: Whether a larger metric is better.
 HIGHER_IS_BETTER = {"accuracy": True, "bpc": False, "rmse": False}
+#: How far a quantized model's metric may be from the float one and still "reach floating-point accuracy":
+#: 1 point of accuracy, 5% of bpc or rmse (docs/resilience.md; the flow's report and the resilience figures).
+FLOAT_TOLERANCE = {"accuracy": 0.01, "bpc": 0.05, "rmse": 0.05}
 
 _DATA_DIR = Path(_data_package.__file__).resolve().parent  # the shipped data sets (package nvmlstm.data)
 DEFAULT_DATA = {"charlm": _DATA_DIR / "tinyshakespeare.txt", "timeseries": _DATA_DIR / "sunspots.csv"}

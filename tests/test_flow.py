@@ -130,7 +130,7 @@ def test_report_opens_with_the_claim_table_and_links_every_png(flow_dir):
 
 
 def test_claim_verdicts_follow_the_measured_numbers(flow_dir):
-    from nvmlstm.flow import TOLERANCE
+    from nvmlstm.tasks import FLOAT_TOLERANCE as TOLERANCE
 
     rep = _report(flow_dir)
     bits, noise, eff = rep["claims"]
