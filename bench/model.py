@@ -4,7 +4,8 @@ Counts come from `nvmlstm.bench.counts` (golden's tiling and datapath), figures 
 cycles from the RTL's cycle formula, given as a `Timing` (the command computes it with
 `nvmlstm.hdl.accelerator.NvmLstmAccelerator`, or reads it from an RTL directory's manifest.json). The
 model covers dynamic energy of the arrays, converters and datapath; clock tree, control, leakage and I/O
-are not modelled (docs/efficiency.md, "Assumptions").
+are not modelled (docs/efficiency.md, "Assumptions"), unless the periphery's energy measured on the sky130
+netlist (`nvmlstm.bench.signoff.MeasuredDigital`) replaces the digital terms.
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ from nvmlstm.golden.config import LstmConfig, check_int
 from nvmlstm.golden.textfile import read_json_file
 
 from .counts import Counts, macs_per_timestep, matrix_counts, stage_ops, timestep_counts
+from .signoff import MeasuredDigital
 from .technology import Technology
 
-__all__ = ["Timing", "timing_from_manifest", "read_rtl_manifest", "yosys_gate_equivalents", "CELL_GE", "evaluate"]
+__all__ = [
+    "Timing",
+    "timing_from_manifest",
+    "read_rtl_manifest",
+    "yosys_gate_equivalents",
+    "CELL_GE",
+    "DIGITAL_TERMS",
+    "evaluate",
+    "at_clock",
+]
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,99 @@ def _analytic_digital_area(cfg: LstmConfig, lanes: int, tech: Technology) -> dic
     }
 
 
+def _digital_area(
+    cfg: LstmConfig,
+    tech: Technology,
+    lanes: int,
+    synthesis: Mapping[str, Any] | None,
+    signoff: Mapping[str, Any] | None,
+) -> tuple[float, str, dict, float | None, list[str]]:
+    """(digital area, its source, the component estimate, Yosys gate equivalents, skipped cells): the first
+    available of the technology file's sign-off area, the RTL's sky130 area, its Yosys cells, the estimate."""
+    digital_est = _analytic_digital_area(cfg, lanes, tech)
+    ge, skipped = (None, [])
+    if synthesis is not None:
+        ge, skipped = yosys_gate_equivalents(synthesis["cells_by_type"])
+    signoff_um2 = tech.signoff_area_um2(None if signoff is None else float(signoff["area_um2"]))
+    if signoff_um2 is not None:
+        source = (
+            "sign-off area of the technology file"
+            if tech["digital.signoff_area"]
+            else "standard-cell sign-off of the RTL directory, scaled (F / signoff_node)^2"
+        )
+        return signoff_um2, source, digital_est, ge, skipped
+    if ge is not None:
+        return ge * tech.nand2_area_um2(), "Yosys cells x NAND2 equivalents", digital_est, ge, skipped
+    return sum(digital_est.values()), "component estimate", digital_est, ge, skipped
+
+
+def _model_energy(cfg: LstmConfig, tech: Technology, layers: Counts, head: Counts, total: Counts) -> dict:
+    """The model's energy per timestep by component (pJ): converters, cells and the digital terms."""
+    return {
+        "adc": layers.adc_conversions * tech.adc_energy_pj(cfg.adc_bits)
+        + head.adc_conversions * tech.adc_energy_pj(cfg.head_adc_bits_eff),
+        "dac": total.dac_conversions * tech.dac_energy_pj(cfg.dac_bits),
+        "nvm_cells": total.active_cells * tech.cell_read_energy_pj(),
+        "digital_add": tech.add_energy_pj(total.add_bits),
+        "digital_mult": tech.mul_energy_pj(total.mult_bits2),
+        "table_reads": total.table_reads * tech.table_read_energy_pj(),
+        "registers": total.register_bits * tech.register_bit_energy_pj(),
+    }
+
+
+#: The model's digital energy terms: what the standard-cell periphery's measured energy replaces.
+DIGITAL_TERMS = ("digital_add", "digital_mult", "table_reads", "registers")
+
+
+def _digital_energy(energy: dict, tech: Technology, measured: MeasuredDigital | None, ops: int) -> dict:
+    """Replace the model's digital terms of ``energy`` by the measured periphery energy, scaled to the model's
+    node, when there is one (in place); returns the ``digital_energy_pj`` record: both figures, how they were
+    combined and the TOPS/W with each."""
+    model = sum(energy[k] for k in DIGITAL_TERMS)
+    rest = sum(v for k, v in energy.items() if k not in DIGITAL_TERMS)
+    rec: dict[str, Any] = {"model": model, "measured": None, "source": "model", "used": model}
+    rec["model_basis"] = "Horowitz 45 nm adds and multiplies, estimated tables and registers, scaled to the node"
+    if measured is None:
+        rec["tops_per_w"] = {"model": ops / (rest + model), "measured": None}
+        return rec
+    scaled = tech.signoff_energy_pj(measured.energy_pj, measured.vdd)
+    for k in DIGITAL_TERMS:
+        del energy[k]
+    energy["digital_periphery"] = scaled
+    node, vdd = tech["digital.signoff_node"], tech["node.vdd"]
+    rec |= {
+        "measured": measured.energy_pj,
+        "measured_conditions": measured.to_dict() | {"node_nm": node},
+        "measured_at_model_node": scaled,
+        "scaling": (
+            f"x ({tech.feature_nm:g}/{node:g}) x ({vdd:g}/{measured.vdd:g})^2 = "
+            f"{scaled / measured.energy_pj:.4g}: the model's own rule for digital energy (switched capacitance "
+            f"~ F, energy ~ C V^2), from sky130 {measured.corner} at {measured.vdd:g} V to {tech.feature_nm:g} nm "
+            f"at {vdd:g} V"
+        ),
+        "source": "measured",
+        "used": scaled,
+        "covers": "the whole standard-cell periphery (lanes, tables, registers, control, muxes; leakage "
+        "included); replaces the model's " + ", ".join(DIGITAL_TERMS),
+        "tops_per_w": {"model": ops / (rest + model), "measured": ops / (rest + scaled)},
+    }
+    return rec
+
+
+def at_clock(res: Mapping[str, Any], clock_mhz: float) -> dict:
+    """The clock-dependent figures of an `evaluate` result at another clock (energy per step and area fixed)."""
+    latency_ns = res["timing"]["timestep_cyc"] * 1e3 / clock_mhz
+    gops = res["ops_per_step"] / latency_ns
+    return {
+        "clock_mhz": clock_mhz,
+        "latency_ns_per_step": latency_ns,
+        "gops": gops,
+        "power_mw": res["energy_pj_per_step"] / latency_ns,
+        "tops_per_w": res["tops_per_w"],
+        "tops_per_mm2": gops / 1e3 / res["area_mm2"],
+    }
+
+
 def evaluate(
     cfg: LstmConfig,
     tech: Technology,
@@ -158,6 +262,7 @@ def evaluate(
     clock_mhz: float,
     synthesis: Mapping[str, Any] | None = None,
     signoff: Mapping[str, Any] | None = None,
+    measured_digital: MeasuredDigital | None = None,
 ) -> dict:
     """The efficiency of one build at ``clock_mhz``.
 
@@ -177,12 +282,17 @@ def evaluate(
         The ``signoff`` entry of an RTL manifest made with ``--pdk sky130`` (``area_um2``): the digital area
         is then that standard-cell area, scaled from the sign-off node to the technology's node (unless the
         technology file sets its own ``digital.signoff_area``).
+    measured_digital : MeasuredDigital, optional
+        The periphery's energy per timestep measured on the sky130 netlist (`nvmlstm power`): it replaces the
+        model's digital terms (`DIGITAL_TERMS`), scaled to the technology's node
+        (`Technology.signoff_energy_pj`); ``digital_energy_pj`` keeps both figures.
 
     Returns
     -------
     dict
         JSON-ready: ``gops``, ``tops_per_w``, ``tops_per_mm2``, ``latency_ns_per_step``,
-        ``array_utilization``, ``energy_pj`` and ``area_um2`` by component, ``counts`` by part, ...
+        ``array_utilization``, ``energy_pj`` and ``area_um2`` by component, ``digital_energy_pj``,
+        ``counts`` by part, ...
     """
     if (
         not isinstance(clock_mhz, (int, float))
@@ -197,32 +307,10 @@ def evaluate(
         layers = layers + parts[f"layer{l}"]
     head, total = parts["head"], parts["total"]
     n_layer_tiles, n_head_tiles = layers.array_reads, head.array_reads
-    energy = {
-        "adc": layers.adc_conversions * tech.adc_energy_pj(cfg.adc_bits)
-        + head.adc_conversions * tech.adc_energy_pj(cfg.head_adc_bits_eff),
-        "dac": total.dac_conversions * tech.dac_energy_pj(cfg.dac_bits),
-        "nvm_cells": total.active_cells * tech.cell_read_energy_pj(),
-        "digital_add": tech.add_energy_pj(total.add_bits),
-        "digital_mult": tech.mul_energy_pj(total.mult_bits2),
-        "table_reads": total.table_reads * tech.table_read_energy_pj(),
-        "registers": total.register_bits * tech.register_bit_energy_pj(),
-    }
-    digital_est = _analytic_digital_area(cfg, timing.lanes, tech)
-    ge, skipped = (None, [])
-    if synthesis is not None:
-        ge, skipped = yosys_gate_equivalents(synthesis["cells_by_type"])
-    signoff_um2 = tech.signoff_area_um2(None if signoff is None else float(signoff["area_um2"]))
-    if signoff_um2 is not None:
-        digital = signoff_um2
-        digital_source = (
-            "sign-off area of the technology file"
-            if tech["digital.signoff_area"]
-            else "standard-cell sign-off of the RTL directory, scaled (F / signoff_node)^2"
-        )
-    elif ge is not None:
-        digital, digital_source = ge * tech.nand2_area_um2(), "Yosys cells x NAND2 equivalents"
-    else:
-        digital, digital_source = sum(digital_est.values()), "component estimate"
+    energy = _model_energy(cfg, tech, layers, head, total)
+    ops = 2 * macs_per_timestep(cfg)
+    digital_energy = _digital_energy(energy, tech, measured_digital, ops)
+    digital, digital_source, digital_est, ge, skipped = _digital_area(cfg, tech, timing.lanes, synthesis, signoff)
     area = {
         "nvm_arrays": total.physical_cells * tech.cell_area_um2(),
         "adc": (
@@ -232,7 +320,6 @@ def evaluate(
         "dac": (n_layer_tiles + n_head_tiles) * cfg.array_rows * tech.dac_area_um2(cfg.dac_bits),
         "digital": digital,
     }
-    ops = 2 * macs_per_timestep(cfg)
     latency_ns = timing.timestep_cyc * 1e3 / clock_mhz
     energy_pj = sum(energy.values())
     area_um2 = sum(area.values())
@@ -257,6 +344,7 @@ def evaluate(
         "area_mm2": area_um2 * 1e-6,
         "tops_per_mm2": gops / 1e3 / (area_um2 * 1e-6),
         "energy_breakdown_pj": energy,
+        "digital_energy_pj": digital_energy,
         "area_breakdown_um2": area,
         "digital_area_source": digital_source,
         "digital_area_estimate_um2": digital_est,

@@ -18,13 +18,14 @@ from nvmlstm.artifacts.png import save_png
 from nvmlstm.golden.config import LstmConfig
 
 from .literature import digital_comparison, load_literature, ratios
-from .model import Timing, evaluate
+from .model import Timing, at_clock, evaluate
+from .signoff import ClockChoice, MeasuredDigital
 from .technology import Technology
 
 __all__ = ["bench_report", "sensitivity", "write_bench_dir", "render_markdown", "TimingFn", "FORMAT"]
 
 FORMAT = "nvmlstm-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: clock, corners, digital_energy_pj
 
 #: ``timing_fn(cfg, lanes)``: the RTL's cycles for a config and a lane count (``None``: hidden_size).
 TimingFn = Callable[[LstmConfig, "int | None"], Timing]
@@ -76,20 +77,46 @@ def bench_report(
     timing_fn: TimingFn,
     *,
     lanes: int | None,
-    clock_mhz: float,
+    clock_mhz: float | None = None,
+    clock: ClockChoice | None = None,
     synthesis: Mapping[str, Any] | None = None,
     signoff: Mapping[str, Any] | None = None,
+    measured_digital: MeasuredDigital | None = None,
     source: Mapping[str, Any] | None = None,
     sweeps: bool = True,
 ) -> dict:
-    """The whole bench.json document of one build (see docs/efficiency.md for every key)."""
-    res = evaluate(cfg, tech, timing_fn(cfg, lanes), clock_mhz=clock_mhz, synthesis=synthesis, signoff=signoff)
+    """The whole bench.json document of one build (see docs/efficiency.md for every key).
+
+    The clock is ``clock`` (`nvmlstm.bench.signoff.choose_clock`: with a timing analysis, nominal and
+    conservative) or a plain ``clock_mhz`` (one of the two). The headline figures, the comparisons and the
+    sweeps are at the nominal clock; ``corners`` has the clock-dependent figures at each clock.
+    ``measured_digital`` replaces the model's digital energy of this build (the sweeps, other builds, keep
+    the model's).
+    """
+    if (clock is None) == (clock_mhz is None):
+        raise ValueError("give either clock or clock_mhz")
+    if clock is None:
+        clock = ClockChoice(clock_mhz, "given", f"clock: {clock_mhz:g} MHz (given)")
+    res = evaluate(
+        cfg,
+        tech,
+        timing_fn(cfg, lanes),
+        clock_mhz=clock.mhz,
+        synthesis=synthesis,
+        signoff=signoff,
+        measured_digital=measured_digital,
+    )
+    corners = {"nominal": at_clock(res, clock.mhz)}
+    if clock.conservative_mhz is not None:
+        corners["conservative"] = at_clock(res, clock.conservative_mhz)
     lit = load_literature()
     doc = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "source": dict(source or {}),
         **res,
+        "clock": clock.to_dict(),
+        "corners": corners,
         "ratios": ratios(res, lit),
         "vs_digital": digital_comparison(res, lit, tech.feature_nm),
         "literature": [
@@ -101,7 +128,7 @@ def bench_report(
         ],
     }
     if sweeps:
-        doc["sensitivity"] = sensitivity(cfg, tech, timing_fn, lanes=lanes, clock_mhz=clock_mhz)
+        doc["sensitivity"] = sensitivity(cfg, tech, timing_fn, lanes=lanes, clock_mhz=clock.mhz)
     return doc
 
 
@@ -120,6 +147,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"lanes {doc['lanes']}, macro latency {doc['macro_latency']}, clock {doc['clock_mhz']:g} MHz, "
         f"{doc['feature_nm']:g} nm ({doc['technology']}).",
         "",
+        *_clock_lines(doc),
         "| metric | value |",
         "|---|---|",
         f"| ops per timestep ({doc['ops_convention']}) | {doc['ops_per_step']} |",
@@ -136,6 +164,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         "",
         "Energy per timestep (pJ): " + ", ".join(f"{k} {v:.4g}" for k, v in doc["energy_breakdown_pj"].items()),
         "",
+        *_digital_energy_lines(doc),
         "Area (um^2): "
         + ", ".join(f"{k} {v:.4g}" for k, v in doc["area_breakdown_um2"].items())
         + f" (digital: {doc['digital_area_source']})",
@@ -158,6 +187,63 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             lines.append(f"* {metric}, best {kind} ({b['design']}, {b['value']:.3g}): {b['ratio']:.3g}x")
     lines += ["", *_claim_lines(doc), "Every figure's source and the model's assumptions: docs/efficiency.md.", ""]
     return "\n".join(lines)
+
+
+def _clock_lines(doc: Mapping[str, Any]) -> list[str]:
+    """bench.md's clock: where it comes from and, with a timing analysis, the figures at each corner's clock."""
+    clock = doc.get("clock")
+    if clock is None:  # a document of schema 1
+        return []
+    lines = [f"{clock['text'][0].upper()}{clock['text'][1:]}.", ""]
+    t = clock.get("timing")
+    if t is not None:
+        for name, c in t["corners"].items():
+            p = c["critical_path"]
+            lines.append(
+                f"* {name} ({c.get('conditions') or name}): fmax {c['fmax_mhz']:.4g} MHz, worst setup slack "
+                f"{c['wns_ns']:.3g} ns at the {t['clock_mhz']:g} MHz target ({'met' if c['met'] else 'violated'}); "
+                f"critical path {p['start']} -> {p['end']}, {p['cells']} cells, {p['delay_ns']:.3g} ns"
+            )
+        lines.append("")
+    corners = doc.get("corners") or {}
+    if len(corners) > 1:
+        names = list(corners)
+        lines += [
+            "| figure | " + " | ".join(f"{n} ({corners[n]['clock_mhz']:.4g} MHz)" for n in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for key, label in (
+            ("latency_ns_per_step", "latency per timestep (ns)"),
+            ("gops", "throughput (GOPS)"),
+            ("power_mw", "power (mW)"),
+            ("tops_per_w", "TOPS/W"),
+            ("tops_per_mm2", "TOPS/mm^2"),
+        ):
+            lines.append(f"| {label} | " + " | ".join(f"{corners[n][key]:.4g}" for n in names) + " |")
+        lines += ["", "Every other figure below is at the nominal clock.", ""]
+    return lines
+
+
+def _digital_energy_lines(doc: Mapping[str, Any]) -> list[str]:
+    """bench.md's digital energy: the model's estimate and, when measured, the sky130 figure and its scaling."""
+    d = doc.get("digital_energy_pj")
+    if d is None:
+        return []
+    if d["measured"] is None:
+        return [
+            f"Digital energy per timestep: {d['model']:.4g} pJ, the model's estimate ({d['model_basis']}); no "
+            "measured periphery power (`nvmlstm power` on a `--pdk sky130` RTL directory adds it).",
+            "",
+        ]
+    m, w = d["measured_conditions"], d["tops_per_w"]
+    return [
+        f"Digital energy per timestep: **measured** {d['measured']:.4g} pJ on the sky130 netlist ({m['corner']}, "
+        f"{m['vdd']:g} V, {m['node_nm']:g} nm, {m['total_mw']:.4g} mW at {m['clock_mhz']:g} MHz; {m['activity']}), "
+        f"scaled {d['scaling']}: {d['measured_at_model_node']:.4g} pJ, used for {d['covers']}. The model's "
+        f"estimate was {d['model']:.4g} pJ ({d['model_basis']}); TOPS/W {w['measured']:.4g} with the measured "
+        f"figure, {w['model']:.4g} with the estimate.",
+        "",
+    ]
 
 
 def _claim_lines(doc: Mapping[str, Any]) -> list[str]:

@@ -127,6 +127,12 @@ class Technology:
     def nand2_area_um2(self) -> float:
         return self["digital.nand2_area"] * (self.feature_nm / self["digital.nand2_node"]) ** 2
 
+    def signoff_energy_pj(self, energy_pj: float, vdd: float) -> float:
+        """A digital energy measured on the sign-off's cells (``digital.signoff_node``, at supply ``vdd``) at
+        this node, by the rule the Horowitz figures follow: x (F / signoff_node) x (node.vdd / vdd)^2
+        (switched capacitance ~ F, energy ~ C V^2)."""
+        return energy_pj * (self.feature_nm / self["digital.signoff_node"]) * (self["node.vdd"] / vdd) ** 2
+
     def signoff_area_um2(self, measured: float | None = None) -> float | None:
         """The sign-off digital area at ``digital.signoff_node`` scaled to this node by (F / node)^2: the file's
         ``digital.signoff_area`` when it has one (non-zero), else ``measured`` (the um^2 of an RTL directory's

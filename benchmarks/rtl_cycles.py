@@ -6,11 +6,12 @@ are the golden array model) is programmed with a seeded random model and runs ``
 no stream stalls. The ``cycles`` counter at ``done`` divided by the steps is the measured cycles per
 timestep; it must equal the formula of docs/rtl.md,
 
-    timestep_cyc = 1 + L * (macro_latency + ceil(H / lanes) + 3) + (macro_latency + 1) + 1,
+    timestep_cyc = 1 + L * (macro_latency + ceil(H / lanes) + 7) + (macro_latency + 1) + 1,
 
 and the accelerator's ``timestep_cyc`` property. The outputs are also checked bit-exact against the golden
 model. With both L = 1 and L = 2 measured, their difference is a measured layer-timestep, checked against
-the target: with lanes = H one layer-timestep takes at most macro_latency + 6 cycles.
+the target: with lanes = H one layer-timestep takes at most macro_latency + 8 cycles (issue 8's + 6, plus the
+two cycles issue 20's timing closure pays for a clock above 200 MHz: docs/rtl.md, section 7).
 
     .venv/bin/python benchmarks/rtl_cycles.py                  # table, runs/bench/rtl_cycles.json
     .venv/bin/python benchmarks/rtl_cycles.py --png runs/bench/rtl_cycles.png
@@ -40,12 +41,12 @@ from nvmlstm.hdl.sim import run_accelerator
 #: The repository (outputs go to its runs/ and docs/); the package comes from the environment, not from here.
 ROOT = Path(__file__).resolve().parent.parent
 
-TARGET_SLACK = 6  # lanes = H: layer_step_cyc <= macro_latency + TARGET_SLACK
+TARGET_SLACK = 8  # lanes = H: layer_step_cyc <= macro_latency + TARGET_SLACK (issue 8: 6; issue 20: + 2)
 
 
 def formula_timestep(H: int, L: int, lanes: int, macro_latency: int) -> int:
     """docs/rtl.md, written out independently of hdl/accelerator.py."""
-    layer = macro_latency + math.ceil(H / lanes) + 3
+    layer = macro_latency + math.ceil(H / lanes) + 7  # READ + WAIT + ISSUE + a 7-cycle lane bank (issue 20)
     head = macro_latency + 1
     return 1 + L * layer + head + 1
 

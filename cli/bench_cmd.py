@@ -18,7 +18,7 @@ from .argtypes import add_config_or_model
 from .argtypes import any_int as _int
 from .argtypes import pos_float as _pos_float
 
-__all__ = ["add_bench_parser", "cmd_bench"]
+__all__ = ["add_bench_parser", "cmd_bench", "rtl_signoff_inputs"]
 
 
 def add_bench_parser(sub) -> argparse.ArgumentParser:
@@ -32,7 +32,12 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
         "config, lanes, latencies and synthesis cell counts",
     )
     b.add_argument("--tech", type=Path, help="technology TOML (default: the packaged one, docs/efficiency.md)")
-    b.add_argument("--clock-mhz", type=_pos_float, default=200.0, help="clock frequency in MHz (default 200)")
+    b.add_argument(
+        "--clock-mhz",
+        type=_pos_float,
+        help="clock frequency in MHz (default: with --rtl, the timing analysis of its sky130 sign-off, nominal "
+        "min(target, tt fmax) and conservative min(target, ss fmax); else 200, said to be assumed)",
+    )
     b.add_argument(
         "--lanes",
         type=_int,
@@ -49,9 +54,50 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     return b
 
 
+def rtl_signoff_inputs(man: dict, where: str, clock_mhz: float | None):
+    """The clock and the measured digital energy of an RTL directory's manifest (the bench command and the flow).
+
+    Parameters
+    ----------
+    man : dict
+        The manifest (`nvmlstm.bench.model.read_rtl_manifest`).
+    where : str
+        Its name, for the error messages.
+    clock_mhz : float or None
+        An explicit clock (``--clock-mhz``), or None for the manifest's timing analysis.
+
+    Returns
+    -------
+    tuple
+        (`nvmlstm.bench.signoff.ClockChoice`, `nvmlstm.bench.signoff.MeasuredDigital` or None).
+
+    Raises
+    ------
+    nvmlstm.bench.signoff.SignoffEntryError
+        A malformed ``signoff.timing`` or ``signoff.power`` (one line).
+    """
+    from nvmlstm.bench.signoff import SignoffEntryError, choose_clock, parse_power, parse_timing
+    from nvmlstm.gen.liberty import CORNERS
+
+    signoff = man.get("signoff")
+    if signoff is None:
+        return choose_clock(None, clock_mhz), None
+    if not isinstance(signoff, dict):
+        raise SignoffEntryError(f"{where}: signoff: expected a JSON object, not {type(signoff).__name__}")
+    timing = parse_timing(signoff.get("timing"), where)
+    measured = parse_power(
+        signoff.get("power"),
+        where,
+        timestep_cyc=man["latency"]["timestep_cyc"]["value"],
+        vdd_by_corner={k: c.vdd for k, c in CORNERS.items()},
+    )
+    return choose_clock(timing, clock_mhz), measured
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from nvmlstm.bench.model import read_rtl_manifest, timing_from_manifest
     from nvmlstm.bench.report import bench_report, write_bench_dir
+    from nvmlstm.bench.signoff import choose_clock
     from nvmlstm.bench.technology import load_technology
     from nvmlstm.golden.config import LstmConfig, load_config
     from nvmlstm.golden.io import load_model
@@ -61,7 +107,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .timing import accelerator_timing
 
     tech = load_technology(args.tech)
-    synthesis = signoff = None
+    synthesis = signoff = measured = None
     if args.rtl is not None:
         if args.lanes is not None or args.macro_latency is not None:
             raise CliError(
@@ -79,6 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
         lanes, synthesis, signoff = built.lanes, man.get("synthesis"), man.get("signoff")
         source = {"kind": "rtl", "dir": args.rtl.name}
+        clock, measured = rtl_signoff_inputs(man, f"{args.rtl}/manifest.json", args.clock_mhz)
     else:
         if args.config is not None:
             cfg, source = load_config(args.config), {"kind": "config", "file": args.config.name}
@@ -88,8 +135,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lanes = NvmLstmAccelerator.check_parameters(cfg, lanes=args.lanes, macro_latency=macro_latency)
         lanes = None if args.lanes is None else lanes
         formula = accelerator_timing(macro_latency)
+        clock = choose_clock(None, args.clock_mhz)
     doc = bench_report(
-        cfg, tech, formula, lanes=lanes, clock_mhz=args.clock_mhz, synthesis=synthesis, signoff=signoff, source=source
+        cfg,
+        tech,
+        formula,
+        lanes=lanes,
+        clock=clock,
+        synthesis=synthesis,
+        signoff=signoff,
+        measured_digital=measured,
+        source=source,
     )
     names = write_bench_dir(args.out, doc, charts=not args.no_charts)
     best = doc["ratios"]
@@ -102,4 +158,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         + (f"; vs best digital: {rw['ratio']:.3g}x TOPS/W" if rw else "")
         + (f", {ra['ratio']:.3g}x TOPS/mm^2" if ra else "")
     )
+    print(f"[bench] {clock.text}")
+    if "conservative" in doc["corners"]:
+        c = doc["corners"]["conservative"]
+        print(
+            f"[bench] conservative ({c['clock_mhz']:.4g} MHz): {c['gops']:.4g} GOPS, {c['tops_per_mm2']:.4g} TOPS/mm^2"
+        )
+    d = doc["digital_energy_pj"]
+    if d["measured"] is not None:
+        print(
+            f"[bench] digital energy: measured {d['measured']:.4g} pJ per timestep (sky130 "
+            f"{d['measured_conditions']['corner']}), {d['measured_at_model_node']:.4g} pJ scaled to "
+            f"{doc['feature_nm']:g} nm (model estimate {d['model']:.4g} pJ)"
+        )
     return 0

@@ -18,6 +18,7 @@ from nvmlstm.golden.config import DEFAULT_MACRO_LATENCY_CYC
 from .argtypes import add_config_or_model
 from .argtypes import any_int as _int
 from .argtypes import nonneg_int as _nonneg_int
+from .argtypes import pos_float as _pos_float
 from .argtypes import pos_int as _pos_int
 from .errors import CliError
 
@@ -131,6 +132,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """Tape-out RTL: the accelerator top, the macro model and stub, file lists, waivers, weight images, manifest."""
     from nvmlstm.gen import GenError, generate_rtl
+    from nvmlstm.gen.rtl import timing_summary
     from nvmlstm.golden.config import load_config
     from nvmlstm.golden.io import load_model
 
@@ -150,6 +152,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             synth=not args.no_synth,
             lint=args.lint,
             pdk=args.pdk,
+            clock_mhz=args.clock_mhz,
             log=lambda msg: print(f"[generate] {msg}"),
         )
     except GenError as exc:
@@ -164,8 +167,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         so = man["signoff"]
         print(
             f"signoff ({so['pdk']}): {so['cells']} standard cells, {so['flip_flops']} flip-flops, "
-            f"{so['area_um2']:.1f} um^2 (macros excluded; timing not modelled)"
+            f"{so['area_um2']:.1f} um^2 (macros excluded)"
         )
+        print(f"timing: {timing_summary(so.get('timing'))}")
     return 0
 
 
@@ -262,7 +266,13 @@ def _add_generate_parser(sub) -> None:
     r.add_argument(
         "--pdk",
         choices=("sky130",),
-        help="also map the top to the PDK's standard cells: gate-level netlist, area (docs/signoff.md)",
+        help="also map the top to the PDK's standard cells: gate-level netlist, area, static timing (docs/signoff.md)",
+    )
+    r.add_argument(
+        "--clock-mhz",
+        type=_pos_float,
+        default=200.0,
+        help="with --pdk: the clock of the delay-driven mapping and the timing analysis, MHz (default 200)",
     )
     r.set_defaults(func=cmd_generate)
 
@@ -289,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .sim_cmd import add_sim_parser  # cocotb and the simulators are used only when `sim` runs
 
     add_sim_parser(sub)
+
+    from .power_cmd import add_power_parser  # simulators and OpenSTA are used only when `power` runs
+
+    add_power_parser(sub)
 
     from .bench_cmd import add_bench_parser  # amaranth (cycle formula) and matplotlib load only when `bench` runs
 

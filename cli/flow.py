@@ -3,8 +3,9 @@
 Stages (each is also a subcommand): float training, quantization-aware training (4/4/4 by default), noise-aware
 QAT (the same with the paper's noise injected), export and golden reference vectors on real test sequences of the
 task, Verilog generation (with Yosys synthesis when Yosys is installed, and the sky130 standard-cell mapping when
-that PDK is installed), the cocotb comparison on every available simulator, gate-level simulation of the sky130
-netlist, the efficiency estimate, a short noise sweep of plain and noise-aware QAT, and ``report.md`` /
+that PDK is installed, with its static timing analysis), the cocotb comparison on every available simulator,
+gate-level simulation of the sky130 netlist, its periphery power from the gate-level activity (OpenSTA), the
+efficiency estimate at the analysed clock, a short noise sweep of plain and noise-aware QAT, and ``report.md`` /
 ``report.json``, which open with the paper's claims against what this run measured.
 
 Every stage records in ``DIR/flow_state.json`` the content hash of its inputs (parameters and the files it reads)
@@ -49,6 +50,8 @@ REPORT_KEYS = (
     "cycles_per_timestep",
     "tops_per_w",
     "tops_per_mm2",
+    "timing",
+    "periphery_power",
     "verilog_files",
     "skipped",
     "seconds",
@@ -805,7 +808,68 @@ def _simulation_job(
     )
 
 
-def stage_bench(paths: list[Path], *, rtl_dir: Path) -> dict:
+def stage_power(paths: list[Path], *, rtl_dir: Path, vec_dir: Path, log: Callable[[str], None]) -> dict:
+    """The periphery's power from the gate-level activity of the golden vectors (`nvmlstm power`), tt corner.
+
+    Parameters
+    ----------
+    paths : list of Path
+        One element: the stage's directory (``power.json``, the ``signoff.power`` entry, and its report).
+    rtl_dir, vec_dir : Path
+        The generate and golden stages' directories.
+    log : callable
+        Receives the power run's lines.
+
+    Returns
+    -------
+    dict
+        The ``signoff.power`` entry (`nvmlstm.power_cmd.measure_power`).
+
+    Raises
+    ------
+    _Skip
+        OpenSTA is not installed (the message says how to install it), or the RTL directory has no timing
+        analysis (whose clock the power is reported at).
+    FlowError
+        The power run failed (one line).
+    """
+    from nvmlstm.bench.model import read_rtl_manifest
+
+    timing = (read_rtl_manifest(rtl_dir).get("signoff") or {}).get("timing")
+    if not isinstance(timing, dict):
+        raise _Skip(f"no timing analysis in rtl/manifest.json: {timing or 'no signoff.timing'}")
+    from nvmlstm.gen import GenError
+    from nvmlstm.gen.tools import ToolNotFound, find_sta
+    from nvmlstm.sim import SimError
+
+    from .power_cmd import measure_power
+
+    try:
+        find_sta()
+    except ToolNotFound as exc:
+        raise _Skip(str(exc)) from None
+    # measure_power writes its report and the manifest's signoff.power into the RTL directory it is given. It
+    # gets a copy: the generate stage's files must stay as it wrote them (their hash decides its reuse).
+    out = paths[0]
+    work = out / "rtl"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(rtl_dir, work)
+    try:
+        entry = measure_power(work, vec_dir, corner="tt", clock_mhz=None, log=log)
+        report = entry.get("report")
+        if report and (work / report).is_file():
+            shutil.move(work / report, out / report)
+    except ToolNotFound as exc:
+        raise _Skip(str(exc)) from None
+    except (GenError, SimError, ValueError) as exc:
+        raise FlowError(f"power: {exc}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_text_atomic(out / "power.json", json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def stage_bench(paths: list[Path], *, rtl_dir: Path, power: dict | None) -> dict:
     """The efficiency estimate of the generated accelerator (``bench/``, with charts).
 
     Parameters
@@ -813,51 +877,66 @@ def stage_bench(paths: list[Path], *, rtl_dir: Path) -> dict:
     paths : list of Path
         One element: the directory of the efficiency report.
     rtl_dir : Path
-        The generate stage's directory (its manifest gives the config, latencies, synthesis and signoff).
+        The generate stage's directory (its manifest gives the config, latencies, synthesis and signoff: the
+        area, and the timing analysis whose clocks the figures are at).
+    power : dict or None
+        The power stage's ``signoff.power`` entry: the digital energy then is the measured one.
 
     Returns
     -------
     dict
         ``tops_per_w``, ``tops_per_mm2``, the ratios to the best digital design ``vs_digital_tops_per_w`` and
         ``vs_digital_tops_per_mm2`` (None when the literature has none), ``vs_digital`` (the claim's test with
-        its range, `nvmlstm.bench.literature.digital_comparison`) and ``assumptions``: the node the figures
-        are at, the technology file, the clock, where the digital area comes from (with the sign-off's own
-        area and node when it is the sky130 sign-off, scaled) and the ops convention.
+        its range, `nvmlstm.bench.literature.digital_comparison`), ``corners`` (the clock-dependent figures at
+        the nominal and conservative clocks) and ``assumptions``: the node the figures are at, the technology
+        file, the clock and where it comes from, the digital energy and area and where they come from (with the
+        sign-off's own area and node when it is the sky130 sign-off, scaled) and the ops convention.
     """
     from nvmlstm.bench.model import read_rtl_manifest, timing_from_manifest
     from nvmlstm.bench.report import bench_report, write_bench_dir
     from nvmlstm.bench.technology import load_technology
     from nvmlstm.golden.config import LstmConfig
 
+    from .bench_cmd import rtl_signoff_inputs
     from .timing import accelerator_timing
 
     man = read_rtl_manifest(rtl_dir)
     cfg = LstmConfig.from_dict(man["config"], where="rtl/manifest.json config")
     built = timing_from_manifest(man)
+    if power is not None and isinstance(man.get("signoff"), dict):
+        man["signoff"] = man["signoff"] | {"power": power}  # measured on a copy of rtl/ (stage_power)
+    clock, measured = rtl_signoff_inputs(man, "rtl/manifest.json", None)
     tech = load_technology(None)
     doc = bench_report(
         cfg,
         tech,
         accelerator_timing(built.macro_latency),
         lanes=built.lanes,
-        clock_mhz=200.0,
+        clock=clock,
         synthesis=man.get("synthesis"),
         signoff=man.get("signoff"),
+        measured_digital=measured,
         source={"kind": "rtl", "dir": "rtl"},
     )
     write_bench_dir(paths[0], doc, charts=True)
     best = doc["ratios"]
     signoff = man.get("signoff")
+    d = doc["digital_energy_pj"]
     return {
         "tops_per_w": doc["tops_per_w"],
         "tops_per_mm2": doc["tops_per_mm2"],
         "vs_digital_tops_per_w": (best["tops_per_w"].get("digital") or {}).get("ratio"),
         "vs_digital_tops_per_mm2": (best["tops_per_mm2"].get("digital") or {}).get("ratio"),
         "vs_digital": doc["vs_digital"],
+        "corners": doc["corners"],
         "assumptions": {
             "feature_nm": doc["feature_nm"],
             "technology": doc["technology"],
             "clock_mhz": doc["clock_mhz"],
+            "clock_source": clock.source,
+            "clock_text": clock.text,
+            "digital_energy_source": d["source"],
+            "digital_energy_pj": {k: d.get(k) for k in ("model", "measured", "measured_at_model_node", "scaling")},
             "digital_area_source": doc["digital_area_source"],
             "digital_area_um2": doc["area_breakdown_um2"]["digital"],
             "signoff_area_um2": None if signoff is None else signoff.get("area_um2"),
@@ -993,17 +1072,34 @@ def _training_stages(fl: _Flow, a: FlowArgs, common: dict, train: Callable, user
 
 
 def _analysis_stages(
-    fl: _Flow, a: FlowArgs, rtl_hash: str | None, data_hash: str | None, log: Callable[[str], None]
+    fl: _Flow, a: FlowArgs, hashes: dict[str, str | None], data_hash: str | None, log: Callable[[str], None]
 ) -> None:
-    """The last rows of the stage table: bench (on the generated RTL, hashed as ``rtl_hash``) and the noise
-    sweep of the plain and noise-aware QAT models."""
+    """The last rows of the stage table: the periphery's power (on the sky130 netlist with the golden vectors),
+    bench (on the generated RTL, with the power when measured) and the noise sweep of the plain and noise-aware
+    QAT models. ``hashes``: the ``rtl`` and ``vectors`` directories' content hashes."""
     out, partial = fl.out, functools.partial
+    fl.stage(
+        _Stage(
+            "power",
+            ("generate", "golden", "sky130 mapping", "timing analysis"),
+            lambda: _Job(
+                hashes | {"result": 1},
+                ["power"],
+                partial(stage_power, rtl_dir=out / "rtl", vec_dir=out / "golden", log=log),
+            ),
+        )
+    )
+    power = fl.results.get("power")
     fl.stage(
         _Stage(
             "bench",
             ("generate",),
             # "result": the version of this stage's result record, so a record of an older one is not reused.
-            lambda: _Job({"rtl": rtl_hash, "result": 2}, ["bench"], partial(stage_bench, rtl_dir=out / "rtl")),
+            lambda: _Job(
+                {"rtl": hashes["rtl"], "power": None if power is None else json_sha256(power), "result": 3},
+                ["bench"],
+                partial(stage_bench, rtl_dir=out / "rtl", power=power),
+            ),
         )
     )
     dirs = (out / "train/qat", out / "train/qat_noise")
@@ -1024,6 +1120,22 @@ def _analysis_stages(
             ),
         )
     )
+
+
+def _timing_prerequisite(fl: _Flow, tools: _Tools) -> None:
+    """Record the static timing analysis as the prerequisite "timing analysis" of the power stage: available when
+    the generate stage's manifest has one, else left out with why (its manifest's string: OpenSTA missing, with
+    the install line, or a Liberty without timing; or the sky130 mapping left out)."""
+    gen = fl.results.get("generate")
+    if gen is None:
+        return
+    timing = (gen.get("signoff") or {}).get("timing")
+    if not tools.use_pdk:
+        fl.prerequisite("timing analysis", f"needs the sky130 mapping: {tools.mapping_missing}")
+    elif not isinstance(timing, dict):
+        fl.prerequisite("timing analysis", str(timing or "the sky130 manifest has no signoff.timing"))
+    else:
+        fl.prerequisite("timing analysis", None)
 
 
 # ---- the flow --------------------------------------------------------------------------------------------------
@@ -1105,7 +1217,8 @@ def run_flow(a: FlowArgs, *, log: Callable[[str], None] = print) -> dict[str, An
         workers=2,
     )
 
-    _analysis_stages(fl, a, rtl_hash, data_hash, sub)
+    _timing_prerequisite(fl, tools)
+    _analysis_stages(fl, a, {"rtl": rtl_hash, "vectors": vec_hash}, data_hash, sub)
 
     fl.seconds["total"] = round(time.perf_counter() - t_all, 3)
     results = dict(fl.results)
@@ -1279,10 +1392,19 @@ def _claim_efficiency(fl: _Flow, results: dict) -> dict[str, Any]:
             f": {s['signoff_pdk']} standard cells {s['signoff_area_um2']:.6g} um^2 at {s['signoff_node_nm']:g} nm "
             f"x ({s['feature_nm']:g}/{s['signoff_node_nm']:g})^2"
         )
+    energy = "Horowitz's 45 nm digital energies scaled"
+    e = s.get("digital_energy_pj") or {}
+    if s.get("digital_energy_source") == "measured":
+        energy = (
+            f"digital energy measured on the sky130 netlist, {e['measured']:.4g} pJ per timestep, scaled "
+            f"{e['scaling'].split(':')[0]} to {e['measured_at_model_node']:.4g} pJ (the model's estimate: "
+            f"{e['model']:.4g} pJ)"
+        )
+    clock = s.get("clock_text") or f"{s['clock_mhz']:g} MHz"
     row["assumptions"] = (
         f"analytical model (bench/, docs/efficiency.md), every figure of this build at {node} ({s['technology']}: "
-        f"ISAAC's 32 nm converter and array figures, Horowitz's 45 nm digital energies scaled); {digital}); "
-        f"{s['clock_mhz']:g} MHz; ops = {s['ops_convention']}; the digital designs at their published nodes, "
+        f"ISAAC's 32 nm converter and array figures, {energy}); {digital}); "
+        f"{clock}; ops = {s['ops_convention']}; the digital designs at their published nodes, "
         f"scaled by classical scaling (TOPS/W ~ 1/F, TOPS/mm^2 ~ 1/F^2) for the at-this-node figure"
     )
     row["numbers"] = vs
@@ -1358,6 +1480,8 @@ def _report(a: FlowArgs, task, results: dict[str, dict], flow: _Flow) -> dict:
         "cycles_per_timestep": None if gen is None else gen["timestep_cyc"],
         "tops_per_w": None if ben is None else ben["tops_per_w"],
         "tops_per_mm2": None if ben is None else ben["tops_per_mm2"],
+        "timing": _timing_summary(gen),
+        "periphery_power": _power_summary(results.get("power")),
         "verilog_files": [] if gen is None else sorted(f"rtl/{f}" for f in gen["files"] if f.endswith((".v", ".sv"))),
         "plots": sorted(p for ps in pngs.values() for p in ps),
         "skipped": dict(sorted(flow.skipped.items())),
@@ -1445,9 +1569,65 @@ def _images(paths: list[str]) -> list[str]:
     return [line for p in paths for line in (f"![{p}]({p})", "")]
 
 
+def _timing_summary(gen: dict | None) -> dict | None:
+    """report.json's ``timing``: the generate stage's static timing analysis (target, fmax, slack, met and the
+    critical path per corner), or None when it has none (``skipped`` says why)."""
+    from nvmlstm.bench.signoff import parse_timing
+
+    t = parse_timing(((gen or {}).get("signoff") or {}).get("timing"), "rtl/manifest.json")
+    if t is None:
+        return None
+    c = t["corners"]
+    return {
+        "clock_mhz": t["clock_mhz"],
+        "period_ns": t["period_ns"],
+        "fmax_mhz": {k: v["fmax_mhz"] for k, v in c.items()},
+        "wns_ns": {k: v["wns_ns"] for k, v in c.items()},
+        "met": {k: v["met"] for k, v in c.items()},
+        "critical_path": {k: v["critical_path"] for k, v in c.items()},
+        "tool": t["tool"],
+    }
+
+
+def _power_summary(power: dict | None) -> dict | None:
+    """report.json's ``periphery_power``: the power stage's figures, or None when it did not run."""
+    if power is None:
+        return None
+    keys = ("corner", "clock_mhz", "total_mw", "internal_mw", "switching_mw", "leakage_mw", "energy_per_timestep_pj")
+    return {k: power.get(k) for k in keys} | {"report": f"power/{power['report']}" if power.get("report") else None}
+
+
+def _timing_line(rep: dict, skipped: dict) -> str:
+    """report.md's timing line: fmax per corner against the target, and the critical path; or why not."""
+    t = rep.get("timing")
+    if t is None:
+        return f"* timing: skipped: {skipped.get('timing analysis', 'not analysed')}"
+    f, met, p = t["fmax_mhz"], t["met"], t["critical_path"]["tt"]
+    verdict = "met" if all(met.values()) else "violated" if not met["tt"] else "met at tt, violated at ss"
+    return (
+        f"* timing: fmax {f['tt']:.4g} MHz (tt), {f['ss']:.4g} MHz (ss) at target {t['clock_mhz']:g} MHz, {verdict}; "
+        f"critical path (tt) {p['start']} -> {p['end']}, {p['cells']} cells, {p['delay_ns']:.3g} ns "
+        f"(OpenSTA, pre-layout: no wire parasitics; `rtl/timing_tt.rpt`, `rtl/timing_ss.rpt`)"
+    )
+
+
+def _power_line(rep: dict, skipped: dict) -> str:
+    """report.md's periphery power line, or why it is missing."""
+    p = rep.get("periphery_power")
+    if p is None:
+        return f"* periphery power: skipped: {skipped.get('power', 'not measured')}"
+    return (
+        f"* periphery power: {p['total_mw']:.4g} mW at {p['clock_mhz']:.4g} MHz, {p['energy_per_timestep_pj']:.4g} pJ "
+        f"per timestep (sky130 standard cells, {p['corner']}, OpenSTA report_power on the gate-level activity of the "
+        f"golden vectors; `{p['report'] or 'power/power.json'}`)"
+    )
+
+
 def _hardware_lines(rep: dict, results: dict, pngs: dict) -> list[str]:
     gate, ben = results.get("gate_level"), results.get("bench")
-    node = "" if ben is None or "assumptions" not in ben else f" at {ben['assumptions']['feature_nm']:g} nm"
+    s = None if ben is None else ben.get("assumptions")
+    node = "" if s is None else f" at {s['feature_nm']:g} nm"
+    clock = "" if s is None or "clock_text" not in s else f"; {s['clock_text']}"
     lines = [
         "## Hardware",
         "",
@@ -1456,8 +1636,10 @@ def _hardware_lines(rep: dict, results: dict, pngs: dict) -> list[str]:
         f"* gate-level (sky130 netlist) bit exact: **{rep['gate_level_bit_exact']}**"
         + (f" ({gate['values_compared']} values on {gate['simulator']})" if gate else ""),
         f"* cycles per timestep: {rep['cycles_per_timestep']}",
+        _timing_line(rep, rep["skipped"]),
+        _power_line(rep, rep["skipped"]),
         f"* efficiency{node}: {fmt_metric(rep['tops_per_w'])} TOPS/W, {fmt_metric(rep['tops_per_mm2'])} TOPS/mm^2 "
-        f"(`bench/bench.md`; the assumptions are in the claim table)",
+        f"(`bench/bench.md`; the assumptions are in the claim table){clock}",
         "",
     ]
     return lines + _images(pngs.get("bench", []))

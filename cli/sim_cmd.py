@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import number_in as _number_in
+from .argtypes import pos_float as _pos_float
 
 __all__ = ["add_sim_parser", "cmd_sim"]
 
@@ -66,6 +67,20 @@ def add_sim_parser(sub) -> argparse.ArgumentParser:
         action="store_true",
         help="simulate the sky130 gate-level netlist (`nvmlstm generate --pdk sky130`)",
     )
+    s.add_argument(
+        "--sdf",
+        metavar="CORNER",
+        choices=("tt", "ss"),
+        help="with --gate-level, on icarus: annotate OpenSTA's SDF of this corner (nvm_lstm_top.CORNER.sdf) on the "
+        "foundry's timing cell models and run at the analysed clock period",
+    )
+    s.add_argument(
+        "--clock-ns",
+        type=_pos_float,
+        metavar="P",
+        help="clock period in ns (default: with --sdf the manifest's analysed period signoff.timing.period_ns if "
+        "the corner meets it, else 1000/fmax of the corner; without, 10)",
+    )
     s.add_argument("--cache", type=Path, help="build cache (default $NVMLSTM_SIM_CACHE or ~/.cache/nvmlstm/sim)")
     s.set_defaults(func=cmd_sim)
     return s
@@ -94,6 +109,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             cache=args.cache,
             gate_level=args.gate_level,
+            sdf_corner=args.sdf,
+            clock_ns=args.clock_ns,
             log=lambda m: print(f"[sim] {m}"),
         )
     except SimError as exc:
@@ -108,6 +125,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
         f"beats, {rep['sequences']} sequences x {rep['steps']} steps); cycles at done {c['done_sum']}, "
         f"{c['simulated']} simulated, {rep['sim_seconds']:.1f} s"
     )
+    sdf = rep.get("sdf")
+    if sdf is not None:
+        n = sdf["annotation_message_count"]
+        print(
+            f"[sim] SDF {sdf['corner']}: {sdf['cells']} cells, {sdf['iopaths']} IOPATHs annotated at a "
+            f"{sdf['clock_ns']} ns clock ({sdf['clock_source']}); "
+            + (f"{n} annotation warnings, first: {sdf['annotation_messages'][0]}" if n else "no annotation warnings")
+        )
+        if sdf["skipped_cells"]:  # the macros: their behavioral model has no specify paths to annotate
+            print(f"[sim] SDF {sdf['corner']}: not annotated (behavioral models): {sdf['skipped_cells']}")
     if rep["first_mismatch"] is not None:
         print(
             f"[sim] MISMATCH: {rep['mismatches']} of {rep['values_compared']} values differ; first at "

@@ -9,6 +9,7 @@ absolute path in any of them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -28,12 +29,23 @@ from nvmlstm.golden.model import QuantizedModel
 
 from .errors import GenError
 from .hexfile import format_hex, tile_codes
-from .liberty import cell_models_text, find_pdk, liberty_text, pdk_version
+from .liberty import CORNERS, cell_models_text, characterized_liberty, find_pdk, liberty_file_name, pdk_version
 from .lint import TOP_FILE, TOP_WAIVERS, iverilog_compile, verilator_lint, waivers_vlt
 from .render import render_macro_model, render_macro_stub
-from .signoff import expected_mapping_seconds, map_to_cells
+from .signoff import ABC_CONSTRAINTS, expected_mapping_seconds, map_to_cells
+from .sta import (
+    SDC_FILE,
+    WIRE_LOAD,
+    analyse_corner,
+    macro_liberty_name,
+    macro_liberty_text,
+    macro_variants,
+    macro_wrapper_text,
+    sdc_text,
+)
 from .synth import expected_synth_seconds, synthesize
-from .tools import find_yosys
+from .timing_models import TIMING_MODELS, timing_models_text
+from .tools import ToolNotFound, find_sta, find_yosys
 
 __all__ = [
     "RTL_FORMAT",
@@ -42,6 +54,8 @@ __all__ = [
     "FILES",
     "GenerateResult",
     "generate_rtl",
+    "timing_summary",
+    "DEFAULT_CLOCK_MHZ",
     "convert_top",
     "build_top",
     "check_build",
@@ -60,7 +74,11 @@ FILELIST_SYNTH = "filelist_synth.f"
 MANIFEST = "manifest.json"
 #: Sign-off files (``pdk="sky130"``, docs/signoff.md).
 NETLIST_FILE = "nvm_lstm_top.sky130.v"
-LIBERTY_FILE = "sky130_fd_sc_hd_nvmlstm.lib"
+#: The mapping's library: the characterized typical corner (both corners' libraries are copied in).
+MAPPING_CORNER = "tt"
+MACRO_VARIANTS_FILE = "nvm_array_macro_variants.v"
+#: The clock `generate_rtl` analyses by default (the efficiency model's assumption), MHz.
+DEFAULT_CLOCK_MHZ = 200.0
 CELL_MODELS_FILE = "sky130_fd_sc_hd_cells.v"
 FILELIST_GATE = "filelist_gate.f"
 #: The PDKs `generate_rtl` can map to.
@@ -77,10 +95,25 @@ FILES = {
     MANIFEST: "this manifest",
 }
 SIGNOFF_FILES = {
-    NETLIST_FILE: "gate-level netlist of the top in sky130_fd_sc_hd cells (macros as black boxes)",
-    LIBERTY_FILE: "generated Liberty subset of sky130_fd_sc_hd: function and area only, no timing",
+    NETLIST_FILE: "gate-level netlist of the top in sky130_fd_sc_hd cells (macros as black boxes, one module "
+    "per parameter set); simulated, analysed by OpenSTA and annotated by the SDF",
+    **{
+        liberty_file_name(c): f"characterized Liberty subset of sky130_fd_sc_hd at {CORNERS[c].label} "
+        "(NLDM timing, capacitance, power; gen/data)"
+        for c in CORNERS
+    },
+    **{macro_liberty_name(c): f"timing model of the NVM macro variants at {CORNERS[c].label}" for c in CORNERS},
+    MACRO_VARIANTS_FILE: "the netlist's macro variant modules as the behavioral macro (simulation only)",
+    SDC_FILE: "timing constraints: clock, input/output delays, drive and load",
     CELL_MODELS_FILE: "functional Verilog models of the used sky130_fd_sc_hd cells (PDK, Apache-2.0)",
-    FILELIST_GATE: "gate-level simulation file list: cell models, macro model, netlist",
+    TIMING_MODELS: "timing Verilog models (specify blocks) of the used cells, for the SDF-annotated simulation "
+    "(PDK, Apache-2.0; the delayed nets of the flip-flop's timing checks driven by copies)",
+    FILELIST_GATE: "gate-level simulation file list: cell models, macro model and variants, netlist",
+}
+#: Files of the timing analysis (OpenSTA present), per corner.
+TIMING_FILES = {
+    **{f"timing_{c}.rpt": f"OpenSTA timing report at {CORNERS[c].label}" for c in CORNERS},
+    **{f"nvm_lstm_top.{c}.sdf": f"OpenSTA SDF delays of the netlist at {CORNERS[c].label}" for c in CORNERS},
 }
 
 
@@ -403,17 +436,24 @@ def _check_portable(texts: dict[str, str], forbidden: list[str], *, note: str = 
 
 # --------------------------------------------------------------------------------------------------
 # The files, the macros and the manifest (all in memory; nothing is written here)
-def _source_files(top_text: str, macro_params: dict, pdk_dir: Path | None) -> tuple[dict[str, str], dict[str, str]]:
+def _source_files(
+    top_text: str, macro_params: list[dict], pdk_dir: Path | None, ports: list[dict], clock_mhz: float
+) -> tuple[dict[str, str], dict[str, str]]:
     """The fixed files of an RTL directory, without the netlist (which the sign-off check produces).
 
     Parameters
     ----------
     top_text : str
         Verilog of the top (`convert_top`).
-    macro_params : dict
-        Verilog parameters of one macro; every macro shares the one module, so any macro's will do.
+    macro_params : list of dict
+        Verilog parameters of every macro; the RTL's one module takes the first's as defaults, the netlist has
+        one module per distinct set (`gen.sta.macro_variants`).
     pdk_dir : Path or None
         The PDK, if sign-off files are to be written.
+    ports : list of dict
+        The top's ports (manifest ``ports``), for the SDC.
+    clock_mhz : float
+        The clock the SDC constrains.
 
     Returns
     -------
@@ -424,17 +464,23 @@ def _source_files(top_text: str, macro_params: dict, pdk_dir: Path | None) -> tu
     """
     files: dict[str, str] = {
         TOP_FILE: top_text,
-        MACRO_FILE: render_macro_model(macro_params),
-        STUB_FILE: render_macro_stub(macro_params),
+        MACRO_FILE: render_macro_model(macro_params[0]),
+        STUB_FILE: render_macro_stub(macro_params[0]),
         WAIVER_FILE: waivers_vlt(),
         FILELIST: "\n".join([WAIVER_FILE, MACRO_FILE, TOP_FILE]) + "\n",
         FILELIST_SYNTH: "\n".join([STUB_FILE, TOP_FILE]) + "\n",
     }
     roles = dict(FILES)
     if pdk_dir is not None:
-        files[LIBERTY_FILE] = liberty_text(pdk_dir)
+        variants = macro_variants(macro_params)
+        for corner in CORNERS:
+            files[liberty_file_name(corner)] = characterized_liberty(corner)
+            files[macro_liberty_name(corner)] = macro_liberty_text(variants, corner)
         files[CELL_MODELS_FILE] = cell_models_text(pdk_dir)
-        files[FILELIST_GATE] = "\n".join([CELL_MODELS_FILE, MACRO_FILE, NETLIST_FILE]) + "\n"
+        files[TIMING_MODELS] = timing_models_text(pdk_dir)
+        files[MACRO_VARIANTS_FILE] = macro_wrapper_text(variants)
+        files[SDC_FILE] = sdc_text(ports, 1000.0 / clock_mhz)
+        files[FILELIST_GATE] = "\n".join([CELL_MODELS_FILE, MACRO_FILE, MACRO_VARIANTS_FILE, NETLIST_FILE]) + "\n"
         roles.update(SIGNOFF_FILES)
     return files, roles
 
@@ -634,37 +680,101 @@ def _run_signoff(
     manifest: dict,
     seconds: dict,
     say: Callable[[str], None],
+    clock_mhz: float = DEFAULT_CLOCK_MHZ,
 ) -> None:
     """Map the top to the PDK's standard cells (`gen.signoff.map_to_cells`) and write the netlist.
 
-    The netlist is checked for portability and added to ``files``; the manifest's ``signoff`` entry, its
-    Yosys and PDK versions and ``seconds["signoff"]`` are filled in.
+    The mapping uses the typical corner's library, for the clock period as ABC's delay target when the library
+    has timing. The netlist is checked for portability and added to ``files``; the manifest's ``signoff`` entry,
+    its Yosys and PDK versions and ``seconds["signoff"]`` are filled in.
     """
     lines = _top_lines(tmp)
     expected = expected_mapping_seconds(lines)
+    liberty = liberty_file_name(MAPPING_CORNER)
+    timed = "cell_rise" in files[liberty]  # a characterized library: map for delay
+    variants = macro_variants([m["parameters"] for m in manifest["macros"]])
     say(f"mapping to {pdk} standard cells with {yosys.version} ({_about(lines, expected)}) ...")
     with heartbeat(say, f"mapping to {pdk} standard cells", expected):
         sres, sscript = map_to_cells(
             tmp,
             [STUB_FILE, TOP_FILE],
-            LIBERTY_FILE,
+            liberty,
             pdk_dir,
             top=TOP_MODULE,
             blackbox_module="nvm_array_macro",
             netlist_name=NETLIST_FILE,
             yosys=yosys,
+            delay_ps=1e6 / clock_mhz if timed else None,
+            variants=variants,
         )
     seconds["signoff"] = sres.seconds
     _check_portable({NETLIST_FILE: sres.netlist}, forbidden)
     write_text_atomic(tmp / NETLIST_FILE, sres.netlist)
     files[NETLIST_FILE] = sres.netlist
-    manifest["signoff"] = sres.manifest_entry(sscript, LIBERTY_FILE, pdk_version())
+    manifest["signoff"] = sres.manifest_entry(sscript, liberty, pdk_version())
+    if timed:
+        manifest["signoff"]["abc_constraints"] = list(ABC_CONSTRAINTS)
     manifest["tools"]["yosys"] = sres.yosys
     manifest["tools"]["pdk"] = pdk_version()
     say(
         f"signoff: {sum(sres.cells_by_type.values())} cells ({sres.flip_flops} flip-flops), "
         f"{sres.area_um2:.1f} um^2 in {format_duration(sres.seconds)}"
     )
+
+
+def _run_timing(
+    tmp: Path,
+    files: dict[str, str],
+    roles: dict[str, str],
+    forbidden: list[str],
+    manifest: dict,
+    seconds: dict,
+    clock_mhz: float,
+    say: Callable[[str], None],
+) -> None:
+    """Static timing of the mapped netlist with OpenSTA at every corner (`gen.sta.analyse_corner`): the
+    reports and SDFs join ``files``, the manifest gets ``signoff.timing``. Without OpenSTA the entry says it
+    was skipped and how to install it (not a failure)."""
+    try:
+        sta = find_sta()
+    except ToolNotFound as exc:
+        manifest["signoff"]["timing"] = f"skipped: {exc}"
+        say(f"timing: skipped: {exc}")
+        return
+    period = 1000.0 / clock_mhz
+    timing: dict[str, Any] = {
+        "tool": sta.version,
+        "clock_mhz": clock_mhz,
+        "period_ns": round(period, 6),
+        "sdc": SDC_FILE,
+        "netlist": NETLIST_FILE,
+        "wire_load": WIRE_LOAD,
+        "corners": {},
+    }
+    manifest["signoff"]["timing"] = timing
+    manifest["tools"]["sta"] = sta.version
+    t0 = time.monotonic()
+    for corner in CORNERS:
+        entry, report = analyse_corner(tmp, manifest, corner, period, sta=sta)
+        sdf = (tmp / entry["sdf"]).read_text(encoding="utf-8")
+        _check_portable({entry["report"]: report, entry["sdf"]: sdf}, forbidden)
+        write_text_atomic(tmp / entry["report"], report)
+        files[entry["report"]], files[entry["sdf"]] = report, sdf
+        roles[entry["report"]], roles[entry["sdf"]] = TIMING_FILES[entry["report"]], TIMING_FILES[entry["sdf"]]
+        timing["corners"][corner] = entry
+    seconds["timing"] = time.monotonic() - t0
+    say(f"timing: {timing_summary(timing)} in {format_duration(seconds['timing'])}")
+
+
+def timing_summary(timing: dict | str | None) -> str:
+    """One line for the log and the CLI: each corner's worst slack and fmax, or why there is no analysis."""
+    if not isinstance(timing, dict):
+        return str(timing)
+    parts = [
+        f"{c} worst slack {e['wns_ns']:+.3f} ns, fmax {e['fmax_mhz']:.1f} MHz ({'met' if e['met'] else 'VIOLATED'})"
+        for c, e in timing["corners"].items()
+    ]
+    return f"{timing['clock_mhz']:g} MHz target: " + "; ".join(parts)
 
 
 def _write_manifest(
@@ -693,6 +803,7 @@ def generate_rtl(
     synth: bool = True,
     lint: bool = False,
     pdk: str | None = None,
+    clock_mhz: float = DEFAULT_CLOCK_MHZ,
     log: Callable[[str], None] | None = None,
 ) -> GenerateResult:
     """Write the RTL directory ``out`` for ``cfg`` (and the weight images of ``model``).
@@ -716,7 +827,10 @@ def generate_rtl(
         Run ``verilator --lint-only -Wall`` and ``iverilog -g2012`` on the result before it is committed.
     pdk : {None, "sky130"}
         Also map the top to the PDK's standard cells (`gen.signoff`): netlist, Liberty file, cell models,
-        gate-level file list and the ``signoff`` manifest entry (docs/signoff.md).
+        gate-level file list and the ``signoff`` manifest entry (docs/signoff.md), and run the static timing
+        analysis (``signoff.timing``) when OpenSTA is installed.
+    clock_mhz : float
+        The clock of the delay-driven mapping and the timing analysis (with ``pdk``), MHz, > 0.
     log : callable, optional
         Receives one-line progress messages.
 
@@ -729,6 +843,8 @@ def generate_rtl(
     say = log or (lambda _msg: None)
     out = Path(out)
     _check_arguments(out, cfg, model, lanes, macro_latency, pdk)
+    if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
+        raise GenError(f"the clock frequency must be a positive number of MHz, not {clock_mhz!r}")
     yosys = find_yosys() if synth or pdk else None  # fail before the slow steps, with the install hint
     pdk_dir = find_pdk() if pdk else None  # PdkNotFound says how to install it
     # Built only now, when nothing but its conversion can fail: an Amaranth component that is never
@@ -745,7 +861,7 @@ def generate_rtl(
     inst_paths = _instance_paths(top_text, top)
     macro_params = [mac.verilog_parameters() for mac in top.macros]
 
-    files, roles = _source_files(top_text, macro_params[0], pdk_dir)
+    files, roles = _source_files(top_text, macro_params, pdk_dir, manifest_ports(top)["ports"], clock_mhz)
     hex_names: dict[str, str] = {}
     model_entry = None
     if model is not None:
@@ -766,7 +882,8 @@ def generate_rtl(
         if synth:
             _run_synth(tmp, yosys, manifest, seconds, say)
         if pdk_dir is not None:
-            _run_signoff(tmp, pdk, pdk_dir, yosys, forbidden, files, manifest, seconds, say)
+            _run_signoff(tmp, pdk, pdk_dir, yosys, forbidden, files, manifest, seconds, say, clock_mhz)
+            _run_timing(tmp, files, roles, forbidden, manifest, seconds, clock_mhz, say)
         _write_manifest(tmp, manifest, files, roles, forbidden)
         stale = []
         if out.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "SignoffError",
     "SignoffResult",
     "signoff_script",
+    "ABC_CONSTRAINTS",
     "map_to_cells",
     "netlist_stats",
     "block_of",
@@ -99,10 +101,45 @@ class SignoffError(GenError):
     """The mapping failed or its result does not add up."""
 
 
-def signoff_script(files: list[str], top: str, liberty: str, netlist: str, stat_path: str) -> list[str]:
-    """The Yosys commands of the mapping (file names as given: relative in the manifest)."""
+#: What ABC assumes at the boundary of each module when it maps for delay (``abc -constr``): a ``buf_2`` drives
+#: the inputs, each output drives 0.01 pF (as `gen.sta`'s SDC assumes for the top's ports).
+ABC_CONSTRAINTS = ("set_driving_cell sky130_fd_sc_hd__buf_2", "set_load 0.01")
+ABC_CONSTR_FILE = "abc.constr"
+
+
+def _variant_commands(blackbox: str, variants: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Give each macro parameter set its own module name and drop the parameters (OpenSTA reads no
+    parameterized instances); every macro must end up renamed."""
+    cmds = []
+    for name, params in variants.items():
+        sel = f"t:{blackbox} " + " ".join(f"r:{k}={v} %i" for k, v in params.items())
+        cmds.append(f"chtype -set {name} {sel}")
+        cmds.append("setparam " + " ".join(f"-unset {k}" for k in params) + f" t:{name}")
+    return cmds + [f"select -assert-none t:{blackbox}"]
+
+
+def signoff_script(
+    files: list[str],
+    top: str,
+    liberty: str,
+    netlist: str,
+    stat_path: str,
+    *,
+    delay_ps: float | None = None,
+    constr: str = ABC_CONSTR_FILE,
+    blackbox: str = "nvm_array_macro",
+    variants: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[str]:
+    """The Yosys commands of the mapping (file names as given: relative in the manifest).
+
+    With ``delay_ps`` (a library with timing) ABC maps for that delay target and then buffers, upsizes and
+    downsizes (its ``-constr`` script: ``buffer; upsize; dnsize``); ``variants`` (module name -> parameters)
+    renames the ``blackbox`` instances per parameter set."""
     cmds = [f"read_liberty -lib {liberty}"]  # cell ports and directions, for hierarchy and check
     cmds += [f"read_verilog -DSYNTHESIS {f}" for f in files]
+    abc = f"abc -liberty {liberty}"
+    if delay_ps is not None:
+        abc = f"abc -D {int(round(delay_ps))} -constr {constr} -liberty {liberty}"
     cmds += [
         f"hierarchy -check -top {top}",
         f"synth -top {top}",
@@ -110,14 +147,17 @@ def signoff_script(files: list[str], top: str, liberty: str, netlist: str, stat_
         # Only the plain rising-edge flip-flop exists in the library: resets and enables become logic.
         "dfflegalize -cell $_DFF_P_ 01",
         f"dfflibmap -liberty {liberty}",
-        f"abc -liberty {liberty}",
+        abc,
         "opt_clean -purge",
         # Everything is a library cell or a black box now; no multiple drivers, undriven inputs or loops.
         "select -assert-none t:$*",
         "check -assert",
         f"tee -q -o {stat_path} stat -liberty {liberty}",
-        f"write_verilog -noattr {netlist}",
     ]
+    if variants:
+        cmds += _variant_commands(blackbox, variants)
+    # -simple-lhs: no concatenation on the left of an assign (OpenSTA 2.0.17 cannot read it)
+    cmds.append(f"write_verilog -noattr -simple-lhs {netlist}")
     return cmds
 
 
@@ -197,11 +237,15 @@ def map_to_cells(
     cells: tuple[Cell, ...] = CELLS,
     yosys: Tool | None = None,
     timeout: float = 7200.0,
+    delay_ps: float | None = None,
+    variants: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[SignoffResult, list[str]]:
     """Map ``files`` (relative to ``rtl_dir``, which also holds the Liberty file ``liberty``) to the cells.
 
     Returns the result (with the netlist text) and the script as recorded (relative names). Writes nothing
     into ``rtl_dir``. Raises `SignoffError` on any failure or if the areas do not add up to Yosys' total.
+    ``delay_ps`` and ``variants`` are those of `signoff_script`; with ``variants`` the black boxes are the
+    variant modules.
     """
     yosys = yosys or find_yosys()
     rtl_dir = Path(rtl_dir)
@@ -209,8 +253,12 @@ def map_to_cells(
     flop_names = {c.verilog_name for c in cells if c.sequential}
     with tempfile.TemporaryDirectory(prefix="nvmlstm-signoff-") as work:
         w = Path(work)
-        script = signoff_script(files, top, liberty, netlist_name, "stat.txt")
-        run_script = signoff_script(files, top, liberty, str(w / "netlist.v"), str(w / "stat.txt"))
+        opts = dict(delay_ps=delay_ps, blackbox=blackbox_module, variants=variants)
+        script = signoff_script(files, top, liberty, netlist_name, "stat.txt", **opts)
+        run_script = signoff_script(
+            files, top, liberty, str(w / "netlist.v"), str(w / "stat.txt"), constr=str(w / ABC_CONSTR_FILE), **opts
+        )
+        (w / ABC_CONSTR_FILE).write_text("\n".join(ABC_CONSTRAINTS) + "\n", encoding="utf-8")
         (w / "map.ys").write_text("\n".join(run_script) + "\n", encoding="utf-8")
         t0 = time.monotonic()
         proc = run_tool(
@@ -233,7 +281,9 @@ def map_to_cells(
         raise SignoffError(f"yosys stat -liberty reported no chip area for {top}")
     if abs(chip[top] - total) > max(1e-3, 1e-7 * total):  # Yosys prints 6 decimals, sums in double
         raise SignoffError(f"area mismatch: the netlist's cells add up to {total} um^2, yosys says {chip[top]}")
-    if blackbox_module not in boxes or set(boxes) != {blackbox_module}:
-        raise SignoffError(f"expected only {blackbox_module} black boxes in the mapped netlist, found {boxes}")
+    expected = set(variants) if variants else {blackbox_module}
+    if not boxes or not set(boxes) <= expected:
+        want = ", ".join(sorted(expected))
+        raise SignoffError(f"expected only {want} black boxes in the mapped netlist, found {boxes}")
     flops = sum(n for t, n in by_type.items() if t in flop_names)
     return SignoffResult(netlist, by_type, total, flops, by_block, boxes, yosys.version, seconds), script

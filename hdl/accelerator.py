@@ -22,7 +22,7 @@ Latency (no stalls on the streams), with ``L_a`` the array's and ``L_b`` the lan
 ``G = ceil(H / lanes)``:
 
 * ``layer_step_cyc = 1 + L_a + (G - 1) + L_b`` (READ 1, WAIT L_a whose last cycle issues group 0, ISSUE
-  G - 1, DRAIN L_b); today ``macro_latency + G + 3``
+  G - 1, DRAIN L_b); today ``macro_latency + G + 7`` (L_b = 7: input registers 1, gate 2, cell 2, hidden 2)
 * ``head_cyc = 1 + L_a``
 * ``timestep_cyc = 1 + num_layers * layer_step_cyc + head_cyc + 1``
 """
@@ -274,14 +274,18 @@ class NvmLstmAccelerator(wiring.Component):
         """The state and the control signals every part shares; the outputs show the state."""
         cfg, L, H = self.cfg, self.cfg.num_layers, self.cfg.hidden_size
         st = _State(
-            x=[Signal(signed(cfg.dac_bits), name=f"x_{k}") for k in range(cfg.input_size)],
+            # x and the output register are datapath: read only after INPUT wrote them / while out.valid
+            # says so, so they need no reset (which the mapping would turn into logic before each D).
+            x=[Signal(signed(cfg.dac_bits), name=f"x_{k}", reset_less=True) for k in range(cfg.input_size)],
             h=[[Signal(signed(cfg.dac_bits), name=f"h_l{l}_{u}") for u in range(H)] for l in range(L)],
             c=[[Signal(cell_shape(cfg), name=f"c_l{l}_{u}") for u in range(H)] for l in range(L)],
-            out=[Signal(signed(self.out_bits), name=f"out_{o}") for o in range(cfg.output_size)],
+            out=[Signal(signed(self.out_bits), name=f"out_{o}", reset_less=True) for o in range(cfg.output_size)],
             idle=Signal(),
-            layer=Signal(range(max(L, 2))),
+            layer=Signal(range(max(L, 2)), name="layer"),
             issue=Signal(),
-            group=Signal(range(max(self.groups, 2))),  # the group entering the lanes this cycle (comb)
+            # the tag of the group entering the lanes when issue is high: a register, so that the selection
+            # muxes decode a flip-flop output, not the control's next-state logic
+            tag=Signal(range(max(cfg.num_layers * self.groups, 2)), name="issue_tag"),
         )
         for o in range(cfg.output_size):
             m.d.comb += self.out.payload.outputs[o].eq(st.out[o])
@@ -309,8 +313,8 @@ class NvmLstmAccelerator(wiring.Component):
         cfg, bank = self.cfg, self.lane_bank
         L, H, G, lanes = cfg.num_layers, cfg.hidden_size, self.groups, self.lanes
         n_gates = len(_config.GATES)
-        tag = Signal.like(bank.tag, name="issue_tag")
-        m.d.comb += [tag.eq(st.layer * G + st.group), bank.issue.eq(st.issue), bank.tag.eq(tag)]
+        tag = st.tag
+        m.d.comb += [bank.issue.eq(st.issue), bank.tag.eq(tag)]
         for g in range(n_gates):
             m.d.comb += bank.scale[g].eq(Array(self.regs.scale[l][g] for l in range(L))[st.layer])
         zero_acc = Const(0, signed(self.acc_width))
@@ -367,10 +371,12 @@ class NvmLstmAccelerator(wiring.Component):
                     m.next = "READ"
             with m.State("READ"):
                 m.d.comb += self.array.read.eq((Const(1, L) << st.layer)[:L])
+                m.d.sync += st.tag.eq(st.layer * G)  # group 0 of this layer
                 m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(layer_valid):
-                    m.d.comb += [st.issue.eq(1), st.group.eq(0)]
+                    m.d.comb += st.issue.eq(1)
+                    m.d.sync += st.tag.eq(st.tag + 1)
                     if G == 1:
                         m.d.sync += drain.eq(0)
                         m.next = "DRAIN"
@@ -378,8 +384,8 @@ class NvmLstmAccelerator(wiring.Component):
                         m.d.sync += issue_group.eq(1)
                         m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [st.issue.eq(1), st.group.eq(issue_group)]
-                m.d.sync += issue_group.eq(issue_group + 1)
+                m.d.comb += st.issue.eq(1)
+                m.d.sync += [issue_group.eq(issue_group + 1), st.tag.eq(st.tag + 1)]
                 with m.If(issue_group == G - 1):
                     m.d.sync += drain.eq(0)
                     m.next = "DRAIN"
@@ -420,4 +426,4 @@ class _State:
     idle: Signal  # the FSM is in IDLE (comb)
     layer: Signal  # the layer being computed
     issue: Signal  # a group enters the lane bank this cycle (comb)
-    group: Signal  # which group (comb)
+    tag: Signal  # its tag, layer * groups + group (a register the control advances)

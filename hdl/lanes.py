@@ -1,9 +1,11 @@
 """Digital periphery of the hidden-unit lanes: gate scaling and activation tables, cell update, h
 requantization, and the bank of lanes the accelerator time-multiplexes over its units.
 
-Each stage implements one section of `docs/datapath.md` and registers its outputs, so each has
-``latency_cyc == 1`` (a property of the block): outputs in cycle n+1 are the function of the inputs in cycle
-n. `LaneBank` composes the stages' latencies into its own delays. The four gates are array members in the
+Each stage implements one section of `docs/datapath.md` and is cut into register ranks (its ``latency_cyc``,
+a property of the block: outputs in cycle n + latency_cyc are the function of the inputs in cycle n; two ranks
+each today, so that no rank holds a multiplier and a table, or two multipliers, in series). `LaneBank` composes
+the stages' latencies, and its own input and ``c_prev`` registers, into its delays. Datapath registers have
+no reset (`datapath_register`); valid bits keep theirs. The four gates are array members in the
 order of `golden.config.GATES`. Table contents come from `golden.tables` (the single definition), loaded into
 ROMs (`amaranth.lib.memory.Memory`, combinational read ports). `rshift_round` is the Amaranth form of
 `golden.quant.rshift_round` (proved equal over a whole domain in tests/test_hdl_structure.py).
@@ -33,6 +35,8 @@ __all__ = [
     "gate_shape",
     "cell_shape",
     "gate_layout",
+    "datapath_register",
+    "round_saturate",
 ]
 
 
@@ -74,6 +78,25 @@ def saturate(m: Module, value, lo: int, hi: int, shape, name: str) -> Signal:
     return out
 
 
+def round_saturate(m: Module, value, shift: int, lo: int, hi: int, shape, name: str) -> Signal:
+    """``saturate(rshift_round(value, shift), lo, hi)``, with the bounds compared against ``value`` itself.
+
+    ``rshift_round(v, s) > hi`` exactly when ``v >= ((hi + 1) << s) - 2**(s-1)`` and ``< lo`` exactly when
+    ``v < (lo << s) - 2**(s-1)`` (the shift floors), so both comparisons run beside the rounding adder instead
+    of after it, and the adder only needs the bits of ``shape`` (an unsaturated result fits there). Equal to
+    the golden form everywhere (tests/test_hdl_structure.py).
+    """
+    if shift == 0:
+        return saturate(m, value, lo, hi, shape, name)
+    half = 1 << (shift - 1)
+    rounded = Signal(shape, name=f"{name}_rounded")
+    m.d.comb += rounded.eq(rshift_round(value, shift))  # truncated to shape: used only when it fits
+    out = Signal(shape, name=name)
+    over, under = value >= ((hi + 1) << shift) - half, value < (lo << shift) - half
+    m.d.comb += out.eq(Mux(under, lo, Mux(over, hi, rounded)))
+    return out
+
+
 def _rom(m: Module, name: str, table, shape, n_ports: int):
     """A ROM holding ``table`` (entry k = index lut_min + k) with ``n_ports`` combinational read ports."""
     rom = Memory(shape=shape, depth=len(table), init=[int(v) for v in table])
@@ -86,9 +109,29 @@ def _lut_addr(idx):
     return Cat(idx[:-1], ~idx[-1])
 
 
+def datapath_register(m: Module, value, shape, name: str) -> Signal:
+    """A reset-less register of ``shape`` that takes ``value`` at every clock edge.
+
+    For datapath values only: what such a register holds before the first valid data reaches it means nothing
+    (a valid bit or tag beside it says when it does), so a reset would only put logic in front of every
+    flip-flop's D (the sky130 mapping has no flip-flop with a synchronous reset).
+    """
+    reg = Signal(shape, name=name, reset_less=True)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
 class _RegisteredStage(wiring.Component):
-    """A lane stage that registers its outputs: outputs in cycle n+1 are the function of the inputs in
-    cycle n."""
+    """A lane stage cut into `REGISTERS` register stages: outputs in cycle n + `REGISTERS` are the function of
+    the inputs in cycle n, and a new input is taken every cycle.
+
+    A subclass sets `REGISTERS` to the number of `datapath_register` ranks its ``elaborate`` puts between an
+    input and an output (the pipeline tests read every stage's output `latency_cyc` edges after its inputs,
+    so a count that disagrees with the logic fails them).
+    """
+
+    #: Register ranks from the inputs to the outputs.
+    REGISTERS = 1
 
     def __init__(self, cfg: LstmConfig, signature: dict):
         self._cfg = cfg  # checked by the subclass before it builds the signature from it
@@ -98,16 +141,17 @@ class _RegisteredStage(wiring.Component):
 
     @property
     def latency_cyc(self) -> int:
-        """Cycles from the stage's inputs to its outputs: 1."""
-        return 1
+        """Cycles from the stage's inputs to its outputs: its register ranks."""
+        return self.REGISTERS
 
 
 class GateLane(_RegisteredStage):
     """Accumulated ADC codes of the gates of one unit -> gate outputs (docs/datapath.md sections 4-5).
 
     ``idx = sat((acc * scale + 2**(scale_shift-1)) >> scale_shift, lut_min, lut_max)``, then the tanh table
-    for the gate that `golden.datapath.GATE_IS_TANH` names (g), the sigmoid table for the others. Outputs
-    are registered: `latency_cyc` is 1.
+    for the gate that `golden.datapath.GATE_IS_TANH` names (g), the sigmoid table for the others. Two register
+    ranks (`latency_cyc` 2): the multiplier, rounding and saturation end in the ``idx`` register, the table
+    read in the gate register (one rank held a multiplier and a ROM in series, the longest path of the lanes).
 
     Parameters
     ----------
@@ -124,6 +168,8 @@ class GateLane(_RegisteredStage):
     gates : Out(ArrayLayout(gate_shape(cfg), 4))
         Gate outputs, same order.
     """
+
+    REGISTERS = 2
 
     def __init__(self, cfg: LstmConfig, acc_width: int):
         _check_cfg(cfg)
@@ -150,19 +196,21 @@ class GateLane(_RegisteredStage):
         for k, name in enumerate(_config.GATES):
             port = next(tanh_ports) if is_tanh[k] else next(sig_ports)
             prod = self.acc[k] * self.scale[k]
-            idx = saturate(
-                m, rshift_round(prod, cfg.scale_shift), cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), f"idx_{name}"
+            idx = round_saturate(
+                m, prod, cfg.scale_shift, cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), f"idx_{name}"
             )
-            m.d.comb += port.addr.eq(_lut_addr(idx))
-            m.d.sync += self.gates[k].eq(port.data)
+            idx_r = datapath_register(m, idx, signed(cfg.lut_bits), f"idx_{name}_r")  # rank 1
+            m.d.comb += port.addr.eq(_lut_addr(idx_r))
+            gate_r = datapath_register(m, port.data, gate_shape(cfg), f"gate_{name}_r")  # rank 2
+            m.d.comb += self.gates[k].eq(gate_r)
         return m
 
 
 class CellLane(_RegisteredStage):
     """Cell update of one unit (docs/datapath.md section 6); gate o is carried along for the next stage.
 
-    ``c = sat((f * c_prev + i * g + 2**(F-1)) >> F, -cell_max, cell_max)``. Registered: `latency_cyc` is 1.
-    ``c_prev`` is sampled with ``gates``.
+    ``c = sat((f * c_prev + i * g + 2**(F-1)) >> F, -cell_max, cell_max)``. Two register ranks (`latency_cyc`
+    2): the two products, then their sum rounded and saturated. ``c_prev`` is sampled with ``gates``.
 
     Members
     -------
@@ -173,6 +221,8 @@ class CellLane(_RegisteredStage):
     o : Out(gate_shape(cfg))
         Gate o, delayed with ``c``.
     """
+
+    REGISTERS = 2
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
@@ -190,18 +240,27 @@ class CellLane(_RegisteredStage):
         cfg = self.cfg
         m = Module()
         i, f, g, o = (self.gates[gate_number(n)] for n in "ifgo")
-        s = f * self.c_prev + i * g
-        c = saturate(m, rshift_round(s, cfg.frac_bits), -cfg.cell_max, cfg.cell_max, cell_shape(cfg), "c_next")
-        m.d.sync += [self.c.eq(c), self.o.eq(o)]
+        fc, ig = f * self.c_prev, i * g
+        fc_r = datapath_register(m, fc, fc.shape(), "fc_r")  # rank 1
+        ig_r = datapath_register(m, ig, ig.shape(), "ig_r")
+        o_r = datapath_register(m, o, gate_shape(cfg), "o_r")
+        c = round_saturate(m, fc_r + ig_r, cfg.frac_bits, -cfg.cell_max, cfg.cell_max, cell_shape(cfg), "c_next")
+        c_r = datapath_register(m, c, cell_shape(cfg), "c_r")  # rank 2
+        o_rr = datapath_register(m, o_r, gate_shape(cfg), "o_rr")
+        m.d.comb += [self.c.eq(c_r), self.o.eq(o_rr)]
         return m
 
 
 class HiddenLane(_RegisteredStage):
-    """h_t of one unit from c_t and o (docs/datapath.md section 7). Registered: `latency_cyc` is 1.
+    """h_t of one unit from c_t and o (docs/datapath.md section 7).
 
     ``tidx = sat((c + 2**(F-lut_frac-1)) >> (F - lut_frac))``, ``tc = tanh_lut[tidx]``,
-    ``h = sat((o * tc * dac_max + 2**(2F-1)) >> 2F, -dac_max, dac_max)``.
+    ``h = sat((o * tc * dac_max + 2**(2F-1)) >> 2F, -dac_max, dac_max)``. Two register ranks (`latency_cyc`
+    2): the index and the table read end in the ``tc * dac_max`` register (the table holds ``tanh * dac_max``),
+    the product, rounding and saturation in h.
     """
+
+    REGISTERS = 2
 
     def __init__(self, cfg: LstmConfig):
         _check_cfg(cfg)
@@ -217,21 +276,20 @@ class HiddenLane(_RegisteredStage):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        (port,) = _rom(m, "tanh_rom", tanh_table(cfg), gate_shape(cfg), 1)
-        tidx = saturate(
-            m,
-            rshift_round(self.c, cfg.frac_bits - cfg.lut_frac),
-            cfg.lut_min,
-            cfg.lut_max,
-            signed(cfg.lut_bits),
-            "tidx",
+        # The table holds tanh * dac_max: the same integer product o * tc * dac_max without a constant
+        # multiplier after the table.
+        scaled = [int(v) * cfg.dac_max for v in tanh_table(cfg)]
+        tc_shape = signed(max(abs(v) for v in scaled).bit_length() + 1)
+        (port,) = _rom(m, "tanh_rom", scaled, tc_shape, 1)
+        tidx = round_saturate(
+            m, self.c, cfg.frac_bits - cfg.lut_frac, cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), "tidx"
         )
         m.d.comb += port.addr.eq(_lut_addr(tidx))
-        prod = self.o * port.data * cfg.dac_max
-        h = saturate(
-            m, rshift_round(prod, 2 * cfg.frac_bits), -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next"
-        )
-        m.d.sync += self.h.eq(h)
+        tc_r = datapath_register(m, port.data, tc_shape, "tc_dac_r")  # rank 1: tanh(c) * dac_max
+        o_r = datapath_register(m, self.o, gate_shape(cfg), "o_r")
+        h = round_saturate(m, o_r * tc_r, 2 * cfg.frac_bits, -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next")
+        h_r = datapath_register(m, h, signed(cfg.dac_bits), "h_r")  # rank 2
+        m.d.comb += self.h.eq(h_r)
         return m
 
 
@@ -240,10 +298,13 @@ class LaneBank(wiring.Component):
     of units by the parent, with each issued group's ``tag`` carried alongside its data.
 
     The parent issues one group per cycle (``issue`` high, its ``tag``, the lanes' ``acc`` and the shared
-    ``scale``); `c_prev_cyc` cycles later the bank asks for that group's previous cell state
-    (``c_prev_tag``, answered combinationally on ``c_prev``); `c_cyc` cycles after issue ``c`` is valid
-    (``c_valid``, ``c_tag``), `latency_cyc` cycles after issue ``h`` (``h_valid``, ``h_tag``). Every delay is
-    the sum of the stages' own ``latency_cyc``, so a stage with another latency changes them all.
+    ``scale``, all selected by the parent); the bank registers them (`input_cyc`), so the parent's control,
+    decode and selection muxes form one register-to-register stage and the gate stage's multiplier starts
+    from a register. `c_prev_cyc` cycles after issue the bank asks for that group's previous cell state
+    (``c_prev_tag``, answered combinationally on ``c_prev``) and registers it, for the cell stage that samples
+    it `cell_in_cyc` cycles after issue; `c_cyc` cycles after issue ``c`` is valid (``c_valid``, ``c_tag``),
+    `latency_cyc` cycles after issue ``h`` (``h_valid``, ``h_tag``). Every delay is the sum of the stages' own
+    ``latency_cyc``, so a stage with another latency changes them all.
 
     Parameters
     ----------
@@ -270,6 +331,11 @@ class LaneBank(wiring.Component):
     h_valid, h_tag : Out
     h : Out(ArrayLayout(signed(dac_bits), lanes))
     """
+
+    #: Register ranks between the bank's ``acc``/``scale``/``tag`` inputs and the gate stage.
+    INPUT_REGISTERS = 1
+    #: Register ranks between the ``c_prev`` answer and the cell stage.
+    C_PREV_REGISTERS = 1
 
     def __init__(self, cfg: LstmConfig, *, lanes: int, acc_width: int, n_tags: int):
         _check_cfg(cfg)
@@ -309,29 +375,48 @@ class LaneBank(wiring.Component):
     hidden_lanes: list[HiddenLane] = parameter("hidden_lanes")
 
     @property
+    def input_cyc(self) -> int:
+        """Cycles from issue to the gate stage's inputs: the input registers."""
+        return self.INPUT_REGISTERS
+
+    @property
+    def cell_in_cyc(self) -> int:
+        """Cycles from issue to the cell stage's inputs (when it samples ``gates`` and ``c_prev``): input
+        registers + gate stage."""
+        return self.input_cyc + self.gate_lanes[0].latency_cyc
+
+    @property
     def c_prev_cyc(self) -> int:
-        """Cycles from issue to the cycle the cell stage samples ``c_prev``: the gate stage's latency."""
-        return self.gate_lanes[0].latency_cyc
+        """Cycles from issue to the cycle the bank asks for ``c_prev`` (``c_prev_tag``): `cell_in_cyc` less the
+        ``c_prev`` register."""
+        return self.cell_in_cyc - self.C_PREV_REGISTERS
 
     @property
     def c_cyc(self) -> int:
-        """Cycles from issue to a valid ``c``: gate stage + cell stage."""
-        return self.c_prev_cyc + self.cell_lanes[0].latency_cyc
+        """Cycles from issue to a valid ``c``: `cell_in_cyc` + cell stage."""
+        return self.cell_in_cyc + self.cell_lanes[0].latency_cyc
 
     @property
     def latency_cyc(self) -> int:
-        """Cycles from issue to a valid ``h``: gate stage + cell stage + hidden stage."""
+        """Cycles from issue to a valid ``h``: `c_cyc` + hidden stage."""
         return self.c_cyc + self.hidden_lanes[0].latency_cyc
+
+    def _delayed(self, m: Module, value, ranks: int, name: str):
+        """``value`` through ``ranks`` reset-less registers (datapath)."""
+        for k in range(ranks):
+            value = datapath_register(m, value, value.shape(), f"{name}_d{k + 1}")
+        return value
 
     def elaborate(self, platform):
         m = Module()
-        # Tag pipeline: stage k holds the issue strobe and tag of k cycles ago (stage 0: this cycle's).
+        # Tag pipeline: stage k holds the issue strobe and tag of k cycles ago (stage 0: this cycle's). The
+        # strobes keep their reset (a valid bit must be low after reset); a tag means nothing without its strobe.
         valid, tag = [self.issue], [self.tag]
         for k in range(1, self.latency_cyc + 1):
-            v, t = Signal(name=f"p{k}_valid"), Signal.like(self.tag, name=f"p{k}_tag")
-            m.d.sync += [v.eq(valid[-1]), t.eq(tag[-1])]
+            v = Signal(name=f"p{k}_valid")
+            m.d.sync += v.eq(valid[-1])
             valid.append(v)
-            tag.append(t)
+            tag.append(datapath_register(m, tag[-1], self.tag.shape(), f"p{k}_tag"))
         m.d.comb += [
             self.c_prev_tag.eq(tag[self.c_prev_cyc]),
             self.c_valid.eq(valid[self.c_cyc]),
@@ -339,15 +424,16 @@ class LaneBank(wiring.Component):
             self.h_valid.eq(valid[self.latency_cyc]),
             self.h_tag.eq(tag[self.latency_cyc]),
         ]
+        scale = self._delayed(m, self.scale, self.INPUT_REGISTERS, "scale")
         for q, (gl, cl, hl) in enumerate(zip(self.gate_lanes, self.cell_lanes, self.hidden_lanes)):
             m.submodules[f"gate_lane_{q}"] = gl
             m.submodules[f"cell_lane_{q}"] = cl
             m.submodules[f"hidden_lane_{q}"] = hl
             m.d.comb += [
-                gl.acc.eq(self.acc[q]),
-                gl.scale.eq(self.scale),
+                gl.acc.eq(self._delayed(m, self.acc[q], self.INPUT_REGISTERS, f"acc_{q}")),
+                gl.scale.eq(scale),
                 cl.gates.eq(gl.gates),
-                cl.c_prev.eq(self.c_prev[q]),
+                cl.c_prev.eq(self._delayed(m, self.c_prev[q], self.C_PREV_REGISTERS, f"c_prev_{q}")),
                 hl.c.eq(cl.c),
                 hl.o.eq(cl.o),
                 self.c[q].eq(cl.c),

@@ -40,11 +40,21 @@ from .errors import BuildError, SimStopped, killed_by
 from .protocol import TOP_MODULE, simulation_files
 from .simulators import SimTool
 
+#: The gate-level file list's functional cell models (``nvmlstm.gen.rtl.CELL_MODELS_FILE``), replaced by the
+#: timing models (``nvmlstm.gen.timing_models.TIMING_MODELS``) in a build with an SDF.
+CELL_MODELS = "sky130_fd_sc_hd_cells.v"
+TIMING_MODELS = "sky130_fd_sc_hd_cells_timing.v"
+PREFIX = "sky130_fd_sc_hd__"
+
 __all__ = [
     "CACHE_ENV",
     "CACHE_ENTRIES",
     "TIMESCALE",
     "BuildInfo",
+    "SDF_ARGS",
+    "ICARUS_SDF",
+    "SDF_PLUSARG",
+    "timing_models_for",
     "Recipe",
     "recipe",
     "build",
@@ -75,7 +85,7 @@ CACHE_GRACE_S = 900.0
 LEFTOVER_S = 86400.0
 #: In a build's temporary directory: the pid and host of the process building there.
 OWNER_FILE = ".nvmlstm-owner"
-_KIND = r"(?:icarus|verilator)(?:-trace)?(?:-gates)?-[0-9a-f]{24}"
+_KIND = r"(?:icarus|verilator)(?:-trace)?(?:-gates)?(?:-sdf)?-[0-9a-f]{24}"
 #: The names the cache writes: complete builds, failed builds' logs, builds in progress (``mkdtemp``).
 _ENTRY = re.compile(rf"^{_KIND}$")
 _FAILED = re.compile(rf"^failed-{_KIND}$")
@@ -86,6 +96,14 @@ BUILD_RECIPE = 2
 #: clock edge (the PDK models' ``UNIT_DELAY``), so no zero-delay race decides which flip-flop sees which
 #: value; the testbench drives and samples on the falling edge, long after.
 GATE_LEVEL_ARGS = ("-DUNIT_DELAY=#1",)
+#: Gate-level builds with an SDF (Icarus): the foundry's timing models (`nvmlstm.gen.timing_models`) instead of
+#: the functional ones, their specify blocks compiled (``-gspecify``), and the maximum of each SDF triple
+#: selected (``-Tmax``): OpenSTA writes ``(min::max)``, with no typical value, and Icarus keeps a path's old
+#: (zero) delay for an empty one, so the default ``-Ttyp`` would annotate nothing. Max is the setup-side delay,
+#: the one the clock period is about. No ``UNIT_DELAY``: the timing models do not use it.
+SDF_ARGS = ("-gspecify", "-Tmax")
+#: The plusarg naming the SDF file to annotate (`ICARUS_SDF`).
+SDF_PLUSARG = "nvmlstm_sdf"
 TIMESCALE = ("1ns", "1ps")
 
 
@@ -120,6 +138,18 @@ module nvmlstm_waves;
             $dumpfile(path);
             $dumpvars(0, nvm_lstm_top);
         end
+    end
+endmodule
+"""
+
+#: Icarus with an SDF: a third root module annotates the top at time 0 with the file the plusarg names (the
+#: runner passes the RTL directory's SDF; its digest is in the build key, `Recipe.sdf`).
+ICARUS_SDF = f"""\
+module nvmlstm_sdf;
+    string path;
+    initial begin
+        if ($value$plusargs("{SDF_PLUSARG}=%s", path))
+            $sdf_annotate(path, nvm_lstm_top);
     end
 endmodule
 """
@@ -215,6 +245,8 @@ class Recipe:
         Compile `icarus_time0_kick` copies of the sources (Icarus).
     gate_level : bool
         The sources are the gate-level file list (``filelist_gate.f``).
+    sdf : str
+        With an SDF: the SHA-256 of the SDF file the run annotates (the cell models are in ``files``).
     """
 
     build_args: tuple[str, ...]
@@ -223,11 +255,26 @@ class Recipe:
     make_vars: tuple[str, ...] = ()
     kick: bool = False
     gate_level: bool = False
+    sdf: str = ""
 
 
-def recipe(tool: SimTool, trace: bool, gate_level: bool = False) -> Recipe:
+def recipe(
+    tool: SimTool, trace: bool, gate_level: bool = False, *, sdf_sha256: str = "", timing_models: str = ""
+) -> Recipe:
     """The `Recipe` of ``tool``; ``trace``: Verilator with FST tracing compiled in; ``gate_level``: the
-    gate-level netlist (`GATE_LEVEL_ARGS` for Icarus, `VERILATOR_GATE_ARGS` for Verilator)."""
+    gate-level netlist (`GATE_LEVEL_ARGS` for Icarus, `VERILATOR_GATE_ARGS` for Verilator); ``sdf_sha256``
+    (Icarus, gate level): the digest of the SDF to annotate, with ``timing_models`` (the text of
+    `timing_models_for`) compiled in place of the functional cell models (`SDF_ARGS`, `ICARUS_SDF`)."""
+    if sdf_sha256:
+        if tool.name != "icarus" or not gate_level or not timing_models:
+            raise BuildError("internal: an SDF build needs Icarus, the gate-level netlist and the timing models")
+        return Recipe(
+            ("-s", "nvmlstm_waves", "-s", "nvmlstm_sdf") + SDF_ARGS,
+            files={"nvmlstm_waves.v": ICARUS_WAVES, "nvmlstm_sdf.v": ICARUS_SDF, TIMING_MODELS: timing_models},
+            kick=True,
+            gate_level=True,
+            sdf=sdf_sha256,
+        )
     if tool.name == "icarus":
         return Recipe(
             ("-s", "nvmlstm_waves") + (GATE_LEVEL_ARGS if gate_level else ()),
@@ -305,6 +352,7 @@ def _build_key(tool: SimTool, files: list[Path], rec: Recipe, trace: bool) -> st
         "kick": rec.kick,
         # only when set: the keys (and cached builds) of RTL builds stay what they were
         **({"gate_level": True} if rec.gate_level else {}),
+        **({"sdf": rec.sdf} if rec.sdf else {}),
     }
     h.update(json.dumps(meta, sort_keys=True).encode())
     for f in files:
@@ -319,6 +367,7 @@ def build(
     *,
     trace: bool = False,
     gate_level: bool = False,
+    sdf: str | Path | None = None,
     cache: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BuildInfo:
@@ -341,6 +390,10 @@ def build(
         Verilator only: compile in FST tracing (a separate cache entry). Icarus builds always can dump VCD.
     gate_level : bool
         Build the gate-level netlist (``filelist_gate.f``; `recipe`).
+    sdf : path, optional
+        Icarus, gate level: the SDF the runs annotate. The build compiles the timing cell models
+        (`timing_models_for`) with `SDF_ARGS` and `ICARUS_SDF`; the SDF's digest is part of the key (a separate
+        entry, ``icarus-gates-sdf-...``). The clock period is not: it is a setting of the run, not compiled in.
     cache : path, optional
         Cache directory (default `cache_root`).
     log : callable, optional
@@ -357,11 +410,16 @@ def build(
     cocotb_adapter.check_cocotb()
     files = simulation_files(rtl_dir, manifest, gate_level=gate_level)
     trace = trace and tool.name == "verilator"
-    rec = recipe(tool, trace, gate_level)
+    if sdf is not None:
+        models, files = timing_models_for(rtl_dir, files)
+        rec = recipe(tool, trace, gate_level, sdf_sha256=_sha256(Path(sdf)), timing_models=models)
+    else:
+        rec = recipe(tool, trace, gate_level)
     key = _build_key(tool, files, rec, trace)
     root = Path(cache) if cache is not None else cache_root()
     max_bytes = cache_max_bytes()  # a bad $NVMLSTM_SIM_CACHE_MB fails now, not after a long build
-    final = root / f"{tool.name}{'-trace' if trace else ''}{'-gates' if gate_level else ''}-{key[:24]}"
+    kind = f"{'-trace' if trace else ''}{'-gates' if gate_level else ''}{'-sdf' if rec.sdf else ''}"
+    final = root / f"{tool.name}{kind}-{key[:24]}"
     try:
         os.utime(final / "build.json")  # recently used: evicted last
         return BuildInfo(final, key, True, 0.0, trace)
@@ -375,7 +433,8 @@ def build(
     try:
         # Whose build this is: `clear_cache` and `trim_cache` leave the temporary of a live build alone.
         (tmp / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
-        what = f"{tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''} model"
+        what = f"{tool.name}{' (FST tracing)' if trace else ''}{' gate-level' if gate_level else ''}"
+        what += f"{' (timing models, SDF)' if rec.sdf else ''} model"
         seconds, commands = _run_build(tmp, root / f"failed-{final.name}", rtl_dir, files, rec, tool, what, say)
         _prune(tmp, keep={TOP_MODULE, "sim.vvp", "build.log"})
         info = {
@@ -405,6 +464,47 @@ def build(
             f"({_mb(sum(e.bytes for e in removed))}) to stay within {limit}"
         )
     return BuildInfo(final, key, False, seconds, trace)
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise BuildError(f"{path}: cannot read the SDF ({exc.strerror})") from None
+
+
+_CELL_MODULE = re.compile(rf"^module\s+{re.escape(PREFIX)}(\w+)_(\d+)\s*\(", re.MULTILINE)
+
+
+def timing_models_for(rtl_dir: str | Path, files: list[Path]) -> tuple[str, list[Path]]:
+    """The timing cell models for the gate-level ``files`` of ``rtl_dir``, and ``files`` without the functional
+    cell models they replace. The RTL directory's own ``sky130_fd_sc_hd_cells_timing.v`` when it has one, else
+    `nvmlstm.gen.timing_models.timing_models_text` of the cells its functional models file defines (which
+    needs the PDK).
+
+    Raises
+    ------
+    BuildError
+        No functional cell models in ``files``, or the PDK is needed and missing (with the install line).
+    """
+    from nvmlstm.gen.liberty import Cell, PdkNotFound, find_pdk
+    from nvmlstm.gen.timing_models import timing_models_text
+
+    functional = [f for f in files if f.name == CELL_MODELS]
+    if not functional:
+        raise BuildError(f"{rtl_dir}: the gate-level file list has no {CELL_MODELS} to replace by timing models")
+    rest = [f for f in files if f.name != CELL_MODELS]
+    own = Path(rtl_dir) / TIMING_MODELS
+    if own.is_file():
+        return own.read_text(encoding="utf-8"), rest
+    cells = tuple(
+        Cell(name, "", (), "", drive=int(drive))
+        for name, drive in dict.fromkeys(_CELL_MODULE.findall(functional[0].read_text(encoding="utf-8")))
+    )
+    try:
+        return timing_models_text(find_pdk(), cells), rest
+    except PdkNotFound as exc:
+        raise BuildError(f"the timing cell models need the sky130 PDK: {exc}") from None
 
 
 def _run_build(

@@ -6,7 +6,8 @@ build (`nvmlstm.sim.build`), runs the cocotb testbench `nvmlstm.sim.tb` with the
 returns its JSON report; on a failure it re-runs with waveforms (VCD on Icarus, FST on Verilator) and records
 their path. A simulator killed by a signal, or one that ended the simulation under the testbench, gives no
 report but `SimStopped` (`killed_by`, `ended_early`): a stopped run is not a mismatch. docs/regression.md
-describes it all.
+describes it all. A gate-level run on Icarus can annotate OpenSTA's SDF of a corner and run at the analysed clock
+period (`sdf_run`, `annotatable_sdf`, `sdf_messages`; docs/signoff.md, "Gate-level simulation with timing").
 
 The testbench runs inside the simulator's Python and imports ``nvmlstm.sim.tb`` from the installed package;
 this module hands it its settings as a JSON file named by the plusarg ``+nvmlstm_settings=FILE``.
@@ -20,13 +21,16 @@ Environment: ``NVMLSTM_SIM_SEED``, ``NVMLSTM_SIM_GAP_PROB``, ``NVMLSTM_SIM_BACKP
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,20 +40,24 @@ from xml.etree import ElementTree
 from nvmlstm.artifacts.progress import heartbeat
 
 from . import cocotb_adapter
-from .build import BuildInfo, build, log_tail
+from .build import SDF_PLUSARG, BuildInfo, build, log_tail
 from .errors import InputMismatch, SimError, SimStopped, killed_by
 from .protocol import TOP_MODULE, ManifestError, load_manifest
 from .simulators import SimTool, find_simulator
 
 __all__ = ["Stress", "check_inputs", "run_regression", "ended_early"]
-__all__ += ["TB_MODULE", "SETTINGS_PLUSARG", "CLOCK_NS"]
+__all__ += ["TB_MODULE", "SETTINGS_PLUSARG", "CLOCK_NS", "SdfRun", "sdf_run", "sdf_clock", "sdf_messages"]
+__all__ += ["annotatable_sdf"]
 
 #: The cocotb test module, imported by the simulator's Python from the installed package.
 TB_MODULE = "nvmlstm.sim.tb"
 #: The plusarg naming the settings file (read by `nvmlstm.sim.tb` from ``cocotb.plusargs``).
 SETTINGS_PLUSARG = "nvmlstm_settings"
-#: The cocotb clock period (the design has one clock; only cycle counts matter).
+#: The cocotb clock period without an SDF (the design has one clock; only cycle counts matter then).
 CLOCK_NS = 10
+#: Clock periods are whole multiples of this (ns): two time steps of the 1 ps precision, so that both halves of
+#: the period are whole time steps.
+CLOCK_GRID_NS = 0.002
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,6 +191,125 @@ def check_inputs(rtl_dir: str | Path, vec_dir: str | Path) -> tuple[dict, dict]:
 
 
 # --------------------------------------------------------------------------------------------------
+# SDF
+@dataclass(frozen=True)
+class SdfRun:
+    """A gate-level run with an SDF: the corner, the file, the clock period and where the period came from.
+
+    Parameters
+    ----------
+    corner : str
+        ``tt`` or ``ss`` (``signoff.timing.corners``).
+    path : Path
+        The SDF (``nvm_lstm_top.<corner>.sdf`` in the RTL directory).
+    clock_ns : float
+        The simulated clock period.
+    clock_source : str
+        Why this period: given, the analysed period, or the corner's fmax.
+    """
+
+    corner: str
+    path: Path
+    clock_ns: float
+    clock_source: str
+
+
+def sdf_clock(ns: float) -> float:
+    """A clock period of ``ns`` rounded up to `CLOCK_GRID_NS` (never faster than asked).
+
+    Raises
+    ------
+    SimError
+        Not a positive number.
+    """
+    if isinstance(ns, bool) or not isinstance(ns, (int, float)) or not math.isfinite(ns) or ns <= 0:
+        raise SimError(f"the clock period must be a positive number of ns, not {ns!r}")
+    return round(math.ceil(round(ns / CLOCK_GRID_NS, 6)) * CLOCK_GRID_NS, 3)
+
+
+def sdf_run(rtl_dir: Path, manifest: Mapping[str, Any], corner: str, clock_ns: float | None) -> SdfRun:
+    """The SDF of ``corner`` and the period to simulate it at: ``clock_ns`` if given, else the manifest's analysed
+    period ``signoff.timing.period_ns`` when the corner meets timing there, else the corner's minimum period
+    1000 / ``fmax_mhz`` (the period at which its worst path just meets setup); rounded up to `CLOCK_GRID_NS`.
+
+    Raises
+    ------
+    InputMismatch
+        No SDF for the corner, or no period given and none in the manifest.
+    """
+    timing = (manifest.get("signoff") or {}).get("timing")
+    timing = timing if isinstance(timing, dict) else {}  # "not modelled" before the timing sign-off
+    entry = (timing.get("corners") or {}).get(corner) or {}
+    path = rtl_dir / entry.get("sdf", f"nvm_lstm_top.{corner}.sdf")
+    if not path.is_file():
+        raise InputMismatch(
+            f"{rtl_dir}: no SDF for corner {corner!r} ({path.name}); generate it with `nvmlstm generate --pdk sky130` "
+            f"and OpenSTA installed (`sudo apt-get install -y opensta`)"
+        )
+    if clock_ns is not None:
+        return SdfRun(corner, path, sdf_clock(clock_ns), "given")
+    if entry.get("met") and timing.get("period_ns"):
+        return SdfRun(corner, path, sdf_clock(float(timing["period_ns"])), "signoff.timing.period_ns (met)")
+    if entry.get("fmax_mhz"):
+        return SdfRun(corner, path, sdf_clock(1000.0 / float(entry["fmax_mhz"])), f"1000 / {corner} fmax_mhz")
+    raise InputMismatch(
+        f"{rtl_dir}: manifest.json has no analysed period for corner {corner!r}: give the clock period (`--clock-ns`)"
+    )
+
+
+#: OpenSTA's ``write_sdf`` starts every cell on a line of its own: `` (CELL``.
+_SDF_CELL = re.compile(r"^\s*\(CELL\s*$", re.MULTILINE)
+_SDF_CELLTYPE = re.compile(r'\(CELLTYPE\s+"([^"]*)"\)')
+#: The cells Icarus can annotate: the timing models' (with specify blocks) and the top's (its INTERCONNECTs).
+CELL_PREFIX = "sky130_fd_sc_hd__"
+
+
+def annotatable_sdf(sdf: Path, top: str, out: Path) -> tuple[Path, dict[str, int]]:
+    """The SDF Icarus annotates: ``sdf`` itself, or, when it has cells of other types (the NVM macros, whose
+    behavioral model has no specify block to annotate: Icarus would warn for every path), a copy in ``out``
+    without them. Returns the file and the skipped cells by type.
+
+    Raises
+    ------
+    SimError
+        The file cannot be read.
+    """
+    try:
+        text = sdf.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimError(f"{sdf}: cannot read the SDF ({exc})") from None
+    starts = [m.start() for m in _SDF_CELL.finditer(text)]
+    if not starts:
+        return sdf, {}
+    keep, skipped = [text[: starts[0]]], Counter()
+    tail = text.rstrip().rstrip(")").rstrip()  # the DELAYFILE's closing parenthesis follows the last cell
+    for a, b in zip(starts, starts[1:] + [len(tail)]):
+        m = _SDF_CELLTYPE.search(text, a, b)
+        kind = m.group(1) if m else ""
+        if kind.startswith(CELL_PREFIX) or kind == top:
+            keep.append(text[a:b])
+        else:
+            skipped[kind] += 1
+    if not skipped:
+        return sdf, {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(keep).rstrip() + "\n)\n", encoding="utf-8")
+    return out, dict(sorted(skipped.items()))
+
+
+_SDF_MESSAGE = re.compile(r"SDF (?:WARNING|ERROR)|Syntax error in|Unable to open SDF")
+
+
+def sdf_messages(log_file: Path) -> list[str]:
+    """Icarus' SDF warnings and errors in a simulation log: instances or paths it could not annotate."""
+    try:
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [f"no simulation log {log_file}"]
+    return [ln.strip() for ln in text.splitlines() if _SDF_MESSAGE.search(ln)]
+
+
+# --------------------------------------------------------------------------------------------------
 # Runs
 def ended_early(results_xml: Path) -> bool:
     """Whether cocotb's JUnit results record that the simulator ended before the test finished (a failure of
@@ -203,9 +330,12 @@ def _simulate(
     run_dir: Path,
     waves: bool,
     log: Callable[[str], None] | None = None,
+    sdf: SdfRun | None = None,
+    clock_ns: float = CLOCK_NS,
 ) -> dict:
     """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``). ``log``
-    receives a line every 30 s while the simulator runs (a gate-level run takes minutes)."""
+    receives a line every 30 s while the simulator runs (a gate-level run takes minutes). ``sdf``: annotate
+    it (the build has `nvmlstm.sim.build.ICARUS_SDF`) and run at its clock period."""
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "tb_report.json"
     report_path.unlink(missing_ok=True)
@@ -214,12 +344,16 @@ def _simulate(
         "vec_dir": str(vec_dir.resolve()),
         "report": str(report_path),
         "stress": asdict(stress),
-        "clock_ns": CLOCK_NS,
+        "clock_ns": clock_ns,
         "simulator": tool.name,
     }
     settings_path = run_dir / "settings.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     plusargs = [f"+{SETTINGS_PLUSARG}={settings_path}"]
+    skipped: dict[str, int] = {}
+    if sdf is not None:
+        path, skipped = annotatable_sdf(sdf.path, TOP_MODULE, run_dir / f"annotated.{sdf.corner}.sdf")
+        plusargs.append(f"+{SDF_PLUSARG}={path.resolve()}")
     test_args: list[str] = []
     append: dict[str, list[str]] = {}
     wave_file = None
@@ -276,11 +410,37 @@ def _simulate(
         raise SimError(f"{tool.name} simulation wrote no report; log {log_file}: {log_tail(log_file, 3)}")
     rep = json.loads(report_path.read_text(encoding="utf-8"))
     rep["log"] = str(log_file)
+    rep["clock_ns"] = clock_ns
+    if sdf is not None:
+        rep["sdf"] = _sdf_report(sdf, log_file, skipped)
+        if rep["sdf"]["annotation_messages"]:  # a partly annotated netlist proves nothing about the timing
+            rep["passed"] = False
     if wave_file is not None:
         if not wave_file.is_file() or wave_file.stat().st_size == 0:
             raise SimError(f"{tool.name} wrote no waveform file {wave_file}")
         rep["waves"] = str(wave_file)
     return rep
+
+
+def _sdf_report(sdf: SdfRun, log_file: Path, skipped: dict[str, int]) -> dict:
+    """The report's ``sdf`` entry: the file, its size in cells and delay paths, the cells left out
+    (`annotatable_sdf`), the period, and what Icarus said while annotating (nothing when every instance and path
+    it was given was found)."""
+    text = sdf.path.read_text(encoding="utf-8", errors="replace")
+    msgs = sdf_messages(log_file)
+    return {
+        "corner": sdf.corner,
+        "file": str(sdf.path),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "cells": len(re.findall(r"\(CELL\b", text)),
+        "iopaths": len(re.findall(r"\(IOPATH\b", text)),
+        "interconnects": len(re.findall(r"\(INTERCONNECT\b", text)),
+        "skipped_cells": skipped,
+        "clock_ns": sdf.clock_ns,
+        "clock_source": sdf.clock_source,
+        "annotation_messages": msgs[:20],
+        "annotation_message_count": len(msgs),
+    }
 
 
 def _waves_run(
@@ -294,14 +454,20 @@ def _waves_run(
     gate_level: bool,
     cache: str | Path | None,
     log: Callable[[str], None] | None,
+    sdf: SdfRun | None = None,
+    clock_ns: float = CLOCK_NS,
 ) -> None:
     """Re-run a failed simulation with waveforms and the same seed; record their path (or why there are none)
     in ``rep``. A stopped simulator (`SimStopped`) is not a failure: it propagates, nothing is re-run."""
     if log:
         log(f"failed: re-running with waveforms ({'FST' if tool.name == 'verilator' else 'VCD'})")
     try:
-        wbuild = build(rtl_dir, manifest, tool, trace=True, gate_level=gate_level, cache=cache, log=log)
-        again = _simulate(wbuild, tool, rtl_dir, vec_dir, stress, run_dir / "waves", waves=True, log=log)
+        wbuild = build(
+            rtl_dir, manifest, tool, trace=True, gate_level=gate_level, sdf=sdf and sdf.path, cache=cache, log=log
+        )
+        again = _simulate(
+            wbuild, tool, rtl_dir, vec_dir, stress, run_dir / "waves", True, log, sdf=sdf, clock_ns=clock_ns
+        )
     except SimStopped:
         raise
     except SimError as exc:  # the failure report stands; say why it has no waveforms
@@ -322,6 +488,8 @@ def run_regression(
     work_dir: str | Path | None = None,
     cache: str | Path | None = None,
     gate_level: bool = False,
+    sdf_corner: str | None = None,
+    clock_ns: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Simulate the RTL directory against the golden vectors and return the report.
@@ -349,6 +517,13 @@ def run_regression(
     gate_level : bool
         Simulate the sky130 gate-level netlist (``nvmlstm generate --pdk sky130``) instead of the RTL, with the
         same testbench and report (docs/signoff.md).
+    sdf_corner : str, optional
+        With ``gate_level``, on Icarus: annotate the corner's SDF (``nvm_lstm_top.<corner>.sdf``, OpenSTA's
+        ``write_sdf``) on the foundry's timing cell models and run at ``clock_ns`` (default: the analysed period,
+        `sdf_run`). The report's ``sdf`` says what was annotated and lists Icarus' SDF warnings; any warning
+        fails the run (``passed`` false), since a partly annotated netlist proves nothing about the timing.
+    clock_ns : float, optional
+        The clock period in ns (default `CLOCK_NS` without an SDF), rounded up to `CLOCK_GRID_NS`.
     log : callable, optional
         Receives one-line progress messages.
 
@@ -378,20 +553,28 @@ def run_regression(
     t0 = time.monotonic()
     stress = stress or Stress()
     rtl_dir, vec_dir = Path(rtl_dir), Path(vec_dir)
+    if sdf_corner is not None and simulator == "verilator":
+        raise SimError("Verilator cannot annotate an SDF (not supported: it has no $sdf_annotate); use icarus")
+    if sdf_corner is not None and not gate_level:
+        raise SimError("an SDF annotates the gate-level netlist: give gate_level=True (`--gate-level`)")
     manifest, _ = check_inputs(rtl_dir, vec_dir)
     if gate_level and "gate_level" not in manifest["filelists"]:
         raise InputMismatch(f"{rtl_dir}: no gate-level netlist; generate it with `nvmlstm generate --pdk sky130`")
+    sdf = sdf_run(rtl_dir, manifest, sdf_corner, clock_ns) if sdf_corner is not None else None
+    period = sdf.clock_ns if sdf is not None else CLOCK_NS if clock_ns is None else sdf_clock(clock_ns)
     tool = find_simulator(simulator)
-    binfo = build(rtl_dir, manifest, tool, trace=waves is True, gate_level=gate_level, cache=cache, log=log)
+    binfo = build(
+        rtl_dir, manifest, tool, trace=waves is True, gate_level=gate_level, sdf=sdf and sdf.path, cache=cache, log=log
+    )
     own_dir = work_dir is None
     # Resolved: the simulator runs inside run_dir, where a relative path would no longer point at it.
     run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir).resolve()
     t_sim = time.monotonic()
     try:
-        rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves=waves is True, log=log)
+        rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves is True, log, sdf=sdf, clock_ns=period)
         sim_seconds = time.monotonic() - t_sim
         if not rep["passed"] and waves == "on-failure":
-            _waves_run(rep, rtl_dir, vec_dir, manifest, tool, stress, run_dir, gate_level, cache, log)
+            _waves_run(rep, rtl_dir, vec_dir, manifest, tool, stress, run_dir, gate_level, cache, log, sdf, period)
     except KeyboardInterrupt:  # the command was stopped: the run has no result, so no files worth keeping
         if own_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

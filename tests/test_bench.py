@@ -606,3 +606,215 @@ def test_bench_md_tests_the_papers_claim(bench_doc):
     assert "## The paper's claim" in text
     assert f"TOPS/W: {w['best']['ratio']:.3g}x the best digital design ({w['best']['design']}" in text
     assert f"with every design scaled to {bench_doc['feature_nm']:g} nm" in text
+
+
+# ------------------------------------------------------------------------------------------------------
+# The sky130 sign-off: the clock from the timing analysis, the digital energy from the measured power
+def timing_entry(target: float = 200.0, wns_tt: float = -2.4, wns_ss: float = -4.0) -> dict:
+    """A ``signoff.timing`` as `nvmlstm generate --pdk sky130` writes it (docs/signoff.md), made up."""
+    period = 1e3 / target
+
+    def corner(cond: str, wns: float) -> dict:
+        path = {"start": "ctrl/state_reg[1]", "end": "lane0/gate_reg[3]", "cells": 31, "delay_ns": period - wns}
+        return {
+            "conditions": cond,
+            "library": "lib",
+            "macro_library": "macro.lib",
+            "wns_ns": wns,
+            "tns_ns": min(wns, 0.0) * 10,
+            "whs_ns": 0.05,
+            "met": wns >= 0,
+            "fmax_mhz": round(1e3 / (period - wns), 3),
+            "critical_path": path,
+            "report": "timing.rpt",
+            "sdf": "top.sdf",
+        }
+
+    return {
+        "tool": "OpenSTA 2.0.17",
+        "clock_mhz": target,
+        "period_ns": period,
+        "corners": {"tt": corner("tt, 25 C, 1.80 V", wns_tt), "ss": corner("ss, 100 C, 1.60 V", wns_ss)},
+    }
+
+
+def power_entry(timestep_cyc: int, clock_mhz: float = 125.0, parts=(4.0, 1.5, 0.01)) -> dict:
+    """A ``signoff.power`` as `nvmlstm power` writes it, made up (energy = total x timestep cycles / clock)."""
+    total = sum(parts)
+    return {
+        "corner": "tt",
+        "clock_mhz": clock_mhz,
+        "period_ns": 1e3 / clock_mhz,
+        "activity": {"source": "gate-level simulation (icarus) of vec", "sequences": 4, "timesteps": 8},
+        "internal_mw": parts[0],
+        "switching_mw": parts[1],
+        "leakage_mw": parts[2],
+        "total_mw": total,
+        "timestep_cyc": timestep_cyc,
+        "energy_per_timestep_pj": total * timestep_cyc * 1e3 / clock_mhz,
+        "report": "power_tt.rpt",
+    }
+
+
+VDD = {"tt": 1.8, "ss": 1.6}
+
+
+def test_the_clock_comes_from_the_timing_analysis():
+    from nvmlstm.bench.signoff import choose_clock, parse_timing
+
+    t = parse_timing(timing_entry(wns_tt=-2.4, wns_ss=-4.0), "m.json")
+    c = choose_clock(t, None)
+    assert c.mhz == pytest.approx(1e3 / 7.4, rel=1e-4) and c.conservative_mhz == pytest.approx(1e3 / 9, rel=1e-4)
+    assert c.source == "timing analysis" and c.text.startswith("clock: 135.1 MHz nominal = min(target 200 MHz, tt fmax")
+    # A corner that meets the target runs at the target, not faster: the clock the design was constrained for.
+    c = choose_clock(parse_timing(timing_entry(wns_tt=1.0, wns_ss=-1.0), "m.json"), None)
+    assert c.mhz == 200.0 and c.conservative_mhz == pytest.approx(1e3 / 6, rel=1e-4)
+    # An explicit clock overrides the analysis and says so, and whether the analysis says it holds.
+    c = choose_clock(t, 150.0)
+    assert (c.mhz, c.conservative_mhz, c.source) == (150.0, None, "--clock-mhz")
+    assert c.text.endswith("above the tt fmax: timing violated at this clock")
+    # Without an analysis (none, or the string a manifest has when it was not made): 200 MHz, said to be assumed.
+    for entry in (None, "skipped: sta not found: sudo apt-get install -y opensta"):
+        c = choose_clock(parse_timing(entry, "m.json"), None)
+        assert (c.mhz, c.text) == (200.0, "clock: assumed 200 MHz (no timing analysis)")
+
+
+def _broken(entry: dict, path: str, value) -> dict:
+    """``entry`` with the dotted ``path`` set to ``value`` (deleted when value is ``...``)."""
+    entry = json.loads(json.dumps(entry))
+    *parents, last = path.split(".")
+    d = entry
+    for p in parents:
+        d = d[p]
+    if value is ...:
+        del d[last]
+    else:
+        d[last] = value
+    return entry
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("corners.ss", ..., "signoff.timing.corners.ss: missing"),
+        ("corners.tt.fmax_mhz", "fast", "signoff.timing.corners.tt.fmax_mhz: expected a finite number, not 'fast'"),
+        (
+            "corners.tt.fmax_mhz",
+            250.0,
+            r"signoff.timing.corners.tt.fmax_mhz: 250 disagrees with 1000 / \(period_ns - wns_ns\) = 135.135",
+        ),
+        ("corners.tt.met", True, r"signoff.timing.corners.tt.met: True contradicts wns_ns -2.4 \(met means >= 0\)"),
+        (
+            "corners.tt.critical_path.cells",
+            2.5,
+            "signoff.timing.corners.tt.critical_path.cells: expected an integer >= 0, not 2.5",
+        ),
+        ("period_ns", 4.0, r"signoff.timing.period_ns: 4 disagrees with 1000 / clock_mhz = 5"),
+        ("corners", [], "signoff.timing.corners: expected a JSON object, not list"),
+    ],
+)
+def test_a_malformed_timing_entry_is_one_line(path, value, message):
+    from nvmlstm.bench.signoff import SignoffEntryError, parse_timing
+
+    parse_timing(timing_entry(), "rtl/manifest.json")  # the entry the cases break is fine
+    with pytest.raises(SignoffEntryError, match=rf"^rtl/manifest.json: {message}"):
+        parse_timing(_broken(timing_entry(), path, value), "rtl/manifest.json")
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("total_mw", 9.0, r"signoff.power.total_mw: 9 disagrees with internal_mw \+ switching_mw \+ leakage_mw"),
+        ("energy_per_timestep_pj", 1.0, "signoff.power.energy_per_timestep_pj: 1 disagrees with total_mw x"),
+        ("timestep_cyc", 19, r"signoff.power.timestep_cyc: 19, but the manifest's latency is 18 cycles per timestep"),
+        ("corner", "ff", "signoff.power.corner: expected one of tt, ss, not 'ff'"),
+        ("clock_mhz", -1, r"signoff.power.clock_mhz: expected a finite number > 0, not -1"),
+        ("internal_mw", ..., "signoff.power.internal_mw: missing"),
+    ],
+)
+def test_a_malformed_power_entry_is_one_line(path, value, message):
+    from nvmlstm.bench.signoff import SignoffEntryError, parse_power
+
+    assert parse_power(power_entry(18), "m.json", timestep_cyc=18, vdd_by_corner=VDD).energy_pj > 0
+    with pytest.raises(SignoffEntryError, match=rf"^m.json: {message}"):
+        parse_power(_broken(power_entry(18), path, value), "m.json", timestep_cyc=18, vdd_by_corner=VDD)
+
+
+def test_the_measured_periphery_energy_replaces_the_digital_terms():
+    from nvmlstm.bench.model import DIGITAL_TERMS
+    from nvmlstm.bench.signoff import parse_power
+
+    tech = load_technology()
+    timing = _timing(TINY, 1)
+    model = evaluate(TINY, tech, timing, clock_mhz=200.0)
+    m = parse_power(power_entry(timing.timestep_cyc), "m", timestep_cyc=timing.timestep_cyc, vdd_by_corner=VDD)
+    r = evaluate(TINY, tech, timing, clock_mhz=200.0, measured_digital=m)
+    e, d = r["energy_breakdown_pj"], r["digital_energy_pj"]
+    # sky130 (130 nm, tt 1.8 V) to the default node (32 nm, 0.9 V) by the model's own digital rule.
+    factor = (32 / 130) * (0.9 / 1.8) ** 2
+    assert d["measured"] == pytest.approx(5.51 * timing.timestep_cyc * 1e3 / 125.0)
+    assert e["digital_periphery"] == pytest.approx(factor * d["measured"]) == d["measured_at_model_node"]
+    assert not set(DIGITAL_TERMS) & set(e) and d["source"] == "measured"
+    # The model's estimate is kept beside it, and is what the model alone says.
+    assert d["model"] == pytest.approx(sum(model["energy_breakdown_pj"][k] for k in DIGITAL_TERMS))
+    assert model["digital_energy_pj"]["source"] == "model" and model["digital_energy_pj"]["measured"] is None
+    analog = sum(model["energy_breakdown_pj"][k] for k in ("adc", "dac", "nvm_cells"))
+    assert r["energy_pj_per_step"] == pytest.approx(analog + factor * d["measured"])
+    assert d["tops_per_w"]["model"] == pytest.approx(model["tops_per_w"])
+    assert d["tops_per_w"]["measured"] == pytest.approx(r["tops_per_w"])
+    assert "(32/130) x (0.9/1.8)^2" in d["scaling"]
+
+
+def _rtl_with_signoff(tmp_path, timing=None, power=None) -> Path:
+    from nvmlstm.gen import generate_rtl
+
+    rtl = tmp_path / "rtl"
+    generate_rtl(rtl, TINY, lanes=1, synth=False)
+    man = json.loads((rtl / "manifest.json").read_text())
+    man["signoff"] = {"pdk": "sky130", "area_um2": 5000.0, "timing": timing or "not modelled"}
+    if power is not None:
+        man["signoff"]["power"] = power(man["latency"]["timestep_cyc"]["value"])
+    (rtl / "manifest.json").write_text(json.dumps(man))
+    return rtl
+
+
+def test_bench_command_takes_clock_and_digital_energy_from_the_signoff(tmp_path, capsys):
+    rtl = _rtl_with_signoff(tmp_path, timing_entry(), power_entry)
+    rc, out, err = _bench(capsys, "--rtl", rtl, "--no-charts", "--out", tmp_path / "o")
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "o" / "bench.json").read_text())
+    assert doc["clock"]["source"] == "timing analysis" and doc["clock_mhz"] == pytest.approx(135.135)
+    assert set(doc["corners"]) == {"nominal", "conservative"}
+    nom, con = doc["corners"]["nominal"], doc["corners"]["conservative"]
+    assert con["clock_mhz"] == pytest.approx(111.111) and con["gops"] / nom["gops"] == pytest.approx(111.111 / 135.135)
+    assert nom["gops"] == pytest.approx(doc["gops"]) and con["tops_per_w"] == doc["tops_per_w"]
+    assert doc["digital_energy_pj"]["source"] == "measured"
+    assert "[bench] clock: 135.1 MHz nominal" in out and "[bench] digital energy: measured" in out
+    md = (tmp_path / "o" / "bench.md").read_text()
+    assert "| figure | nominal (135.1 MHz) | conservative (111.1 MHz) |" in md and "**measured**" in md
+    # An explicit clock overrides the analysis and says so.
+    rc, out, err = _bench(capsys, "--rtl", rtl, "--no-charts", "--clock-mhz", 100, "--out", tmp_path / "c")
+    doc = json.loads((tmp_path / "c" / "bench.json").read_text())
+    assert rc == 0 and doc["clock_mhz"] == 100.0 and list(doc["corners"]) == ["nominal"]
+    assert "[bench] clock: 100 MHz (--clock-mhz); the timing analysis gives tt fmax 135.1 MHz" in out
+    # A malformed entry is one line naming the file and the key, and writes nothing.
+    man = json.loads((rtl / "manifest.json").read_text())
+    man["signoff"]["timing"]["corners"]["ss"]["fmax_mhz"] = None
+    (rtl / "manifest.json").write_text(json.dumps(man))
+    rc, out, err = _bench(capsys, "--rtl", rtl, "--no-charts", "--out", tmp_path / "p")
+    assert (rc, out) == (2, "") and not (tmp_path / "p").exists()
+    assert err == (
+        f"nvmlstm bench: error: {rtl}/manifest.json: signoff.timing.corners.ss.fmax_mhz: expected a finite "
+        f"number, not None\n"
+    )
+
+
+def test_bench_command_without_timing_says_the_clock_is_assumed(tmp_path, capsys):
+    rtl = _rtl_with_signoff(tmp_path)
+    rc, out, err = _bench(capsys, "--rtl", rtl, "--no-charts", "--out", tmp_path / "o")
+    assert rc == 0, err
+    assert "[bench] clock: assumed 200 MHz (no timing analysis)" in out
+    doc = json.loads((tmp_path / "o" / "bench.json").read_text())
+    assert doc["clock_mhz"] == 200.0 and doc["clock"]["source"] == "assumed"
+    assert doc["digital_energy_pj"]["source"] == "model"
+    assert "Clock: assumed 200 MHz (no timing analysis)." in (tmp_path / "o" / "bench.md").read_text()

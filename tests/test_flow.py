@@ -377,3 +377,146 @@ def test_a_config_training_cannot_build_is_refused_in_one_line(capsys, tmp_path)
         ),
         absent=out,
     )
+
+
+# ---- timing and power: the stages and report lines on made-up sign-off entries (no PDK, no OpenSTA needed) ----
+def _timing(wns_tt: float = -2.4, wns_ss: float = -4.0) -> dict:
+    def corner(wns):
+        path = {"start": "ctrl/state_reg[1]", "end": "lane0/gate_reg[3]", "cells": 31, "delay_ns": 5.0 - wns}
+        return {"wns_ns": wns, "met": wns >= 0, "fmax_mhz": round(1e3 / (5.0 - wns), 3), "critical_path": path}
+
+    return {
+        "tool": "OpenSTA 2.0.17",
+        "clock_mhz": 200.0,
+        "period_ns": 5.0,
+        "corners": {"tt": corner(wns_tt), "ss": corner(wns_ss)},
+    }
+
+
+def _power(cyc: int, clock: float = 135.135) -> dict:
+    parts = {"internal_mw": 4.0, "switching_mw": 1.5, "leakage_mw": 0.01}
+    total = sum(parts.values())
+    return parts | {
+        "corner": "tt",
+        "clock_mhz": clock,
+        "total_mw": total,
+        "timestep_cyc": cyc,
+        "energy_per_timestep_pj": total * cyc * 1e3 / clock,
+        "report": "power_tt.rpt",
+    }
+
+
+def _rtl_dir(tmp_path: Path, timing) -> Path:
+    from nvmlstm.gen import generate_rtl
+    from nvmlstm.golden.config import default_config
+
+    rtl = tmp_path / "rtl"
+    generate_rtl(rtl, default_config().replace(hidden_size=4), lanes=2, synth=False)
+    man = json.loads((rtl / "manifest.json").read_text())
+    man["signoff"] = {"pdk": "sky130", "area_um2": 20000.0, "timing": timing}
+    (rtl / "manifest.json").write_text(json.dumps(man))
+    return rtl
+
+
+@pytest.fixture
+def fake_power(monkeypatch):
+    """`nvmlstm.power_cmd.measure_power` and `find_sta` stand-ins: the power entry written as the real one
+    writes it, into the RTL directory it is given (its report file and the manifest's signoff.power)."""
+    import sys
+    import types
+
+    import nvmlstm.gen.tools as tools
+
+    calls = []
+
+    def measure_power(rtl_dir, vec_dir, *, corner="tt", clock_mhz=None, log=print):
+        man = json.loads((rtl_dir / "manifest.json").read_text())
+        entry = _power(man["latency"]["timestep_cyc"]["value"])
+        man["signoff"]["power"] = entry
+        (rtl_dir / "manifest.json").write_text(json.dumps(man))
+        (rtl_dir / "power_tt.rpt").write_text("Group Internal Switching Leakage Total\n")
+        calls.append((Path(rtl_dir).name, corner, clock_mhz))
+        return entry
+
+    monkeypatch.setitem(sys.modules, "nvmlstm.power_cmd", types.SimpleNamespace(measure_power=measure_power))
+    monkeypatch.setattr(tools, "find_sta", lambda: "sta", raising=False)
+    monkeypatch.setitem(tools.INSTALL_HINTS, "opensta", "install it with `sudo apt-get install -y opensta`")
+    return calls
+
+
+def test_the_power_stage_measures_a_copy_and_bench_uses_it(tmp_path, fake_power):
+    from nvmlstm.flow import _tree_hash, stage_bench, stage_power
+
+    rtl = _rtl_dir(tmp_path, _timing())
+    before = _tree_hash([rtl], tmp_path)
+    entry = stage_power([tmp_path / "power"], rtl_dir=rtl, vec_dir=tmp_path / "vec", log=lambda s: None)
+    # The generate stage's files are as it wrote them (their hash is its reuse key): the power ran on a copy.
+    assert _tree_hash([rtl], tmp_path) == before and fake_power == [("rtl", "tt", None)]
+    assert sorted(p.name for p in (tmp_path / "power").iterdir()) == ["power.json", "power_tt.rpt"]
+    assert json.loads((tmp_path / "power" / "power.json").read_text()) == entry
+    ben = stage_bench([tmp_path / "bench"], rtl_dir=rtl, power=entry)
+    s = ben["assumptions"]
+    assert s["clock_source"] == "timing analysis" and s["clock_mhz"] == pytest.approx(135.135)
+    assert s["digital_energy_source"] == "measured" and set(ben["corners"]) == {"nominal", "conservative"}
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert doc["digital_energy_pj"]["measured"] == pytest.approx(entry["energy_per_timestep_pj"])
+    # Without the power, the same bench takes the model's digital energy (the check can tell them apart).
+    ben = stage_bench([tmp_path / "bench2"], rtl_dir=rtl, power=None)
+    assert ben["assumptions"]["digital_energy_source"] == "model"
+
+
+def test_the_power_stage_is_skipped_with_the_reason(tmp_path, fake_power, monkeypatch):
+    import nvmlstm.gen.tools as tools
+    from nvmlstm.flow import _Skip, stage_power
+
+    why = "skipped: sta not found: install it with `sudo apt-get install -y opensta`"
+    rtl = _rtl_dir(tmp_path, why)
+    with pytest.raises(_Skip, match=re.escape(f"no timing analysis in rtl/manifest.json: {why}")):
+        stage_power([tmp_path / "power"], rtl_dir=rtl, vec_dir=tmp_path, log=print)
+    rtl = _rtl_dir(tmp_path / "b", _timing())
+
+    def missing():
+        raise tools.ToolNotFound("opensta")
+
+    monkeypatch.setattr(tools, "find_sta", missing, raising=False)
+    assert str(tools.ToolNotFound("opensta")).endswith("not found: install it with `sudo apt-get install -y opensta`")
+    with pytest.raises(_Skip, match=f"^{re.escape(str(tools.ToolNotFound('opensta')))}$"):
+        stage_power([tmp_path / "power"], rtl_dir=rtl, vec_dir=tmp_path, log=print)
+    assert fake_power == [] and not (tmp_path / "power").exists()
+
+
+def test_report_lines_for_timing_and_power():
+    from nvmlstm.flow import _power_line, _power_summary, _timing_line, _timing_summary
+
+    rep = {"timing": _timing_summary({"signoff": {"timing": _timing()}}), "periphery_power": _power_summary(_power(18))}
+    assert rep["timing"]["fmax_mhz"] == {"tt": 135.135, "ss": 111.111}
+    assert rep["timing"]["met"] == {"tt": False, "ss": False} and rep["timing"]["period_ns"] == 5.0
+    assert rep["periphery_power"]["report"] == "power/power_tt.rpt"
+    assert _timing_line(rep, {}).startswith(
+        "* timing: fmax 135.1 MHz (tt), 111.1 MHz (ss) at target 200 MHz, violated; critical path (tt) "
+        "ctrl/state_reg[1] -> lane0/gate_reg[3], 31 cells, 7.4 ns"
+    )
+    assert _power_line(rep, {}).startswith("* periphery power: 5.51 mW at 135.1 MHz, 733.9 pJ per timestep")
+    t = _timing_summary({"signoff": {"timing": _timing(wns_tt=0.5, wns_ss=-1.0)}})
+    assert "at target 200 MHz, met at tt, violated at ss;" in _timing_line({"timing": t}, {})
+    # Not analysed: the line says why, with the install command the skip reason carries.
+    why = {"timing analysis": "sta not found: install it with `sudo apt-get install -y opensta`", "power": "needs x"}
+    none = {"timing": _timing_summary({"signoff": {"timing": "skipped"}}), "periphery_power": _power_summary(None)}
+    assert _timing_line(none, why) == f"* timing: skipped: {why['timing analysis']}"
+    assert _power_line(none, why) == "* periphery power: skipped: needs x"
+
+
+def test_timing_and_power_ran_or_are_skipped_with_the_reason(flow_dir):
+    rep = _report(flow_dir)
+    md = (flow_dir / "report.md").read_text()
+    for key, stage, line in (
+        ("timing", "timing analysis", "* timing: "),
+        ("periphery_power", "power", "* periphery power: "),
+    ):
+        if rep[key] is None:
+            assert stage in rep["skipped"] and f"{line}skipped: {rep['skipped'][stage]}" in md
+        else:
+            assert stage not in rep["skipped"] and line in md and "skipped" not in md.split(line)[1].split("\n")[0]
+    bench = json.loads((flow_dir / "bench" / "bench.json").read_text())
+    assert bench["clock"]["source"] == ("assumed" if rep["timing"] is None else "timing analysis")
+    assert bench["digital_energy_pj"]["source"] == ("model" if rep["periphery_power"] is None else "measured")

@@ -235,7 +235,8 @@ def test_manifest_describes_the_top(rtl, case):
         assert man["latency"][k]["value"] == getattr(top, k)
         assert man["latency"][k]["formula"]
     G = -(-cfg.hidden_size // lanes)
-    assert man["latency"]["layer_step_cyc"]["value"] == lat + G + 3
+    # READ, the macro latency (its last cycle issues group 0), the other groups, the lane bank's composed latency
+    assert man["latency"]["layer_step_cyc"]["value"] == 1 + lat + (G - 1) + top.lane_bank.latency_cyc
     assert man["latency"] == {
         k: {"formula": f, **({"value": getattr(top, k)} if k != "sequence_cyc" else {})}
         for k, f in top.latency_formulas.items()

@@ -423,7 +423,8 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
     Returns the run and, per layer, a dict of what passed through the lanes: ``acc`` and ``gates``
     (S, T, 4H, gate-major like the golden trace), ``c`` and ``h`` (S, T, H). The k-th read of layer l's
     macros is (sequence, step) = divmod(k, T); group g of that read is issued g edges after the one where
-    ``valid`` is high, and each later stage is sampled ``latency_cyc`` edges after the one before.
+    ``valid`` is high, reaches the gate stage ``input_cyc`` edges later, and each later stage is sampled
+    ``latency_cyc`` edges after the one before.
     """
     bank = top.lane_bank
     gls, cls_, hls = bank.gate_lanes, bank.cell_lanes, bank.hidden_lanes
@@ -452,7 +453,7 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
 
     S, T, _ = x.shape
     H, G, lanes = cfg.hidden_size, top.groups, top.lanes
-    lat_g, lat_c, lat_h = gls[0].latency_cyc, cls_[0].latency_cyc, hls[0].latency_cyc
+    lat_i, lat_g, lat_c, lat_h = bank.input_cyc, gls[0].latency_cyc, cls_[0].latency_cyc, hls[0].latency_cyc
     per_lane = 10
     got = [
         {
@@ -476,11 +477,12 @@ def probe_run(monkeypatch, top: NvmLstmAccelerator, model: QuantizedModel, x: np
                     def at(edge, j, base=base):
                         return samples[edge][base + j]
 
+                    e_gate = e + k + lat_i  # the edge the gate stage samples this group's inputs
                     for gi in range(n_gates):
-                        got[l]["acc"][s, t, gi * H + u] = at(e + k, gi)
-                        got[l]["gates"][s, t, gi * H + u] = at(e + k + lat_g, n_gates + gi)
-                    got[l]["c"][s, t, u] = at(e + k + lat_g + lat_c, 8)
-                    got[l]["h"][s, t, u] = at(e + k + lat_g + lat_c + lat_h, 9)
+                        got[l]["acc"][s, t, gi * H + u] = at(e_gate, gi)
+                        got[l]["gates"][s, t, gi * H + u] = at(e_gate + lat_g, n_gates + gi)
+                    got[l]["c"][s, t, u] = at(e_gate + lat_g + lat_c, 8)
+                    got[l]["h"][s, t, u] = at(e_gate + lat_g + lat_c + lat_h, 9)
     return run, got
 
 

@@ -278,12 +278,20 @@ def test_checker_catches_a_corrupted_vector():
 
 # ------------------------------------------------------------------------------------------------------
 # Cycle counts
+#: The cycle budget of the lane pipeline (issue -> h in the state). Issue 8 set lanes = H to a layer-timestep of
+#: at most Lm + 6 (a bank of at most 5 cycles); issue 20 (timing closure) pays 7: an input register, then two
+#: register ranks in each of the gate, cell and hidden stages (docs/rtl.md section 7). A deeper bank needs a
+#: reason of the same kind.
+LANE_BANK_MAX_CYC = 7
+
+
 @pytest.mark.parametrize("H, L, macro_latency", [(1, 1, 1), (5, 1, 2), (8, 2, 3), (32, 1, 2), (32, 3, 7)])
 def test_cycle_target_with_one_lane_per_unit(H, L, macro_latency):
     cfg = default_config().replace(hidden_size=H, num_layers=L, output_size=4)
     top = NvmLstmAccelerator(cfg, lanes=H, macro_latency=macro_latency)
-    assert top.layer_step_cyc <= macro_latency + 6
-    assert top.layer_step_cyc == macro_latency + 4
+    # READ + WAIT (whose last cycle issues the only group) + DRAIN: the lane bank's composed latency
+    assert top.layer_step_cyc == 1 + macro_latency + top.lane_bank.latency_cyc
+    assert top.layer_step_cyc <= macro_latency + 1 + LANE_BANK_MAX_CYC
     assert top.timestep_cyc == 1 + L * top.layer_step_cyc + top.head_cyc + 1
     # fewer lanes cost one cycle per extra group
     fewer = NvmLstmAccelerator(cfg, lanes=max(1, H // 2), macro_latency=macro_latency)
@@ -308,7 +316,7 @@ def test_measured_cycles_per_timestep(lanes, macro_latency):
     assert (cycles[4] - cycles[1]) % 3 == 0
     assert (cycles[4] - cycles[1]) // 3 == top.timestep_cyc
     if lanes == cfg.hidden_size:
-        assert top.layer_step_cyc <= macro_latency + 6
+        assert top.layer_step_cyc == 1 + macro_latency + top.lane_bank.latency_cyc
 
 
 # ------------------------------------------------------------------------------------------------------

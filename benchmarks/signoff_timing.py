@@ -1,0 +1,81 @@
+"""Static timing of the sky130 sign-off (docs/signoff.md, "Static timing"): fmax at tt and ss, the critical path,
+cells and area of the default config at 4 and 32 lanes and of a 2-layer config, from
+`nvmlstm generate --pdk sky130 --clock-mhz F`. Writes docs/signoff_timing.json.
+
+    .venv/bin/python benchmarks/signoff_timing.py [--points default-l4,2layer-h32-l4] [--clock-mhz 200]
+
+The default config at 32 lanes maps for about 5 minutes; the other points take about a minute each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from nvmlstm.gen import generate_rtl
+from nvmlstm.golden.config import default_config
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "signoff_timing.json"
+
+#: name -> (config changes from the default, lanes)
+POINTS = {
+    "default-l4": ({}, 4),
+    "default-l32": ({}, 32),
+    "2layer-h32-l4": ({"num_layers": 2}, 4),
+}
+
+
+def measure(name: str, clock_mhz: float) -> dict:
+    """Generate the point with OpenSTA and return its timing, cells and area."""
+    changes, lanes = POINTS[name]
+    cfg = dataclasses.replace(default_config(), **changes)
+    with tempfile.TemporaryDirectory(prefix="nvmlstm-timing-") as tmp:
+        t0 = time.monotonic()
+        res = generate_rtl(Path(tmp) / "rtl", cfg, lanes=lanes, synth=False, pdk="sky130", clock_mhz=clock_mhz)
+        seconds = time.monotonic() - t0
+    so = res.manifest["signoff"]
+    timing = so["timing"]
+    row = {
+        "point": name,
+        "hidden": cfg.hidden_size,
+        "layers": cfg.num_layers,
+        "lanes": lanes,
+        "clock_mhz": clock_mhz,
+        "cells": so["cells"],
+        "flip_flops": so["flip_flops"],
+        "area_um2": so["area_um2"],
+        "seconds": round(seconds, 1),
+    }
+    if isinstance(timing, dict):
+        for corner, e in timing["corners"].items():
+            row[f"{corner}_fmax_mhz"] = e["fmax_mhz"]
+            row[f"{corner}_wns_ns"] = e["wns_ns"]
+            row[f"{corner}_critical_path"] = e["critical_path"]
+    else:
+        row["timing"] = timing
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", default=",".join(POINTS), help="comma-separated names of POINTS")
+    ap.add_argument("--clock-mhz", type=float, default=200.0)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    rows = []
+    for name in args.points.split(","):
+        row = measure(name, args.clock_mhz)
+        print(json.dumps(row))
+        rows.append(row)
+    doc = {"command": "benchmarks/signoff_timing.py", "rows": rows}
+    args.out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
