@@ -33,6 +33,7 @@ __all__ = [
     "cell_area",
     "liberty_text",
     "cell_models_text",
+    "inline_includes",
     "eval_function",
     "prove_cells",
     "require_pdk_env",
@@ -281,7 +282,10 @@ def liberty_text(pdk: Path, cells: tuple[Cell, ...] = CELLS) -> str:
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
-def _inline(path: Path, seen: set[Path]) -> str:
+def inline_includes(path: Path, seen: set[Path]) -> str:
+    """``path`` with its ``include``s replaced by their text, each file once (``seen`` collects them): the
+    foundry's cell models, functional or timing, without a PDK path."""
+
     def sub(m: re.Match) -> str:
         inc = (path.parent / m.group(1)).resolve()
         if inc in seen:
@@ -289,7 +293,7 @@ def _inline(path: Path, seen: set[Path]) -> str:
         seen.add(inc)
         if not inc.is_file():
             raise PdkNotFound(f" (missing model {inc.name})")
-        return f"// ---- {inc.name} (inlined)\n" + _inline(inc, seen)
+        return f"// ---- {inc.name} (inlined)\n" + inline_includes(inc, seen)
 
     return _INCLUDE.sub(sub, path.read_text(encoding="utf-8"))
 
@@ -309,7 +313,7 @@ def cell_models_text(pdk: Path, cells: tuple[Cell, ...] = CELLS) -> str:
     for cell in cells:
         path = _cell_file(pdk, cell, ".functional.v")
         parts.append(f"// ==== {path.name}")
-        parts.append(_inline(path, seen).rstrip("\n"))
+        parts.append(inline_includes(path, seen).rstrip("\n"))
     return "\n".join(parts) + "\n"
 
 

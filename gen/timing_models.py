@@ -24,32 +24,16 @@ import re
 from pathlib import Path
 
 from .errors import GenError
-from .liberty import CELLS, LIBRARY, Cell, PdkNotFound
+from .liberty import CELLS, LIBRARY, Cell, PdkNotFound, inline_includes
 
 __all__ = ["TIMING_MODELS", "timing_models_text", "delayed_copies"]
 
 #: The file name in an RTL directory or a simulation build.
 TIMING_MODELS = f"{LIBRARY}_cells_timing.v"
 
-_INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.MULTILINE)
 #: ``$setuphold ( ref , data , setup , hold , notifier , tstamp_cond , tcheck_cond , delayed_ref , delayed_data ) ;``
 _SETUPHOLD = re.compile(r"\$setuphold\s*\(([^;]*)\)\s*;")
 _ENDSPECIFY_MODULE = re.compile(r"^specify\b", re.MULTILINE)
-
-
-def _inline(path: Path, seen: set[Path]) -> str:
-    """``path`` with its ``include``s replaced by their text, each file once."""
-
-    def sub(m: re.Match) -> str:
-        inc = (path.parent / m.group(1)).resolve()
-        if inc in seen:
-            return f"// (already included: {inc.name})"
-        seen.add(inc)
-        if not inc.is_file():
-            raise PdkNotFound(f" (missing model {inc.name})")
-        return f"// ---- {inc.name} (inlined)\n" + _inline(inc, seen)
-
-    return _INCLUDE.sub(sub, path.read_text(encoding="utf-8"))
 
 
 def delayed_copies(model: str) -> tuple[str, dict[str, str]]:
@@ -108,7 +92,7 @@ def timing_models_text(pdk: Path, cells: tuple[Cell, ...] = CELLS) -> str:
         path = pdk / "cells" / cell.name / f"{cell.verilog_name}.timing.v"
         if not path.is_file():
             raise PdkNotFound(f" (missing {cell.name}/{path.name})")
-        text, _ = delayed_copies(_inline(path, seen))
+        text, _ = delayed_copies(inline_includes(path, seen))
         parts.append(f"// ==== {path.name}")
         parts.append(text.rstrip("\n"))
     return "\n".join(parts) + "\n"
