@@ -1,10 +1,14 @@
-"""Static timing of the sky130 sign-off (docs/signoff.md, "Static timing"): fmax at tt and ss, the critical path,
-cells and area of the default config at 4 and 32 lanes and of a 2-layer config, from
-`nvmlstm generate --pdk sky130 --clock-mhz F`. Writes docs/signoff_timing.json.
+"""Static timing and power of the sky130 sign-off (docs/signoff.md, "Static timing", "Power"): fmax at tt and
+ss, the critical path, cells and area of the default config at 4 and 32 lanes and of a 2-layer config, from
+`nvmlstm generate --pdk sky130 --clock-mhz F`; with ``--power``, the periphery power at tt and the target clock
+from `nvmlstm power` on random-weight golden vectors (seed 0, 3 sequences x 8 timesteps). Writes
+docs/signoff_timing.json.
 
-    .venv/bin/python benchmarks/signoff_timing.py [--points default-l4,2layer-h32-l4] [--clock-mhz 200]
+    .venv/bin/python benchmarks/signoff_timing.py [--points default-l4,2layer-h32-l4,default-l32] [--clock-mhz 200]
+        [--power]
 
-The default config at 32 lanes maps for about 5 minutes; the other points take about a minute each.
+The default config at 32 lanes maps for about 5 minutes and its power simulation takes about 10; the other
+points take about a minute each, and 2 minutes more with ``--power``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from nvmlstm.artifacts.files import write_text_atomic
+from nvmlstm.cli import main as cli_main
 from nvmlstm.gen import generate_rtl
 from nvmlstm.golden.config import default_config
+from nvmlstm.power_cmd import measure_power
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "signoff_timing.json"
@@ -30,14 +37,26 @@ POINTS = {
 }
 
 
-def measure(name: str, clock_mhz: float) -> dict:
-    """Generate the point with OpenSTA and return its timing, cells and area."""
+#: The power run's vectors: random weights (ADC-calibrated) and inputs of this seed and size.
+VECTORS = ("--random-weights", "--seed", "0", "--sequences", "3", "--steps", "8")
+
+
+def measure(name: str, clock_mhz: float, power: bool) -> dict:
+    """Generate the point with OpenSTA and return its timing, cells and area (and its power)."""
     changes, lanes = POINTS[name]
     cfg = dataclasses.replace(default_config(), **changes)
     with tempfile.TemporaryDirectory(prefix="nvmlstm-timing-") as tmp:
         t0 = time.monotonic()
         res = generate_rtl(Path(tmp) / "rtl", cfg, lanes=lanes, synth=False, pdk="sky130", clock_mhz=clock_mhz)
         seconds = time.monotonic() - t0
+        pw = None
+        if power:
+            (Path(tmp) / "cfg.json").write_text(cfg.to_json())
+            if cli_main(["golden", "--config", str(Path(tmp) / "cfg.json"), *VECTORS, "--out", str(Path(tmp) / "vec")]):
+                raise SystemExit(f"{name}: the golden vectors could not be written")
+            t1 = time.monotonic()
+            pw = measure_power(Path(tmp) / "rtl", Path(tmp) / "vec", corner="tt", clock_mhz=clock_mhz)
+            pw["seconds"] = round(time.monotonic() - t1, 1)
     so = res.manifest["signoff"]
     timing = so["timing"]
     row = {
@@ -58,6 +77,8 @@ def measure(name: str, clock_mhz: float) -> dict:
             row[f"{corner}_critical_path"] = e["critical_path"]
     else:
         row["timing"] = timing
+    if pw is not None:
+        row["power_tt"] = pw
     return row
 
 
@@ -65,15 +86,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", default=",".join(POINTS), help="comma-separated names of POINTS")
     ap.add_argument("--clock-mhz", type=float, default=200.0)
+    ap.add_argument("--power", action="store_true", help="also measure the periphery power (nvmlstm power, tt)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows = []
     for name in args.points.split(","):
-        row = measure(name, args.clock_mhz)
+        row = measure(name, args.clock_mhz, args.power)
         print(json.dumps(row))
         rows.append(row)
-    doc = {"command": "benchmarks/signoff_timing.py", "rows": rows}
-    args.out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    command = "benchmarks/signoff_timing.py" + (" --power" if args.power else "")
+    doc = {"command": command, "clock_mhz": args.clock_mhz, "rows": rows}
+    write_text_atomic(args.out, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.out}")
 
 

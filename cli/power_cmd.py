@@ -105,7 +105,9 @@ def _simulate(rtl_dir: Path, vec_dir: Path, work: Path, log: Callable[[str], Non
     from nvmlstm.gen.power import PowerError
     from nvmlstm.sim import run_regression
 
-    rep = run_regression(rtl_dir, vec_dir, "icarus", gate_level=True, waves=True, work_dir=work / "sim", log=log)
+    rep = run_regression(
+        rtl_dir, vec_dir, "icarus", gate_level=True, waves="from-start", work_dir=work / "sim", log=log
+    )
     if not rep["passed"]:
         raise PowerError(
             f"the gate-level simulation is not bit exact ({rep.get('first_mismatch_text') or 'beats missing'}); "

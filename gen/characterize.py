@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GenError
-from .liberty import CELLS, CORNERS, LIBRARY, Cell, Corner, cell_area, eval_function, find_pdk
+from .liberty import CELLS, CORNERS, LIBERTY_UNITS, LIBRARY, Cell, Corner, cell_area, eval_function, find_pdk
+from .tools import INSTALL_HINTS
 
 __all__ = [
     "Grid",
@@ -59,7 +60,8 @@ SLEW_LO, SLEW_HI = 0.2, 0.8
 RAMP = 1.0 / (SLEW_HI - SLEW_LO)
 #: A clock-to-Q delay may grow by this factor before a setup or hold offset counts as violated.
 PUSHOUT = 1.10
-NGSPICE_INSTALL = "install it with `sudo apt-get install -y ngspice`"
+#: How to install ngspice (the one text, `nvmlstm.gen.tools.INSTALL_HINTS`).
+NGSPICE_INSTALL = INSTALL_HINTS["ngspice"]
 
 
 class CharError(GenError):
@@ -696,13 +698,7 @@ def _header(corner: Corner, grid: Grid, command: str, ngspice: str) -> list[str]
         "   pushed out by at most 10 %. Pre-layout: no wire parasitics. */",
         f"library ({LIBRARY}_nvmlstm_{c.name}) {{",
         "  technology (cmos);",
-        "  delay_model : table_lookup;",
-        '  time_unit : "1ns";',
-        '  voltage_unit : "1V";',
-        '  current_unit : "1mA";',
-        "  capacitive_load_unit (1, pf);",
-        '  pulling_resistance_unit : "1kohm";',
-        '  leakage_power_unit : "1nW";',
+        *LIBERTY_UNITS,
         f"  nom_process : 1; nom_temperature : {c.temp_c:g}; nom_voltage : {c.vdd:g};",
         f"  operating_conditions ({opc}) {{ process : 1; temperature : {c.temp_c:g}; voltage : {c.vdd:g}; }}",
         f"  default_operating_conditions : {opc};",

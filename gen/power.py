@@ -126,6 +126,10 @@ class _Counters:
         return list(self.toggles), high
 
 
+#: `_Scan.change`'s shortcut for scalar changes.
+_SCALAR_BITS = {"0": [0], "1": [1]}
+
+
 def _bits(value, width: int) -> list[int]:
     """A VCD value as bits, least significant first (-1 for x/z); pyvcd gives ints or strings."""
     if isinstance(value, int):
@@ -150,8 +154,9 @@ class _Scan:
     """The state of one pass over a VCD."""
 
     counters: _Counters = field(default_factory=_Counters)
-    slots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # id code -> (base, width)
+    slots: dict[str, tuple[int, int]] = field(default_factory=dict)  # id code -> (counter base, width)
     names: list[str] = field(default_factory=list)
+    name_slots: list[int] = field(default_factory=list)  # the counter of each name's bit
     marks: dict[str, str] = field(default_factory=dict)  # id code of clk/start/done -> which
     last: dict[str, int] = field(default_factory=dict)
     clock_edges: list[int] = field(default_factory=list)
@@ -163,15 +168,26 @@ class _Scan:
 
     def declare(self, scope: list[str], var) -> None:
         names = _names(scope, var.reference, var.bit_index, var.size)
-        base = self.counters.add(len(names))
+        # Variables sharing an id code are one net seen from several scopes (a net and the cell pins on it):
+        # one set of counters per code, expanded to every name at the end (a clock edge is one update, not
+        # one per flip-flop pin).
+        slot = self.slots.get(var.id_code)
+        if slot is None:
+            slot = self.slots[var.id_code] = (self.counters.add(len(names)), len(names))
+        elif slot[1] != len(names):
+            raise PowerError(f"VCD id code {var.id_code!r} declared with {slot[1]} and {len(names)} bits")
         self.names.extend(names)
-        self.slots.setdefault(var.id_code, []).append((base, len(names)))
+        self.name_slots.extend(range(slot[0], slot[0] + len(names)))
         if len(scope) == 1 and var.size == 1 and var.reference in ("clk", "start", "done"):
             self.marks[var.id_code] = var.reference
 
     def change(self, code: str, value) -> None:
-        for base, width in self.slots.get(code, ()):
-            self.counters.pending[base] = _bits(value, width)
+        slot = self.slots.get(code)
+        if slot is not None:
+            # a scalar 0/1 (most changes of a gate-level dump) needs no parsing; pyvcd gives it as a str
+            bits = _SCALAR_BITS.get(value) if type(value) is str else None
+            base, width = slot
+            self.counters.pending[base] = bits if bits is not None and width == 1 else _bits(value, width)
         which = self.marks.get(code)
         if which is None:
             return
@@ -179,7 +195,8 @@ class _Scan:
         self.last[code] = bit
         if which == "clk" and bit == 1 and prev == 0:
             self.clock_edges.append(self.now)
-        elif which == "start" and bit == 1 and prev == 0 and self.start_ps is None:
+        elif which == "start" and bit == 1 and prev != 1 and self.start_ps is None:
+            # prev None: the dump's first value (a dump begun at the rise, `nvmlstm.sim.build.ICARUS_WAVES`)
             self.start_ps = self.now
             self.snap_start = "pending"
         elif which == "done" and bit == 0 and prev == 1:
@@ -266,8 +283,8 @@ def read_activities(vcd_path: str | Path) -> dict[str, Activity]:
     out = {}
     for window, (t0, t1, first, last) in spans.items():
         cycles = sum(1 for t in scan.clock_edges if t0 < t <= t1)
-        toggles = {n: b - a for n, a, b in zip(scan.names, first[0], last[0])}
-        high = {n: b - a for n, a, b in zip(scan.names, first[1], last[1])}
+        toggles = {n: last[0][k] - first[0][k] for n, k in zip(scan.names, scan.name_slots)}
+        high = {n: last[1][k] - first[1][k] for n, k in zip(scan.names, scan.name_slots)}
         out[window] = Activity(window, t0, t1, cycles, toggles, high)
     if out["busy"].cycles == 0:
         raise PowerError(f"{path}: the busy window ({scan.start_ps} to {scan.done_falls[-1]}) holds no clock cycle")

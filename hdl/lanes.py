@@ -149,9 +149,14 @@ class GateLane(_RegisteredStage):
     """Accumulated ADC codes of the gates of one unit -> gate outputs (docs/datapath.md sections 4-5).
 
     ``idx = sat((acc * scale + 2**(scale_shift-1)) >> scale_shift, lut_min, lut_max)``, then the tanh table
-    for the gate that `golden.datapath.GATE_IS_TANH` names (g), the sigmoid table for the others. Two register
-    ranks (`latency_cyc` 2): the multiplier, rounding and saturation end in the ``idx`` register, the table
-    read in the gate register (one rank held a multiplier and a ROM in series, the longest path of the lanes).
+    for the gate that `golden.datapath.GATE_IS_TANH` names (g), the sigmoid table for the others. Three register
+    ranks (`latency_cyc` 3): ``acc`` and ``scale`` are registered on entry, the product ends in the second
+    rank, the rounding, saturation and table read in the gate register (a multiplier and its rounding in one
+    rank were the longest path at the slow corner; before, one rank held a multiplier and a ROM in series).
+    The input rank is the lane's own, not the bank's: a
+    ``scale`` register shared by 32 lanes drove every lane's multiplier (0.27 pF on one flip-flop, the
+    critical path at 32 lanes), and copies side by side in the bank would be merged by synthesis; here each
+    copy drives one multiplier, in the module where the mapping can buffer it.
 
     Parameters
     ----------
@@ -169,7 +174,7 @@ class GateLane(_RegisteredStage):
         Gate outputs, same order.
     """
 
-    REGISTERS = 2
+    REGISTERS = 3
 
     def __init__(self, cfg: LstmConfig, acc_width: int):
         _check_cfg(cfg)
@@ -193,15 +198,17 @@ class GateLane(_RegisteredStage):
         n_sig = sum(1 for t in is_tanh if not t)
         sig_ports = iter(_rom(m, "sigmoid_rom", sigmoid_table(cfg), gate_shape(cfg), n_sig))
         tanh_ports = iter(_rom(m, "tanh_rom", tanh_table(cfg), gate_shape(cfg), len(is_tanh) - n_sig))
+        acc_r = datapath_register(m, self.acc, self.acc.shape(), "acc_r")  # rank 1
+        scale_r = datapath_register(m, self.scale, self.scale.shape(), "scale_r")
         for k, name in enumerate(_config.GATES):
             port = next(tanh_ports) if is_tanh[k] else next(sig_ports)
-            prod = self.acc[k] * self.scale[k]
+            prod = acc_r[k] * scale_r[k]
+            prod_r = datapath_register(m, prod, prod.shape(), f"prod_{name}_r")  # rank 2
             idx = round_saturate(
-                m, prod, cfg.scale_shift, cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), f"idx_{name}"
+                m, prod_r, cfg.scale_shift, cfg.lut_min, cfg.lut_max, signed(cfg.lut_bits), f"idx_{name}"
             )
-            idx_r = datapath_register(m, idx, signed(cfg.lut_bits), f"idx_{name}_r")  # rank 1
-            m.d.comb += port.addr.eq(_lut_addr(idx_r))
-            gate_r = datapath_register(m, port.data, gate_shape(cfg), f"gate_{name}_r")  # rank 2
+            m.d.comb += port.addr.eq(_lut_addr(idx))
+            gate_r = datapath_register(m, port.data, gate_shape(cfg), f"gate_{name}_r")  # rank 3
             m.d.comb += self.gates[k].eq(gate_r)
         return m
 
@@ -257,7 +264,9 @@ class HiddenLane(_RegisteredStage):
     ``tidx = sat((c + 2**(F-lut_frac-1)) >> (F - lut_frac))``, ``tc = tanh_lut[tidx]``,
     ``h = sat((o * tc * dac_max + 2**(2F-1)) >> 2F, -dac_max, dac_max)``. Two register ranks (`latency_cyc`
     2): the index and the table read end in the ``tc * dac_max`` register (the table holds ``tanh * dac_max``),
-    the product, rounding and saturation in h.
+    the product in the second; ``h`` is that product rounded and saturated, after the last rank (the parent
+    registers it in its h state, so the rounding shares a cycle with the state write, not with the
+    multiplier: the two in one rank were the longest path at 32 lanes).
     """
 
     REGISTERS = 2
@@ -287,9 +296,10 @@ class HiddenLane(_RegisteredStage):
         m.d.comb += port.addr.eq(_lut_addr(tidx))
         tc_r = datapath_register(m, port.data, tc_shape, "tc_dac_r")  # rank 1: tanh(c) * dac_max
         o_r = datapath_register(m, self.o, gate_shape(cfg), "o_r")
-        h = round_saturate(m, o_r * tc_r, 2 * cfg.frac_bits, -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next")
-        h_r = datapath_register(m, h, signed(cfg.dac_bits), "h_r")  # rank 2
-        m.d.comb += self.h.eq(h_r)
+        prod = o_r * tc_r
+        prod_r = datapath_register(m, prod, prod.shape(), "oh_prod_r")  # rank 2
+        h = round_saturate(m, prod_r, 2 * cfg.frac_bits, -cfg.dac_max, cfg.dac_max, signed(cfg.dac_bits), "h_next")
+        m.d.comb += self.h.eq(h)
         return m
 
 
@@ -298,11 +308,12 @@ class LaneBank(wiring.Component):
     of units by the parent, with each issued group's ``tag`` carried alongside its data.
 
     The parent issues one group per cycle (``issue`` high, its ``tag``, the lanes' ``acc`` and the shared
-    ``scale``, all selected by the parent); the bank registers them (`input_cyc`), so the parent's control,
-    decode and selection muxes form one register-to-register stage and the gate stage's multiplier starts
-    from a register. `c_prev_cyc` cycles after issue the bank asks for that group's previous cell state
-    (``c_prev_tag``, answered combinationally on ``c_prev``) and registers it, for the cell stage that samples
-    it `cell_in_cyc` cycles after issue; `c_cyc` cycles after issue ``c`` is valid (``c_valid``, ``c_tag``),
+    ``scale``, all selected by the parent); the gate lanes register ``acc`` and ``scale`` on entry (their first
+    rank), so the parent's control, decode and selection muxes form one register-to-register stage and the gate
+    stage's multiplier starts from a register; the bank adds `INPUT_REGISTERS` more ranks (`input_cyc`, none).
+    `c_prev_cyc` cycles after issue the bank asks for that group's previous cell state (``c_prev_tag``,
+    answered combinationally on ``c_prev``) and registers it, for the cell stage that samples it `cell_in_cyc`
+    cycles after issue; `c_cyc` cycles after issue ``c`` is valid (``c_valid``, ``c_tag``),
     `latency_cyc` cycles after issue ``h`` (``h_valid``, ``h_tag``). Every delay is the sum of the stages' own
     ``latency_cyc``, so a stage with another latency changes them all.
 
@@ -332,8 +343,9 @@ class LaneBank(wiring.Component):
     h : Out(ArrayLayout(signed(dac_bits), lanes))
     """
 
-    #: Register ranks between the bank's ``acc``/``scale``/``tag`` inputs and the gate stage.
-    INPUT_REGISTERS = 1
+    #: Register ranks between the bank's ``acc``/``scale`` inputs and the gate stage, beyond the gate lanes'
+    #: own input rank (`GateLane`): none.
+    INPUT_REGISTERS = 0
     #: Register ranks between the ``c_prev`` answer and the cell stage.
     C_PREV_REGISTERS = 1
 

@@ -130,12 +130,16 @@ def cache_root() -> Path:
 #: Icarus: a second root module that dumps a VCD when the plusarg names a file (the same build serves
 #: runs with and without waveforms). cocotb's own dump module writes FST; this one writes VCD (the run
 #: passes ``-vcd`` to vvp, `nvmlstm.sim.runner`).
-ICARUS_WAVES = """\
+#: The plusarg that makes `ICARUS_WAVES` begin the dump at the first rise of ``start``.
+VCD_FROM_START_PLUSARG = "nvmlstm_vcd_from_start"
+ICARUS_WAVES = f"""\
 module nvmlstm_waves;
     string path;
     initial begin
         if ($value$plusargs("nvmlstm_vcd=%s", path)) begin
             $dumpfile(path);
+            // Weight programming is most of a run's cycles and none of the power window: skip it on request.
+            if ($test$plusargs("{VCD_FROM_START_PLUSARG}")) @(posedge nvm_lstm_top.start);
             $dumpvars(0, nvm_lstm_top);
         end
     end

@@ -40,7 +40,7 @@ from xml.etree import ElementTree
 from nvmlstm.artifacts.progress import heartbeat
 
 from . import cocotb_adapter
-from .build import SDF_PLUSARG, BuildInfo, build, log_tail
+from .build import SDF_PLUSARG, VCD_FROM_START_PLUSARG, BuildInfo, build, log_tail
 from .errors import InputMismatch, SimError, SimStopped, killed_by
 from .protocol import TOP_MODULE, ManifestError, load_manifest
 from .simulators import SimTool, find_simulator
@@ -332,10 +332,12 @@ def _simulate(
     log: Callable[[str], None] | None = None,
     sdf: SdfRun | None = None,
     clock_ns: float = CLOCK_NS,
+    from_start: bool = False,
 ) -> dict:
     """One simulation in ``run_dir``; returns the testbench's report (plus ``waves`` and ``log``). ``log``
     receives a line every 30 s while the simulator runs (a gate-level run takes minutes). ``sdf``: annotate
-    it (the build has `nvmlstm.sim.build.ICARUS_SDF`) and run at its clock period."""
+    it (the build has `nvmlstm.sim.build.ICARUS_SDF`) and run at its clock period. ``from_start`` (Icarus,
+    with ``waves``): the VCD begins at the first rise of ``start`` (`nvmlstm.sim.build.ICARUS_WAVES`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "tb_report.json"
     report_path.unlink(missing_ok=True)
@@ -362,6 +364,8 @@ def _simulate(
         # writer over the -none cocotb passes (cocotb's own dumping is FST only).
         wave_file = run_dir / "waves.vcd"
         plusargs.append(f"+nvmlstm_vcd={wave_file}")
+        if from_start:
+            plusargs.append(f"+{VCD_FROM_START_PLUSARG}")
         append = {"vvp": ["-vcd"]}
     elif waves:
         if not binfo.trace:
@@ -504,9 +508,11 @@ def run_regression(
         ``"icarus"`` or ``"verilator"``.
     stress : Stress, optional
         Run-time stress (default: none, seed 0).
-    waves : bool or "on-failure"
+    waves : bool, "on-failure" or "from-start"
         Record waveforms (VCD on Icarus, FST on Verilator): always, never, or by re-running a failed
-        simulation with the same seed (default). The report's ``waves`` is the file's path.
+        simulation with the same seed (default). ``"from-start"`` (Icarus): a VCD that begins at the first
+        rise of ``start``, without the weight programming before it (most of a run's cycles; the power
+        measurement's window begins at that rise). The report's ``waves`` is the file's path.
     report : path, optional
         Also write the report here (JSON).
     work_dir : path, optional
@@ -548,8 +554,10 @@ def run_regression(
     BuildError, SimError
         The build or the simulation could not run.
     """
-    if waves not in (True, False, "on-failure"):
-        raise SimError(f"waves must be True, False or 'on-failure', not {waves!r}")
+    if waves not in (True, False, "on-failure", "from-start"):
+        raise SimError(f"waves must be True, False, 'on-failure' or 'from-start', not {waves!r}")
+    if waves == "from-start" and simulator != "icarus":
+        raise SimError("waves='from-start' is an Icarus VCD option; use icarus")
     t0 = time.monotonic()
     stress = stress or Stress()
     rtl_dir, vec_dir = Path(rtl_dir), Path(vec_dir)
@@ -571,7 +579,10 @@ def run_regression(
     run_dir = Path(tempfile.mkdtemp(prefix="nvmlstm-sim-")) if own_dir else Path(work_dir).resolve()
     t_sim = time.monotonic()
     try:
-        rep = _simulate(binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves is True, log, sdf=sdf, clock_ns=period)
+        rep = _simulate(
+            binfo, tool, rtl_dir, vec_dir, stress, run_dir, waves in (True, "from-start"), log, sdf=sdf,
+            clock_ns=period, from_start=waves == "from-start",
+        )  # fmt: skip
         sim_seconds = time.monotonic() - t_sim
         if not rep["passed"] and waves == "on-failure":
             _waves_run(rep, rtl_dir, vec_dir, manifest, tool, stress, run_dir, gate_level, cache, log, sdf, period)

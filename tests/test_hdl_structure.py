@@ -132,7 +132,7 @@ def test_a_deeper_lane_stage_moves_every_derived_latency(monkeypatch):
     top = NvmLstmAccelerator(CFG, lanes=2, macro_model="sim")
     bank = top.lane_bank
     was = base.lane_bank
-    assert bank.gate_lanes[0].latency_cyc == was.gate_lanes[0].latency_cyc + 1 == 3
+    assert bank.gate_lanes[0].latency_cyc == was.gate_lanes[0].latency_cyc + 1 == 4
     assert bank.input_cyc == was.input_cyc
     assert (bank.c_prev_cyc, bank.cell_in_cyc, bank.c_cyc, bank.latency_cyc) == (
         was.c_prev_cyc + 1,
@@ -257,9 +257,9 @@ def test_lane_latencies_compose_from_the_register_ranks():
     Fragment.get(top, None)
     bank = top.lane_bank
     gate, cell, hidden = bank.gate_lanes[0], bank.cell_lanes[0], bank.hidden_lanes[0]
-    assert (gate.latency_cyc, cell.latency_cyc, hidden.latency_cyc) == (2, 2, 2)
-    assert (gate.REGISTERS, cell.REGISTERS, hidden.REGISTERS) == (2, 2, 2)
-    assert bank.input_cyc == bank.INPUT_REGISTERS == 1
+    assert (gate.latency_cyc, cell.latency_cyc, hidden.latency_cyc) == (3, 2, 2)
+    assert (gate.REGISTERS, cell.REGISTERS, hidden.REGISTERS) == (3, 2, 2)
+    assert bank.input_cyc == bank.INPUT_REGISTERS == 0
     assert bank.cell_in_cyc == bank.input_cyc + gate.latency_cyc
     assert bank.c_prev_cyc == bank.cell_in_cyc - bank.C_PREV_REGISTERS
     assert bank.c_cyc == bank.cell_in_cyc + cell.latency_cyc
@@ -334,7 +334,7 @@ def test_datapath_registers_have_no_reset_control_keeps_it():
     found = sync_registers(top)
     assert reset_problems(found) == []
     lanes = {n for n in found if n.startswith("lane_bank.")}
-    assert any(n.endswith("idx_i_r") for n in lanes) and any(n.endswith("p1_tag") for n in lanes)
+    assert any(n.endswith("prod_i_r") for n in lanes) and any(n.endswith("p1_tag") for n in lanes)
     assert not any(found[n] for n in lanes if "_valid" not in n)  # the whole lane datapath is reset-less
     assert found["lane_bank.p1_valid"] and found["c_l0_0"] and found["h_l0_0"] and not found["x_0"]
 
@@ -350,7 +350,7 @@ def test_reset_check_catches_a_datapath_register_with_reset(monkeypatch):
     monkeypatch.setattr(hdl.lanes, "datapath_register", with_reset)
     top = NvmLstmAccelerator(CFG, lanes=2, macro_model="sim")
     problems = reset_problems(sync_registers(top))
-    assert "lane_bank.gate_lane_0.idx_i_r: has a reset" in problems
+    assert "lane_bank.gate_lane_0.prod_i_r: has a reset" in problems
 
 
 def round_saturated(fn, lo: int, hi: int) -> dict[int, list[int]]:

@@ -69,6 +69,66 @@ def test_a_wrong_function_is_caught(pdk):
     assert {d.split(" ")[0] for d in diffs} == {"nand2", "dfxtp"}
 
 
+def test_a_wrong_verilator_flop_model_is_caught(pdk, monkeypatch):
+    """The proof's second run compiles the flip-flop model Verilator gets, and checks it on its own."""
+    monkeypatch.setattr(lib, "VERILATOR_DFF", lib.VERILATOR_DFF.replace("Q <= D;", "Q <= ~D;"))
+    diffs = lib.prove_cells(pdk)
+    assert diffs and all(d.startswith("dfxtp ") and d.endswith(" (Verilator model)") for d in diffs), diffs
+
+
+#: A two flip-flop shift register of ``dfxtp`` cells and a C++ bench printing both outputs after each edge.
+_CHAIN_TOP = """\
+module chain (input clk, input d, output q1, output q2);
+  sky130_fd_sc_hd__dfxtp_1 f1 (.Q(q1), .CLK(clk), .D(d));
+  sky130_fd_sc_hd__dfxtp_1 f2 (.Q(q2), .CLK(clk), .D(q1));
+endmodule
+"""
+_CHAIN_BENCH = """\
+#include "Vchain.h"
+#include "verilated.h"
+#include <cstdio>
+int main(int argc, char** argv) {
+  Verilated::commandArgs(argc, argv);
+  Vchain* t = new Vchain;
+  const int pattern[8] = {1, 0, 1, 1, 0, 0, 1, 0};
+  t->clk = 0; t->d = 0; t->eval();
+  for (int i = 0; i < 8; i++) {
+    t->d = pattern[i]; t->eval(); t->clk = 1; t->eval();
+    printf("%d %d\\n", t->q1, t->q2);
+    t->clk = 0; t->eval();
+  }
+  delete t;
+  return 0;
+}
+"""
+
+
+def _verilator_chain(tmp_path: Path, cells_text: str) -> list[str]:
+    from nvmlstm.gen.tools import find_verilator, run_tool
+
+    simulator_or_skip("verilator")
+    tool = find_verilator()
+    tmp_path.mkdir()
+    (tmp_path / "cells.v").write_text(cells_text)
+    (tmp_path / "chain.v").write_text(_CHAIN_TOP)
+    (tmp_path / "bench.cpp").write_text(_CHAIN_BENCH)
+    args = ["-cc", "--exe", "--build", "-j", "2", "-DUNIT_DELAY=", "--top-module", "chain", "-o", "chain"]
+    proc = run_tool(tool, [*args, "cells.v", "chain.v", "bench.cpp"], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_tool(dataclasses.replace(tool, path=str(tmp_path / "obj_dir" / "chain")), [], cwd=tmp_path)
+    return proc.stdout.split("\n")[:-1]
+
+
+def test_verilator_flop_chain_shifts(pdk, tmp_path):
+    """Flip-flops feeding flip-flops directly (the lanes' register ranks) shift by one per clock under Verilator
+    with the generated cell models; the foundry's UDP alone would let the second one see the first one's new
+    value (both outputs equal), as the second build shows."""
+    want = ["1 0", "0 1", "1 0", "1 1", "0 1", "0 0", "1 0", "0 1"]
+    assert _verilator_chain(tmp_path / "models", lib.cell_models_text(pdk)) == want
+    raw = lib.cell_models_text(pdk).replace("`ifdef VERILATOR\n", "`ifdef NVMLSTM_NOT_DEFINED\n")
+    assert _verilator_chain(tmp_path / "udp", raw) == ["1 1", "0 0", "1 1", "1 1", "0 0", "0 0", "1 1", "0 0"]
+
+
 def test_function_reader_refuses_what_it_cannot_read():
     assert lib.eval_function("!((A1 & A2) | B1)", {"A1": 1, "A2": 1, "B1": 0}) == 0
     with pytest.raises(GenError, match=r"^function 'A & B \| C': mixes & and \| without parentheses$"):
@@ -174,13 +234,39 @@ def test_gate_level_bit_exact(name, simulator, mapped, gate_level_bit_exact):
     gate_level_bit_exact(name, simulator, mapped)
 
 
+#: Cells and their complements among the mapped cells, with the output pins: (complement, old pin, new pin).
+_COMPLEMENT = {
+    "nand2": ("and2", "Y", "X"), "and2": ("nand2", "X", "Y"), "nor2": ("or2", "Y", "X"), "or2": ("nor2", "X", "Y"),
+    "nand3": ("and3", "Y", "X"), "and3": ("nand3", "X", "Y"), "nor3": ("or3", "Y", "X"), "or3": ("nor3", "X", "Y"),
+    "xor2": ("xnor2", "X", "Y"), "xnor2": ("xor2", "Y", "X"), "a21oi": ("a21o", "Y", "X"), "a21o": ("a21oi", "X", "Y"),
+    "o21ai": ("o21a", "Y", "X"), "o21a": ("o21ai", "X", "Y"), "inv": ("buf", "Y", "X"), "buf": ("inv", "X", "Y"),
+}  # fmt: skip
+_INSTANCE = re.compile(r"sky130_fd_sc_hd__(\w+?)_(\d+)\s+(\S+)\s*\(([^;]*?)\);", re.S)
+
+
 def _mutate_cell(rtl: Path) -> None:
-    """The first XOR2 of gate lane 0 becomes an OR2 (same pins, different function)."""
+    """In gate lane 0, the cell driving the highest ``gates`` output bit's flip-flop (the first with a complement
+    in the library) becomes its complement (a NAND2 an AND2, ...): one wrong cell function on a live path."""
     net = rtl / "nvm_lstm_top.sky130.v"
     text = net.read_text()
     start = text.index("module \\nvm_lstm_top.lane_bank.gate_lane_0 ")
-    m = re.compile(r"sky130_fd_sc_hd__xor2_1(?=\s+_\d+_\s*\()").search(text, start)
-    net.write_text(text[: m.start()] + "sky130_fd_sc_hd__or2_1" + text[m.end() :])
+    end = text.index("endmodule", start)
+    insts = [(m, dict(re.findall(r"\.(\w+)\(([^)]*)\)", m.group(4)))) for m in _INSTANCE.finditer(text, start, end)]
+    driver = {pins[o]: (m, o) for m, pins in insts for o in ("X", "Y") if o in pins}
+    flops = sorted(
+        (int(re.fullmatch(r"gates\[(\d+)\]", pins["Q"]).group(1)), pins["D"])
+        for m, pins in insts
+        if m.group(1) == "dfxtp" and re.fullmatch(r"gates\[\d+\]", pins.get("Q", ""))
+    )
+    for _, d in reversed(flops):
+        m, pin = driver.get(d, (None, None))
+        if m is not None and m.group(1) in _COMPLEMENT:
+            other, old, new = _COMPLEMENT[m.group(1)]
+            body = m.group(4).replace(f".{old}(", f".{new}(")
+            cell = f"sky130_fd_sc_hd__{other}_{m.group(2)} {m.group(3)} ({body});"
+            net.write_text(text[: m.start()] + cell + text[m.end() :])
+            return
+    raise AssertionError("no gates flip-flop of gate lane 0 is driven by a cell with a complement")
 
 
 def _swap_flop_inputs(rtl: Path) -> None:
