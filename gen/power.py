@@ -62,7 +62,7 @@ class Activity:
     cycles : int
         Rising clock edges in the window (``start_ps`` < t <= ``end_ps``).
     toggles : dict
-        Pin name (``inst/port`` with the instance path below the top joined by ``.``, ``port[i]`` per bit of a
+        Pin name (``inst/port`` with the instance path below the top joined by ``/``, ``port[i]`` per bit of a
         vector; a top-level port by its own name) -> transitions between settled 0 and 1 values.
     high_ps : dict
         The same names -> time spent at 1 in the window (ps).
@@ -140,8 +140,9 @@ def _bits(value, width: int) -> list[int]:
 
 
 def _names(scope: list[str], ref: str, bit_index, size: int) -> list[str]:
-    """The pin name of each bit (least significant first) of variable ``ref`` in ``scope`` (top first)."""
-    base = f"{'.'.join(scope[1:])}/{ref}" if len(scope) > 1 else ref
+    """The pin name of each bit (least significant first) of variable ``ref`` in ``scope`` (top first): OpenSTA's
+    full name, the instance path below the top and the port joined by ``/``."""
+    base = "/".join([*scope[1:], ref])
     if size == 1 and not isinstance(bit_index, tuple):
         return [base if bit_index is None else f"{base}[{bit_index}]"]
     msb, lsb = bit_index if isinstance(bit_index, tuple) else (size - 1, 0)
@@ -328,7 +329,9 @@ def power_commands(activity_file: str | Path, *, digits: int = 6) -> list[str]:
         "close $nvm_f",
         "set nvm_set 0",
         "set nvm_pins 0",
-        "foreach nvm_pin [get_pins */*] { incr nvm_pins; set nvm_k [get_full_name $nvm_pin]; "
+        # every leaf pin of the hierarchy (``*/*`` alone would be the top's cells only; the lanes are modules)
+        "foreach nvm_pin [get_pins -hierarchical *] { if {[$nvm_pin is_hierarchical]} continue; "
+        "incr nvm_pins; set nvm_k [get_full_name $nvm_pin]; "
         "if {[dict exists $nvm_act $nvm_k]} { lassign [dict get $nvm_act $nvm_k] nvm_a nvm_d; "
         "sta::set_power_pin_activity $nvm_pin $nvm_a $nvm_d; incr nvm_set } }",
         "set nvm_ports 0",

@@ -679,6 +679,19 @@ def test_the_clock_comes_from_the_timing_analysis():
         assert (c.mhz, c.text) == (200.0, "clock: assumed 200 MHz (no timing analysis)")
 
 
+def test_a_met_corner_below_its_first_fmax_estimate_is_refused():
+    """A met corner's fmax is at least 1000 / (period - wns) (gen/sta.py settled_period), never below."""
+    from nvmlstm.bench.signoff import SignoffEntryError, parse_timing
+
+    entry = timing_entry(wns_tt=1.0, wns_ss=-1.0)
+    parse_timing(entry, "m.json")
+    entry["corners"]["tt"]["fmax_mhz"] = 240.0  # 1000 / (5 - 1) = 250
+    with pytest.raises(SignoffEntryError, match=r"^m.json: signoff.timing.corners.tt.fmax_mhz: 240 is below 1000 / "):
+        parse_timing(entry, "m.json")
+    entry["corners"]["tt"]["fmax_mhz"] = 270.0  # above: a port path's budget grew with a shorter period
+    assert parse_timing(entry, "m.json")["corners"]["tt"]["fmax_mhz"] == 270.0
+
+
 def _broken(entry: dict, path: str, value) -> dict:
     """``entry`` with the dotted ``path`` set to ``value`` (deleted when value is ``...``)."""
     entry = json.loads(json.dumps(entry))
@@ -701,7 +714,7 @@ def _broken(entry: dict, path: str, value) -> dict:
         (
             "corners.tt.fmax_mhz",
             250.0,
-            r"signoff.timing.corners.tt.fmax_mhz: 250 disagrees with 1000 / \(period_ns - wns_ns\) = 135.135",
+            r"signoff.timing.corners.tt.fmax_mhz: 250 is above the clock, 200 MHz, of a corner that does not meet it",
         ),
         ("corners.tt.met", True, r"signoff.timing.corners.tt.met: True contradicts wns_ns -2.4 \(met means >= 0\)"),
         (
