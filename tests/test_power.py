@@ -142,6 +142,15 @@ def test_a_dump_begun_at_the_start_rise_counts_the_same(tmp_path):
     assert full["busy"].high_ps["sub/_2_/B"] == 5
 
 
+def test_a_dump_from_the_start_rise_is_icarus_only(tmp_path):
+    from nvmlstm.sim import SimError, run_regression
+
+    with pytest.raises(SimError, match=r"^waves='from-start' is an Icarus VCD option; use icarus$"):
+        run_regression(tmp_path, tmp_path, "verilator", waves="from-start")
+    with pytest.raises(SimError, match=r"^waves must be True, False, 'on-failure' or 'from-start', not 'all'$"):
+        run_regression(tmp_path, tmp_path, "icarus", waves="all")
+
+
 def test_activity_file_and_commands(tmp_path):
     act = read_activity(_vcd(tmp_path))
     n = write_activity_file(act, tmp_path / "a.txt")
