@@ -73,7 +73,7 @@ def _timing_corner(where: str, key: str, c: Mapping[str, Any], period_ns: float)
     if period_ns - n["wns_ns"] <= 0:
         raise SignoffEntryError(f"{where}: {key}.wns_ns: {n['wns_ns']:g} leaves no path delay (period {period_ns:g})")
     # fmax is where the worst slack is zero with the port budgets scaled with the period (gen/sta.py
-    # settled_period), so it is 1000 / (period - wns) only when a register-to-register path is the worst. What
+    # settled_fmax_mhz), so it is 1000 / (period - wns) only when a register-to-register path is the worst. What
     # holds always: a met corner's fmax is at least that first estimate (and so at least the clock), a violated
     # corner's is below the clock.
     first = 1e3 / (period_ns - n["wns_ns"])

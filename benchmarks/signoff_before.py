@@ -8,7 +8,8 @@ today's RTL the same way, for a like-for-like comparison.
     .venv/bin/python benchmarks/signoff_before.py --layers 1 --lanes 4 [--after]
 
 Prints one JSON line: fmax and critical path per corner, cycles per timestep, cells, flip-flops, area, and the
-power (tt, 200 MHz, a random model, seed 0, 3 sequences x 8 timesteps). About 2 minutes for 1 layer at 4 lanes.
+power (tt, 200 MHz, the random-model vectors of signoff_timing.py's `golden_vectors`). About 2 minutes for
+1 layer at 4 lanes.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
         work = Path(tmp)
         if not args.after:
             use_old_hdl(work)
-        from nvmlstm.cli import main as cli_main
+        from signoff_timing import golden_vectors  # after use_old_hdl: it imports nvmlstm.gen
+
         from nvmlstm.gen import generate_rtl
         from nvmlstm.gen.power import parse_power_report
         from nvmlstm.golden.config import default_config
@@ -63,12 +65,9 @@ def main() -> None:
 
         cfg = dataclasses.replace(default_config(), num_layers=args.layers)
         res = generate_rtl(work / "rtl", cfg, lanes=args.lanes, synth=False, pdk="sky130", clock_mhz=200.0)
-        (work / "cfg.json").write_text(cfg.to_json())
-        vec = ["--random-weights", "--seed", "0", "--sequences", "3", "--steps", "8", "--out", str(work / "vec")]
-        if cli_main(["golden", "--config", str(work / "cfg.json"), *vec]):
-            raise SystemExit("the golden vectors could not be written")
+        vec = golden_vectors(cfg, work)
         try:  # the simulation and the activity file; OpenSTA's report crashes on the "before" netlists
-            measure_power(work / "rtl", work / "vec", clock_mhz=200.0, work_dir=work / "power", log=lambda m: None)
+            measure_power(work / "rtl", vec, clock_mhz=200.0, work_dir=work / "power", log=lambda m: None)
         except Exception as exc:  # noqa: BLE001  (reported, then the global-default run below)
             print(f"nvmlstm power: {exc}", file=sys.stderr)
         lines = (work / "power" / "power_tt.tcl").read_text().splitlines()

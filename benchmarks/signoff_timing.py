@@ -41,6 +41,14 @@ POINTS = {
 VECTORS = ("--random-weights", "--seed", "0", "--sequences", "3", "--steps", "8")
 
 
+def golden_vectors(cfg, work: Path) -> Path:
+    """Write the power run's vectors (`VECTORS`) for ``cfg`` into ``work/vec`` (via ``work/cfg.json``)."""
+    (work / "cfg.json").write_text(cfg.to_json())
+    if cli_main(["golden", "--config", str(work / "cfg.json"), *VECTORS, "--out", str(work / "vec")]):
+        raise SystemExit(f"{work}: the golden vectors could not be written")
+    return work / "vec"
+
+
 def measure(name: str, clock_mhz: float, power: bool) -> dict:
     """Generate the point with OpenSTA and return its timing, cells and area (and its power)."""
     changes, lanes = POINTS[name]
@@ -51,11 +59,9 @@ def measure(name: str, clock_mhz: float, power: bool) -> dict:
         seconds = time.monotonic() - t0
         pw = None
         if power:
-            (Path(tmp) / "cfg.json").write_text(cfg.to_json())
-            if cli_main(["golden", "--config", str(Path(tmp) / "cfg.json"), *VECTORS, "--out", str(Path(tmp) / "vec")]):
-                raise SystemExit(f"{name}: the golden vectors could not be written")
+            vec = golden_vectors(cfg, Path(tmp))
             t1 = time.monotonic()
-            pw = measure_power(Path(tmp) / "rtl", Path(tmp) / "vec", corner="tt", clock_mhz=clock_mhz)
+            pw = measure_power(Path(tmp) / "rtl", vec, corner="tt", clock_mhz=clock_mhz)
             pw["seconds"] = round(time.monotonic() - t1, 1)
     so = res.manifest["signoff"]
     timing = so["timing"]

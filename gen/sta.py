@@ -451,49 +451,43 @@ def check_cell_arcs(cells: Mapping[str, tuple[int, int]], nolib: list[str]) -> N
 
 def fmax_mhz(period_ns: float, wns_ns: float) -> float:
     """The clock at which the worst path just meets setup if its delay does not depend on the period:
-    ``1000 / (period - worst slack)``. Exact for register-to-register paths; `settled_period` iterates it for
+    ``1000 / (period - worst slack)``. Exact for register-to-register paths; `settled_fmax_mhz` iterates it for
     the port paths, whose budget is a fraction of the period."""
     return 1000.0 / (period_ns - wns_ns)
 
 
-#: `settled_period`: stop when the worst slack is within this of zero (the reports' 3 decimals), or after
+#: `settled_fmax_mhz`: stop when the worst slack is within this of zero (the reports' 3 decimals), or after
 #: `FMAX_ITERATIONS` analyses (a port path's error shrinks by its budget fraction, 0.2 or 0.4, per step).
 FMAX_TOLERANCE_NS = 0.002
 FMAX_ITERATIONS = 8
 
 
-def settled_period(
+def settled_fmax_mhz(
     rtl_dir, manifest: Mapping, corner: str, period_ns: float, wns_ns: float, *, sta: Tool | None = None
-) -> tuple[float, int]:
-    """The shortest clock period at which ``corner`` meets setup, with the port budgets (`sdc_text`) scaled with
-    it, and the number of extra analyses it took.
+) -> float:
+    """The clock at which ``corner``'s worst setup slack is zero, with the port budgets (`sdc_text`) scaled with
+    the period; ``wns_ns`` is the worst slack already analysed at ``period_ns``.
 
-    ``1000 / (period - wns)`` alone is right when the worst path runs from register to register; a path from an
-    input port has ``IO_DELAY_FRACTION`` of the period before it starts, so at a shorter period it has more
-    time and a different path may become the worst. So the analysis is repeated at ``period - wns`` (the SDC
-    rewritten for it in a temporary directory; ``rtl_dir`` is not touched) until the worst slack is within
-    `FMAX_TOLERANCE_NS` of zero; the result is the last ``period - wns``.
+    `fmax_mhz` alone is right when the worst path runs from register to register; a path from an input port
+    has ``IO_DELAY_FRACTION`` of the period before it starts, so at a shorter period it has more time and a
+    different path may become the worst. So the analysis is repeated at ``period - wns`` (the SDC rewritten for
+    it in a temporary directory; ``rtl_dir`` is not touched) until the worst slack is within
+    `FMAX_TOLERANCE_NS` of zero (or `FMAX_ITERATIONS` analyses); the result is `fmax_mhz` of the last one.
     """
     ports = manifest.get("ports")
     if not isinstance(ports, list):
         raise StaError("the manifest has no port list to write the constraints of another clock period from")
-    period = period_ns - wns_ns
-    runs = 0
+    period, wns, runs = period_ns, wns_ns, 0
     with tempfile.TemporaryDirectory(prefix="nvmlstm-fmax-") as work:
         sdc = Path(work) / "fmax.sdc"
         setup = sta_setup_commands(manifest, corner)[:-1]  # all but read_sdc
-        while runs < FMAX_ITERATIONS:
-            sdc.write_text(sdc_text(ports, period))
-            out = run_sta_script(rtl_dir, [*setup, f"read_sdc {{{sdc}}}", "report_worst_slack -digits 4"], sta=sta)
-            m = re.search(r"^worst slack (-?[\d.]+)", out, re.MULTILINE)
-            if not m:
-                raise StaError(f"OpenSTA reported no worst slack at a {period:.4f} ns clock")
-            runs += 1
-            wns = float(m.group(1))
+        while abs(wns) > FMAX_TOLERANCE_NS and runs < FMAX_ITERATIONS:
             period -= wns
-            if abs(wns) <= FMAX_TOLERANCE_NS:
-                break
-    return period, runs
+            sdc.write_text(sdc_text(ports, period))
+            summary = ["report_worst_slack -digits 4", "report_tns -digits 4"]
+            wns, _ = parse_summary(run_sta_script(rtl_dir, [*setup, f"read_sdc {{{sdc}}}", *summary], sta=sta))
+            runs += 1
+    return fmax_mhz(period, wns)
 
 
 def analyse_corner(
@@ -521,7 +515,7 @@ def analyse_corner(
         "tns_ns": tns,
         "whs_ns": hold["slack_ns"],
         "met": wns >= 0 and hold["slack_ns"] >= 0,
-        "fmax_mhz": round(1000.0 / settled_period(rtl_dir, manifest, corner, period_ns, wns, sta=sta)[0], 2),
+        "fmax_mhz": round(settled_fmax_mhz(rtl_dir, manifest, corner, period_ns, wns, sta=sta), 2),
         "critical_path": {k: setup[k] for k in ("start", "end", "cells", "delay_ns")},
         "report": f"timing_{corner}.rpt",
         "sdf": sdf,
@@ -540,7 +534,7 @@ def analyse_corner(
             "## Summary",
             sec["summary"].strip("\n"),
             f"fmax {entry['fmax_mhz']:.2f} MHz (the clock at which the worst slack is zero, port budgets scaled with"
-            " the period: gen/sta.py settled_period)",
+            " the period: gen/sta.py settled_fmax_mhz)",
             "",
         ]
     )

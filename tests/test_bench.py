@@ -680,7 +680,7 @@ def test_the_clock_comes_from_the_timing_analysis():
 
 
 def test_a_met_corner_below_its_first_fmax_estimate_is_refused():
-    """A met corner's fmax is at least 1000 / (period - wns) (gen/sta.py settled_period), never below."""
+    """A met corner's fmax is at least 1000 / (period - wns) (gen/sta.py settled_fmax_mhz), never below."""
     from nvmlstm.bench.signoff import SignoffEntryError, parse_timing
 
     entry = timing_entry(wns_tt=1.0, wns_ss=-1.0)

@@ -311,7 +311,7 @@ def test_same_netlist_meets_a_slow_clock(fast_design, tmp_path, sta_tool):
     assert entry["met"] and entry["wns_ns"] > 0
     fast = man["signoff"]["timing"]["corners"]["tt"]
     # the same fmax, whatever the clock analysed first: at 100 ns a port path is the worst (its 20 ns budget),
-    # the iteration (gen.sta.settled_period) finds the period at which the worst slack is zero
+    # the iteration (gen.sta.settled_fmax_mhz) finds the period at which the worst slack is zero
     assert entry["fmax_mhz"] == pytest.approx(fast["fmax_mhz"], rel=0.01)
     assert entry["fmax_mhz"] > 1000 / (100.0 - entry["wns_ns"]) * 2
 
